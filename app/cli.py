@@ -1,0 +1,104 @@
+"""`netjail` command line: every TUI action, non-interactively, with `--json` for scripts.
+
+Each sub-command lives in its own module (`cli_ps`, `cli_doctor`, `cli_jails` ...) exposing
+`register(subparsers)`; this module only builds the parser and turns engine errors into the
+documented exit codes with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from netjail.backends.version import __version__
+from netjail.backends.errors import EXIT_BAD_INPUT, EXIT_FAILED, NetjailError
+from netjail.backends.model import to_jsonable
+
+EXIT_CODES_HELP = """exit codes:
+  0  ok
+  1  operation failed
+  2  bad input (unknown or protected PID, malformed CIDR/port ...)
+  3  insufficient privilege (needs root)
+  4  unsupported environment (missing kernel feature or tool)
+"""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with our bad-input code and a one-line message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"netjail: {message}\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def print_json(data: Any) -> None:
+    json.dump(to_jsonable(data), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from netjail.app import cli_doctor, cli_ps  # noqa: PLC0415 - keep `--help` import-light
+
+    parser = _Parser(
+        prog="netjail",
+        description="Cut a Linux process off the network and watch what it tries to do.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"netjail {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in (cli_ps, cli_doctor):
+        module.register(sub)
+    _register_optional(sub)
+    return parser
+
+
+def _register_optional(sub: Any) -> None:
+    """Commands whose modules land in later steps register themselves when present."""
+    import importlib  # noqa: PLC0415
+
+    for name in ("cli_jails", "cli_run"):
+        try:
+            module = importlib.import_module(f"netjail.app.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"netjail.app.{name}":
+                raise
+            continue
+        module.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except NetjailError as exc:
+        sys.stderr.write(f"netjail: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `netjail ps | head`: the reader left; nothing to report.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        if os.environ.get("NETJAIL_DEBUG"):
+            raise
+        sys.stderr.write(f"netjail: internal error: {type(exc).__name__}: {exc} (NETJAIL_DEBUG=1 for details)\n")
+        return EXIT_FAILED
+
+
+def entry() -> None:
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,10 @@
+"""`netjail doctor`: placeholder until the inventory lands."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("doctor", help="check this machine")
+    p.set_defaults(func=lambda a: 0)

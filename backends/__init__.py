@@ -1,0 +1,1 @@
+"""The engine: inventory, firewall, jail strategies, state. Never imports textual."""

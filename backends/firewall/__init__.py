@@ -1,0 +1,1 @@
+"""Firewall layer: netjail-owned chains behind one interface."""

@@ -1,0 +1,181 @@
+"""Shared fixtures: real helper processes with known sockets, test hosts (netns + veth),
+unique names and a private state directory per test.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+PEERS = TESTS / "peers.py"
+_names = itertools.count(1)
+
+
+def in_private_netns() -> bool:
+    """True when this process is not in PID 1's network namespace (make test's unshare -n)."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino
+    except PermissionError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "state"
+    monkeypatch.setenv("NETJAIL_STATE_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def uniq() -> Callable[[str], str]:
+    """Short unique names (jails, netns, chains must stay under 28 characters)."""
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}{os.getpid() % 10000}x{next(_names)}"
+
+    return make
+
+
+@dataclass
+class Peer:
+    """A helper process from tests/peers.py; its stdout is read continuously."""
+
+    proc: subprocess.Popen[str]
+    info: dict[str, object] = field(default_factory=dict)
+    latest: dict[str, object] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def pid(self) -> int:
+        return int(self.info.get("pid", self.proc.pid))  # type: ignore[arg-type]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            self.lines.append(line)
+            if line.startswith("READY "):
+                self.info = json.loads(line[6:])
+                self._ready.set()
+            elif line.startswith("COUNT "):
+                self.latest = json.loads(line[6:])
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        if not self._ready.wait(timeout) or not self.info:
+            err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
+            raise AssertionError(f"peer not ready: {self.proc.args} {err}")
+
+    def value(self, key: str) -> int:
+        return int(self.latest.get(key, 0))  # type: ignore[call-overload]
+
+    def wait_for(self, pred: Callable[[dict[str, object]], bool], timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred(self.latest):
+                return True
+            time.sleep(0.05)
+        return pred(self.latest)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def spawn_peer() -> Iterator[Callable[..., Peer]]:
+    """spawn_peer(mode, *args, netns=None, user=None, interval=0.05) -> ready Peer."""
+    peers: list[Peer] = []
+
+    def spawn(mode: str, *args: object, netns: str | None = None, user: str | None = None,
+              interval: float = 0.05) -> Peer:
+        cmd = [sys.executable, str(PEERS), mode, *map(str, args), "--interval", str(interval)]
+        if user:
+            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        if netns:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        peer = Peer(proc)
+        threading.Thread(target=peer._read, daemon=True).start()
+        peers.append(peer)
+        peer.wait_ready()
+        return peer
+
+    yield spawn
+    for p in peers:
+        p.kill()
+
+
+@dataclass(frozen=True)
+class Host:
+    """A test host: its own netns, reached over a veth pair from the test's netns."""
+
+    netns: str
+    addr4: str  # the host's address
+    addr6: str
+    gw4: str  # our side of the veth
+    gw6: str
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def make_host(uniq: Callable[[str], str]) -> Iterator[Callable[[], Host]]:
+    """make_host() -> Host on 10.199.N.2/24 and fd00:199:N::2/64; removed afterwards."""
+    created: list[tuple[str, str]] = []
+    index = itertools.count(1)
+
+    def make() -> Host:
+        n = next(index)
+        name, veth = uniq("njt"), f"njv{os.getpid() % 10000}x{n}"
+        _ip("netns", "add", name)
+        created.append((name, veth))
+        _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+        _ip("addr", "add", f"10.199.{n}.1/24", "dev", veth)
+        _ip("-6", "addr", "add", f"fd00:199:{n}::1/64", "dev", veth, "nodad")
+        _ip("link", "set", veth, "up")
+        for args in (
+            ("addr", "add", f"10.199.{n}.2/24", "dev", "eth0"),
+            ("-6", "addr", "add", f"fd00:199:{n}::2/64", "dev", "eth0", "nodad"),
+            ("link", "set", "eth0", "up"),
+            ("link", "set", "lo", "up"),
+            ("route", "add", "default", "via", f"10.199.{n}.1"),
+            ("-6", "route", "add", "default", "via", f"fd00:199:{n}::1"),
+        ):
+            _ip("-n", name, *args)
+        return Host(name, f"10.199.{n}.2", f"fd00:199:{n}::2", f"10.199.{n}.1", f"fd00:199:{n}::1")
+
+    yield make
+    for name, veth in created:
+        subprocess.run(["ip", "link", "del", veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def run_cli(*args: str, user: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real `netjail` CLI in a child process."""
+    cmd = [sys.executable, "-m", "netjail.app.cli", *args]
+    if user:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_cli

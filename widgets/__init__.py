@@ -1,0 +1,1 @@
+"""Reusable widgets: they render snapshots and post intent messages."""

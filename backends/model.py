@@ -182,3 +182,18 @@ class Check:
     name: str
     status: str  # "ok" | "warn" | "fail"
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    hostname: str
+    kernel: str
+    privileged: bool  # root: blocking possible; otherwise read-only
+    firewall: str  # backend name, e.g. "iptables-legacy (python-iptables)"
+    cgroup2: str  # mount point, "" when missing
+
+
+@dataclass(frozen=True, slots=True)
+class ResetResult:
+    removed_jails: tuple[str, ...]
+    released: tuple[Member, ...]

@@ -1,0 +1,101 @@
+"""The firewall interface: what the engine asks of any backend (python-iptables now, nftables later).
+
+Shape of what a backend builds, per address family, in the filter table:
+
+    OUTPUT  -> (rule 1) -j NETJAIL-OUT      INPUT -> (rule 1) -j NETJAIL-IN
+    FORWARD -> (rule 1) -j NETJAIL-FWD      (only once a jail has forward selectors)
+
+    NETJAIL-OUT:  <selector of jail A> -j NJ-O-A     (one jump per selector: cgroup path,
+                  <selector of jail A> -j NJ-O-A      5-tuple of an existing socket, owner ...)
+                  <selector of jail B> -j NJ-O-B
+    NJ-O-A:       <allow entry> -j RETURN            (allowed: counted, then the packet goes on
+                  <allow entry> -j RETURN             through the rest of the user's OUTPUT rules)
+                  -j DROP                            (dropped: counted)
+
+Selectors decide *who* is jailed, the jail chain decides *what* they may still reach. Allowed
+traffic RETURNs instead of ACCEPTing so netjail only ever narrows what the machine's own rules
+allow. Everything else in the tables (Docker, ufw, user rules) is never touched.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from netjail.backends.model import JailCounters
+
+DISPATCH = {"out": "NETJAIL-OUT", "in": "NETJAIL-IN", "fwd": "NETJAIL-FWD"}
+BUILTIN = {"out": "OUTPUT", "in": "INPUT", "fwd": "FORWARD"}
+JAIL_CHAIN_PREFIX = {"out": "NJ-O-", "in": "NJ-I-", "fwd": "NJ-F-"}
+MAX_JAIL_NAME = 23  # chain names are at most 28 characters: "NJ-O-" + 23
+
+
+def jail_chain(direction: str, jail: str) -> str:
+    return JAIL_CHAIN_PREFIX[direction] + jail
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One packet match, for a selector (who) or an allow entry (what). Unset fields match all."""
+
+    family: str  # "inet" | "inet6": the table it goes into
+    proto: str | None = None  # "tcp" | "udp"
+    src: str | None = None  # CIDR
+    dst: str | None = None
+    sport: int | None = None
+    dport: int | None = None
+    cgroup: str | None = None  # cgroup2 path relative to the mount, e.g. "/netjail/web"
+    uid_owner: int | None = None
+    gid_owner: int | None = None
+    in_iface: str | None = None
+    out_iface: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JailRules:
+    """Everything one jail needs in the kernel; `Firewall.sync_jail` makes it so, exactly."""
+
+    name: str
+    out_selectors: tuple[Match, ...] = ()
+    in_selectors: tuple[Match, ...] = ()
+    fwd_selectors: tuple[Match, ...] = ()
+    out_allow: tuple[Match, ...] = ()  # RETURN rules in NJ-O-<name>, before its DROP
+    in_allow: tuple[Match, ...] = ()
+    fwd_allow: tuple[Match, ...] = ()
+
+
+class Firewall(abc.ABC):
+    """A backend owning netjail's chains. Every method is idempotent and commits atomically per
+    table, under the xtables lock, retrying when another writer committed in between."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def sync_jail(self, rules: JailRules) -> None:
+        """Create or update one jail (both families). Rules already present and unchanged keep
+        their counters; jump rules at the top of the built-in chains are ensured."""
+
+    @abc.abstractmethod
+    def sync_jails(self, rules: Iterable[JailRules]) -> None:
+        """Like sync_jail for several jails in one commit per table."""
+
+    @abc.abstractmethod
+    def remove_jail(self, name: str) -> None:
+        """Remove a jail's chains and every jump to them (no error when absent)."""
+
+    @abc.abstractmethod
+    def read_jail(self, name: str) -> JailRules | None:
+        """Read back what the kernel holds for one jail (None when its chains are absent)."""
+
+    @abc.abstractmethod
+    def jail_names(self) -> set[str]:
+        """Jails that have chains in the kernel (either family)."""
+
+    @abc.abstractmethod
+    def counters(self) -> Mapping[str, JailCounters]:
+        """Counters of every jail, read in one pass per family (never a walk per jail)."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Remove every netjail chain and jump rule; nothing else is touched."""

@@ -1,0 +1,107 @@
+"""Process identity and the safety rules applied before netjail touches a process.
+
+A PID is not an identity: members are (pid, start time) and are re-checked immediately before
+every action, so a PID the kernel reused for another program is never jailed by mistake.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from netjail.backends.errors import NoSuchProcess, ProtectedProcess
+
+PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
+
+
+@dataclass(frozen=True, slots=True)
+class ProcStat:
+    pid: int
+    name: str
+    state: str
+    ppid: int
+    flags: int
+    start_time: int
+
+    @property
+    def kernel_thread(self) -> bool:
+        return bool(self.flags & PF_KTHREAD) or self.pid == 2 or self.ppid == 2
+
+
+def parse_stat(text: str) -> ProcStat:
+    """Parse /proc/PID/stat; the name sits in parentheses and may itself hold ') '."""
+    head, _, tail = text.rpartition(")")
+    pid_text, _, name = head.partition(" (")
+    fields = tail.split()
+    # fields[0] is field 3 (state); field N of proc(5) is fields[N - 3]
+    return ProcStat(int(pid_text), name, fields[0], int(fields[1]), int(fields[6]), int(fields[19]))
+
+
+def read_stat(pid: int, proc_root: str = "/proc") -> ProcStat | None:
+    try:
+        return parse_stat(Path(f"{proc_root}/{pid}/stat").read_text())
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return None
+
+
+def current(pid: int, start_time: int | None = None) -> ProcStat:
+    """The live process behind pid, refusing a vanished PID or one that now names another process."""
+    if pid <= 0:
+        raise NoSuchProcess(f"no such process: {pid}")
+    stat = read_stat(pid)
+    if stat is None:
+        raise NoSuchProcess(f"no such process: {pid}")
+    if start_time is not None and stat.start_time != start_time:
+        raise NoSuchProcess(
+            f"PID {pid} now belongs to another process ({stat.name}, started later): refusing"
+        )
+    return stat
+
+
+def ancestors(pid: int | None = None) -> list[int]:
+    """pid (default: ourselves) and every ancestor up to PID 1."""
+    chain: list[int] = []
+    cur: int | None = os.getpid() if pid is None else pid
+    while cur and cur not in chain:
+        chain.append(cur)
+        stat = read_stat(cur)
+        cur = stat.ppid if stat else None
+    return chain
+
+
+def refuse_protected(stat: ProcStat, protected: set[int] | None = None) -> None:
+    """PID 1, kernel threads, netjail itself and its ancestors are off limits (unless --force)."""
+    own = set(ancestors()) if protected is None else protected
+    if stat.pid == 1:
+        raise ProtectedProcess(f"refusing to block PID 1 ({stat.name}): use --force if you mean it")
+    if stat.kernel_thread:
+        raise ProtectedProcess(f"refusing to block kernel thread {stat.pid} ({stat.name}): it has no sockets")
+    if stat.pid == os.getpid():
+        raise ProtectedProcess(f"refusing to block netjail itself (PID {stat.pid})")
+    if stat.pid in own:
+        raise ProtectedProcess(
+            f"refusing to block PID {stat.pid} ({stat.name}): it is an ancestor of netjail "
+            "(your shell or session); use --force if you mean it"
+        )
+
+
+def children_map(proc_root: str = "/proc") -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir(proc_root):
+        if entry.name.isdigit() and (stat := read_stat(int(entry.name), proc_root)):
+            kids.setdefault(stat.ppid, []).append(stat.pid)
+    return kids
+
+
+def descendants(pid: int, proc_root: str = "/proc") -> list[int]:
+    """Every current descendant of pid (not pid itself), parents before children."""
+    kids = children_map(proc_root)
+    out: list[int] = []
+    todo = list(kids.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        if child not in out:
+            out.append(child)
+            todo.extend(kids.get(child, []))
+    return out

@@ -1,0 +1,127 @@
+"""The jail registry: a JSON file under /run/netjail (NETJAIL_STATE_DIR overrides), written
+atomically (temp file + fsync + rename) and guarded by a lock file so that two netjail commands,
+the watcher and the TUI never interleave their read-modify-write.
+
+The kernel is the source of truth for *what is jailed*; the registry remembers what the kernel
+cannot tell us (original cgroups, allow-lists as typed, which step a block reached).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netjail.backends.errors import InsufficientPrivilege, OperationFailed
+
+SCHEMA = 1
+PENDING = "pending"  # a block in progress: rolled back by the next command if never finished
+ACTIVE = "active"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("NETJAIL_STATE_DIR", "/run/netjail"))
+
+
+@dataclass(slots=True)
+class MemberState:
+    pid: int
+    start_time: int
+    name: str = ""
+    original_cgroup: str = "/"
+
+
+@dataclass(slots=True)
+class JailState:
+    name: str
+    strategy: str = "cgroup"
+    status: str = ACTIVE
+    allow: list[str] = field(default_factory=list)
+    allow_loopback: bool = False
+    cgroup: str = ""  # path relative to the cgroup2 mount, e.g. "/netjail/web"
+    cgroup_inode: int = 0  # a recreated cgroup has a new inode: its rule must be reloaded
+    members: list[MemberState] = field(default_factory=list)
+    created_at: float = 0.0
+    rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> JailState:
+        members = [MemberState(**m) for m in raw.pop("members", [])]
+        return cls(members=members, **raw)
+
+
+@dataclass(slots=True)
+class Registry:
+    jails: dict[str, JailState] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # drift found while loading
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"schema": SCHEMA, "jails": [asdict(j) for j in self.jails.values()]}, indent=1
+        )
+
+
+class Store:
+    """Load/save of the registry file, under an exclusive lock held for a whole command."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = directory or state_dir()
+        self.path = self.dir / "state.json"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError as exc:
+            raise InsufficientPrivilege(f"cannot use state directory {self.dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self) -> Registry:
+        """The registry; a missing file is empty, a corrupt one is reported and set aside."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return Registry()
+        except PermissionError as exc:
+            raise InsufficientPrivilege(f"cannot read {self.path}: {exc.strerror}") from None
+        try:
+            raw = json.loads(text)
+            if raw.get("schema") != SCHEMA:
+                raise ValueError(f"unknown schema {raw.get('schema')!r}")
+            jails = [JailState.from_dict(dict(j)) for j in raw["jails"]]
+            return Registry({j.name: j for j in jails})
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            aside = self.path.with_suffix(".corrupt")
+            with contextlib.suppress(OSError):
+                os.replace(self.path, aside)
+            return Registry(problems=[f"state file was corrupt ({exc}); rebuilt from the kernel"])
+
+    def save(self, registry: Registry) -> None:
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
+            with os.fdopen(fd, "w") as f:
+                f.write(registry.to_json())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except PermissionError as exc:
+            raise InsufficientPrivilege(f"cannot write {self.path}: {exc.strerror}") from None
+        except OSError as exc:
+            raise OperationFailed(f"cannot write {self.path}: {exc.strerror}") from None
+
+    def remove(self) -> None:
+        for name in ("state.json", "state.corrupt", "watcher.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from netjail.backends.errors import BadInput
+from netjail.backends.model import AllowEntry
+from netjail.backends.policy import parse_allow, parse_allow_list, validate_jail_name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10.0.0.0/8", AllowEntry("10.0.0.0/8")),
+        ("10.1.2.3", AllowEntry("10.1.2.3/32")),
+        ("10.1.2.3/24", AllowEntry("10.1.2.0/24")),
+        ("10.1.2.3:443", AllowEntry("10.1.2.3/32", 443)),
+        ("192.168.1.0/24:53", AllowEntry("192.168.1.0/24", 53)),
+        ("fd00::/64", AllowEntry("fd00::/64")),
+        ("FD00::1", AllowEntry("fd00::1/128")),
+        ("[fd00::1]:443", AllowEntry("fd00::1/128", 443)),
+        ("[fd00::/64]:53", AllowEntry("fd00::/64", 53)),
+        ("[::1]", AllowEntry("::1/128")),
+    ],
+)
+def test_parse_allow_accepts(text: str, expected: AllowEntry) -> None:
+    assert parse_allow(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "10.0.0.300", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:http", "host.example",
+     "fd00::1:443x", "[fd00::1]:", "[fd00::1]:99999", "[nope]:1", "10.0.0.1:1:2", "::1/129"],
+)
+def test_parse_allow_rejects_and_names_the_entry(text: str) -> None:
+    with pytest.raises(BadInput) as info:
+        parse_allow(text)
+    assert "\n" not in str(info.value)
+    if text:
+        assert repr(text) in str(info.value)
+
+
+def test_allow_entry_renders_back() -> None:
+    assert str(parse_allow("[fd00::1]:443")) == "[fd00::1/128]:443"
+    assert str(parse_allow("10.0.0.0/8:53")) == "10.0.0.0/8:53"
+    assert parse_allow("fd00::/64").family == "inet6"
+
+
+def test_allow_list_splits_and_dedupes() -> None:
+    assert parse_allow_list(["10.0.0.1, 10.0.0.1/32 fd00::/64", "127.0.0.0/8"]) == (
+        AllowEntry("10.0.0.1/32"), AllowEntry("fd00::/64"), AllowEntry("127.0.0.0/8"))
+
+
+@pytest.mark.parametrize("name", ["web", "a", "curl-1.2_x", "x" * 23])
+def test_jail_names_ok(name: str) -> None:
+    assert validate_jail_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 24, "a/b", "ä"])
+def test_jail_names_bad(name: str) -> None:
+    with pytest.raises(BadInput):
+        validate_jail_name(name)

@@ -1,0 +1,467 @@
+"""Processes and their inet sockets, in one system-wide pass over /proc, incremental across calls.
+
+Costs (DESIGN.md, kernel fact 7) decide the shape:
+
+* Socket tables are read once per distinct network namespace, through /proc/<pid>/net/* of one
+  process in that namespace (the file shows that process's netns: no setns needed). Never
+  per-process psutil `net_connections()`.
+* Who holds a socket comes from /proc/<pid>/fd readlinks ("socket:[INODE]"), the expensive part.
+  Since Linux 6.2, stat() of /proc/<pid>/fd reports the number of open fds, even for processes
+  whose fds we may not list. A process is rescanned only when it is new or that number moved;
+  a socket inode nobody known holds sends us looking through the other processes (socket owners
+  first) until it is found. Inodes a full search did not find (held by processes we may not
+  read) are remembered so they do not trigger a search on every refresh.
+* Per-process data that only exec can change (cmdline, exe, uid, user ...) is cached by
+  (pid, start time) and re-read when comm changes (an exec under the same PID). The cgroup is
+  re-read every time: a jail moves processes between cgroups.
+
+One gap is accepted for speed: a process that closes a shared socket and opens a non-socket fd
+between two refreshes keeps that socket listed until its fd count moves again.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from netjail.backends.errors import OperationFailed
+from netjail.backends.model import Process, Snapshot, Socket
+from netjail.backends.procfs import (
+    LineKey,
+    StatFields,
+    display_name,
+    iter_net_table,
+    ns_inode,
+    parse_cgroup_v2,
+    parse_cmdline,
+    parse_stat,
+    parse_status_ids,
+    process_state,
+    table_kind,
+)
+
+Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
+_GONE = (FileNotFoundError, ProcessLookupError)
+_TABLES = ("tcp", "tcp6", "udp", "udp6")
+_O_READ = os.O_RDONLY | os.O_CLOEXEC
+
+
+class _Gone(Exception):
+    """The process exited while we were reading it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Static:
+    """What only exec changes, cached per (pid, start time)."""
+
+    comm: str
+    name: str
+    exe: str
+    cmdline: tuple[str, ...]
+    uid: int | None
+    gid: int | None
+    user: str
+    exe_denied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Fds:
+    count: int  # st_size of /proc/PID/fd when scanned (-1: the kernel does not report it)
+    inodes: tuple[int, ...] | None  # socket inodes held, ascending; None: listing denied
+
+
+@dataclass(slots=True)
+class _Live:
+    """One process seen during this refresh."""
+
+    pid: int
+    key: Key
+    stat: StatFields
+    static: _Static
+    netns: int | None
+    netns_denied: bool
+    fd_count: int | None  # None: no fd directory (kernel thread, zombie)
+
+
+def _read(path: str) -> bytes:
+    """Whole file; /proc files are read with os-level calls because per-file cost matters."""
+    fd = os.open(path, _O_READ)
+    try:
+        chunk = os.read(fd, 65536)
+        if len(chunk) < 65536:
+            return chunk
+        parts = [chunk]
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+class Inventory:
+    """Snapshots of processes and their inet sockets; keep one instance to refresh cheaply."""
+
+    def __init__(self, proc_root: str | os.PathLike[str] = "/proc") -> None:
+        self._root = os.fspath(proc_root).rstrip("/") or "/"
+        self._static: dict[Key, _Static] = {}
+        self._fds: dict[Key, _Fds] = {}
+        self._unowned: set[int] = set()
+        self._sockets: dict[LineKey, Socket] = {}
+        self._addrs: dict[str, str] = {}
+        self._users: dict[int, str] = {}
+        self._fd_counts = self._kernel_counts_fds()
+
+    # ---- public API ----------------------------------------------------------------------
+
+    def snapshot(self, all_processes: bool = True) -> Snapshot:
+        """Every process (or only those holding inet sockets) with its sockets, right now."""
+        taken_at = time.time()
+        denied: dict[str, int] = {}
+        live = self._scan_processes(denied)
+        table, table_netns = self._read_tables(live, denied)
+        fds = self._resolve_owners(live, table, table_netns)
+
+        processes: list[Process] = []
+        fds_denied = 0
+        for p in live:
+            f = fds.get(p.key)
+            sockets: tuple[Socket, ...] = ()
+            if f is not None:
+                if f.inodes is None:
+                    fds_denied += 1
+                elif f.inodes:
+                    sockets = tuple(s for i in f.inodes if (s := table.get(i)) is not None)
+            if not sockets and not all_processes:
+                continue
+            try:
+                cgroup = parse_cgroup_v2(_read(f"{self._root}/{p.pid}/cgroup").decode())
+            except _GONE:
+                continue
+            except PermissionError:
+                cgroup = ""
+                _count(denied, "cgroup")
+            processes.append(self._process(p, cgroup, sockets))
+
+        for p in live:
+            if p.static.exe_denied:
+                _count(denied, "exe")
+            if p.netns_denied:
+                _count(denied, "netns")
+        if fds_denied:
+            denied["fds"] = fds_denied
+            hidden = len(self._unowned)
+            if hidden:
+                denied["owners"] = hidden
+        return Snapshot(
+            processes=tuple(processes),
+            taken_at=taken_at,
+            own_netns=self._own_netns(),
+            denied=_denied_lines(denied),
+        )
+
+    def lookup(self, pid: int) -> Process | None:
+        """One process read fresh (nothing cached), with its sockets; None if it does not exist."""
+        if pid <= 0:
+            return None
+        base = f"{self._root}/{pid}"
+        try:
+            stat = parse_stat(_read(f"{base}/stat").decode())
+            static = self._read_static(base, stat)
+            netns, _ = self._read_netns(base)
+            cgroup = parse_cgroup_v2(_read(f"{base}/cgroup").decode())
+            inodes = None if stat.kernel_thread else self._scan_fds(base)
+            sockets: tuple[Socket, ...] = ()
+            if inodes:
+                table = {s.inode: s for s in self._read_netns_tables(base)}
+                sockets = tuple(s for i in inodes if (s := table.get(i)) is not None)
+        except (_Gone, *_GONE):
+            return None
+        except PermissionError:
+            return None  # hidepid: the process is not ours to see
+        live = _Live(pid, (pid, stat.start_time), stat, static, netns, False, None)
+        return self._process(live, cgroup, sockets)
+
+    # ---- processes ---------------------------------------------------------------------
+
+    def _scan_processes(self, denied: dict[str, int]) -> list[_Live]:
+        root = self._root
+        try:
+            names = os.listdir(root)
+        except OSError as exc:
+            raise OperationFailed(f"cannot list {root}: {exc.strerror}") from exc
+        live: list[_Live] = []
+        statics: dict[Key, _Static] = {}
+        for name in names:
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            base = f"{root}/{name}"
+            try:
+                stat = parse_stat(_read(f"{base}/stat").decode())
+                key = (pid, stat.start_time)
+                static = self._static.get(key)
+                if static is None or static.comm != stat.comm:
+                    static = self._read_static(base, stat)
+                if stat.kernel_thread:
+                    netns, netns_denied, fd_count = None, False, None
+                else:
+                    netns, netns_denied = self._read_netns(base)
+                    fd_count = None if stat.state == "Z" else self._fd_count(base)
+            except (_Gone, *_GONE):
+                continue
+            except PermissionError:
+                _count(denied, "status")  # hidepid-style restriction on the whole process
+                continue
+            statics[key] = static
+            live.append(_Live(pid, key, stat, static, netns, netns_denied, fd_count))
+        self._static = statics
+        return live
+
+    def _read_static(self, base: str, stat: StatFields) -> _Static:
+        if stat.kernel_thread:
+            return _Static(stat.comm, stat.comm, "", (), 0, 0, "root", False)
+        try:
+            cmdline = parse_cmdline(_read(f"{base}/cmdline"))
+            uid, gid = parse_status_ids(_read(f"{base}/status").decode())
+        except _GONE as exc:
+            raise _Gone from exc
+        exe, exe_denied = "", False
+        try:
+            exe = os.readlink(f"{base}/exe")
+        except PermissionError:
+            exe_denied = True
+        except FileNotFoundError:
+            pass  # zombie, or exited (noticed by the next read)
+        return _Static(
+            comm=stat.comm,
+            name=display_name(stat.comm, cmdline),
+            exe=exe,
+            cmdline=cmdline,
+            uid=uid,
+            gid=gid,
+            user=self._user(uid),
+            exe_denied=exe_denied,
+        )
+
+    @staticmethod
+    def _read_netns(base: str) -> tuple[int | None, bool]:
+        try:
+            return ns_inode(os.readlink(f"{base}/ns/net")), False
+        except PermissionError:
+            return None, True
+        except FileNotFoundError:
+            return None, False  # zombie: no namespaces any more
+
+    def _kernel_counts_fds(self) -> bool:
+        try:
+            return os.stat(f"{self._root}/self/fd").st_size > 0
+        except OSError:
+            return False
+
+    def _fd_count(self, base: str) -> int:
+        """Open fds of a process (-1 on kernels older than 6.2, which report 0 here)."""
+        return os.stat(f"{base}/fd").st_size if self._fd_counts else -1
+
+    def _user(self, uid: int | None) -> str:
+        if uid is None:
+            return ""
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+    def _own_netns(self) -> int | None:
+        try:
+            inode: int = ns_inode(os.readlink(f"{self._root}/self/ns/net"))
+        except OSError:
+            return None
+        return inode
+
+    def _process(self, p: _Live, cgroup: str, sockets: tuple[Socket, ...]) -> Process:
+        s = p.static
+        return Process(
+            pid=p.pid,
+            ppid=p.stat.ppid,
+            name=s.name,
+            exe=s.exe,
+            cmdline=s.cmdline,
+            user=s.user,
+            uid=s.uid,
+            gid=s.gid,
+            start_time=p.stat.start_time,
+            cgroup=cgroup,
+            netns=p.netns,
+            state=process_state(p.stat.state),
+            sockets=sockets,
+            kernel_thread=p.stat.kernel_thread,
+        )
+
+    # ---- sockets -----------------------------------------------------------------------
+
+    def _read_tables(
+        self, live: list[_Live], denied: dict[str, int]
+    ) -> tuple[dict[int, Socket], dict[int, int]]:
+        """inode -> Socket over every namespace we can see, and inode -> its netns."""
+        by_netns: dict[int, list[int]] = {}
+        for p in live:
+            if p.netns is not None:
+                by_netns.setdefault(p.netns, []).append(p.pid)
+        table: dict[int, Socket] = {}
+        netns_of: dict[int, int] = {}
+        keep: dict[LineKey, Socket] = {}
+        for netns, pids in by_netns.items():
+            sockets = self._read_any_tables(pids, keep)
+            if sockets is None:
+                _count(denied, "socket tables")
+                continue
+            for sock in sockets:
+                table[sock.inode] = sock
+                netns_of[sock.inode] = netns
+        self._sockets = keep  # only what is still alive
+        return table, netns_of
+
+    def _read_any_tables(self, pids: list[int], keep: dict[LineKey, Socket]) -> list[Socket] | None:
+        """One namespace's sockets, through the first of its processes that is still there."""
+        for pid in pids:
+            try:
+                return self._read_netns_tables(f"{self._root}/{pid}", keep)
+            except (*_GONE, PermissionError):
+                continue  # exited (or a zombie: no namespace any more)
+        return None
+
+    def _read_netns_tables(self, base: str, keep: dict[LineKey, Socket] | None = None) -> list[Socket]:
+        texts: list[tuple[str, str]] = []
+        for name in _TABLES:
+            try:
+                texts.append((name, _read(f"{base}/net/{name}").decode("ascii", "replace")))
+            except FileNotFoundError:
+                if name.endswith("6") and texts:
+                    continue  # IPv6 disabled in this kernel
+                raise
+        sockets: list[Socket] = []
+        for name, text in texts:
+            family, proto = table_kind(name)
+            sockets.extend(
+                iter_net_table(
+                    text, family, proto, owned_only=True, cache=self._sockets, keep=keep, addrs=self._addrs
+                )
+            )
+        return sockets
+
+    def _scan_fds(self, base: str) -> tuple[int, ...] | None:
+        """Socket inodes held by one process (ascending); None when its fds may not be listed."""
+        path = f"{base}/fd"
+        try:
+            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except PermissionError:
+            return None
+        except _GONE as exc:
+            raise _Gone from exc
+        try:
+            inodes = []
+            readlink = os.readlink
+            for fd in os.listdir(dfd):
+                try:
+                    link = readlink(fd, dir_fd=dfd)
+                except OSError:
+                    continue  # closed meanwhile
+                if link.startswith("socket:["):
+                    inodes.append(int(link[8:-1]))
+        except PermissionError:
+            return None
+        except _GONE as exc:
+            raise _Gone from exc
+        finally:
+            os.close(dfd)
+        inodes.sort()
+        return tuple(inodes)
+
+    def _resolve_owners(
+        self, live: list[_Live], table: dict[int, Socket], table_netns: dict[int, int]
+    ) -> dict[Key, _Fds]:
+        """Socket inodes per process, rescanning only what may have changed."""
+        old = self._fds
+        fds: dict[Key, _Fds] = {}
+        unscanned: list[_Live] = []
+        for p in live:
+            if p.fd_count is None:
+                continue
+            cached = old.get(p.key)
+            if cached is not None and cached.count == p.fd_count:
+                fds[p.key] = cached
+                unscanned.append(p)
+                continue
+            self._scan_into(p, fds)
+
+        missing = set(table)
+        for f in fds.values():
+            if f.inodes:
+                missing.difference_update(f.inodes)
+        self._unowned &= missing  # forget what was closed
+        missing -= self._unowned
+        if missing and unscanned:
+            for p in _search_order(unscanned, fds, table, table_netns, missing):
+                found = self._scan_into(p, fds)
+                if found is not None and found.inodes:
+                    missing.difference_update(found.inodes)
+                    if not missing:
+                        break
+        self._unowned |= missing
+        self._fds = fds
+        return fds
+
+    def _scan_into(self, p: _Live, fds: dict[Key, _Fds]) -> _Fds | None:
+        try:
+            inodes = self._scan_fds(f"{self._root}/{p.pid}")
+        except _Gone:
+            fds.pop(p.key, None)
+            return None
+        f = _Fds(p.fd_count if p.fd_count is not None else -1, inodes)
+        fds[p.key] = f
+        return f
+
+
+def _search_order(
+    candidates: list[_Live],
+    fds: dict[Key, _Fds],
+    table: dict[int, Socket],
+    table_netns: dict[int, int],
+    missing: set[int],
+) -> Iterable[_Live]:
+    """Processes most likely to hold new sockets first: inet socket owners in the namespaces
+    where the new sockets are, then the other socket owners, then everyone else."""
+    wanted_netns = {table_netns.get(i) for i in missing}
+
+    def rank(p: _Live) -> int:
+        f = fds.get(p.key)
+        owns = f is not None and f.inodes is not None and any(i in table for i in f.inodes)
+        here = p.netns in wanted_netns or not table_netns
+        return (0 if owns else 2) + (0 if here else 1)
+
+    return sorted(candidates, key=rank)
+
+
+def _count(denied: dict[str, int], what: str) -> None:
+    denied[what] = denied.get(what, 0) + 1
+
+
+_DENIED_TEXT = {
+    "fds": "fds of {n} processes: permission denied (their sockets are not shown)",
+    "owners": "owners of {n} sockets: not visible (held by processes whose fds are denied)",
+    "netns": "netns of {n} processes: permission denied",
+    "exe": "exe of {n} processes: permission denied",
+    "cgroup": "cgroup of {n} processes: permission denied",
+    "status": "{n} processes: permission denied",
+    "socket tables": "socket tables of {n} network namespaces: not readable",
+}
+
+
+def _denied_lines(denied: dict[str, int]) -> tuple[str, ...]:
+    return tuple(_DENIED_TEXT[k].format(n=n) for k, n in denied.items() if n)

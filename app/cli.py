@@ -8,15 +8,14 @@ documented exit codes with one line on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from netjail.backends.version import __version__
+from netjail.app.cli_output import print_json  # noqa: F401 - re-exported for commands
 from netjail.backends.errors import EXIT_BAD_INPUT, EXIT_FAILED, NetjailError
-from netjail.backends.model import to_jsonable
+from netjail.backends.version import __version__
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
@@ -37,13 +36,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def print_json(data: Any) -> None:
-    json.dump(to_jsonable(data), sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from netjail.app import cli_doctor, cli_ps  # noqa: PLC0415 - keep `--help` import-light
+    from netjail.app import cli_doctor, cli_jails, cli_ps  # keep `--help` import-light
 
     parser = _Parser(
         prog="netjail",
@@ -54,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"netjail {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in (cli_ps, cli_doctor):
+
+    for module in (cli_ps, cli_jails, cli_doctor):
         module.register(sub)
     _register_optional(sub)
     return parser
@@ -62,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _register_optional(sub: Any) -> None:
     """Commands whose modules land in later steps register themselves when present."""
-    import importlib  # noqa: PLC0415
+    import importlib
 
-    for name in ("cli_jails", "cli_run"):
+    for name in ("cli_run",):
         try:
             module = importlib.import_module(f"netjail.app.{name}")
         except ModuleNotFoundError as exc:
@@ -92,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("NETJAIL_DEBUG"):
             raise
-        sys.stderr.write(f"netjail: internal error: {type(exc).__name__}: {exc} (NETJAIL_DEBUG=1 for details)\n")
+        sys.stderr.write(
+            f"netjail: internal error: {type(exc).__name__}: {exc} (NETJAIL_DEBUG=1 for details)\n"
+        )
         return EXIT_FAILED
 
 

@@ -1,60 +1,405 @@
 """The one engine API the CLI and the TUI share. Plain-data requests in, plain-data results out.
 
-(Work in progress: method bodies land with the jail work; signatures are the contract.)
+Every mutating call takes the state lock, reconciles the registry with the kernel first (see
+`reconcile.py`), then acts. A block is journalled: members are recorded as `pending` before any
+kernel change and become `active` only when every step is done, so a netjail killed half-way is
+rolled back to nothing by the next command; on any error the call undoes its own steps.
 """
 
 from __future__ import annotations
 
+import os
+import platform
+import re
+import signal
+import socket
+import time
 from pathlib import Path
 
+from netjail.backends import identity, jail_cgroups, policy, watcher
+from netjail.backends.cgroupfs import find_cgroup2
+from netjail.backends.errors import (
+    BadInput,
+    InsufficientPrivilege,
+    NetjailError,
+    UnsupportedEnvironment,
+)
+from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall
+from netjail.backends.inventory import Inventory
+from netjail.backends.jail_rules import desired_rules
+from netjail.backends.kill_connections import kill_established
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
     Check,
+    Counters,
     HostInfo,
     JailCounters,
     JailInfo,
+    Member,
     Process,
     ResetResult,
     Snapshot,
+    Socket,
     StrategyInfo,
     UnblockRequest,
     UnblockResult,
 )
+from netjail.backends.reconcile import Reconciler, alive
+from netjail.backends.state import ACTIVE, PENDING, RELEASING, JailState, MemberState, Registry, Store
+from netjail.backends.strategies import STRATEGIES
+
+FAULT_ENV = "NETJAIL_FAULT_AT"
+
+
+def _fault_point(step: str) -> None:
+    """Test hook: die like `kill -9` at a named step of a block (NETJAIL_FAULT_AT=step)."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def default_jail_name(name: str, pid: int) -> str:
+    suffix = f"-{pid}"
+    base = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("-._") or "proc"
+    return base[: MAX_JAIL_NAME - len(suffix)] + suffix
 
 
 class Engine:
-    def __init__(self, state_dir: Path | None = None) -> None:
-        self.state_dir = state_dir
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        firewall: Firewall | None = None,
+        inventory: Inventory | None = None,
+        spawn_watcher: bool = True,
+    ) -> None:
+        self.store = Store(state_dir)
+        self._firewall = firewall
+        self.inventory = inventory or Inventory()
+        self.spawn_watcher = spawn_watcher
+        self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
+
+    # ---- environment -----------------------------------------------------------------------
+
+    @property
+    def firewall(self) -> Firewall:
+        if self._firewall is None:
+            from netjail.backends.firewall import default_firewall  # loads libiptc
+
+            self._firewall = default_firewall()
+        return self._firewall
+
+    @staticmethod
+    def privileged() -> bool:
+        return os.geteuid() == 0
+
+    def _require_root(self, what: str) -> None:
+        if not self.privileged():
+            raise InsufficientPrivilege(f"{what} needs root (CAP_NET_ADMIN and write access to cgroup2)")
+
+    @staticmethod
+    def _mount() -> Path:
+        mount = find_cgroup2()
+        if mount is None:
+            raise UnsupportedEnvironment("cgroup2 is not mounted: the cgroup strategy needs it")
+        return Path(mount.path)
 
     def host_info(self) -> HostInfo:
-        raise NotImplementedError
-
-    def snapshot(self, *, all_processes: bool = True) -> Snapshot:
-        """Processes and sockets, labelled with their jail; incremental across calls."""
-        raise NotImplementedError
-
-    def check_target(self, pid: int, start_time: int | None = None, force: bool = False) -> Process:
-        """Validate a block target (exists, same identity, not protected) without acting."""
-        raise NotImplementedError
+        mount = find_cgroup2()
+        try:
+            fw_name = self.firewall.name
+        except NetjailError as exc:
+            fw_name = f"unavailable ({exc})"
+        return HostInfo(
+            hostname=socket.gethostname(),
+            kernel=platform.release(),
+            privileged=self.privileged(),
+            firewall=fw_name,
+            cgroup2=mount.path if mount else "",
+        )
 
     def strategies(self) -> tuple[StrategyInfo, ...]:
-        raise NotImplementedError
-
-    def block(self, req: BlockRequest) -> BlockResult:
-        raise NotImplementedError
-
-    def unblock(self, req: UnblockRequest) -> UnblockResult:
-        raise NotImplementedError
-
-    def jails(self) -> tuple[JailInfo, ...]:
-        raise NotImplementedError
-
-    def counters(self) -> tuple[JailCounters, ...]:
-        raise NotImplementedError
-
-    def reset(self) -> ResetResult:
-        raise NotImplementedError
+        return STRATEGIES
 
     def doctor(self) -> tuple[Check, ...]:
-        raise NotImplementedError
+        from netjail.backends.doctor import run_checks
+
+        return run_checks()
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def _reconciler(self) -> Reconciler:
+        return Reconciler(self._mount(), self.firewall, self.inventory)
+
+    def snapshot(self, *, all_processes: bool = True) -> Snapshot:
+        """Processes and sockets, labelled with their jail (read without the lock: the state
+        file is replaced atomically)."""
+        snap = self.inventory.snapshot(all_processes)
+        prefix = f"/{jail_cgroups.parent_name()}/"
+        by_pid: dict[int, str] = {}
+        try:
+            for jail in self.store.load().jails.values():
+                by_pid.update((m.pid, jail.name) for m in jail.members)
+        except NetjailError:
+            pass  # unreadable state (not root): cgroup paths still tell
+        labelled = []
+        for p in snap.processes:
+            jail = p.cgroup[len(prefix) :].split("/")[0] if p.cgroup.startswith(prefix) else None
+            jail = jail or by_pid.get(p.pid)
+            labelled.append(p if jail is None else _with_jail(p, jail))
+        return Snapshot(tuple(labelled), snap.taken_at, snap.own_netns, snap.denied)
+
+    def check_target(self, pid: int, start_time: int | None = None, force: bool = False) -> Process:
+        stat = identity.current(pid, start_time)
+        if not force:
+            identity.refuse_protected(stat)
+        proc = self.inventory.lookup(pid)
+        if proc is None:
+            raise BadInput(f"no such process: {pid}")
+        own = _own_netns()
+        if proc.netns is not None and own is not None and proc.netns != own:
+            raise BadInput(
+                f"PID {pid} lives in another network namespace (net:[{proc.netns}]): run netjail "
+                f"inside it, e.g. `nsenter -t {pid} -n netjail block {pid}`"
+            )
+        return proc
+
+    def reconcile(self) -> list[str]:
+        """Bring registry and kernel in line; returns drift notes. Used by every command."""
+        self._require_root("reading netjail's state")
+        with self.store.locked():
+            reg = self._load()
+            self.store.save(reg)
+            return list(self.notes)
+
+    def _load(self) -> Registry:
+        reg = self.store.load()
+        self.notes = list(reg.problems) + self._reconciler().run(reg)
+        return reg
+
+    def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
+        self._require_root("reading netjail's jails")
+        if reconcile:
+            with self.store.locked():
+                reg = self._load()
+                self.store.save(reg)
+        else:
+            reg = self.store.load()
+        counters = self.firewall.counters()
+        return tuple(_jail_info(j, counters.get(j.name)) for j in reg.jails.values())
+
+    def counters(self) -> tuple[JailCounters, ...]:
+        self._require_root("reading netjail's counters")
+        reg = self.store.load()
+        found = self.firewall.counters()
+        names = list(reg.jails) + sorted(set(found) - set(reg.jails))
+        zero = Counters()
+        return tuple(found.get(n) or JailCounters(n, zero, zero, zero) for n in names)
+
+    # ---- blocking --------------------------------------------------------------------------
+
+    def block(self, req: BlockRequest) -> BlockResult:
+        if req.strategy != "cgroup":
+            raise BadInput(f"strategy {req.strategy!r} cannot act on a running process")
+        allow = policy.parse_allow_list(req.allow)
+        if req.jail is not None:
+            policy.validate_jail_name(req.jail)
+        target = self.check_target(req.pid, req.start_time, req.force)
+        self._require_root("blocking")
+        mount = self._mount()
+        with self.store.locked():
+            reg = self._load()
+            target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
+            name = req.jail or default_jail_name(target.name, target.pid)
+            pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
+            members = self._new_members(reg, pids, target, req.force)
+            jail = reg.jails.get(name)
+            new_jail = jail is None
+            allow_text = [str(a) for a in allow]
+            if jail is None:
+                jail = JailState(
+                    name,
+                    "cgroup",
+                    allow=allow_text,
+                    allow_loopback=req.allow_loopback,
+                    cgroup=jail_cgroups.jail_path(name),
+                    created_at=time.time(),
+                )
+                reg.jails[name] = jail
+            elif (allow_text and allow_text != jail.allow) or (
+                req.allow_loopback and not jail.allow_loopback
+            ):
+                raise BadInput(
+                    f"jail {name!r} exists with allow-list {jail.allow or ['none']}: "
+                    "block into a new --jail to use another allow-list"
+                )
+            jail.members.extend(members)
+            self.store.save(reg)
+            _fault_point("pending")
+            try:
+                killed = self._apply_block(mount, reg, jail, members, req.kill_connections)
+            except BaseException:
+                self._rollback(mount, reg, jail, members, new_jail)
+                raise
+            for m in members:
+                m.status = ACTIVE
+            self.store.save(reg)
+            _fault_point("done")
+        if self.spawn_watcher:
+            watcher.ensure_running(self.store.dir)
+        rules = desired_rules(jail, self._member_sockets(jail))
+        return BlockResult(
+            jail=name,
+            strategy="cgroup",
+            members=tuple(Member(m.pid, m.start_time, True, m.name) for m in members),
+            socket_rules=len(rules.out_selectors) + len(rules.in_selectors) - 2,
+            killed_connections=killed,
+        )
+
+    def _new_members(self, reg: Registry, pids: list[int], target: Process, force: bool) -> list[MemberState]:
+        jailed = {m.pid: j.name for j in reg.jails.values() for m in j.members}
+        protected = set(identity.ancestors())
+        members = []
+        for pid in pids:
+            stat = identity.read_stat(pid)
+            if stat is None:
+                continue  # a child that exited meanwhile
+            if not force:
+                identity.refuse_protected(stat, protected)
+            if pid in jailed:
+                if pid == target.pid:
+                    raise BadInput(f"PID {pid} is already jailed in {jailed[pid]!r}")
+                continue
+            cgroup = target.cgroup if pid == target.pid else _cgroup_of(pid)
+            members.append(
+                MemberState(pid, stat.start_time, stat.name, cgroup or "/", root=target.pid, status=PENDING)
+            )
+        return members
+
+    def _apply_block(
+        self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], kill: bool
+    ) -> int:
+        jail.cgroup, jail.cgroup_inode = jail_cgroups.create(mount, jail.name)
+        _fault_point("cgroup")
+        self.firewall.sync_jail(desired_rules(jail, self._member_sockets(jail)))
+        _fault_point("rules")
+        for m in members:
+            identity.current(m.pid, m.start_time)  # the PID must still be the same process
+            jail_cgroups.move(mount, jail.cgroup, m.pid)
+        _fault_point("move")
+        # sockets opened between the first scan and the move are not covered by the cgroup rule
+        sockets = self._member_sockets(jail)
+        self.firewall.sync_jail(desired_rules(jail, sockets))
+        _fault_point("rescan")
+        if kill:
+            return kill_established([s for m in members for s in sockets.get(m.pid, ())])
+        return 0
+
+    def _member_sockets(self, jail: JailState) -> dict[int, tuple[Socket, ...]]:
+        pids = {m.pid for m in jail.members}
+        snap = self.inventory.snapshot(all_processes=False)
+        return {p.pid: p.sockets for p in snap.processes if p.pid in pids}
+
+    def _rollback(
+        self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool
+    ) -> None:
+        Reconciler(mount, self.firewall, self.inventory).release(reg, jail, members, remove_jail=new_jail)
+        self.store.save(reg)
+
+    # ---- releasing -------------------------------------------------------------------------
+
+    def unblock(self, req: UnblockRequest) -> UnblockResult:
+        if sum((req.pid is not None, req.jail is not None, req.all)) != 1:
+            raise BadInput("unblock needs exactly one of: a PID, --jail NAME, --all")
+        self._require_root("unblocking")
+        with self.store.locked():
+            reg = self._load()
+            if req.all:
+                targets = [(j, list(j.members), True) for j in reg.jails.values()]
+            elif req.jail is not None:
+                if req.jail not in reg.jails:
+                    raise BadInput(f"no such jail: {req.jail!r}")
+                jail = reg.jails[req.jail]
+                targets = [(jail, list(jail.members), True)]
+            else:
+                targets = [self._members_of_pid(reg, req.pid or 0)]
+            for _jail, members, _whole in targets:
+                for m in members:
+                    m.status = RELEASING
+            self.store.save(reg)
+            reconciler = self._reconciler()
+            removed = []
+            released: list[Member] = []
+            for jail, members, whole in targets:
+                released += [
+                    Member(m.pid, m.start_time, identity.read_stat(m.pid) is not None, m.name)
+                    for m in members
+                ]
+                if reconciler.release(reg, jail, members, remove_jail=whole):
+                    removed.append(jail.name)
+            self.store.save(reg)
+        return UnblockResult(tuple(released), tuple(removed))
+
+    def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
+        for jail in reg.jails.values():
+            hit = [m for m in jail.members if m.pid == pid]
+            if hit:
+                # members that came in with this PID's --tree go with it
+                members = hit + [m for m in jail.members if m.root == pid and m.pid != pid]
+                return jail, members, False
+        raise BadInput(f"PID {pid} is not jailed")
+
+    def reset(self) -> ResetResult:
+        """Remove every netjail rule, chain, cgroup and state file; processes keep running."""
+        self._require_root("reset")
+        mount = self._mount()
+        with self.store.locked():
+            reg = self.store.load()
+            reconciler = self._reconciler()
+            reconciler.adopt_kernel_jails(reg)
+            released: list[Member] = []
+            for jail in list(reg.jails.values()):
+                released += [
+                    Member(m.pid, m.start_time, identity.read_stat(m.pid) is not None, m.name)
+                    for m in jail.members
+                ]
+                reconciler.release(reg, jail, list(jail.members), remove_jail=True)
+            self.firewall.reset()
+            for name in jail_cgroups.existing(mount):
+                jail_cgroups.remove(mount, jail_cgroups.jail_path(name))
+            watcher.stop(self.store.dir)
+            names = tuple(reg.jails) or ()
+            self.store.remove()
+        return ResetResult(names, tuple(released))
+
+
+def _with_jail(p: Process, jail: str) -> Process:
+    from dataclasses import replace
+
+    return replace(p, jail=jail)
+
+
+def _own_netns() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def _cgroup_of(pid: int) -> str:
+    from netjail.backends.cgroupfs import read_cgroup
+
+    try:
+        return read_cgroup(pid)
+    except NetjailError:
+        return "/"
+
+
+def _jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
+    return JailInfo(
+        name=jail.name,
+        strategy=jail.strategy,
+        allow=tuple(jail.allow),
+        members=tuple(Member(m.pid, m.start_time, alive(m), m.name) for m in jail.members),
+        counters=counters.total if counters else Counters(),
+        allow_loopback=jail.allow_loopback,
+    )

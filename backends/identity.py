@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from netjail.backends import procfs
 from netjail.backends.errors import NoSuchProcess, ProtectedProcess
-
-PF_KTHREAD = 0x00200000  # include/linux/sched.h: the task is a kernel thread
+from netjail.backends.procfs import PF_KTHREAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,8 @@ class ProcStat:
 
 
 def parse_stat(text: str) -> ProcStat:
-    """Parse /proc/PID/stat; the name sits in parentheses and may itself hold ') '."""
-    head, _, tail = text.rpartition(")")
-    pid_text, _, name = head.partition(" (")
-    fields = tail.split()
-    # fields[0] is field 3 (state); field N of proc(5) is fields[N - 3]
-    return ProcStat(int(pid_text), name, fields[0], int(fields[1]), int(fields[6]), int(fields[19]))
+    f = procfs.parse_stat(text)
+    return ProcStat(int(text[: text.index(" ")]), f.comm, f.state, f.ppid, f.flags, f.start_time)
 
 
 def read_stat(pid: int, proc_root: str = "/proc") -> ProcStat | None:

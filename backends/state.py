@@ -21,8 +21,11 @@ from typing import Any
 from netjail.backends.errors import InsufficientPrivilege, OperationFailed
 
 SCHEMA = 1
-PENDING = "pending"  # a block in progress: rolled back by the next command if never finished
+# A member's status journals what is being done to it, so a netjail killed half-way is finished
+# (or undone) by the next command: pending -> active on block, releasing -> gone on unblock.
+PENDING = "pending"  # block in progress: rolled back by the next command if never finished
 ACTIVE = "active"
+RELEASING = "releasing"  # unblock in progress: completed by the next command
 
 
 def state_dir() -> Path:
@@ -35,13 +38,14 @@ class MemberState:
     start_time: int
     name: str = ""
     original_cgroup: str = "/"
+    root: int = 0  # the PID this member was blocked with (itself, or its --tree ancestor)
+    status: str = ACTIVE
 
 
 @dataclass(slots=True)
 class JailState:
     name: str
     strategy: str = "cgroup"
-    status: str = ACTIVE
     allow: list[str] = field(default_factory=list)
     allow_loopback: bool = False
     cgroup: str = ""  # path relative to the cgroup2 mount, e.g. "/netjail/web"
@@ -62,9 +66,7 @@ class Registry:
     problems: list[str] = field(default_factory=list)  # drift found while loading
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"schema": SCHEMA, "jails": [asdict(j) for j in self.jails.values()]}, indent=1
-        )
+        return json.dumps({"schema": SCHEMA, "jails": [asdict(j) for j in self.jails.values()]}, indent=1)
 
 
 class Store:

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,14 +21,79 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 PEERS = TESTS / "peers.py"
 _names = itertools.count(1)
+# Jail cgroups live in the machine-wide cgroup tree: each test session gets its own parent so
+# concurrent runs (and a real netjail) never see, adopt or reset each other's jails.
+CGROUP_PARENT = os.environ.setdefault("NETJAIL_CGROUP_PARENT", f"netjail-test-{os.getpid()}")
+CGROUP2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() \
+    else Path("/sys/fs/cgroup")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cgroup_parent_removed() -> Iterator[None]:
+    yield
+    parent = CGROUP2 / CGROUP_PARENT
+    if parent.is_dir():
+        for child in parent.iterdir():
+            if child.is_dir():
+                for pid in (child / "cgroup.procs").read_text().split():
+                    try:
+                        (CGROUP2 / "cgroup.procs").write_text(pid)
+                    except OSError:
+                        pass
+                child.rmdir()
+        parent.rmdir()
 
 
 def in_private_netns() -> bool:
-    """True when this process is not in PID 1's network namespace (make test's unshare -n)."""
+    """True when this process is not in PID 1's network namespace (make test's unshare -n).
+
+    Some inits deny even root a look at their namespaces (PID 1 here does): then an ancestor in
+    another network namespace shows that one was unshared for us.
+    """
+    own = os.stat("/proc/self/ns/net").st_ino
     try:
-        return os.stat("/proc/self/ns/net").st_ino != os.stat("/proc/1/ns/net").st_ino
+        return own != os.stat("/proc/1/ns/net").st_ino
     except PermissionError:
-        return False
+        pass
+    pid = os.getppid()
+    while pid > 1:
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino != own:
+                return True
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+# Runs `python -c _VENV_BOOT -m MODULE ARGS` or `python -c _VENV_BOOT SCRIPT ARGS` like `python -m`
+# or `python SCRIPT` would, with the venv's packages (and the editable netjail) importable.
+_VENV_BOOT = (
+    "import runpy, site, sys; site.addsitedir({site!r}); del sys.argv[0]\n"
+    "if sys.argv[0] == '-m':\n"
+    "    del sys.argv[0]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "else:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def _world_executable(path: Path) -> bool:
+    return all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents))
+
+
+def python_for(user: str | None) -> list[str]:
+    """The interpreter command for a child that runs as `user` (None: as we do).
+
+    A venv made from a pyenv build under root's 0700 home has an interpreter other users cannot
+    execute; they get the system python of the same version with the venv's packages added.
+    """
+    if not user or _world_executable(Path(sys.executable).resolve()):
+        return [sys.executable]
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if not _world_executable(system):
+        return [sys.executable]  # fails loudly in the child: nothing better to offer
+    site_packages = sysconfig.get_paths()["purelib"]
+    return [str(system), "-c", _VENV_BOOT.format(site=site_packages)]
 
 
 @pytest.fixture(autouse=True)
@@ -100,9 +166,10 @@ def spawn_peer() -> Iterator[Callable[..., Peer]]:
     """spawn_peer(mode, *args, netns=None, user=None, interval=0.05) -> ready Peer."""
     peers: list[Peer] = []
 
-    def spawn(mode: str, *args: object, netns: str | None = None, user: str | None = None,
-              interval: float = 0.05) -> Peer:
-        cmd = [sys.executable, str(PEERS), mode, *map(str, args), "--interval", str(interval)]
+    def spawn(
+        mode: str, *args: object, netns: str | None = None, user: str | None = None, interval: float = 0.05
+    ) -> Peer:
+        cmd = [*python_for(user), str(PEERS), mode, *map(str, args), "--interval", str(interval)]
         if user:
             cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
         if netns:
@@ -166,10 +233,11 @@ def make_host(uniq: Callable[[str], str]) -> Iterator[Callable[[], Host]]:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
-def run_cli(*args: str, user: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, user: str | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the real `netjail` CLI in a child process."""
-    cmd = [sys.executable, "-m", "netjail.app.cli", *args]
+    cmd = [*python_for(user), "-m", "netjail.app.cli", *args]
     if user:
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
     full_env = {**os.environ, **(env or {})}

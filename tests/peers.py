@@ -10,6 +10,10 @@ Modes:
   tcp-listen BIND PORT           echo server (one thread per client)
   tcp-client HOST PORT           connects once, sends a line every --interval, reads the echo
   udp-bind BIND PORT             a bound, idle UDP socket
+  udp-send-fresh HOST PORT       a NEW UDP socket for every datagram (exercises the cgroup rule)
+  udp-send-multi H:P,H:P ...     one UDP socket sending to every target in turn
+  udp-send-child HOST PORT       forks a child that runs udp-send; READY carries child_pid
+  listen-on-signal BIND PORT     no socket until SIGUSR1, then a TCP echo listener
   sleep                          no sockets
 """
 
@@ -116,6 +120,63 @@ def udp_bind(bind: str, port: int) -> None:
         time.sleep(3600)
 
 
+def udp_send_fresh(host: str, port: int, interval: float) -> None:
+    ready()
+    sent = errors = 0
+    while True:
+        try:
+            with socket.socket(family_of(host), socket.SOCK_DGRAM) as s:
+                s.sendto(b"y" * 64, (host, port))
+            sent += 1
+        except OSError:
+            errors += 1
+        count(sent=sent, errors=errors)
+        time.sleep(interval)
+
+
+def split_target(target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def udp_send_multi(targets: list[str], interval: float) -> None:
+    dests = [split_target(t) for t in targets]
+    s = socket.socket(family_of(dests[0][0]), socket.SOCK_DGRAM)
+    s.bind(("::" if ":" in dests[0][0] else "0.0.0.0", 0))
+    ready(lport=s.getsockname()[1])
+    sent = errors = 0
+    while True:
+        for dest in dests:
+            try:
+                s.sendto(b"z" * 64, dest)
+                sent += 1
+            except OSError:
+                errors += 1
+        count(sent=sent, errors=errors)
+        time.sleep(interval)
+
+
+def udp_send_child(host: str, port: int, interval: float) -> None:
+    child = os.fork()
+    if child == 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the child only sends
+        udp_send(host, port, interval)
+        os._exit(0)
+    ready(child_pid=child)
+    while True:
+        time.sleep(3600)
+
+
+def listen_on_signal(bind: str, port: int) -> None:
+    import signal
+
+    go = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    ready()
+    go.wait()
+    tcp_listen(bind, port)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode")
@@ -126,6 +187,9 @@ def main() -> None:
         ready()
         while True:
             time.sleep(3600)
+    if a.mode == "udp-send-multi":
+        udp_send_multi(a.args, a.interval)
+        return
     host, port = a.args[0], int(a.args[1])
     {
         "udp-send": lambda: udp_send(host, port, a.interval),
@@ -133,6 +197,9 @@ def main() -> None:
         "tcp-listen": lambda: tcp_listen(host, port),
         "tcp-client": lambda: tcp_client(host, port, a.interval),
         "udp-bind": lambda: udp_bind(host, port),
+        "udp-send-fresh": lambda: udp_send_fresh(host, port, a.interval),
+        "udp-send-child": lambda: udp_send_child(host, port, a.interval),
+        "listen-on-signal": lambda: listen_on_signal(host, port),
     }[a.mode]()
 
 

@@ -8,10 +8,12 @@ network namespace.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import in_private_netns
+from tests.conftest import in_private_netns, run_cli
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +23,12 @@ def _require_root_private_netns() -> None:
     if not in_private_netns():
         pytest.fail("refusing to run in the machine's own network namespace: run `make test`",
                     pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _netjail_reset_after(state_dir: Path) -> Iterator[None]:
+    """Whatever a test jailed is released, its rules and cgroups removed, its watcher stopped."""
+    yield
+    if state_dir.exists():
+        out = run_cli("reset")
+        assert out.returncode == 0, out.stderr

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from netjail.backends.errors import NoSuchProcess, ProtectedProcess
 from netjail.backends.identity import (
     ancestors,
@@ -16,8 +15,10 @@ from netjail.backends.identity import (
     refuse_protected,
 )
 
-STAT = ("4242 (my (weird) ) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 "
-        "987654 1000 200 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0")
+STAT = (
+    "4242 (my (weird) ) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 "
+    "987654 1000 200 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0"
+)
 
 
 def test_parse_stat_survives_parentheses_in_the_name() -> None:
@@ -62,7 +63,10 @@ def test_protected_processes() -> None:
 
 
 def test_tree_walk_finds_grandchildren() -> None:
-    code = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(30)']); time.sleep(30)"
+    code = (
+        "import subprocess,sys,time; "
+        "subprocess.Popen([sys.executable,'-c','import time; time.sleep(30)']); time.sleep(30)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code])
     try:
         for _ in range(100):

@@ -1,0 +1,197 @@
+"""`netjail block | unblock | list | counters | reset`: the jail commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from netjail.app.cli_output import print_json, print_notes, table
+from netjail.backends.engine import Engine
+from netjail.backends.model import BlockRequest, Counters, JailCounters, JailInfo, UnblockRequest
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("block", help="cut a running process off the network (cgroup jail)")
+    p.add_argument("pid", type=int)
+    p.add_argument("--tree", action="store_true", help="also every current descendant")
+    p.add_argument("--jail", metavar="NAME", help="jail name (default: NAME-PID)")
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="CIDR[:PORT]",
+        help="still allow this prefix (repeatable, v4 or v6; [v6]:PORT)",
+    )
+    p.add_argument("--allow-loopback", action="store_true", help="still allow loopback traffic")
+    p.add_argument(
+        "--kill-connections",
+        action="store_true",
+        help="destroy its established TCP connections (SOCK_DESTROY)",
+    )
+    p.add_argument("--force", action="store_true", help="allow PID 1 and netjail's own ancestors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_block)
+
+    p = sub.add_parser("unblock", help="release a process, a jail or every jail")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("pid", type=int, nargs="?")
+    target.add_argument("--jail", metavar="NAME")
+    target.add_argument("--all", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_unblock)
+
+    p = sub.add_parser("list", help="jails, their members, allow-lists and counters")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("counters", help="packets and bytes each jail dropped and allowed")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="print again every SECONDS")
+    p.set_defaults(func=_counters)
+
+    p = sub.add_parser("reset", help="remove every netjail rule, chain, cgroup and state file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_reset)
+
+
+def _block(a: argparse.Namespace) -> int:
+    engine = Engine()
+    req = BlockRequest(
+        pid=a.pid,
+        tree=a.tree,
+        jail=a.jail,
+        allow=tuple(a.allow),
+        allow_loopback=a.allow_loopback,
+        kill_connections=a.kill_connections,
+        force=a.force,
+    )
+    result = engine.block(req)
+    print_notes(engine.notes)
+    if a.json:
+        print_json(result)
+        return 0
+    pids = ", ".join(f"{m.pid} ({m.name})" for m in result.members)
+    print(
+        f"blocked {pids} in jail {result.jail} [{result.strategy}]: "
+        f"{result.socket_rules} rules for existing sockets"
+        + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
+    )
+    return 0
+
+
+def _unblock(a: argparse.Namespace) -> int:
+    engine = Engine()
+    result = engine.unblock(UnblockRequest(pid=a.pid, jail=a.jail, all=a.all))
+    print_notes(engine.notes)
+    if a.json:
+        print_json(result)
+        return 0
+    pids = ", ".join(str(m.pid) for m in result.released) or "nothing"
+    removed = f"; removed jail(s) {', '.join(result.removed_jails)}" if result.removed_jails else ""
+    print(f"released {pids}{removed}")
+    return 0
+
+
+def _list(a: argparse.Namespace) -> int:
+    engine = Engine()
+    jails = engine.jails()
+    print_notes(engine.notes)
+    if a.json:
+        print_json(list(jails))
+        return 0
+    if not jails:
+        print("no jails")
+        return 0
+    print(
+        table(["JAIL", "STRATEGY", "MEMBERS", "ALLOW", "DROPPED", "ALLOWED"], [_jail_row(j) for j in jails])
+    )
+    return 0
+
+
+def _jail_row(j: JailInfo) -> list[str]:
+    members = " ".join(f"{m.pid}" + ("" if m.alive else "(gone)") for m in j.members) or "-"
+    allow = ", ".join(j.allow + (("loopback",) if j.allow_loopback else ())) or "nothing"
+    c = j.counters
+    return [
+        j.name,
+        j.strategy,
+        members,
+        allow,
+        _pb(c.dropped_packets, c.dropped_bytes),
+        _pb(c.allowed_packets, c.allowed_bytes),
+    ]
+
+
+def _pb(packets: int, nbytes: int) -> str:
+    return f"{packets} pkts / {human_bytes(nbytes)}"
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _counter_rows(items: tuple[JailCounters, ...]) -> list[list[str]]:
+    rows = []
+    for c in items:
+        for label, part in (("all", c.total), ("ipv4", c.inet), ("ipv6", c.inet6)):
+            rows.append([c.jail if label == "all" else "", label, *_cells(part)])
+    return rows
+
+
+def _cells(c: Counters) -> list[str]:
+    return [str(c.dropped_packets), str(c.dropped_bytes), str(c.allowed_packets), str(c.allowed_bytes)]
+
+
+def _counters(a: argparse.Namespace) -> int:
+    engine = Engine()
+    while True:
+        items = engine.counters()
+        if a.json:
+            print_json(
+                [
+                    {"jail": c.jail, **_flat(c.total), "inet": _flat(c.inet), "inet6": _flat(c.inet6)}
+                    for c in items
+                ]
+            )
+        elif items:
+            print(
+                table(
+                    ["JAIL", "FAMILY", "DROP PKTS", "DROP BYTES", "ALLOW PKTS", "ALLOW BYTES"],
+                    _counter_rows(items),
+                )
+            )
+        else:
+            print("no jails")
+        if not a.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(a.watch)
+        if not a.json:
+            print()
+
+
+def _flat(c: Counters) -> dict[str, int]:
+    return {
+        "dropped_packets": c.dropped_packets,
+        "dropped_bytes": c.dropped_bytes,
+        "allowed_packets": c.allowed_packets,
+        "allowed_bytes": c.allowed_bytes,
+    }
+
+
+def _reset(a: argparse.Namespace) -> int:
+    result = Engine().reset()
+    if a.json:
+        print_json(result)
+    else:
+        print(
+            f"reset: removed {len(result.removed_jails)} jail(s), released {len(result.released)} process(es)"
+        )
+    return 0

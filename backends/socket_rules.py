@@ -1,0 +1,71 @@
+"""Selectors for sockets a process already had before it was jailed (pure).
+
+A socket's cgroup is fixed when the socket is created (DESIGN.md fact 1), and INPUT never
+matches by cgroup (fact 2), so each existing socket gets explicit selectors, both directions:
+
+- connected (TCP flow in any state with a peer, connected UDP): its exact 5-tuple, out and in;
+- TCP listener: its port in (no handshake completes) and out (SYN-ACKs, and accepted children,
+  which share the listener's port and its old cgroup);
+- bound, unconnected UDP: its port in and out.
+
+A dual-stack socket bound to `::` also serves IPv4, so it gets selectors in both families.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from netjail.backends.firewall.base import Match
+from netjail.backends.model import Socket
+
+_WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def _host(addr: str) -> tuple[str, str]:
+    """(family, CIDR of one host); v4-mapped IPv6 addresses become IPv4."""
+    ip = ipaddress.ip_address(addr)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ("inet6", f"{ip}/128") if ip.version == 6 else ("inet", f"{ip}/32")
+
+
+def _families(sock: Socket) -> tuple[str, ...]:
+    if sock.local_addr in _WILDCARDS:
+        return ("inet", "inet6") if sock.family == "inet6" else ("inet",)
+    return (_host(sock.local_addr)[0],)
+
+
+def selectors_for(sock: Socket) -> tuple[list[Match], list[Match]]:
+    """(out selectors, in selectors) for one socket."""
+    out: list[Match] = []
+    inn: list[Match] = []
+    connected = sock.remote_port != 0 and sock.remote_addr not in _WILDCARDS
+    if connected:
+        fam, remote = _host(sock.remote_addr)
+        local = None if sock.local_addr in _WILDCARDS else _host(sock.local_addr)[1]
+        out.append(
+            Match(fam, sock.proto, src=local, dst=remote, sport=sock.local_port, dport=sock.remote_port)
+        )
+        inn.append(
+            Match(fam, sock.proto, src=remote, dst=local, sport=sock.remote_port, dport=sock.local_port)
+        )
+        return out, inn
+    if sock.local_port == 0 or (sock.proto == "tcp" and sock.state != "LISTEN"):
+        return out, inn  # unbound, or a TCP socket between states: nothing to match yet
+    for fam in _families(sock):
+        local = None if sock.local_addr in _WILDCARDS else _host(sock.local_addr)[1]
+        out.append(Match(fam, sock.proto, src=local, sport=sock.local_port))
+        inn.append(Match(fam, sock.proto, dst=local, dport=sock.local_port))
+    return out, inn
+
+
+def selectors_for_all(sockets: Iterable[Socket]) -> tuple[tuple[Match, ...], tuple[Match, ...]]:
+    """De-duplicated, order-stable selectors for many sockets."""
+    out: dict[Match, None] = {}
+    inn: dict[Match, None] = {}
+    for sock in sockets:
+        o, i = selectors_for(sock)
+        out.update(dict.fromkeys(o))
+        inn.update(dict.fromkeys(i))
+    return tuple(out), tuple(inn)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from netjail.backends.errors import BadInput
 from netjail.backends.model import AllowEntry
 from netjail.backends.policy import parse_allow, parse_allow_list, validate_jail_name
@@ -28,8 +27,21 @@ def test_parse_allow_accepts(text: str, expected: AllowEntry) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "10.0.0.300", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:http", "host.example",
-     "fd00::1:443x", "[fd00::1]:", "[fd00::1]:99999", "[nope]:1", "10.0.0.1:1:2", "::1/129"],
+    [
+        "",
+        "10.0.0.300",
+        "10.0.0.0/33",
+        "10.0.0.1:0",
+        "10.0.0.1:65536",
+        "10.0.0.1:http",
+        "host.example",
+        "fd00::1:443x",
+        "[fd00::1]:",
+        "[fd00::1]:99999",
+        "[nope]:1",
+        "10.0.0.1:1:2",
+        "::1/129",
+    ],
 )
 def test_parse_allow_rejects_and_names_the_entry(text: str) -> None:
     with pytest.raises(BadInput) as info:
@@ -47,7 +59,10 @@ def test_allow_entry_renders_back() -> None:
 
 def test_allow_list_splits_and_dedupes() -> None:
     assert parse_allow_list(["10.0.0.1, 10.0.0.1/32 fd00::/64", "127.0.0.0/8"]) == (
-        AllowEntry("10.0.0.1/32"), AllowEntry("fd00::/64"), AllowEntry("127.0.0.0/8"))
+        AllowEntry("10.0.0.1/32"),
+        AllowEntry("fd00::/64"),
+        AllowEntry("127.0.0.0/8"),
+    )
 
 
 @pytest.mark.parametrize("name", ["web", "a", "curl-1.2_x", "x" * 23])

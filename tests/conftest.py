@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import pwd
 import subprocess
 import sys
 import sysconfig
@@ -96,6 +97,12 @@ def python_for(user: str | None) -> list[str]:
     return [str(system), "-c", _VENV_BOOT.format(site=site_packages)]
 
 
+def setpriv_as(user: str) -> list[str]:
+    """setpriv prefix running as user with its primary group (Debian's nobody is in nogroup)."""
+    gid = pwd.getpwnam(user).pw_gid
+    return ["setpriv", f"--reuid={user}", f"--regid={gid}", "--clear-groups"]
+
+
 @pytest.fixture(autouse=True)
 def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "state"
@@ -171,7 +178,7 @@ def spawn_peer() -> Iterator[Callable[..., Peer]]:
     ) -> Peer:
         cmd = [*python_for(user), str(PEERS), mode, *map(str, args), "--interval", str(interval)]
         if user:
-            cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+            cmd = [*setpriv_as(user), *cmd]
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -239,7 +246,7 @@ def run_cli(
     """Run the real `netjail` CLI in a child process."""
     cmd = [*python_for(user), "-m", "netjail.app.cli", *args]
     if user:
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        cmd = [*setpriv_as(user), *cmd]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
 

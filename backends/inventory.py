@@ -453,15 +453,27 @@ def _count(denied: dict[str, int], what: str) -> None:
 
 
 _DENIED_TEXT = {
-    "fds": "fds of {n} processes: permission denied (their sockets are not shown)",
-    "owners": "owners of {n} sockets: not visible (held by processes whose fds are denied)",
-    "netns": "netns of {n} processes: permission denied",
-    "exe": "exe of {n} processes: permission denied",
-    "cgroup": "cgroup of {n} processes: permission denied",
-    "status": "{n} processes: permission denied",
-    "socket tables": "socket tables of {n} network namespaces: not readable",
+    "fds": "fds of {n} {processes}: permission denied (sockets not attributed)",
+    "owners": "owners of {n} {sockets}: not visible (held by processes whose fds are denied)",
+    "netns": "netns of {n} {processes}: permission denied",
+    "exe": "exe of {n} {processes}: permission denied",
+    "cgroup": "cgroup of {n} {processes}: permission denied",
+    "status": "{n} {processes}: permission denied",
+    "socket tables": "socket tables of {n} network {namespaces}: not readable",
 }
 
 
 def _denied_lines(denied: dict[str, int]) -> tuple[str, ...]:
-    return tuple(_DENIED_TEXT[k].format(n=n) for k, n in denied.items() if n)
+    def plural(word: str, n: int) -> str:
+        return word if n != 1 else {"processes": "process", "namespaces": "namespace"}.get(word, word[:-1])
+
+    return tuple(
+        _DENIED_TEXT[k].format(
+            n=n,
+            processes=plural("processes", n),
+            sockets=plural("sockets", n),
+            namespaces=plural("namespaces", n),
+        )
+        for k, n in denied.items()
+        if n
+    )

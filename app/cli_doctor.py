@@ -1,10 +1,39 @@
-"""`netjail doctor`: placeholder until the inventory lands."""
+"""`netjail doctor [--json]`: one ok/warn/fail line per check; exit 1 when any check fails."""
+
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from typing import Any
+
+from netjail.app.cli_output import print_json
+from netjail.backends.errors import EXIT_FAILED, EXIT_OK
+from netjail.backends.model import Check
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("doctor", help="check this machine")
-    p.set_defaults(func=lambda a: 0)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "doctor",
+        help="check this machine: privileges, cgroup2, xtables matches, other firewalls",
+        description="Check whether netjail can work here. Exit status 0 when no check fails "
+        "(warnings allowed), 1 when at least one does.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON array of {name, status, detail}")
+    p.set_defaults(func=run)
+
+
+def format_checks(checks: Sequence[Check]) -> str:
+    width = max((len(c.name) for c in checks), default=0)
+    return "".join(f"{c.status:<6}{c.name:<{width}}  {c.detail}\n" for c in checks)
+
+
+def run(args: argparse.Namespace) -> int:
+    from netjail.backends.engine import Engine  # keep `--help` import-light
+
+    checks = Engine().doctor()
+    if args.json:
+        print_json(checks)
+    else:
+        sys.stdout.write(format_checks(checks))
+    return EXIT_FAILED if any(c.status == "fail" for c in checks) else EXIT_OK

@@ -1,0 +1,525 @@
+"""`netjail doctor`: can netjail work on this machine, and what else shares its firewall?
+
+Every check is a small function from captured inputs (file text, command output, probe results)
+to one `Check`, so the decisions are unit-tested on text from real machines; `run_checks` reads
+this machine's inputs and runs the real probes (see doctor_probes) in the caller's network
+namespace. A check that crashes becomes a "fail" line: doctor reports, it never dies.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+
+from netjail.backends import doctor_probes
+from netjail.backends.cgroupfs import parse_mountinfo, read_cgroup
+from netjail.backends.model import Check
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+NO_ROOT = "cannot probe without root"
+NO_ROOT_READ = "cannot read the tables without root"
+
+# Capabilities blocking needs: (bit in CapEff, name, what for).
+CAP_NET_ADMIN = 12
+NEEDED_CAPS = (
+    (CAP_NET_ADMIN, "CAP_NET_ADMIN", "firewall rules, SOCK_DESTROY"),
+    (21, "CAP_SYS_ADMIN", "cgroups, network namespaces"),
+    (19, "CAP_SYS_PTRACE", "sockets of other users' processes"),
+    (1, "CAP_DAC_OVERRIDE", "cgroup files of other owners"),
+)
+MATCH_CONFIG = {"cgroup": "CONFIG_NETFILTER_XT_MATCH_CGROUP", "owner": "CONFIG_NETFILTER_XT_MATCH_OWNER"}
+MATCH_OPTION = {"cgroup": "--path", "owner": "--uid-owner"}
+MATCH_NEEDED_BY = {"cgroup": "cgroup jails cannot drop anything", "owner": "user/group jails cannot work"}
+# Chains and chain-name prefixes netjail owns (see firewall/base.py); everything else is foreign.
+OWN_CHAIN_PREFIXES = ("NETJAIL-", "NJ-")
+_APPEND = re.compile(r"^(?:\[\d+:\d+\] )?-A (\S+)(?:.* -[jg] (\S+))?")  # optional -c counters
+
+
+# ---- parsing captured text --------------------------------------------------------------------
+
+
+def parse_cap_eff(status: str) -> int | None:
+    """The effective capability mask from /proc/PID/status text."""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return None
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """CONFIG_X -> "y"/"m"/"n"/value from a kernel .config ("# CONFIG_X is not set" -> "n")."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key] = value.strip().strip('"')
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            values[line[2:].split()[0]] = "n"
+    return values
+
+
+def parse_iptables_version(text: str) -> tuple[str, str] | None:
+    """("1.8.9", "nf_tables"|"legacy") from `iptables --version` (old versions print no variant)."""
+    found = re.search(r"v(\d[\w.]*)(?:\s+\(([\w-]+)\))?", text)
+    if not found:
+        return None
+    return found.group(1), found.group(2) or "legacy"
+
+
+def _is_own(chain: str | None) -> bool:
+    return chain is not None and chain.startswith(OWN_CHAIN_PREFIXES)
+
+
+def count_save_rules(save: str) -> tuple[Counter[str], int]:
+    """From iptables-save text: foreign rules per table, and netjail's own rule count. A rule is
+    netjail's when it sits in a netjail chain or jumps to one."""
+    foreign: Counter[str] = Counter()
+    own = 0
+    table = "?"
+    for line in save.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+        elif found := _APPEND.match(line):
+            if _is_own(found.group(1)) or _is_own(found.group(2)):
+                own += 1
+            else:
+                foreign[table] += 1
+    return foreign, own
+
+
+def save_chains(save: str) -> set[str]:
+    return {line[1:].split()[0] for line in save.splitlines() if line.startswith(":") and len(line) > 1}
+
+
+def parse_nft_ruleset(text: str) -> tuple[Counter[str], set[str], set[str]]:
+    """From `nft -j list ruleset`: rules per "family table", table names, chain names."""
+    rules: Counter[str] = Counter()
+    tables: set[str] = set()
+    chains: set[str] = set()
+    for item in json.loads(text).get("nftables", []):
+        if "table" in item:
+            tables.add(item["table"]["name"])
+        elif "chain" in item:
+            chains.add(item["chain"]["name"])
+        elif "rule" in item:
+            rule = item["rule"]
+            rules[f"{rule['family']} {rule['table']}"] += 1
+    return rules, tables, chains
+
+
+def _per_table(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+
+
+# ---- checks over captured inputs --------------------------------------------------------------
+
+
+def root_check(euid: int, status: str) -> Check:
+    eff = parse_cap_eff(status)
+    if eff is None:
+        return Check("root", FAIL, "no CapEff line in /proc/self/status")
+    have = [name for bit, name, _ in NEEDED_CAPS if eff >> bit & 1]
+    missing = [(name, why) for bit, name, why in NEEDED_CAPS if not eff >> bit & 1]
+    if not missing:
+        who = "root" if euid == 0 else f"uid {euid}"
+        return Check("root", OK, f"{who}, CapEff {eff:016x} has {', '.join(have)}")
+    if euid == 0:
+        lacks = ", ".join(f"{name} ({why})" for name, why in missing)
+        return Check("root", FAIL, f"root but CapEff {eff:016x} lacks {lacks}: blocking will fail")
+    lacks = ", ".join(name for name, _ in missing)
+    return Check("root", WARN, f"not root (uid {euid}): read-only, blocking needs root ({lacks})")
+
+
+def cgroup2_check(mountinfo: str) -> Check:
+    mount = parse_mountinfo(mountinfo)
+    if mount is None:
+        return Check(
+            "cgroup2",
+            FAIL,
+            "cgroup2 is not mounted: cgroup jails need it (mount -t cgroup2 none /sys/fs/cgroup/unified)",
+        )
+    shows = "" if mount.root == "/" else f" (showing {mount.root})"
+    return Check("cgroup2", OK, f"{mount.mode} mount at {mount.path}{shows}")
+
+
+def xt_match_check(
+    match: str, value: str, errors: Mapping[str, str] | None, config: Mapping[str, str] | None
+) -> Check:
+    """`errors`: the probe's {"IPv4"|"IPv6": reason}, None when it could not run (no root)."""
+    name = f"xt_{match}"
+    key = MATCH_CONFIG[match]
+    if errors is None:
+        known = f" ({key}={config[key]} in the kernel config)" if config and key in config else ""
+        return Check(name, WARN, NO_ROOT + known)
+    rule = f"-m {match} {MATCH_OPTION[match]} {value}"
+    if not errors:
+        return Check(name, OK, f"a `{rule}` rule loaded (IPv4, IPv6) in a probe chain, then removed")
+    reasons = "; ".join(f"{family}: {reason}" for family, reason in sorted(errors.items()))
+    return Check(name, FAIL, f"`{rule}` refused ({reasons}): {MATCH_NEEDED_BY[match]}")
+
+
+def iptables_check(version_output: str | None, legacy_save_installed: bool) -> Check:
+    parsed = parse_iptables_version(version_output or "")
+    if parsed is None:
+        what = "`iptables` not installed" if version_output is None else "`iptables --version` unclear"
+        status = OK if legacy_save_installed else WARN
+        return Check("iptables", status, f"{what}; netjail writes xtables-legacy through python-iptables")
+    version, variant = parsed
+    if not legacy_save_installed:
+        return Check(
+            "iptables",
+            WARN,
+            f"`iptables` is v{version} ({variant}) but iptables-legacy-save "
+            "is missing: netjail's rules (xtables-legacy) cannot be listed or counted quickly",
+        )
+    if variant == "legacy":
+        return Check(
+            "iptables",
+            OK,
+            f"`iptables` is v{version} (legacy): the tables netjail writes through python-iptables",
+        )
+    return Check(
+        "iptables",
+        OK,
+        f"`iptables` is v{version} ({variant}) and does not show netjail's "
+        "rules: netjail writes xtables-legacy (see iptables-legacy-save)",
+    )
+
+
+def legacy_rules_check(saves: Mapping[str, str] | None, error: str = NO_ROOT_READ) -> Check:
+    """`saves`: {"IPv4"|"IPv6": iptables-legacy-save text}, None when unreadable (`error` says why)."""
+    if saves is None:
+        return Check("legacy-rules", WARN, error)
+    foreign: Counter[str] = Counter()
+    own = 0
+    for family, text in sorted(saves.items()):
+        counts, mine = count_save_rules(text)
+        own += mine
+        foreign.update({f"{family} {table}": n for table, n in counts.items()})
+    ours = f"; {own} of netjail's" if own else ""
+    if not foreign:
+        return Check("legacy-rules", OK, f"no foreign rules in xtables-legacy{ours}")
+    total = sum(foreign.values())
+    return Check(
+        "legacy-rules",
+        OK,
+        f"{total} foreign rules in xtables-legacy ({_per_table(foreign)}){ours}: "
+        "netjail leaves them alone and jumps to its chains first",
+    )
+
+
+def nft_rules_check(rules: Mapping[str, int] | None, error: str = NO_ROOT_READ) -> Check:
+    """`rules`: rule count per "family table" in nf_tables, None when unreadable."""
+    if rules is None:
+        return Check("nft-rules", WARN, error)
+    if not rules:
+        return Check("nft-rules", OK, "no nf_tables rules")
+    return Check(
+        "nft-rules",
+        OK,
+        f"{sum(rules.values())} nf_tables rules ({_per_table(rules)}): they "
+        "run at the same hooks as netjail's, and a drop in either one wins",
+    )
+
+
+def sock_destroy_check(
+    config: Mapping[str, str] | None, config_source: str, probed: bool, probe_error: str | None
+) -> Check:
+    """From the kernel config when readable, else from probe_sock_destroy (`probed` False: no root)."""
+    name, key = "sock-destroy", "CONFIG_INET_DIAG_DESTROY"
+    without = "netjail cannot kill a blocked process's open connections"
+    if config is not None and key in config:
+        if config[key] == "y":
+            return Check(
+                name, OK, f"{key}=y ({config_source}): open connections of a blocked process can be killed"
+            )
+        return Check(name, WARN, f"{key} is not set ({config_source}): {without}")
+    if not probed:
+        return Check(name, WARN, f"kernel config unreadable and {NO_ROOT}")
+    if probe_error is None:
+        return Check(name, OK, "`ss -K` destroyed a loopback connection of our own")
+    return Check(name, WARN, f"{probe_error}: {without}")
+
+
+def early_demux_check(tcp: str | None, udp: str | None) -> Check:
+    """Early demux attaches the socket to an incoming packet before netfilter's INPUT hook; only
+    then can `-m cgroup` in INPUT see whose packet it is (established TCP, connected UDP)."""
+    name = "early-demux"
+    values = f"tcp_early_demux={tcp}, udp_early_demux={udp}"
+    if tcp is None or udp is None:
+        return Check(name, WARN, f"net.ipv4 sysctls unreadable ({values})")
+    if tcp == "1" and udp == "1":
+        return Check(
+            name,
+            OK,
+            f"{values}: INPUT-chain cgroup rules see the socket of established TCP and connected UDP packets",
+        )
+    off = " and ".join(p for p, v in (("TCP", tcp), ("UDP", udp)) if v != "1")
+    return Check(
+        name,
+        WARN,
+        f"{values}: incoming {off} packets reach INPUT before their socket is "
+        "known, so INPUT-chain cgroup rules cannot match them (OUTPUT rules still do)",
+    )
+
+
+def pid1_check(comm: str | None) -> Check:
+    if comm is None:
+        return Check("pid1", WARN, "/proc/1/comm unreadable")
+    if comm == "systemd":
+        return Check(
+            "pid1",
+            OK,
+            "systemd: it manages the cgroup tree; netjail keeps its jails in a subtree of their own",
+        )
+    return Check("pid1", OK, f"{comm}, not systemd: no cgroup manager to share the tree with")
+
+
+# What gives each firewall manager away: chain names (or prefixes), nf_tables tables, processes.
+MANAGERS: tuple[tuple[str, tuple[str, ...], frozenset[str], frozenset[str]], ...] = (
+    ("Docker", ("DOCKER",), frozenset(), frozenset({"dockerd"})),
+    ("kube-proxy", ("KUBE-",), frozenset({"kube-proxy"}), frozenset({"kube-proxy"})),
+    ("firewalld", ("INPUT_ZONES", "IN_public"), frozenset({"firewalld"}), frozenset({"firewalld"})),
+    ("ufw", ("ufw-", "ufw6-"), frozenset(), frozenset()),
+    ("libvirt", ("LIBVIRT_",), frozenset({"libvirt_network"}), frozenset({"libvirtd"})),
+)
+
+
+def firewalls_check(
+    chains: Iterable[str],
+    nft_tables: Iterable[str],
+    processes: Iterable[str],
+    ufw_enabled: bool,
+    tables_read: bool = True,
+) -> Check:
+    """`tables_read` False: chains and nft tables were unreadable (no root), only processes seen."""
+    chains, nft_tables, processes = set(chains), set(nft_tables), set(processes)
+    found: list[str] = []
+    for manager, prefixes, tables, names in MANAGERS:
+        signs = []
+        if any(c.startswith(prefixes) for c in chains):
+            signs.append("chains")
+        if tables & nft_tables:
+            signs.append("nft table")
+        if names & processes:
+            signs.append("running")
+        if manager == "ufw" and ufw_enabled:
+            signs.append("enabled")
+        if signs:
+            found.append(f"{manager} ({', '.join(signs)})")
+    if not found and not tables_read:
+        return Check("firewalls", WARN, f"no firewall manager running; {NO_ROOT_READ}")
+    if not found:
+        return Check(
+            "firewalls", OK, "no other firewall manager found (Docker, kube-proxy, firewalld, ufw, libvirt)"
+        )
+    return Check(
+        "firewalls",
+        WARN,
+        f"{', '.join(found)}: may insert rules above netjail's jumps or flush tables on reload",
+    )
+
+
+def python_iptables_check() -> Check:
+    try:
+        import iptc  # a broken libiptc must fail this check, not the import of doctor
+        import iptc.ip4tc
+        import iptc.xtables
+    except Exception as exc:
+        return Check(
+            "python-iptables", FAIL, f"cannot load ({exc}): blocking needs libiptc (apt install iptables)"
+        )
+    libdir = iptc.xtables._xtables_libdir
+    missing = [f"libxt_{m}.so" for m in MATCH_CONFIG if not Path(libdir, f"libxt_{m}.so").exists()]
+    libs = f"{iptc.ip4tc._libiptc._name}, {iptc.xtables._lib_xtables._name}"
+    if missing:
+        return Check("python-iptables", FAIL, f"{libs} loaded but {', '.join(missing)} missing in {libdir}")
+    return Check("python-iptables", OK, f"{iptc.version.__version__}: {libs}, extensions in {libdir}")
+
+
+def pyroute2_check() -> Check:
+    try:
+        import pyroute2
+
+        version = str(getattr(pyroute2, "__version__", "?"))
+        from pyroute2 import DiagSocket  # noqa: F401
+    except Exception as exc:
+        return Check("pyroute2", FAIL, f"cannot import ({exc})")
+    return Check("pyroute2", OK, f"{version}: netlink sockets and DiagSocket available")
+
+
+# ---- this machine's inputs ---------------------------------------------------------------------
+
+
+def _read(path: str | Path) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def _sysctl(name: str) -> str | None:
+    text = _read(Path("/proc/sys", *name.split(".")))
+    return None if text is None else text.strip()
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str] | None:
+    """Run a tool (None when it is not installed), never for longer than 10 s."""
+    if shutil.which(argv[0]) is None:
+        return None
+    return subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
+    )
+
+
+def _first_line(out: subprocess.CompletedProcess[str]) -> str:
+    return (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[0]
+
+
+def read_kernel_config() -> tuple[dict[str, str], str] | None:
+    """(config, where from) from /proc/config.gz or /boot/config-<release>, None if unreadable."""
+    for path in (Path("/proc/config.gz"), Path("/boot/config-" + os.uname().release)):
+        try:
+            data = path.read_bytes()
+            text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode(errors="replace")
+        except OSError:
+            continue
+        return parse_kernel_config(text), str(path)
+    return None
+
+
+def _process_names() -> set[str]:
+    names = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (comm := _read(entry / "comm")) is not None:
+            names.add(comm.strip())
+    return names
+
+
+class _Machine:
+    """This machine's inputs, each read once and shared by the checks that need it."""
+
+    @cached_property
+    def cap_eff(self) -> int:
+        return parse_cap_eff(_read("/proc/self/status") or "") or 0
+
+    @cached_property
+    def can_admin(self) -> bool:
+        return bool(self.cap_eff >> CAP_NET_ADMIN & 1)
+
+    @cached_property
+    def kernel_config(self) -> tuple[dict[str, str], str] | None:
+        return read_kernel_config()
+
+    @cached_property
+    def legacy_saves(self) -> tuple[dict[str, str] | None, str]:
+        if not self.can_admin:
+            return None, NO_ROOT_READ
+        saves = {}
+        for family, tool in (("IPv4", "iptables-legacy-save"), ("IPv6", "ip6tables-legacy-save")):
+            out = _run(tool)
+            if out is None:
+                return None, f"{tool} not installed"
+            if out.returncode != 0:
+                return None, f"{tool}: {_first_line(out)}"
+            saves[family] = out.stdout
+        return saves, ""
+
+    @cached_property
+    def nft(self) -> tuple[Counter[str] | None, set[str], set[str], str]:
+        """(rules per "family table", tables, chains, why unreadable) of nf_tables."""
+        if not self.can_admin:
+            return None, set(), set(), NO_ROOT_READ
+        out = _run("nft", "-j", "list", "ruleset")
+        if out is not None:
+            if out.returncode != 0:
+                return None, set(), set(), f"nft: {_first_line(out)}"
+            return *parse_nft_ruleset(out.stdout), ""
+        # No nft binary: iptables-nft still shows the tables it manages itself.
+        rules: Counter[str] = Counter()
+        chains: set[str] = set()
+        for family, tool in (("ip", "iptables-nft-save"), ("ip6", "ip6tables-nft-save")):
+            out = _run(tool)
+            if out is None:
+                return None, set(), set(), "neither nft nor iptables-nft-save installed"
+            counts, _ = count_save_rules(out.stdout)
+            rules.update({f"{family} {table}": n for table, n in counts.items()})
+            chains |= save_chains(out.stdout)
+        return rules, set(), chains, ""
+
+    def xt_probe(self, match: str) -> tuple[str, dict[str, str] | None]:
+        # Our own cgroup and uid: values that surely exist, so only the match itself can fail.
+        value = (read_cgroup("self") or "/") if match == "cgroup" else str(os.geteuid())
+        return value, doctor_probes.probe_xt_match(match, value) if self.can_admin else None
+
+    def sock_destroy(self) -> Check:
+        config, source = self.kernel_config or (None, "")
+        if config is not None and "CONFIG_INET_DIAG_DESTROY" in config:
+            return sock_destroy_check(config, source, probed=False, probe_error=None)
+        if not self.can_admin:
+            return sock_destroy_check(None, "", probed=False, probe_error=None)
+        return sock_destroy_check(None, "", probed=True, probe_error=doctor_probes.probe_sock_destroy())
+
+    def firewalls(self) -> Check:
+        saves, _ = self.legacy_saves
+        chains = set().union(*(save_chains(text) for text in (saves or {}).values()))
+        _, nft_tables, nft_chains, _ = self.nft
+        ufw = _read("/etc/ufw/ufw.conf") or ""
+        ufw_enabled = bool(re.search(r"^\s*ENABLED\s*=\s*yes\b", ufw, re.MULTILINE | re.IGNORECASE))
+        tables_read = saves is not None and self.nft[0] is not None
+        return firewalls_check(chains | nft_chains, nft_tables, _process_names(), ufw_enabled, tables_read)
+
+
+def _xt_check(machine: _Machine, match: str) -> Check:
+    value, errors = machine.xt_probe(match)
+    return xt_match_check(match, value, errors, (machine.kernel_config or ({}, ""))[0])
+
+
+def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
+    return (
+        ("root", lambda: root_check(os.geteuid(), _read("/proc/self/status") or "")),
+        ("cgroup2", lambda: cgroup2_check(_read("/proc/self/mountinfo") or "")),
+        ("xt_cgroup", lambda: _xt_check(m, "cgroup")),
+        ("xt_owner", lambda: _xt_check(m, "owner")),
+        (
+            "iptables",
+            lambda: iptables_check(
+                out.stdout + out.stderr if (out := _run("iptables", "--version")) else None,
+                shutil.which("iptables-legacy-save") is not None,
+            ),
+        ),
+        ("legacy-rules", lambda: legacy_rules_check(*m.legacy_saves)),
+        ("nft-rules", lambda: nft_rules_check(m.nft[0], m.nft[3])),
+        ("sock-destroy", m.sock_destroy),
+        (
+            "early-demux",
+            lambda: early_demux_check(
+                _sysctl("net.ipv4.tcp_early_demux"), _sysctl("net.ipv4.udp_early_demux")
+            ),
+        ),
+        ("pid1", lambda: pid1_check(None if (c := _read("/proc/1/comm")) is None else c.strip())),
+        ("firewalls", m.firewalls),
+        ("python-iptables", python_iptables_check),
+        ("pyroute2", pyroute2_check),
+    )
+
+
+def guarded(name: str, check: Callable[[], Check]) -> Check:
+    """Run one check; if it crashes, its line says why instead of the whole doctor dying."""
+    try:
+        return check()
+    except Exception as exc:
+        return Check(name, FAIL, f"check crashed: {type(exc).__name__}: {exc}")
+
+
+def run_checks() -> tuple[Check, ...]:
+    """Every doctor check on this machine, in the caller's network namespace."""
+    return tuple(guarded(name, check) for name, check in _checks(_Machine()))

@@ -1,0 +1,164 @@
+"""Probes `netjail doctor` runs against the real kernel, in the caller's network namespace.
+
+Each probe creates only objects of its own (a chain named NETJAIL-PROBE-<pid> that nothing
+jumps to, a loopback TCP connection of its own) and removes them before returning; the rules
+and sockets of everyone else are never touched. All need CAP_NET_ADMIN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+XTABLES_LOCK = "/run/xtables.lock"
+PROBE_CHAIN_PREFIX = "NETJAIL-PROBE-"
+_PROBE_CHAIN = re.compile(re.escape(PROBE_CHAIN_PREFIX) + r"(\d+)$")
+# python-iptables attribute that carries each probed match's one option.
+PROBE_OPTION = {"cgroup": "path", "owner": "uid_owner"}
+
+
+@contextlib.contextmanager
+def xtables_lock(timeout: float = 10.0) -> Iterator[None]:
+    """The lock iptables itself takes: libiptc does not, and a commit replaces a whole table, so
+    an unlocked read-modify-commit could undo another tool's concurrent change."""
+    fd = os.open(XTABLES_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{XTABLES_LOCK} held by another process for {timeout:.0f}s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def probe_chain_name(pid: int | None = None) -> str:
+    return f"{PROBE_CHAIN_PREFIX}{os.getpid() if pid is None else pid}"
+
+
+def _pid_alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+def _remove_chain(iptc: Any, table: Any, name: str) -> None:
+    iptc.Chain(table, name).flush()
+    table.delete_chain(name)
+
+
+def _probe_family(iptc: Any, family: str, match: str, value: str) -> None:
+    """Load one rule using `match` into a fresh probe chain of one family's filter table, then
+    remove the chain. Raises with the kernel's or libiptc's reason when the match is refused."""
+    table_cls, rule_cls = (iptc.Table, iptc.Rule) if family == "inet" else (iptc.Table6, iptc.Rule6)
+    name = probe_chain_name()
+    with xtables_lock():
+        table = table_cls(table_cls.FILTER)
+        saved_autocommit = table.autocommit
+        table.autocommit = False  # one atomic commit per step; a refused rule changes nothing
+        try:
+            table.refresh()
+            for chain in table.chains:
+                found = _PROBE_CHAIN.match(chain.name)
+                # Leftovers of a probe killed mid-way (or of this PID) are ours to remove.
+                if found and (int(found.group(1)) == os.getpid() or not _pid_alive(int(found.group(1)))):
+                    _remove_chain(iptc, table, chain.name)
+            rule = rule_cls()
+            setattr(rule.create_match(match), PROBE_OPTION[match], value)
+            rule.create_target("RETURN")
+            table.create_chain(name).append_rule(rule)
+            try:
+                table.commit()
+            finally:
+                table.refresh()
+            try:
+                _remove_chain(iptc, table, name)
+                table.commit()
+            except Exception as exc:
+                raise RuntimeError(
+                    f"probe chain {name} left behind ({exc}): remove it with "
+                    f"`iptables-legacy -F {name}; iptables-legacy -X {name}`"
+                ) from exc
+            finally:
+                table.refresh()
+        finally:
+            table.autocommit = saved_autocommit
+
+
+def probe_xt_match(match: str, value: str) -> dict[str, str]:
+    """Try `-m <match>` (cgroup: --path VALUE, owner: --uid-owner VALUE) in the IPv4 and IPv6
+    filter tables of this network namespace. Returns {"IPv4"|"IPv6": reason} for failures."""
+    import iptc  # loads libxtables; a broken install fails only this probe
+
+    errors: dict[str, str] = {}
+    for family, label in (("inet", "IPv4"), ("inet6", "IPv6")):
+        with _stderr_captured() as noise:
+            try:
+                _probe_family(iptc, family, match, value)
+            except Exception as exc:
+                said = " ".join(noise().split())
+                # python-iptables puts libiptc's bytes message in its text: "b'Invalid argument'".
+                reason = re.sub(r"\bb'([^']*)'", r"\1", str(exc)) or type(exc).__name__
+                errors[label] = reason + (f" ({said})" if said else "")
+    return errors
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Callable[[], str]]:
+    """libxtables prints warnings straight to fd 2 (e.g. "Extension owner revision 0 not
+    supported" while it settles on a revision the kernel has): keep them for a failure's reason
+    instead of the user's terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode(errors="replace"))[1]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def probe_sock_destroy(timeout: float = 5.0) -> str | None:
+    """Destroy a loopback TCP connection of our own with `ss -K`; None when the kernel did so,
+    else why not. The ss filter names our connection's exact addresses and ports, and a TCP
+    4-tuple is unique in a network namespace, so no other socket can match."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return "ss not installed"
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        try:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            client = stack.enter_context(socket.create_connection(server.getsockname(), timeout=timeout))
+            stack.enter_context(server.accept()[0])
+        except OSError as exc:
+            return f"loopback TCP unavailable here: {exc.strerror or exc}"
+        local, peer = client.getsockname(), client.getpeername()
+        out = subprocess.run(
+            [ss, "-K", "-t", "-n", "-H", "src", f"{local[0]}:{local[1]}", "dst", f"{peer[0]}:{peer[1]}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+        # A destroyed socket reports ECONNABORTED to its owner.
+        if client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNABORTED:
+            return None
+        reason = (out.stderr.strip().splitlines() or ["the kernel refused or ignored SOCK_DESTROY"])[0]
+        return f"`ss -K` did not close a test connection: {reason}"

@@ -9,7 +9,6 @@ namespace. A check that crashes becomes a "fail" line: doctor reports, it never 
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,14 @@ from pathlib import Path
 
 from netjail.backends import doctor_probes
 from netjail.backends.cgroupfs import parse_mountinfo, read_cgroup
+from netjail.backends.doctor_parsers import (
+    count_save_rules,
+    parse_cap_eff,
+    parse_iptables_version,
+    parse_kernel_config,
+    parse_nft_ruleset,
+    save_chains,
+)
 from netjail.backends.model import Check
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -38,81 +45,6 @@ NEEDED_CAPS = (
 MATCH_CONFIG = {"cgroup": "CONFIG_NETFILTER_XT_MATCH_CGROUP", "owner": "CONFIG_NETFILTER_XT_MATCH_OWNER"}
 MATCH_OPTION = {"cgroup": "--path", "owner": "--uid-owner"}
 MATCH_NEEDED_BY = {"cgroup": "cgroup jails cannot drop anything", "owner": "user/group jails cannot work"}
-# Chains and chain-name prefixes netjail owns (see firewall/base.py); everything else is foreign.
-OWN_CHAIN_PREFIXES = ("NETJAIL-", "NJ-")
-_APPEND = re.compile(r"^(?:\[\d+:\d+\] )?-A (\S+)(?:.* -[jg] (\S+))?")  # optional -c counters
-
-
-# ---- parsing captured text --------------------------------------------------------------------
-
-
-def parse_cap_eff(status: str) -> int | None:
-    """The effective capability mask from /proc/PID/status text."""
-    for line in status.splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return None
-
-
-def parse_kernel_config(text: str) -> dict[str, str]:
-    """CONFIG_X -> "y"/"m"/"n"/value from a kernel .config ("# CONFIG_X is not set" -> "n")."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key] = value.strip().strip('"')
-        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            values[line[2:].split()[0]] = "n"
-    return values
-
-
-def parse_iptables_version(text: str) -> tuple[str, str] | None:
-    """("1.8.9", "nf_tables"|"legacy") from `iptables --version` (old versions print no variant)."""
-    found = re.search(r"v(\d[\w.]*)(?:\s+\(([\w-]+)\))?", text)
-    if not found:
-        return None
-    return found.group(1), found.group(2) or "legacy"
-
-
-def _is_own(chain: str | None) -> bool:
-    return chain is not None and chain.startswith(OWN_CHAIN_PREFIXES)
-
-
-def count_save_rules(save: str) -> tuple[Counter[str], int]:
-    """From iptables-save text: foreign rules per table, and netjail's own rule count. A rule is
-    netjail's when it sits in a netjail chain or jumps to one."""
-    foreign: Counter[str] = Counter()
-    own = 0
-    table = "?"
-    for line in save.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-        elif found := _APPEND.match(line):
-            if _is_own(found.group(1)) or _is_own(found.group(2)):
-                own += 1
-            else:
-                foreign[table] += 1
-    return foreign, own
-
-
-def save_chains(save: str) -> set[str]:
-    return {line[1:].split()[0] for line in save.splitlines() if line.startswith(":") and len(line) > 1}
-
-
-def parse_nft_ruleset(text: str) -> tuple[Counter[str], set[str], set[str]]:
-    """From `nft -j list ruleset`: rules per "family table", table names, chain names."""
-    rules: Counter[str] = Counter()
-    tables: set[str] = set()
-    chains: set[str] = set()
-    for item in json.loads(text).get("nftables", []):
-        if "table" in item:
-            tables.add(item["table"]["name"])
-        elif "chain" in item:
-            chains.add(item["chain"]["name"])
-        elif "rule" in item:
-            rule = item["rule"]
-            rules[f"{rule['family']} {rule['table']}"] += 1
-    return rules, tables, chains
 
 
 def _per_table(counts: Mapping[str, int]) -> str:

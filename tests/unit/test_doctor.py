@@ -9,22 +9,24 @@ from netjail.app.cli_doctor import format_checks
 from netjail.backends import doctor
 from netjail.backends.doctor import (
     cgroup2_check,
-    count_save_rules,
     early_demux_check,
     firewalls_check,
     guarded,
     iptables_check,
     legacy_rules_check,
     nft_rules_check,
+    pid1_check,
+    root_check,
+    sock_destroy_check,
+    xt_match_check,
+)
+from netjail.backends.doctor_parsers import (
+    count_save_rules,
     parse_cap_eff,
     parse_iptables_version,
     parse_kernel_config,
     parse_nft_ruleset,
-    pid1_check,
-    root_check,
     save_chains,
-    sock_destroy_check,
-    xt_match_check,
 )
 from netjail.backends.model import Check
 

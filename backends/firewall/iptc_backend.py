@@ -1,0 +1,400 @@
+"""The python-iptables (xtables-legacy) backend of `Firewall`.
+
+Shape (see base.py): per family, NETJAIL-OUT / NETJAIL-IN / NETJAIL-FWD dispatch chains, each
+reached by one jump (`-m comment --comment netjail`) at the top of OUTPUT / INPUT / FORWARD, and
+per jail NJ-O-<jail> / NJ-I-<jail> / NJ-F-<jail> holding its allow RETURNs then a DROP.
+
+Decisions worth knowing:
+
+- Every jail gets NJ-O and NJ-I chains in *both* families, even with no selectors there, so
+  counters, read_jail and jail_names see the same jails whatever the families in use. NJ-F chains
+  exist only for jails with forward selectors or allow entries, and NETJAIL-FWD (with its
+  FORWARD jump) only while some jail has one: FORWARD is where Docker and kube-proxy insist on
+  being first, so netjail stays out of it unless asked.
+- A dispatch chain and its built-in jump exist exactly while some jail chain of that direction
+  exists: removing the last jail leaves the built-in chains as netjail found them.
+- A family whose table is unavailable (IPv6 disabled, no ip6_tables) is skipped unless the
+  change holds matches of that family, which then fails with UnsupportedEnvironment.
+- Each change is planned against a fresh libiptc copy of the table, under the xtables lock, and
+  committed in one table replace per family. A commit that finds the table changed (EAGAIN) is
+  re-planned from a fresh copy and retried. Both families are planned before either commits; if
+  the second family then fails, the first one is put back as it was (counters of rules that
+  stayed survive), so a change lands in both families or in neither.
+- A table replace makes the kernel re-check every rule in it, and a `-m cgroup --path` rule
+  whose cgroup was deleted fails that check: from then on *every* iptables-legacy commit in the
+  network namespace fails with EINVAL, other tools' included. So every change also drops
+  selectors whose cgroup no longer exists (they could never match again anyway), and a sync that
+  asks for a missing cgroup is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
+from netjail.backends.firewall.base import (
+    BUILTIN,
+    DISPATCH,
+    JAIL_CHAIN_PREFIX,
+    Firewall,
+    JailRules,
+    Match,
+    jail_chain,
+)
+from netjail.backends.firewall.counters import read_counters
+from netjail.backends.firewall.libiptc import CommitConflict, Table
+from netjail.backends.firewall.matches import (
+    DIRECTIONS,
+    FAMILIES,
+    allow,
+    canonical_rules,
+    check_jail_name,
+    families_used,
+    selectors,
+    uses_forward,
+)
+from netjail.backends.firewall.plan import (
+    Append,
+    Current,
+    Delete,
+    Edit,
+    Insert,
+    RuleKey,
+    edit_builtin,
+    edit_dispatch,
+    edit_jail_chain,
+)
+from netjail.backends.firewall.rule_build import build_entry
+from netjail.backends.firewall.xt_layout import LAYOUTS, decode_entry
+from netjail.backends.firewall.xtables_lock import xtables_lock
+from netjail.backends.model import JailCounters
+
+COMMENT = "netjail"
+MAX_ATTEMPTS = 8
+BACKOFF_SECONDS = 0.005
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+Changes = Mapping[str, JailRules | None]  # jail -> wanted rules, None to remove
+CurrentRule = tuple[str, RuleKey | None]
+
+
+def cgroup2_mount(mountinfo: Path = MOUNTINFO) -> Path | None:
+    """Where this process sees the cgroup2 hierarchy (field 9 of mountinfo is the fs type)."""
+    for line in mountinfo.read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        if right.split(" ", 1)[0] == "cgroup2":
+            return Path(left.split()[4].replace("\\040", " "))
+    return None
+
+
+class IptcFirewall(Firewall):
+    name = "iptables-legacy (python-iptables)"
+
+    def __init__(self, *, lock_timeout: float = 10.0) -> None:
+        self._lock_timeout = lock_timeout
+        # libiptc handles and python-iptables' xtables state are not thread-safe.
+        self._mutex = threading.RLock()
+
+    # ---- Firewall API -------------------------------------------------------------------------
+
+    def sync_jail(self, rules: JailRules) -> None:
+        self.sync_jails([rules])
+
+    def sync_jails(self, rules: Iterable[JailRules]) -> None:
+        wanted: dict[str, JailRules | None] = {}
+        for r in rules:
+            c = canonical_rules(r)
+            wanted[c.name] = c
+        if wanted:
+            self._check_cgroups(r for r in wanted.values() if r is not None)
+            self._change(wanted)
+
+    def remove_jail(self, name: str) -> None:
+        self._change({check_jail_name(name): None})
+
+    def reset(self) -> None:
+        self._change(None)
+
+    def read_jail(self, name: str) -> JailRules | None:
+        check_jail_name(name)
+        found = False
+        sel: dict[str, list[Match]] = {d: [] for d in DIRECTIONS}
+        alw: dict[str, list[Match]] = {d: [] for d in DIRECTIONS}
+        with self._mutex:
+            for fam in FAMILIES:
+                table = self._open(fam, required=False)
+                if table is None:
+                    continue
+                with table:
+                    held = self._read_jails(table, [name])[name]
+                if held is not None:
+                    found = True
+                    for d in DIRECTIONS:
+                        sel[d] += selectors(held, d)
+                        alw[d] += allow(held, d)
+        return _jail_rules(name, sel, alw) if found else None
+
+    def jail_names(self) -> set[str]:
+        names: set[str] = set()
+        with self._mutex:
+            for fam in FAMILIES:
+                table = self._open(fam, required=False)
+                if table is not None:
+                    with table:
+                        names |= _jails_in(table.chains())
+        return names
+
+    def counters(self) -> Mapping[str, JailCounters]:
+        return read_counters()
+
+    # ---- transactions -------------------------------------------------------------------------
+
+    def _open(self, family: str, *, required: bool) -> Table | None:
+        try:
+            return Table(family)
+        except UnsupportedEnvironment:
+            if required:
+                raise
+            return None
+
+    def _change(self, changes: Changes | None, families: Iterable[str] = FAMILIES) -> None:
+        """Make the kernel hold `changes` (None: remove every jail) in every available family."""
+        needed = set() if changes is None else {f for r in changes.values() if r for f in families_used(r)}
+        pending = list(families)
+        committed: dict[str, dict[str, JailRules | None]] = {}  # family -> its jails before
+        with self._mutex:
+            for attempt in range(MAX_ATTEMPTS):
+                if attempt:
+                    time.sleep(BACKOFF_SECONDS * attempt * (1 + random.random()))
+                try:
+                    self._attempt(changes, pending, needed, committed)
+                except NetjailError as exc:
+                    self._undo(committed, exc)
+                    raise
+                if not pending:
+                    return
+            failure = OperationFailed(
+                f"gave up after {MAX_ATTEMPTS} attempts: the filter table kept changing under netjail "
+                "(a writer that does not take the xtables lock?)"
+            )
+            self._undo(committed, failure)
+            raise failure
+
+    def _attempt(
+        self,
+        changes: Changes | None,
+        pending: list[str],
+        needed: set[str],
+        committed: dict[str, dict[str, JailRules | None]],
+    ) -> None:
+        """One plan-and-commit round under the xtables lock; families committed leave `pending`."""
+        with xtables_lock(self._lock_timeout):
+            staged: list[tuple[Table, dict[str, JailRules | None]]] = []
+            try:
+                for fam in list(pending):
+                    table = self._open(fam, required=fam in needed)
+                    if table is None:
+                        pending.remove(fam)
+                        continue
+                    staged.append((table, {}))
+                    fam_changes = changes if changes is not None else dict.fromkeys(_jails_in(table.chains()))
+                    staged[-1] = (table, self._read_jails(table, fam_changes))
+                    self._stage(table, fam_changes)
+                for table, before in staged:
+                    try:
+                        table.commit()
+                    except CommitConflict:
+                        return  # the rest is re-planned from fresh copies next round
+                    except OperationFailed as exc:
+                        raise self._explain(table, exc) from None
+                    committed.setdefault(table.family, before)
+                    pending.remove(table.family)
+            finally:
+                for table, _ in staged:
+                    table.close()
+
+    def _undo(self, committed: dict[str, dict[str, JailRules | None]], cause: NetjailError) -> None:
+        """Put families already committed by a failing change back as they were."""
+        for fam, before in list(committed.items()):
+            committed.pop(fam)
+            try:
+                self._change(before, families=[fam])
+            except NetjailError as exc:
+                cause.args = (f"{cause}; undoing the {fam} half failed too: {exc}",)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def _current(
+        self, table: Table, chain: str, only_target: str | None = None
+    ) -> list[tuple[str, RuleKey | None]]:
+        layout = LAYOUTS[table.family]
+        out: list[CurrentRule] = []
+        for raw, target in table.rules(chain):
+            key: RuleKey | None = None
+            if only_target is None or target == only_target:
+                decoded = decode_entry(layout, raw)
+                if decoded is not None:
+                    key = (target, decoded.match, decoded.comment)
+            out.append((target, key))
+        return out
+
+    def _read_jails(self, table: Table, names: Iterable[str]) -> dict[str, JailRules | None]:
+        """What one family's table holds for some jails (None: no chains)."""
+        chains = set(table.chains())
+        out: dict[str, JailRules | None] = {}
+        dispatch = {d: self._current(table, DISPATCH[d]) if DISPATCH[d] in chains else [] for d in DIRECTIONS}
+        for name in names:
+            if not any(jail_chain(d, name) in chains for d in DIRECTIONS):
+                out[name] = None
+                continue
+            sel: dict[str, list[Match]] = {d: [] for d in DIRECTIONS}
+            alw: dict[str, list[Match]] = {d: [] for d in DIRECTIONS}
+            for d in DIRECTIONS:
+                chain = jail_chain(d, name)
+                if chain not in chains:
+                    continue
+                alw[d] = [k[1] for _, k in self._current(table, chain) if k and k[0] == "RETURN" and not k[2]]
+                sel[d] = [k[1] for target, k in dispatch[d] if target == chain and k and not k[2]]
+            out[name] = _jail_rules(name, sel, alw)
+        return out
+
+    # ---- planning -----------------------------------------------------------------------------
+
+    def _stage(self, table: Table, changes: Changes) -> None:
+        """Edit libiptc's in-memory copy of one family's table so it holds `changes`."""
+        fam = table.family
+        chains = set(table.chains())
+        everything = Match(fam)
+        cgroups_root = cgroup2_mount()
+        for d in DIRECTIONS:
+            prefix = JAIL_CHAIN_PREFIX[d]
+            live = {c for c in chains if c.startswith(prefix)}
+            for name, rules in changes.items():
+                chain = jail_chain(d, name)
+                if rules is not None and (d != "fwd" or uses_forward(rules)):
+                    live.add(chain)
+                else:
+                    live.discard(chain)
+
+            for name, rules in changes.items():
+                chain = jail_chain(d, name)
+                if chain not in live or rules is None:
+                    continue
+                current: Current = []
+                if chain in chains:
+                    current = self._current(table, chain)
+                else:
+                    table.create_chain(chain)
+                body = [("RETURN", m, None) for m in allow(rules, d) if m.family == fam]
+                self._run(table, chain, edit_jail_chain(current, body, ("DROP", everything, None)))
+
+            dispatch = DISPATCH[d]
+            if live:
+                current = []
+                if dispatch in chains:
+                    current = _without_dead_cgroups(self._current(table, dispatch), cgroups_root)
+                else:
+                    table.create_chain(dispatch)
+                wanted = {
+                    jail_chain(d, name): [
+                        (jail_chain(d, name), m, None) for m in selectors(rules, d) if m.family == fam
+                    ]
+                    for name, rules in changes.items()
+                    if rules is not None and jail_chain(d, name) in live
+                }
+                self._run(table, dispatch, edit_dispatch(current, wanted, live))
+
+            if live or dispatch in chains:
+                builtin = BUILTIN[d]
+                jump = (dispatch, everything, COMMENT) if live else None
+                self._run(
+                    table, builtin, edit_builtin(self._current(table, builtin, dispatch), dispatch, jump)
+                )
+            if not live and dispatch in chains:
+                table.delete_chain(dispatch)
+            for name in changes:
+                chain = jail_chain(d, name)
+                if chain in chains and chain not in live:
+                    table.delete_chain(chain)
+
+    def _run(self, table: Table, chain: str, edits: list[Edit]) -> None:
+        for e in edits:
+            if isinstance(e, Delete):
+                table.delete(chain, e.position)
+            elif isinstance(e, Insert):
+                target, match, comment = e.key
+                table.insert(chain, build_entry(match, target, comment), e.position)
+            elif isinstance(e, Append):
+                target, match, comment = e.key
+                table.append(chain, build_entry(match, target, comment))
+
+    # ---- cgroups ------------------------------------------------------------------------------
+
+    def _check_cgroups(self, rules: Iterable[JailRules]) -> None:
+        paths = {
+            m.cgroup
+            for r in rules
+            for d in DIRECTIONS
+            for m in (*selectors(r, d), *allow(r, d))
+            if m.cgroup is not None
+        }
+        if not paths:
+            return
+        root = cgroup2_mount()
+        if root is None:
+            raise UnsupportedEnvironment("cgroup2 is not mounted: cgroup matches need it")
+        for path in sorted(paths):
+            if not (root / path.lstrip("/")).is_dir():
+                raise OperationFailed(f"cgroup {path} does not exist (create it before adding rules for it)")
+
+    def _explain(self, table: Table, exc: OperationFailed) -> OperationFailed:
+        """Name deleted cgroups still referenced by rules when the kernel refuses the table."""
+        if "Invalid argument" not in str(exc):
+            return exc
+        root = cgroup2_mount()
+        dead = sorted(
+            {
+                key[1].cgroup
+                for chain in table.chains()
+                for _, key in self._current(table, chain)
+                if key and key[1].cgroup and (root is None or not (root / key[1].cgroup.lstrip("/")).is_dir())
+            }
+        )
+        if not dead:
+            return exc
+        return OperationFailed(
+            f"{exc} (rules still match cgroups that no longer exist: {', '.join(dead)}; the kernel "
+            "refuses every table that holds them)"
+        )
+
+
+def _jail_rules(name: str, sel: Mapping[str, list[Match]], alw: Mapping[str, list[Match]]) -> JailRules:
+    return JailRules(
+        name=name,
+        out_selectors=tuple(sel["out"]),
+        in_selectors=tuple(sel["in"]),
+        fwd_selectors=tuple(sel["fwd"]),
+        out_allow=tuple(alw["out"]),
+        in_allow=tuple(alw["in"]),
+        fwd_allow=tuple(alw["fwd"]),
+    )
+
+
+def _jails_in(chains: Iterable[str]) -> set[str]:
+    prefixes = tuple(JAIL_CHAIN_PREFIX.values())
+    return {c[len(prefixes[0]) :] for c in chains if c.startswith(prefixes)}
+
+
+def _without_dead_cgroups(current: Current, root: Path | None) -> list[CurrentRule]:
+    """Selectors of deleted cgroups lose their target, so the plan deletes them."""
+    out: list[CurrentRule] = []
+    for target, key in current:
+        if key and key[1].cgroup and root is not None and not (root / key[1].cgroup.lstrip("/")).is_dir():
+            out.append(("", None))
+        else:
+            out.append((target, key))
+    return out

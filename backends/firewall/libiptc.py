@@ -1,0 +1,200 @@
+"""A thin, typed handle on libiptc (libip4tc / libip6tc) as loaded by python-iptables.
+
+python-iptables' `Table` is a process-wide singleton whose autocommit setting anyone can flip;
+netjail keeps its own handles instead and calls the library functions python-iptables already
+declared, reading errno right after each call so failures become netjail errors:
+
+    EPERM / EACCES                      -> InsufficientPrivilege
+    table, module or family missing     -> UnsupportedEnvironment (one-line reason)
+    EAGAIN on commit                    -> CommitConflict (another writer committed in between)
+    anything else                       -> OperationFailed
+
+Nothing reaches the kernel before `commit()`: every edit goes into libiptc's in-memory copy, and
+`close()` without commit throws it away.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import os
+from typing import Any
+
+from netjail.backends.errors import (
+    InsufficientPrivilege,
+    NetjailError,
+    OperationFailed,
+    UnsupportedEnvironment,
+)
+
+_PRIVILEGE = {errno.EPERM, errno.EACCES}
+_MISSING = {errno.ENOENT, errno.ENOPROTOOPT, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.ENOSYS}
+_TOOL = {"inet": "iptables-legacy", "inet6": "ip6tables-legacy"}
+
+
+class CommitConflict(OperationFailed):
+    """libiptc's commit found the table changed since it was read (EAGAIN): refresh and retry."""
+
+
+CAP_NET_ADMIN = 12
+
+
+def has_net_admin(status: str | None = None) -> bool:
+    """Whether this process holds CAP_NET_ADMIN (from /proc/self/status, or the text given)."""
+    if status is None:
+        with open("/proc/self/status") as f:
+            status = f.read()
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    return os.geteuid() == 0
+
+
+def load_iptc() -> Any:
+    """python-iptables, imported on first use (its import runs modprobe and loads libxtables)."""
+    try:
+        import iptc
+    except Exception as exc:  # XTablesError, OSError: missing libip4tc / libxtables
+        if not has_net_admin():  # unprivileged, its import can fail on unreadable paths first
+            raise InsufficientPrivilege("changing firewall rules needs root (CAP_NET_ADMIN)") from None
+        raise UnsupportedEnvironment(f"python-iptables cannot load libiptc: {exc}") from None
+    return iptc
+
+
+def _library(family: str) -> tuple[Any, Any]:
+    """(libiptc function table, errno location) for one family."""
+    load_iptc()
+    try:
+        from iptc import ip4tc
+
+        if family == "inet6":
+            from iptc import ip6tc
+
+            return ip6tc.ip6tc, ip4tc._get_errno_loc
+        return ip4tc.iptc, ip4tc._get_errno_loc
+    except Exception as exc:
+        lib = "libip6tc" if family == "inet6" else "libip4tc"
+        raise UnsupportedEnvironment(f"python-iptables cannot load {lib}: {exc}") from None
+
+
+def translate(family: str, action: str, err: int, detail: str = "") -> NetjailError:
+    what = f"{_TOOL[family]} filter table"
+    text = detail or os.strerror(err)
+    if err in _PRIVILEGE:
+        return InsufficientPrivilege(f"{action} the {what}: permission denied (needs root / CAP_NET_ADMIN)")
+    return OperationFailed(f"{action} the {what}: {text}")
+
+
+class Table:
+    """One libiptc handle on the filter table of one family. Use as a context manager."""
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self.dirty = False
+        self._lib, self._errno_loc = _library(family)
+        self._errno_loc()[0] = 0
+        handle = self._lib.iptc_init(b"filter")
+        if not handle:
+            err = self._errno()
+            if err in _PRIVILEGE:
+                raise translate(family, "cannot read", err)
+            if err in _MISSING:
+                raise UnsupportedEnvironment(
+                    f"{_TOOL[family]} filter table unavailable here ({self._strerror(err)})"
+                )
+            raise translate(family, "cannot read", err, self._strerror(err))
+        self._handle = handle
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._handle:
+            self._lib.iptc_free(self._handle)
+            self._handle = None
+
+    def _errno(self) -> int:
+        return int(self._errno_loc()[0])
+
+    def _strerror(self, err: int) -> str:
+        text = self._lib.iptc_strerror(err)
+        return text.decode("utf-8", "replace") if text else os.strerror(err)
+
+    def _check(self, ok: int, action: str) -> None:
+        if ok != 1:
+            err = self._errno()
+            raise translate(self.family, f"cannot {action} in", err, self._strerror(err))
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def chains(self) -> list[str]:
+        names: list[str] = []
+        name = self._lib.iptc_first_chain(self._handle)
+        while name:
+            names.append(name.decode())
+            name = self._lib.iptc_next_chain(self._handle)
+        return names
+
+    def rules(self, chain: str) -> list[tuple[bytes, str]]:
+        """(entry bytes, target name) of each rule; the target is a chain name for jumps, "" when
+        the rule has no target (counting only)."""
+        out: list[tuple[bytes, str]] = []
+        entry = self._lib.iptc_first_rule(chain.encode(), self._handle)
+        while entry:
+            raw = ct.string_at(entry, entry[0].next_offset)
+            target = self._lib.iptc_get_target(entry, self._handle)
+            out.append((raw, target.decode() if target else ""))
+            entry = self._lib.iptc_next_rule(entry, self._handle)
+        return out
+
+    # ---- editing (in memory until commit) -----------------------------------------------------
+
+    def create_chain(self, chain: str) -> None:
+        self._check(self._lib.iptc_create_chain(chain.encode(), self._handle), f"create chain {chain}")
+        self.dirty = True
+
+    def delete_chain(self, chain: str) -> None:
+        """Flush, then delete, a user chain (nothing may jump to it any more)."""
+        self._check(self._lib.iptc_flush_entries(chain.encode(), self._handle), f"flush chain {chain}")
+        self._check(self._lib.iptc_delete_chain(chain.encode(), self._handle), f"delete chain {chain}")
+        self.dirty = True
+
+    def append(self, chain: str, entry: bytes) -> None:
+        buf = ct.create_string_buffer(entry, len(entry))
+        self._check(self._lib.iptc_append_entry(chain.encode(), buf, self._handle), f"add a rule to {chain}")
+        self.dirty = True
+
+    def insert(self, chain: str, entry: bytes, position: int) -> None:
+        """Insert before the rule at 0-based `position`."""
+        buf = ct.create_string_buffer(entry, len(entry))
+        ok = self._lib.iptc_insert_entry(chain.encode(), buf, position, self._handle)
+        self._check(ok, f"insert a rule into {chain}")
+        self.dirty = True
+
+    def delete(self, chain: str, position: int) -> None:
+        """Delete the rule at 0-based `position`."""
+        ok = self._lib.iptc_delete_num_entry(chain.encode(), position, self._handle)
+        self._check(ok, f"delete a rule from {chain}")
+        self.dirty = True
+
+    def commit(self) -> None:
+        """Send every edit to the kernel in one table replace (no-op when nothing changed)."""
+        if not self.dirty:
+            return
+        if self._lib.iptc_commit(self._handle) == 1:
+            self.dirty = False
+            return
+        err = self._errno()
+        text = self._strerror(err)
+        if err == errno.EAGAIN:
+            raise CommitConflict(f"{_TOOL[self.family]} filter table changed during commit: {text}")
+        if err in _PRIVILEGE:
+            raise translate(self.family, "cannot write", err)
+        if err == errno.ENOENT:
+            raise UnsupportedEnvironment(
+                f"the kernel lacks a netfilter extension these {_TOOL[self.family]} rules need ({text})"
+            )
+        raise translate(self.family, "cannot write", err, text)

@@ -1,0 +1,162 @@
+"""Validation and canonical form of `Match` / `JailRules` (pure: no kernel access).
+
+Every backend compares what it wants with what it reads back, so both sides must be written the
+same way: CIDRs as network/prefix ("10.0.0.1/32"), "match all" prefixes as None, cgroup paths
+without trailing slashes, and each tuple de-duplicated and sorted. `canonical_rules` does that;
+`canonical_rules(fw.read_jail(n)) == canonical_rules(wanted)` is the drift check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import fields, replace
+from typing import Any
+
+from netjail.backends.errors import BadInput
+from netjail.backends.firewall.base import MAX_JAIL_NAME, JailRules, Match
+
+DIRECTIONS = ("out", "in", "fwd")
+FAMILIES = ("inet", "inet6")
+PROTOS = ("tcp", "udp")
+IFNAMSIZ = 16
+CGROUP_PATH_MAX = 512  # XT_CGROUP_PATH_MAX of xt_cgroup revision 2, NUL included
+_JAIL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_JAIL_NAME - 1}}}")
+_IFACE = re.compile(r"[^\s/:'\"]{1,15}")
+
+
+def check_jail_name(name: str) -> str:
+    if not isinstance(name, str) or not _JAIL_NAME.fullmatch(name):
+        raise BadInput(
+            f"bad jail name {name!r}: 1-{MAX_JAIL_NAME} characters of A-Z a-z 0-9 _ . - "
+            "(starting with a letter or digit)"
+        )
+    return name
+
+
+def _cidr(value: str, family: str, what: str) -> str | None:
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except (ValueError, TypeError):
+        raise BadInput(f"bad {what} address {value!r}") from None
+    if (net.version == 6) != (family == "inet6"):
+        raise BadInput(f"{what} {value} is not an {family} address")
+    return None if net.prefixlen == 0 else str(net)
+
+
+def _port(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise BadInput(f"bad {what} {value!r}: a port is an integer 0-65535")
+    return value
+
+
+def _id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32 - 1:
+        raise BadInput(f"bad {what} {value!r}")
+    return value
+
+
+def _iface(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _IFACE.fullmatch(value):
+        raise BadInput(f"bad {what} {value!r}: an interface name of 1-15 characters")
+    return value
+
+
+def _cgroup(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        raise BadInput(f"bad cgroup path {value!r}: absolute path inside the cgroup2 hierarchy")
+    path = posixpath.normpath(value)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    if len(path.encode()) >= CGROUP_PATH_MAX:
+        raise BadInput(f"cgroup path too long ({len(path)} characters, at most {CGROUP_PATH_MAX - 1})")
+    return path
+
+
+def canonical_match(m: Match, direction: str) -> Match:
+    """Validated Match in canonical form; `direction` is where it will live ("out"/"in"/"fwd").
+
+    Refuses what the kernel would refuse late (at commit) or silently never match: owner only on
+    output, cgroup not on forward, an input interface on output and the reverse.
+    """
+    if m.family not in FAMILIES:
+        raise BadInput(f"bad address family {m.family!r} (inet or inet6)")
+    if m.proto is not None and m.proto not in PROTOS:
+        raise BadInput(f"bad protocol {m.proto!r} (tcp or udp)")
+    if (m.sport is not None or m.dport is not None) and m.proto is None:
+        raise BadInput("a port needs a protocol (tcp or udp)")
+    if (m.uid_owner is not None or m.gid_owner is not None) and direction != "out":
+        raise BadInput("owner (uid/gid) matches work on outgoing traffic only")
+    if m.cgroup is not None and direction == "fwd":
+        raise BadInput("cgroup matches do not apply to forwarded traffic")
+    if m.in_iface is not None and direction == "out":
+        raise BadInput("an input interface cannot match outgoing traffic")
+    if m.out_iface is not None and direction == "in":
+        raise BadInput("an output interface cannot match incoming traffic")
+    return replace(
+        m,
+        src=None if m.src is None else _cidr(m.src, m.family, "source"),
+        dst=None if m.dst is None else _cidr(m.dst, m.family, "destination"),
+        sport=None if m.sport is None else _port(m.sport, "source port"),
+        dport=None if m.dport is None else _port(m.dport, "destination port"),
+        cgroup=None if m.cgroup is None else _cgroup(m.cgroup),
+        uid_owner=None if m.uid_owner is None else _id(m.uid_owner, "uid"),
+        gid_owner=None if m.gid_owner is None else _id(m.gid_owner, "gid"),
+        in_iface=None if m.in_iface is None else _iface(m.in_iface, "input interface"),
+        out_iface=None if m.out_iface is None else _iface(m.out_iface, "output interface"),
+    )
+
+
+def match_sort_key(m: Match) -> tuple[tuple[bool, Any], ...]:
+    # (is set, value): unset fields never get compared with set ones of another type.
+    return tuple(
+        (getattr(m, f.name) is not None, getattr(m, f.name) if getattr(m, f.name) is not None else 0)
+        for f in fields(m)
+    )
+
+
+def _canonical_tuple(matches: Iterable[Match], direction: str) -> tuple[Match, ...]:
+    unique = dict.fromkeys(canonical_match(m, direction) for m in matches)
+    return tuple(sorted(unique, key=match_sort_key))
+
+
+def canonical_rules(rules: JailRules) -> JailRules:
+    """Validated, normalised JailRules: each tuple de-duplicated and sorted (order carries no
+    meaning inside one jail: selectors all jump to the same chain, allow entries all RETURN)."""
+    return JailRules(
+        name=check_jail_name(rules.name),
+        out_selectors=_canonical_tuple(rules.out_selectors, "out"),
+        in_selectors=_canonical_tuple(rules.in_selectors, "in"),
+        fwd_selectors=_canonical_tuple(rules.fwd_selectors, "fwd"),
+        out_allow=_canonical_tuple(rules.out_allow, "out"),
+        in_allow=_canonical_tuple(rules.in_allow, "in"),
+        fwd_allow=_canonical_tuple(rules.fwd_allow, "fwd"),
+    )
+
+
+def selectors(rules: JailRules, direction: str) -> tuple[Match, ...]:
+    by_dir: dict[str, tuple[Match, ...]] = {
+        "out": rules.out_selectors,
+        "in": rules.in_selectors,
+        "fwd": rules.fwd_selectors,
+    }
+    return by_dir[direction]
+
+
+def allow(rules: JailRules, direction: str) -> tuple[Match, ...]:
+    by_dir: dict[str, tuple[Match, ...]] = {
+        "out": rules.out_allow,
+        "in": rules.in_allow,
+        "fwd": rules.fwd_allow,
+    }
+    return by_dir[direction]
+
+
+def uses_forward(rules: JailRules) -> bool:
+    return bool(rules.fwd_selectors or rules.fwd_allow)
+
+
+def families_used(rules: JailRules) -> set[str]:
+    return {m.family for d in DIRECTIONS for m in (*selectors(rules, d), *allow(rules, d))}

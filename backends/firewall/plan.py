@@ -1,0 +1,91 @@
+"""The smallest list of rule edits turning what a chain holds into what netjail wants (pure).
+
+Edits are applied in order to one libiptc handle, positions 0-based and valid at the moment the
+edit runs. Rules that stay are never deleted and re-added, so their counters survive a re-sync.
+A rule is identified by its key (target, match, comment); a rule that could not be decoded has
+no key and is always replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+
+from netjail.backends.firewall.base import Match
+
+RuleKey = tuple[str, Match, str | None]  # (target, match, comment)
+Current = Sequence[tuple[str, RuleKey | None]]  # (target, key or None when undecodable)
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    position: int
+    key: RuleKey
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    key: RuleKey
+
+
+Edit = Delete | Insert | Append
+
+
+def _deletes(keep: Sequence[bool]) -> list[Edit]:
+    return [Delete(i) for i in reversed(range(len(keep))) if not keep[i]]
+
+
+def edit_jail_chain(current: Current, body: Sequence[RuleKey], tail: RuleKey) -> list[Edit]:
+    """A jail chain: `body` (allow RETURNs, any order) then `tail` (the DROP) as the last rule."""
+    wanted = set(body)
+    seen: set[RuleKey] = set()
+    keep = [False] * len(current)
+    for i, (_, key) in enumerate(current):
+        if key is None or key in seen:
+            continue
+        if key in wanted or (key == tail and i == len(current) - 1):
+            keep[i] = True
+            seen.add(key)
+    edits = _deletes(keep)
+    kept = sum(keep)
+    missing = [k for k in dict.fromkeys(body) if k not in seen]
+    if tail in seen:
+        edits += [Insert(kept - 1 + n, k) for n, k in enumerate(missing)]
+    else:
+        edits += [Append(k) for k in missing] + [Append(tail)]
+    return edits
+
+
+def edit_dispatch(current: Current, wanted: Mapping[str, Sequence[RuleKey]], live: Set[str]) -> list[Edit]:
+    """A dispatch chain. `wanted` maps each jail chain this change touches to its selector jumps;
+    jumps to other chains in `live` (jails left alone) stay, jumps to anything else go."""
+    wanted_keys = {k for keys in wanted.values() for k in keys}
+    seen: set[RuleKey] = set()
+    keep = [False] * len(current)
+    for i, (target, key) in enumerate(current):
+        if target not in live:
+            continue
+        if target not in wanted:
+            keep[i] = True
+        elif key is not None and key in wanted_keys and key not in seen:
+            keep[i] = True
+            seen.add(key)
+    missing = [k for keys in wanted.values() for k in dict.fromkeys(keys) if k not in seen]
+    return _deletes(keep) + [Append(k) for k in missing]
+
+
+def edit_builtin(current: Current, dispatch: str, jump: RuleKey | None) -> list[Edit]:
+    """A built-in chain: exactly one `jump` to `dispatch`, as its first rule (or none when `jump`
+    is None). Every other rule is someone else's and is never touched."""
+    ours = [i for i, (target, _) in enumerate(current) if target == dispatch]
+    if jump is not None and ours == [0] and current[0][1] == jump:
+        return []
+    edits: list[Edit] = [Delete(i) for i in reversed(ours)]
+    if jump is not None:
+        edits.append(Insert(0, jump))
+    return edits

@@ -1,0 +1,91 @@
+"""Encode a canonical `Match` + target into a rule entry, with python-iptables doing the xtables work
+(extension lookup, revision the kernel supports, option parsing).
+
+Entries are cached: a jail re-synced with the same rules costs no python-iptables calls, and
+building one costs ~0.3 ms (three matches), which adds up for hundreds of socket selectors.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import functools
+import struct
+from typing import Any
+
+from netjail.backends.errors import OperationFailed, UnsupportedEnvironment
+from netjail.backends.firewall.base import Match
+from netjail.backends.firewall.libiptc import load_iptc
+from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN
+
+
+def _new_rule(family: str) -> Any:
+    iptc = load_iptc()
+    return iptc.Rule6() if family == "inet6" else iptc.Rule()
+
+
+def _create_match(rule: Any, name: str) -> Any:
+    try:
+        return rule.create_match(name)
+    except Exception as exc:  # XTablesError: libxt_<name>.so missing or unusable
+        raise UnsupportedEnvironment(f"iptables extension '{name}' unavailable: {exc}") from None
+
+
+VERDICTS = ("ACCEPT", "DROP", "RETURN")
+
+
+def build_entry(match: Match, target: str, comment: str | None = None) -> bytes:
+    """The entry bytes for `<match> [-m comment] -j <target>`; `match` must be canonical and
+    `target` a verdict or a chain name (libiptc resolves the name when the entry is added)."""
+    if target in VERDICTS:
+        return _build(match, target, comment)
+    # A jump is a standard target carrying the chain's name. python-iptables would look the name
+    # up in its own process-wide table handles, which do not know chains created in ours.
+    entry = bytearray(_build(match, "RETURN", comment))
+    name = target.encode()
+    if not 0 < len(name) < XT_EXTENSION_MAXNAMELEN:
+        raise OperationFailed(f"bad chain name {target!r}")
+    (target_offset,) = struct.unpack_from("=H", entry, LAYOUTS[match.family].target_offset)
+    entry[target_offset + 2 : target_offset + 2 + XT_EXTENSION_MAXNAMELEN] = name.ljust(
+        XT_EXTENSION_MAXNAMELEN, b"\0"
+    )
+    return bytes(entry)
+
+
+@functools.lru_cache(maxsize=8192)
+def _build(match: Match, target: str, comment: str | None) -> bytes:
+    try:
+        rule = _new_rule(match.family)
+        if match.src:
+            rule.src = match.src
+        if match.dst:
+            rule.dst = match.dst
+        if match.in_iface:
+            rule.in_interface = match.in_iface
+        if match.out_iface:
+            rule.out_interface = match.out_iface
+        if match.proto:
+            rule.protocol = match.proto
+            if match.sport is not None or match.dport is not None:
+                m = _create_match(rule, match.proto)
+                if match.sport is not None:
+                    m.sport = str(match.sport)
+                if match.dport is not None:
+                    m.dport = str(match.dport)
+        if match.cgroup is not None:
+            _create_match(rule, "cgroup").path = match.cgroup
+        if match.uid_owner is not None or match.gid_owner is not None:
+            m = _create_match(rule, "owner")
+            if match.uid_owner is not None:
+                m.uid_owner = str(match.uid_owner)
+            if match.gid_owner is not None:
+                m.gid_owner = str(match.gid_owner)
+        if comment is not None:
+            _create_match(rule, "comment").comment = comment
+        rule.create_target(target)
+        rule.final_check()
+        buf = rule.rule
+    except UnsupportedEnvironment:
+        raise
+    except Exception as exc:  # python-iptables validates options itself (XTablesError, ValueError)
+        raise OperationFailed(f"cannot encode rule {match} -j {target}: {exc}") from None
+    return ct.string_at(ct.addressof(buf), ct.sizeof(buf))

@@ -1,0 +1,212 @@
+"""Binary layout of xtables-legacy rule entries, and decoding one entry back into a `Match`.
+
+The kernel hands rules out as `struct ipt_entry` / `struct ip6t_entry` followed by their matches
+and target (include/uapi/linux/netfilter_ipv4/ip_tables.h, .../netfilter_ipv6/ip6_tables.h).
+Only what netjail writes is decoded: address/interface/protocol fields, tcp/udp ports, owner,
+cgroup path and comment. Anything else (inversions, port ranges, other matches) decodes to None,
+which callers treat as "not ours as written": sync replaces it, read_jail skips it.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+from netjail.backends.firewall.base import Match
+
+XT_FUNCTION_MAXNAMELEN = 30
+XT_EXTENSION_MAXNAMELEN = 29
+ENTRY_MATCH_HEADER = 32  # struct xt_entry_match / xt_entry_target: u16 size, name[29], u8 revision
+IFNAMSIZ = 16
+
+# Standard-target verdicts as stored in the blob (negative: -NF_verdict - 1).
+VERDICT_DROP = -1  # NF_DROP 0
+VERDICT_ACCEPT = -2  # NF_ACCEPT 1
+VERDICT_RETURN = -5  # XT_RETURN = -NF_REPEAT - 1
+
+_PROTO_NAMES = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}
+
+
+@dataclass(frozen=True, slots=True)
+class EntryLayout:
+    """Offsets inside one family's entry struct (x86-64 / any LP64 ABI: u64 counters aligned 8)."""
+
+    family: str
+    addr_len: int
+    size: int  # sizeof(struct ipt_entry), where the first match starts
+    target_offset: int  # u16 target_offset, then u16 next_offset
+    counters: int  # u64 pcnt, u64 bcnt
+    proto: int  # u16 proto, then the flags byte(s)
+    ifaces: int  # iniface, outiface, iniface_mask, outiface_mask (IFNAMSIZ each)
+    sockopt_level: int
+    get_info: int  # IPT_SO_GET_INFO / IP6T_SO_GET_INFO
+    get_entries: int
+
+
+# ipt_ip: src dst smsk dmsk (4 each), 4 x IFNAMSIZ, u16 proto, u8 flags, u8 invflags = 84
+IPV4 = EntryLayout(
+    family="inet",
+    addr_len=4,
+    size=112,
+    target_offset=88,
+    counters=96,
+    proto=80,
+    ifaces=16,
+    sockopt_level=socket.IPPROTO_IP,
+    get_info=64,
+    get_entries=65,
+)
+# ip6t_ip6: src dst smsk dmsk (16 each), 4 x IFNAMSIZ, u16 proto, u8 tos, u8 flags, u8 invflags,
+# padded to 136
+IPV6 = EntryLayout(
+    family="inet6",
+    addr_len=16,
+    size=168,
+    target_offset=140,
+    counters=152,
+    proto=128,
+    ifaces=64,
+    sockopt_level=socket.IPPROTO_IPV6,
+    get_info=64,
+    get_entries=65,
+)
+LAYOUTS = {"inet": IPV4, "inet6": IPV6}
+
+IPT_F_FRAG = 0x01  # IPv4 flags byte
+IP6T_F_PROTO = 0x01  # IPv6: proto field is meaningful
+IP6T_F_TOS = 0x02
+XT_OWNER_UID = 0x01
+XT_OWNER_GID = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedRule:
+    match: Match
+    comment: str | None = None
+
+
+class _NotOurs(Exception):
+    """The entry holds something netjail never writes."""
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _prefix(addr: bytes, mask: bytes, family: int) -> str | None:
+    """CIDR text, None for "any"."""
+    bits = int.from_bytes(mask, "big")
+    if bits == 0:
+        return None
+    width = len(mask) * 8
+    plen = bin(bits).count("1")
+    if bits != ((1 << plen) - 1) << (width - plen):
+        raise _NotOurs("netmask is not a prefix")
+    return f"{socket.inet_ntop(family, addr)}/{plen}"
+
+
+def _iface(name: bytes, mask: bytes) -> str | None:
+    text = _cstr(name)
+    if not text:
+        return None
+    # "eth+" (any eth*): the mask stops short of the name's end. iptables keeps the "+" in the
+    # name, python-iptables strips it.
+    if not text.endswith("+") and len(text) < IFNAMSIZ and mask[len(text)] == 0:
+        return text + "+"
+    return text
+
+
+def _port(lo: int, hi: int) -> int | None:
+    if (lo, hi) == (0, 0xFFFF):
+        return None
+    if lo != hi:
+        raise _NotOurs("port range")
+    return lo
+
+
+def _one_id(what: int, flag: int, lo: int, hi: int) -> int | None:
+    if not what & flag:
+        return None
+    if lo != hi:
+        raise _NotOurs("id range")
+    return lo
+
+
+def decode_entry(layout: EntryLayout, entry: bytes) -> DecodedRule | None:
+    """The Match (and comment) of one rule entry; None when it holds anything netjail never writes."""
+    try:
+        return _decode(layout, entry)
+    except (_NotOurs, struct.error, IndexError, ValueError):
+        return None
+
+
+def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
+    af = socket.AF_INET6 if layout.family == "inet6" else socket.AF_INET
+    n = layout.addr_len
+    src = _prefix(entry[0:n], entry[2 * n : 3 * n], af)
+    dst = _prefix(entry[n : 2 * n], entry[3 * n : 4 * n], af)
+    i = layout.ifaces
+    in_iface = _iface(entry[i : i + IFNAMSIZ], entry[i + 2 * IFNAMSIZ : i + 3 * IFNAMSIZ])
+    out_iface = _iface(entry[i + IFNAMSIZ : i + 2 * IFNAMSIZ], entry[i + 3 * IFNAMSIZ : i + 4 * IFNAMSIZ])
+    if layout.family == "inet6":
+        proto_num, _tos, flags, invflags = struct.unpack_from("=HBBB", entry, layout.proto)
+        if flags & ~IP6T_F_PROTO or invflags:
+            raise _NotOurs("ip6 flags")
+        if not flags & IP6T_F_PROTO:
+            proto_num = 0
+    else:
+        proto_num, flags, invflags = struct.unpack_from("=HBB", entry, layout.proto)
+        if flags or invflags:
+            raise _NotOurs("ip flags")
+    if proto_num and proto_num not in _PROTO_NAMES:
+        raise _NotOurs("protocol")
+    proto = _PROTO_NAMES.get(proto_num)
+
+    sport = dport = uid = gid = None
+    cgroup = comment = None
+    (target_offset,) = struct.unpack_from("=H", entry, layout.target_offset)
+    off = layout.size
+    while off < target_offset:
+        (msize,) = struct.unpack_from("=H", entry, off)
+        if msize < ENTRY_MATCH_HEADER:
+            raise _NotOurs("match size")
+        name = _cstr(entry[off + 2 : off + 2 + XT_EXTENSION_MAXNAMELEN])
+        revision = entry[off + 31]
+        data = off + ENTRY_MATCH_HEADER
+        if name in ("tcp", "udp") and name == proto:
+            slo, shi, dlo, dhi = struct.unpack_from("=HHHH", entry, data)
+            # tcp: option, flg_mask, flg_cmp, invflags; udp: invflags
+            if any(entry[data + 8 : data + (12 if name == "tcp" else 9)]):
+                raise _NotOurs("tcp/udp options")
+            sport, dport = _port(slo, shi), _port(dlo, dhi)
+        elif name == "owner" and revision == 1:
+            uid_min, uid_max, gid_min, gid_max, what, invert = struct.unpack_from("=IIIIBB", entry, data)
+            if invert or what & ~(XT_OWNER_UID | XT_OWNER_GID):
+                raise _NotOurs("owner options")
+            uid = _one_id(what, XT_OWNER_UID, uid_min, uid_max)
+            gid = _one_id(what, XT_OWNER_GID, gid_min, gid_max)
+        elif name == "cgroup" and revision in (1, 2):
+            if entry[data : data + 4] != b"\1\0\0\0":  # has_path only, nothing inverted
+                raise _NotOurs("cgroup options")
+            path_max = 512 if revision == 2 else 4096
+            cgroup = _cstr(entry[data + 4 : data + 4 + path_max])
+        elif name == "comment":
+            comment = _cstr(entry[data : data + 256])
+        else:
+            raise _NotOurs(f"match {name}")
+        off += msize
+    match = Match(
+        family=layout.family,
+        proto=proto,
+        src=src,
+        dst=dst,
+        sport=sport,
+        dport=dport,
+        cgroup=cgroup,
+        uid_owner=uid,
+        gid_owner=gid,
+        in_iface=in_iface,
+        out_iface=out_iface,
+    )
+    return DecodedRule(match, comment)

@@ -1,0 +1,76 @@
+"""Past-tense messages the thread workers post once an engine call returned.
+
+Failures are not messages: a worker that raises ends in the ERROR state and the screen's one
+`Worker.StateChanged` handler reports it, so no engine call can fail silently.
+"""
+
+from __future__ import annotations
+
+from netjail.backends.model import (
+    BlockRequest,
+    BlockResult,
+    HostInfo,
+    JailCounters,
+    JailInfo,
+    Process,
+    Snapshot,
+    StrategyInfo,
+    UnblockResult,
+)
+from textual.message import Message
+
+
+class HostRead(Message):
+    def __init__(self, host: HostInfo) -> None:
+        super().__init__()
+        self.host = host
+
+
+class StrategiesRead(Message):
+    def __init__(self, strategies: tuple[StrategyInfo, ...]) -> None:
+        super().__init__()
+        self.strategies = strategies
+
+
+class InventoryPolled(Message):
+    def __init__(self, snapshot: Snapshot, all_processes: bool, seconds: float) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+        self.all_processes = all_processes
+        self.seconds = seconds  # how long the engine took, for the benchmark and the status line
+
+
+class CountersPolled(Message):
+    def __init__(self, jails: tuple[JailInfo, ...], counters: tuple[JailCounters, ...], at: float) -> None:
+        super().__init__()
+        self.jails = jails
+        self.counters = counters
+        self.at = at  # monotonic time of the read: rates divide by the real elapsed time
+
+
+class TargetChecked(Message):
+    """The engine confirmed the process can be blocked (same identity, not protected)."""
+
+    def __init__(self, process: Process) -> None:
+        super().__init__()
+        self.process = process
+
+
+class ProcessBlocked(Message):
+    def __init__(self, request: BlockRequest, result: BlockResult) -> None:
+        super().__init__()
+        self.request = request
+        self.result = result
+
+
+class ProcessUnblocked(Message):
+    def __init__(self, process: Process, result: UnblockResult) -> None:
+        super().__init__()
+        self.process = process
+        self.result = result
+
+
+class AllReleased(Message):
+    def __init__(self, result: UnblockResult) -> None:
+        super().__init__()
+        self.result = result

@@ -1,0 +1,50 @@
+"""The Textual application: one engine, the dashboard screen, app-wide keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from netjail.app.screens.help import HelpScreen
+from netjail.app.screens.main import MainScreen
+from netjail.backends.engine import Engine
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+
+class NetjailApp(App[None]):
+    CSS_PATH = "netjail.tcss"
+    TITLE = "netjail"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float = 1.0,
+        counters_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.interval = interval
+        self.counters_interval = counters_interval
+        self.clock = clock
+
+    def get_default_screen(self) -> Screen[None]:
+        return MainScreen(self.engine, self.interval, self.counters_interval, self.clock)
+
+    @property
+    def main(self) -> MainScreen:
+        screen = self.screen_stack[0]
+        assert isinstance(screen, MainScreen)
+        return screen
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

@@ -1,0 +1,145 @@
+"""What the process table shows: filter, sort and tree order over a snapshot, as prepared rows.
+
+Pure functions over model dataclasses, so they are unit-tested without a terminal and the
+benchmark can time them apart from Textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from netjail.backends.model import Process
+from netjail.widgets.format import human_count, listening_ports, remote_endpoints, summarise
+from netjail.widgets.process_table import COLUMNS, Cell, ProcessRow, row_key
+from rich.text import Text
+
+SortKey = Callable[[Process], Any]
+SORTS: tuple[str, ...] = ("pid", "name", "user", "sockets", "dropped")
+DESCENDING = frozenset({"sockets", "dropped"})  # the busiest first
+_WIDTH = {key: width for key, _, width, _ in COLUMNS}
+
+
+@dataclass(frozen=True, slots=True)
+class ViewOptions:
+    query: str = ""
+    sort: str = "pid"
+    networked_only: bool = True
+    tree: bool = False
+
+
+def next_sort(sort: str) -> str:
+    return SORTS[(SORTS.index(sort) + 1) % len(SORTS)]
+
+
+def matches(process: Process, query: str) -> bool:
+    """Numbers match a PID prefix or a port; text matches name, user, command line, jail or peer."""
+    if not query:
+        return True
+    if query.isdigit():
+        if str(process.pid).startswith(query):
+            return True
+        port = int(query)
+        return any(s.local_port == port or s.remote_port == port for s in process.sockets)
+    q = query.lower()
+    haystack = (process.name, process.user, process.jail or "", " ".join(process.cmdline))
+    if any(q in field.lower() for field in haystack):
+        return True
+    return any(q in s.remote_addr or q in s.local_addr for s in process.sockets)
+
+
+def _sort_key(sort: str, dropped: Mapping[str, int]) -> SortKey:
+    if sort == "name":
+        return lambda p: (p.name.lower(), p.pid)
+    if sort == "user":
+        return lambda p: (p.user, p.pid)
+    if sort == "sockets":
+        return lambda p: (-len(p.sockets), p.pid)
+    if sort == "dropped":
+        return lambda p: (-dropped.get(p.jail or "", -1), p.pid)
+    return lambda p: p.pid
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _cells(process: Process, dropped: Mapping[str, int], prefix: str, context: bool) -> tuple[Cell, ...]:
+    style = "dim" if context else ""
+    name = _fit(f"{prefix}{process.name}", _WIDTH["name"])
+    jail: Cell = Text(process.jail, style="bold red") if process.jail else ""
+    count = dropped.get(process.jail) if process.jail else None
+    drop: Cell = (
+        "" if count is None else Text(human_count(count), style="bold red" if count else "", justify="right")
+    )
+    plain = (
+        str(process.pid),
+        _fit(process.user, _WIDTH["user"]),
+        name,
+        Text(str(len(process.sockets)), justify="right", style=style) if process.sockets else "",
+        summarise(remote_endpoints(process.sockets), _WIDTH["remote"]),
+        summarise(listening_ports(process.sockets), _WIDTH["listen"]),
+    )
+    if style:
+        return (*(Text(c, style=style) if isinstance(c, str) else c for c in plain), jail, drop)
+    return (*plain, jail, drop)
+
+
+def _row(process: Process, dropped: Mapping[str, int], prefix: str = "", context: bool = False) -> ProcessRow:
+    return ProcessRow(row_key(process), process, _cells(process, dropped, prefix, context))
+
+
+def build_rows(
+    processes: Sequence[Process], options: ViewOptions, dropped: Mapping[str, int]
+) -> list[ProcessRow]:
+    """Rows in display order. `dropped` maps a jail name to its dropped-packet count."""
+    visible = [
+        p
+        for p in processes
+        if not p.kernel_thread
+        and (p.sockets or p.jail or not options.networked_only)
+        and matches(p, options.query)
+    ]
+    key = _sort_key(options.sort, dropped)
+    if options.tree:
+        return _tree_rows(processes, visible, key, dropped)
+    visible.sort(key=key)
+    if options.query.isdigit():  # the PID typed in full goes first
+        exact = int(options.query)
+        visible.sort(key=lambda p: p.pid != exact)
+    return [_row(p, dropped) for p in visible]
+
+
+def _tree_rows(
+    processes: Iterable[Process], visible: list[Process], key: SortKey, dropped: Mapping[str, int]
+) -> list[ProcessRow]:
+    """Visible processes under their ancestors (shown dimmed when they are only context)."""
+    by_pid = {p.pid: p for p in processes}
+    shown = {p.pid for p in visible}
+    wanted = set(shown)
+    for p in visible:
+        parent = by_pid.get(p.ppid)
+        while parent is not None and parent.pid not in wanted:
+            wanted.add(parent.pid)
+            parent = by_pid.get(parent.ppid) if parent.ppid != parent.pid else None
+    children: dict[int, list[Process]] = {}
+    roots: list[Process] = []
+    for pid in wanted:
+        p = by_pid[pid]
+        if p.ppid in wanted and p.ppid != pid:
+            children.setdefault(p.ppid, []).append(p)
+        else:
+            roots.append(p)
+    rows: list[ProcessRow] = []
+
+    def walk(p: Process, lead: str, branch: str) -> None:
+        rows.append(_row(p, dropped, lead + branch, context=p.pid not in shown))
+        kids = sorted(children.get(p.pid, ()), key=key)
+        below = lead + ("  " if branch == "└─" else "│ " if branch else "")
+        for i, kid in enumerate(kids):
+            walk(kid, below, "└─" if i == len(kids) - 1 else "├─")
+
+    for root in sorted(roots, key=key):
+        walk(root, "", "")
+    return rows

@@ -1,0 +1,72 @@
+"""Every engine call the TUI makes, each in a thread worker that posts a past-tense message.
+
+Nothing here touches a widget: workers run off the event loop and only post messages. A call
+that raises leaves its worker in the ERROR state, reported by the screen's one handler by name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from netjail.app.messages import (
+    AllReleased,
+    CountersPolled,
+    HostRead,
+    InventoryPolled,
+    ProcessBlocked,
+    ProcessUnblocked,
+    StrategiesRead,
+    TargetChecked,
+)
+from netjail.backends.engine import Engine
+from netjail.backends.model import BlockRequest, Process, UnblockRequest
+from textual import work
+from textual.screen import Screen
+
+# Worker names: the failure handler tells the user which action failed from these.
+HOST, STRATEGIES, INVENTORY, COUNTERS = "host info", "strategies", "inventory", "counters"
+CHECK, BLOCK, UNBLOCK, RELEASE_ALL = "check", "block", "unblock", "release all"
+
+
+class EngineCalls(Screen[None]):
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock = clock
+
+    @work(thread=True, exit_on_error=False, name=HOST, group="setup")
+    def read_host(self) -> None:
+        self.post_message(HostRead(self.engine.host_info()))
+
+    @work(thread=True, exit_on_error=False, name=STRATEGIES, group="setup")
+    def read_strategies(self) -> None:
+        self.post_message(StrategiesRead(self.engine.strategies()))
+
+    @work(thread=True, exit_on_error=False, name=INVENTORY, group="poll")
+    def poll_inventory(self, all_processes: bool) -> None:
+        started = time.perf_counter()
+        snapshot = self.engine.snapshot(all_processes=all_processes)
+        self.post_message(InventoryPolled(snapshot, all_processes, time.perf_counter() - started))
+
+    @work(thread=True, exit_on_error=False, name=COUNTERS, group="poll")
+    def poll_counters(self) -> None:
+        counters = self.engine.counters()
+        jails = self.engine.jails()
+        self.post_message(CountersPolled(jails, counters, self.clock()))
+
+    @work(thread=True, exit_on_error=False, name=CHECK, group="action")
+    def check_target(self, process: Process) -> None:
+        self.post_message(TargetChecked(self.engine.check_target(process.pid, process.start_time)))
+
+    @work(thread=True, exit_on_error=False, name=BLOCK, group="action")
+    def block(self, request: BlockRequest) -> None:
+        self.post_message(ProcessBlocked(request, self.engine.block(request)))
+
+    @work(thread=True, exit_on_error=False, name=UNBLOCK, group="action")
+    def unblock(self, process: Process) -> None:
+        self.post_message(ProcessUnblocked(process, self.engine.unblock(UnblockRequest(pid=process.pid))))
+
+    @work(thread=True, exit_on_error=False, name=RELEASE_ALL, group="action")
+    def release_all(self) -> None:
+        self.post_message(AllReleased(self.engine.unblock(UnblockRequest(all=True))))

@@ -1,0 +1,69 @@
+"""Every key, what it does, and what the columns mean."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS: tuple[tuple[str, str], ...] = (
+    ("/", "filter by PID, name, user, port or address; enter keeps it, esc clears it"),
+    ("s", "cycle the sort: pid, name, user, sockets, dropped"),
+    ("a", "all processes / only processes with sockets or a jail"),
+    ("t", "process-tree view (ancestors of matches shown dimmed)"),
+    ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
+    ("enter", "full details of the selected process (esc to return)"),
+    ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),
+    ("u", "unblock the selected process"),
+    ("! or ctrl+x", "release every jail (asks first): the panic button"),
+    ("r", "refresh now"),
+    ("?", "this help"),
+    ("q", "quit (jails stay: they live in the kernel, not in netjail-tui)"),
+)
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("SOCK", "open TCP/UDP sockets"),
+    ("REMOTE", "peers of connected sockets (+N: more than fit)"),
+    ("LISTEN", "listening TCP ports and bound UDP ports (u53 = UDP 53)"),
+    ("JAIL", "the jail holding the process"),
+    ("DROPPED", "packets the jail's rules dropped, read back from the kernel"),
+)
+
+
+def _table(rows: tuple[tuple[str, str], ...], key_style: str) -> Table:
+    table = Table(box=None, show_header=False, padding=(0, 2, 0, 0), expand=False)
+    table.add_column(style=key_style, no_wrap=True)
+    table.add_column()
+    for key, text in rows:
+        table.add_row(key, text)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "close", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="dialog"):
+            yield Static(Text("netjail-tui keys", style="bold"))
+            yield Static(_table(KEYS, "bold cyan"), classes="help-section")
+            yield Static(Text("Columns", style="bold"), classes="help-title")
+            yield Static(_table(COLUMNS, "bold"), classes="help-section")
+            yield Static(
+                Text(
+                    "Without root netjail-tui is read-only: blocking needs CAP_NET_ADMIN and cgroup2 write access.",
+                    style="dim",
+                ),
+                classes="help-section",
+            )
+            yield Static(Text("esc, ? or q closes this help", style="dim"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,213 @@
+"""Pinned data for the snapshot tests ONLY: an engine double with fixed processes, one jail and
+counters that rise by a fixed step per read, and a clock that advances one second per call.
+
+Pilot tests that block, unblock or check kernel effects use the real Engine, never this.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netjail.backends.engine import Engine
+from netjail.backends.errors import NoSuchProcess
+from netjail.backends.model import (
+    BlockRequest,
+    BlockResult,
+    Counters,
+    HostInfo,
+    JailCounters,
+    JailInfo,
+    Member,
+    Process,
+    Snapshot,
+    Socket,
+    StrategyInfo,
+    UnblockRequest,
+    UnblockResult,
+)
+
+NETNS = 4026532001
+
+
+def _sock(
+    proto: str,
+    local: str,
+    lport: int,
+    remote: str = "0.0.0.0",
+    rport: int = 0,
+    state: str = "UNCONN",
+    inode: int = 0,
+) -> Socket:
+    family = "inet6" if ":" in local else "inet"
+    return Socket(family, proto, local, lport, remote, rport, state, inode)
+
+
+def _proc(
+    pid: int,
+    ppid: int,
+    name: str,
+    cmdline: tuple[str, ...],
+    user: str = "root",
+    uid: int = 0,
+    sockets: tuple[Socket, ...] = (),
+    jail: str | None = None,
+) -> Process:
+    return Process(
+        pid=pid,
+        ppid=ppid,
+        name=name,
+        exe=f"/usr/bin/{name}",
+        cmdline=cmdline,
+        user=user,
+        uid=uid,
+        gid=uid,
+        start_time=1000 + pid,
+        cgroup=f"/system.slice/{name}.service" if not jail else f"/netjail/{jail}",
+        netns=NETNS,
+        state="S",
+        sockets=sockets,
+        jail=jail,
+    )
+
+
+PROCESSES: tuple[Process, ...] = (
+    _proc(1, 0, "systemd", ("/sbin/init",)),
+    _proc(
+        412,
+        1,
+        "sshd",
+        ("sshd: /usr/sbin/sshd -D",),
+        sockets=(
+            _sock("tcp", "0.0.0.0", 22, state="LISTEN", inode=11),
+            _sock("tcp", "::", 22, "::", 0, "LISTEN", 12),
+        ),
+    ),
+    _proc(
+        2201,
+        412,
+        "sshd",
+        ("sshd: alice [priv]",),
+        sockets=(_sock("tcp", "10.0.0.5", 22, "10.0.0.77", 51544, "ESTABLISHED", 13),),
+    ),
+    _proc(2240, 2201, "bash", ("-bash",), user="alice", uid=1000),
+    _proc(
+        2301,
+        2240,
+        "curl",
+        ("curl", "-s", "https://updates.example.net/feed"),
+        user="alice",
+        uid=1000,
+        sockets=(_sock("tcp", "10.0.0.5", 40112, "93.184.216.34", 443, "ESTABLISHED", 14),),
+    ),
+    _proc(
+        2388,
+        2240,
+        "telemetryd",
+        ("/opt/vendor/bin/telemetryd", "--upload"),
+        user="alice",
+        uid=1000,
+        sockets=(
+            _sock("udp", "0.0.0.0", 41000, "203.0.113.9", 8125, "ESTABLISHED", 15),
+            _sock("tcp", "10.0.0.5", 40120, "203.0.113.9", 443, "SYN-SENT", 16),
+        ),
+        jail="telemetry",
+    ),
+    _proc(
+        530,
+        1,
+        "systemd-resolve",
+        ("/lib/systemd/systemd-resolved",),
+        user="systemd-resolve",
+        uid=101,
+        sockets=(
+            _sock("udp", "127.0.0.53", 53, inode=17),
+            _sock("tcp", "127.0.0.53", 53, state="LISTEN", inode=18),
+        ),
+    ),
+    _proc(
+        801,
+        1,
+        "nginx",
+        ("nginx: master process /usr/sbin/nginx",),
+        user="www-data",
+        uid=33,
+        sockets=(
+            _sock("tcp", "0.0.0.0", 80, state="LISTEN", inode=19),
+            _sock("tcp", "0.0.0.0", 443, state="LISTEN", inode=20),
+            _sock("tcp", "10.0.0.5", 443, "198.51.100.23", 60211, "ESTABLISHED", 21),
+            _sock("tcp", "10.0.0.5", 443, "198.51.100.41", 49830, "ESTABLISHED", 22),
+        ),
+    ),
+)
+
+STRATEGIES = (
+    StrategyInfo("cgroup", "cgroup2 path match + rules for existing sockets", True, False, True, True),
+    StrategyInfo("netns", "launch in an empty network namespace", False, True, False, False),
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+class FakeEngine(Engine):
+    def __init__(
+        self, privileged: bool = True, processes: tuple[Process, ...] = PROCESSES, step: int = 40
+    ) -> None:
+        super().__init__(Path("/nonexistent"))
+        self.privileged = privileged
+        self.processes = processes
+        self.step = step
+        self.reads = 0
+
+    def host_info(self) -> HostInfo:
+        return HostInfo(
+            "web-01",
+            "6.18.0-netjail",
+            self.privileged,
+            "iptables-legacy (python-iptables)",
+            "/sys/fs/cgroup/unified",
+        )
+
+    def snapshot(self, *, all_processes: bool = True) -> Snapshot:
+        procs = self.processes if all_processes else tuple(p for p in self.processes if p.sockets or p.jail)
+        return Snapshot(procs, 1_700_000_000.0, NETNS)
+
+    def strategies(self) -> tuple[StrategyInfo, ...]:
+        return STRATEGIES
+
+    def check_target(self, pid: int, start_time: int | None = None, force: bool = False) -> Process:
+        for p in self.processes:
+            if p.pid == pid and start_time in (None, p.start_time):
+                return p
+        raise NoSuchProcess(f"no process {pid}")
+
+    def _jail(self) -> JailInfo:
+        packets = self.step * self.reads
+        return JailInfo(
+            "telemetry",
+            "cgroup",
+            ("10.0.0.0/8", "192.168.1.5:53"),
+            (Member(2388, 3388, True, "telemetryd"),),
+            Counters(packets, packets * 64),
+            True,
+        )
+
+    def jails(self) -> tuple[JailInfo, ...]:
+        return (self._jail(),)
+
+    def counters(self) -> tuple[JailCounters, ...]:
+        self.reads += 1
+        total = self._jail().counters
+        return (JailCounters("telemetry", total, total, Counters()),)
+
+    def block(self, req: BlockRequest) -> BlockResult:
+        raise AssertionError("snapshot tests never block")
+
+    def unblock(self, req: UnblockRequest) -> UnblockResult:
+        raise AssertionError("snapshot tests never unblock")

@@ -1,0 +1,112 @@
+"""The dashboard driven by keys against the real engine and kernel (make test's private netns):
+a UDP sender found with `/`, blocked with `b` + Enter, its packets dropped by the kernel and
+counted in the table and the jails panel, then released with `u`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from netjail.app.tui import create_app
+from netjail.backends.engine import Engine
+from netjail.widgets.block_dialog import BlockDialog
+from netjail.widgets.jails_panel import JailsPanel
+from netjail.widgets.process_table import ProcessTable
+
+from tests.conftest import Peer
+from tests.tui.conftest import Notes, count, sleep_in_app, wait_until
+
+
+async def find(pilot, table: ProcessTable, pid: int) -> None:  # type: ignore[no-untyped-def]
+    """`/`, type the PID, Enter: the process is selected."""
+    await wait_until(pilot, lambda: table.row_of(pid) is not None, what=f"PID {pid} in the table")
+    await pilot.press("slash", *str(pid), "enter")
+    await wait_until(
+        pilot, lambda: table.selected is not None and table.selected.pid == pid, what=f"PID {pid} selected"
+    )
+
+
+async def test_block_by_keyboard_drops_counts_and_unblock_restores(
+    kernel: Engine, spawn_peer: Callable[..., Peer], notes: Notes
+) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    sender = spawn_peer("udp-send", "127.0.0.1", recv.info["lport"])
+    assert recv.wait_for(lambda c: int(c.get("received", 0)) > 10)  # type: ignore[call-overload]
+
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
+        table = app.main.query_one(ProcessTable)
+        jails = app.main.query_one(JailsPanel)
+        await wait_until(pilot, lambda: app.main.host is not None, what="host info")
+        await find(pilot, table, sender.pid)
+
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BlockDialog), what="block dialog")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: notes.having("jailed"), what="block notification")
+        await wait_until(pilot, lambda: table.cell_text(sender.pid, "jail"), what="jail shown in the table")
+        jail = table.cell_text(sender.pid, "jail")
+        assert jail
+
+        # the kernel drops the sender's packets: the receiver's count stops rising
+        await sleep_in_app(pilot, 0.5)  # packets in flight at the block arrive
+        frozen = recv.value("received")
+        await sleep_in_app(pilot, 1.5)
+        assert recv.value("received") == frozen, "packets crossed after the block"
+
+        # ... and the dashboard shows the drops rising, in the table and in the jails panel
+        first = count(table.cell_text(sender.pid, "dropped"))
+        first_panel = jails.views[jail].counters.total.dropped_packets  # type: ignore[union-attr]
+        await sleep_in_app(pilot, 1.0)
+        assert count(table.cell_text(sender.pid, "dropped")) > first > 0
+        view = jails.views[jail]
+        assert view.counters is not None and view.counters.total.dropped_packets > first_panel > 0
+        assert view.rate is not None and view.rate > 0
+        assert any(r > 0 for r in view.history)
+        assert [m.pid for m in view.info.members] == [sender.pid]
+
+        # `u` releases it: traffic flows again and the jail is gone from the panel
+        await pilot.press("u")
+        await wait_until(pilot, lambda: notes.having("released"), what="unblock notification")
+        assert recv.wait_for(lambda c: int(c.get("received", 0)) > frozen + 10)  # type: ignore[call-overload]
+        await wait_until(pilot, lambda: not table.cell_text(sender.pid, "jail"), what="jail column cleared")
+        await wait_until(pilot, lambda: jail not in jails.views, what="jail card removed")
+    assert not notes.having("", "error"), notes.seen
+
+
+async def test_process_exiting_while_dialog_open_is_refused(
+    kernel: Engine, spawn_peer: Callable[..., Peer], notes: Notes
+) -> None:
+    peer = spawn_peer("udp-bind", "127.0.0.1", 0)
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
+        table = app.main.query_one(ProcessTable)
+        await wait_until(pilot, lambda: app.main.host is not None, what="host info")
+        await find(pilot, table, peer.pid)
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BlockDialog), what="block dialog")
+
+        peer.kill()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: notes.having("block failed", "error"), what="error notification")
+        ((_, _, text),) = notes.having("block failed", "error")
+        assert str(peer.pid) in text and "\n" not in text
+        assert not isinstance(app.screen, BlockDialog)
+        # the exited process leaves the table; nothing was jailed
+        await wait_until(pilot, lambda: table.row_of(peer.pid) is None, what="exited process removed")
+        assert table.selected is None or table.selected.pid != peer.pid
+    assert kernel.jails() == ()
+
+
+async def test_blocking_pid_1_is_refused_with_a_message(kernel: Engine, notes: Notes) -> None:
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
+        table = app.main.query_one(ProcessTable)
+        await wait_until(pilot, lambda: app.main.host is not None, what="host info")
+        await pilot.press("a")  # PID 1 has no socket here: show every process
+        await find(pilot, table, 1)
+        await pilot.press("b")
+        await wait_until(pilot, lambda: notes.having("cannot block", "error"), what="refusal")
+        assert not isinstance(app.screen, BlockDialog)
+        ((_, _, text),) = notes.having("cannot block", "error")
+        assert "1" in text
+    assert kernel.jails() == ()

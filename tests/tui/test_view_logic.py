@@ -1,0 +1,143 @@
+"""Pure presentation logic: filter, sort, tree order, allow-list parsing, rates, formatting."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from netjail.app.counter_history import CounterHistory
+from netjail.app.process_view import ViewOptions, build_rows, matches, next_sort
+from netjail.backends.model import Counters, JailCounters
+from netjail.widgets.allow_input import AllowListError, parse_allow_list
+from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
+from netjail.widgets.process_table import COLUMNS
+
+from tests.tui.fakes import PROCESSES
+
+
+def pids(rows) -> list[int]:  # type: ignore[no-untyped-def]
+    return [r.process.pid for r in rows]
+
+
+def test_networked_only_hides_processes_without_sockets_or_jail() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(), {})
+    assert pids(rows) == [412, 530, 801, 2201, 2301, 2388]
+    every = build_rows(PROCESSES, ViewOptions(networked_only=False), {})
+    assert pids(every) == sorted(p.pid for p in PROCESSES)
+
+
+def test_numeric_filter_matches_pid_prefix_and_ports_and_puts_exact_pid_first() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(query="22", networked_only=False), {})
+    assert pids(rows) == [412, 2201, 2240]  # 412 listens on port 22; 2201, 2240 start with 22
+    assert pids(build_rows(PROCESSES, ViewOptions(query="22"), {})) == [412, 2201]  # 2240 has no socket
+    assert pids(build_rows(PROCESSES, ViewOptions(query="2301", sort="name"), {}))[0] == 2301
+    assert pids(build_rows(PROCESSES, ViewOptions(query="801", networked_only=False), {})) == [801]
+
+
+def test_text_filter_matches_name_user_cmdline_jail_and_address() -> None:
+    by = {p.pid: p for p in PROCESSES}
+    assert matches(by[2301], "updates.example")
+    assert matches(by[2388], "TELEMETRY")
+    assert matches(by[801], "198.51.100.41")
+    assert matches(by[530], "systemd-res")
+    assert not matches(by[801], "curl")
+
+
+def test_sort_cycle_and_orders() -> None:
+    seen = ["pid"]
+    while (nxt := next_sort(seen[-1])) != "pid":
+        seen.append(nxt)
+    assert seen == ["pid", "name", "user", "sockets", "dropped"]
+    assert pids(build_rows(PROCESSES, ViewOptions(sort="sockets"), {}))[0] == 801
+    assert pids(build_rows(PROCESSES, ViewOptions(sort="dropped"), {"telemetry": 5}))[0] == 2388
+    names = [r.process.name for r in build_rows(PROCESSES, ViewOptions(sort="name"), {})]
+    assert names == sorted(names, key=str.lower)
+
+
+def test_tree_view_nests_children_and_dims_context_ancestors() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(tree=True), {})
+    names = [str(r.cells[2]) for r in rows]
+    assert names[0] == "systemd"  # context: no socket, shown because descendants have some
+    assert names[1:6] == ["├─sshd", "│ └─sshd", "│   └─bash", "│     ├─curl", "│     └─telemetryd"]
+    assert names[-1] == "└─nginx"
+    context = {r.process.pid for r in rows if getattr(r.cells[0], "style", "") == "dim"}
+    assert context == {1, 2240}
+
+
+def test_jailed_rows_show_jail_and_dropped_count() -> None:
+    row = next(r for r in build_rows(PROCESSES, ViewOptions(), {"telemetry": 12345}) if r.process.pid == 2388)
+    keys = [c[0] for c in COLUMNS]
+    assert str(row.cells[keys.index("jail")]) == "telemetry"
+    assert str(row.cells[keys.index("dropped")]) == "12k"
+    plain = next(r for r in build_rows(PROCESSES, ViewOptions(), {}) if r.process.pid == 801)
+    assert str(plain.cells[keys.index("remote")]) == "198.51.100.23:60211 +1"
+    assert str(plain.cells[keys.index("listen")]) == "80 443"
+
+
+def test_a_reused_pid_is_another_row() -> None:
+    p = PROCESSES[1]
+    a = build_rows((p,), ViewOptions(), {})[0]
+    b = build_rows((replace(p, start_time=p.start_time + 1),), ViewOptions(), {})[0]
+    assert a.key != b.key
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ()),
+        ("10.0.0.0/8", ("10.0.0.0/8",)),
+        ("10.1.2.3/8, 192.168.1.5:53", ("10.0.0.0/8", "192.168.1.5/32:53")),
+        ("fd00::/64 [fd00::1]:443\t[::1]", ("fd00::/64", "[fd00::1/128]:443", "::1/128")),
+        ("1.1.1.1 1.1.1.1", ("1.1.1.1/32",)),
+    ],
+)
+def test_allow_list_accepts(text: str, expected: tuple[str, ...]) -> None:
+    assert tuple(str(e) for e in parse_allow_list(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("10.0.0.300", "not an IP address"),
+        ("10.0.0.0/33", "not an IP address"),
+        ("10.0.0.1:0", "port must be 1-65535"),
+        ("10.0.0.1:70000", "port must be 1-65535"),
+        ("[fd00::1]:http", "port must be 1-65535"),
+        ("example.com", "not an IP address"),
+        ("10.0.0.1, bad", "'bad'"),
+    ],
+)
+def test_allow_list_rejects_with_one_line(text: str, error: str) -> None:
+    with pytest.raises(AllowListError, match=error.replace("(", r"\(")) as info:
+        parse_allow_list(text)
+    assert "\n" not in str(info.value)
+
+
+def _jc(packets: int) -> JailCounters:
+    total = Counters(packets, packets * 64)
+    return JailCounters("j", total, total, Counters())
+
+
+def test_rates_use_real_elapsed_time_and_survive_counter_resets() -> None:
+    h = CounterHistory(interval=0.5)
+    h.record([_jc(0)], at=10.0)
+    assert h.rate("j") is None
+    h.record([_jc(100)], at=12.0)
+    assert h.rate("j") == 50.0
+    h.record([_jc(20)], at=13.0)  # jail rebuilt: counters restarted
+    assert h.rate("j") == 0.0
+    h.record([_jc(60)], at=14.0)
+    assert h.rate("j") == 40.0
+    window = h.rates("j")
+    assert len(window) == h.capacity and window[-3:] == (50.0, 0.0, 40.0) and window[0] == 0.0
+    h.record([], at=15.0)
+    assert h.rate("j") is None
+
+
+def test_formatting() -> None:
+    assert [human_count(n) for n in (0, 999, 1234, 12345, 4_100_000)] == ["0", "999", "1.2k", "12k", "4.1M"]
+    assert human_bytes(512) == "512 B" and human_bytes(23040) == "22.5 KiB"
+    assert summarise(["a" * 10, "b" * 10, "c" * 10], 24) == f"{'a' * 10} {'b' * 10} +1"
+    by = {p.pid: p for p in PROCESSES}
+    assert listening_ports(by[530].sockets) == ["53", "u53"]
+    assert remote_endpoints(by[412].sockets) == []

@@ -1,0 +1,148 @@
+"""The block dialog: strategy, scope, allow-list, loopback and kill options for one process.
+
+Dismisses with a ready `BlockRequest` (carrying the process's start time, so the engine refuses
+a PID that now names another process) or None. Enter confirms from any field; Escape cancels.
+Arrow keys pick options (the highlighted option is the choice), space toggles checkboxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from netjail.backends.model import BlockRequest, Process, StrategyInfo
+from netjail.widgets.allow_input import AllowListError, parse_allow_list
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+SCOPES = (("process", "this process only"), ("tree", "process tree (children too)"))
+
+
+class BlockDialog(ModalScreen[BlockRequest | None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "confirm", "Block", priority=True),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, process: Process, strategies: Sequence[StrategyInfo]) -> None:
+        super().__init__()
+        self.process = process
+        self.strategies = [s for s in strategies if s.live_process]
+
+    def compose(self) -> ComposeResult:
+        p = self.process
+        with Vertical(id="dialog", classes="dialog"):
+            yield Static(
+                Text.assemble(("Block ", "bold"), (f"{p.pid} {p.name}", "bold red"), f"  ({p.user})")
+            )
+            yield Static(Text(" ".join(p.cmdline) or p.exe, style="dim", overflow="ellipsis", no_wrap=True))
+            yield Label("Strategy", classes="field-label")
+            yield OptionList(
+                *(
+                    Option(Text.assemble((s.name, "bold"), f"  {s.description}"), id=s.name)
+                    for s in self.strategies
+                ),
+                id="strategy",
+            )
+            yield Label("Scope", classes="field-label")
+            yield OptionList(*(Option(text, id=key) for key, text in SCOPES), id="scope")
+            yield Label(
+                "Allow-list: CIDR or CIDR:PORT, comma or space separated (empty: none)", classes="field-label"
+            )
+            yield Input(placeholder="e.g. 10.0.0.0/8, 192.168.1.5:53, [fd00::1]:443", id="allow")
+            yield Static("", id="allow-error")
+            yield Checkbox("allow loopback (127.0.0.0/8, ::1)", id="loopback")
+            yield Checkbox("kill existing connections", id="kill")
+            with Horizontal(id="buttons"):
+                yield Button("Block", variant="error", id="confirm")
+                yield Button("Cancel", id="cancel")
+            yield Static(
+                Text("enter block · esc cancel · tab next field · ↑↓ choose · space toggle", style="dim"),
+                id="dialog-hint",
+            )
+
+    def on_mount(self) -> None:
+        for option_list in self.query(OptionList):
+            option_list.highlighted = 0
+        self.query_one("#strategy", OptionList).focus()
+        self._sync_allow_enabled()
+
+    # ---- validation --------------------------------------------------------------------------
+
+    def _strategy(self) -> StrategyInfo | None:
+        index = self.query_one("#strategy", OptionList).highlighted
+        return self.strategies[index] if index is not None and self.strategies else None
+
+    def _sync_allow_enabled(self) -> None:
+        strategy = self._strategy()
+        self.query_one("#allow", Input).disabled = strategy is not None and not strategy.allow_list
+
+    @on(OptionList.OptionHighlighted, "#strategy")
+    def _strategy_changed(self) -> None:
+        self._sync_allow_enabled()
+
+    @on(Input.Changed, "#allow")
+    def _validate_live(self) -> None:
+        self._allow_entries()
+
+    def _allow_entries(self) -> tuple[str, ...] | None:
+        field = self.query_one("#allow", Input)
+        error = self.query_one("#allow-error", Static)
+        try:
+            entries = parse_allow_list(field.value) if not field.disabled else ()
+        except AllowListError as exc:
+            error.update(Text(str(exc), style="bold red"))
+            field.add_class("-invalid")
+            return None
+        error.update("")
+        field.remove_class("-invalid")
+        return tuple(str(e) for e in entries)
+
+    # ---- outcome -----------------------------------------------------------------------------
+
+    def build_request(self) -> BlockRequest | None:
+        """The request the form describes, or None (with the reason shown) when it is invalid."""
+        strategy = self._strategy()
+        if strategy is None:
+            self.query_one("#allow-error", Static).update(
+                Text("no strategy can block a live process here", style="bold red")
+            )
+            return None
+        allow = self._allow_entries()
+        if allow is None:
+            self.query_one("#allow", Input).focus()
+            return None
+        return BlockRequest(
+            pid=self.process.pid,
+            start_time=self.process.start_time,
+            tree=self.query_one("#scope", OptionList).highlighted == 1,
+            allow=allow,
+            allow_loopback=self.query_one("#loopback", Checkbox).value,
+            kill_connections=self.query_one("#kill", Checkbox).value,
+            strategy=strategy.name,
+        )
+
+    def action_confirm(self) -> None:
+        if self.focused is not None and self.focused.id == "cancel":
+            self.dismiss(None)
+            return
+        request = self.build_request()
+        if request is not None:
+            self.dismiss(request)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#confirm")
+    def _confirm_pressed(self) -> None:
+        self.action_confirm()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,68 @@
+"""The selected process: identity, cgroup, network namespace and every socket."""
+
+from __future__ import annotations
+
+from netjail.backends.model import Process
+from netjail.widgets.format import endpoint
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+
+def _field(label: str, value: str | Text) -> Text:
+    return Text.assemble((f"{label:<8}", "dim"), value)
+
+
+def render_process(process: Process | None, own_netns: int | None) -> RenderableType:
+    if process is None:
+        return Text("no process selected", style="dim")
+    cmdline = " ".join(process.cmdline) or f"[{process.name}]"
+    if process.netns is None:
+        netns = Text("unknown (access denied)", style="dim")
+    elif own_netns is not None and process.netns != own_netns:
+        netns = Text.assemble(str(process.netns), (" other namespace", "yellow"))
+    else:
+        netns = Text(str(process.netns))
+    jail = Text(process.jail, style="bold red") if process.jail else Text("—", style="dim")
+    uid, gid = ("?" if v is None else str(v) for v in (process.uid, process.gid))
+    ids = f"uid {uid}  gid {gid}"
+    fields = [
+        _field("cmdline", cmdline),
+        _field("exe", process.exe or "?"),
+        _field("user", f"{process.user}  {ids}"),
+        _field("ppid", f"{process.ppid}  state {process.state}  start {process.start_time}"),
+        _field("cgroup", process.cgroup or "?"),
+        _field("netns", netns),
+        _field("jail", jail),
+    ]
+    if not process.sockets:
+        return Group(*fields, Text(""), Text("no sockets", style="dim"))
+    table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold")
+    for name in ("PROTO", "LOCAL", "REMOTE", "STATE"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis")
+    for s in process.sockets:
+        proto = f"{s.proto}{'6' if s.family == 'inet6' else ''}"
+        remote = endpoint(s.remote_addr, s.remote_port) if s.remote_port else "*"
+        state = Text(
+            s.state, style="green" if s.state == "ESTABLISHED" else "cyan" if s.state == "LISTEN" else ""
+        )
+        table.add_row(proto, endpoint(s.local_addr, s.local_port), remote, state)
+    return Group(*fields, Text(""), table)
+
+
+class ProcessDetail(VerticalScroll):
+    """Focusable (so it scrolls and can be maximised); renders only what it is given."""
+
+    DEFAULT_CSS = """
+    ProcessDetail > Static { width: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(render_process(None, None), id="detail-body")
+
+    def show(self, process: Process | None, own_netns: int | None) -> None:
+        self.query_one("#detail-body", Static).update(render_process(process, own_netns))
+        self.border_title = f"Process {process.pid} {process.name}" if process else "Process"

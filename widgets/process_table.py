@@ -1,0 +1,197 @@
+"""The process table: renders prepared rows, keeps the cursor on the same process across
+refreshes, and posts intents (block, unblock, details) for the screen to act on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from netjail.backends.model import Process
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
+
+Cell = str | Text
+
+# (key, label, width, right-aligned): fixed widths, so refreshing 2000 rows never re-measures text.
+COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
+    ("pid", "PID", 7, False),
+    ("user", "USER", 9, False),
+    ("name", "NAME", 20, False),
+    ("sockets", "SOCK", 6, True),
+    ("remote", "REMOTE", 25, False),
+    ("listen", "LISTEN", 11, False),
+    ("jail", "JAIL", 12, False),
+    ("dropped", "DROPPED", 9, True),
+)
+COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
+_FULL_REBUILD_REMOVALS = 64  # DataTable.remove_row is O(rows): past this a rebuild is cheaper
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRow:
+    key: str  # "pid:start_time": a reused PID is another row
+    process: Process
+    cells: tuple[Cell, ...]
+
+
+def row_key(process: Process) -> str:
+    return f"{process.pid}:{process.start_time}"
+
+
+class ProcessTable(DataTable[Cell]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "block", "Block"),
+        Binding("u", "unblock", "Unblock"),
+        Binding("enter", "details", "Details"),
+    ]
+
+    class _ProcessIntent(Message):
+        def __init__(self, process: Process) -> None:
+            super().__init__()
+            self.process = process
+
+    class BlockRequested(_ProcessIntent):
+        """The user wants the selected process jailed."""
+
+    class UnblockRequested(_ProcessIntent):
+        """The user wants the selected process released."""
+
+    class DetailsRequested(_ProcessIntent):
+        """The user wants the full details of the selected process."""
+
+    class Selected(Message):
+        """The process under the cursor changed (None: the table is empty)."""
+
+        def __init__(self, process: Process | None) -> None:
+            super().__init__()
+            self.process = process
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(
+            id=id, cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable"
+        )
+        self._rows: dict[str, ProcessRow] = {}
+        self._order: list[str] = []
+        self._selected_key: str | None = None
+
+    def on_mount(self) -> None:
+        for key, label, width, right in COLUMNS:
+            self.add_column(Text(label, justify="right" if right else "left"), width=width, key=key)
+
+    # ---- rendering ---------------------------------------------------------------------------
+
+    def set_sort_indicator(self, column: str, descending: bool) -> None:
+        for key, label, _, right in COLUMNS:
+            text = f"{label}{(' ▼' if descending else ' ▲') if key == column else ''}"
+            self.columns[ColumnKey(key)].label = Text(text, justify="right" if right else "left")
+        self._clear_caches()
+        self.refresh()
+
+    def show_rows(self, rows: Sequence[ProcessRow]) -> None:
+        """Make the table show exactly `rows`, touching only what changed."""
+        new_order = [r.key for r in rows]
+        new_rows = {r.key: r for r in rows}
+        if new_order == self._order:
+            self._update_cells(rows)
+        elif self._is_removal_only(new_order, new_rows):
+            for key in self._order:
+                if key not in new_rows:
+                    self.remove_row(key)
+            self._order = new_order
+            self._update_cells(rows)
+        else:
+            self._rebuild(rows)
+        self._rows = new_rows
+        self._announce_selection()
+
+    def _is_removal_only(self, new_order: list[str], new_rows: dict[str, ProcessRow]) -> bool:
+        removed = len(self._order) - len(new_order)
+        if removed <= 0 or removed > _FULL_REBUILD_REMOVALS:
+            return False
+        return [k for k in self._order if k in new_rows] == new_order
+
+    def _update_cells(self, rows: Sequence[ProcessRow]) -> None:
+        for row in rows:
+            old = self._rows.get(row.key)
+            if old is None or old.cells == row.cells:
+                continue
+            for column, (before, after) in zip(
+                COLUMN_KEYS, zip(old.cells, row.cells, strict=True), strict=True
+            ):
+                if before != after:
+                    self.update_cell(row.key, column, after)
+
+    def _rebuild(self, rows: Sequence[ProcessRow]) -> None:
+        old_index = self.cursor_row
+        old_key = self._selected_key
+        scroll_y = self.scroll_y
+        self.clear()
+        for row in rows:
+            self.add_row(*row.cells, key=row.key)
+        self._order = [r.key for r in rows]
+        if not rows:
+            return
+        keys = {r.key: i for i, r in enumerate(rows)}
+        target = keys.get(old_key, min(old_index, len(rows) - 1)) if old_key else 0
+        self.scroll_y = scroll_y
+        self.move_cursor(row=target, animate=False)
+
+    # ---- selection ---------------------------------------------------------------------------
+
+    @property
+    def shown_keys(self) -> list[str]:
+        return list(self._order)
+
+    def row_of(self, pid: int) -> ProcessRow | None:
+        return next((r for r in self._rows.values() if r.process.pid == pid), None)
+
+    def cell_text(self, pid: int, column: str) -> str | None:
+        """What the table shows for `pid` in `column` (None: no such row)."""
+        row = self.row_of(pid)
+        if row is None:
+            return None
+        cell = row.cells[COLUMN_KEYS.index(column)]
+        return cell.plain if isinstance(cell, Text) else cell
+
+    @property
+    def selected(self) -> Process | None:
+        if not self._order:
+            return None
+        index = min(max(self.cursor_row, 0), len(self._order) - 1)
+        row = self._rows.get(self._order[index])
+        return row.process if row else None
+
+    def _announce_selection(self) -> None:
+        process = self.selected
+        self._selected_key = row_key(process) if process else None
+        self.post_message(self.Selected(process))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._announce_selection()
+
+    def move_to_top(self) -> None:
+        if self._order:
+            self.move_cursor(row=0, animate=False)
+
+    # ---- intents -----------------------------------------------------------------------------
+
+    def _intent(self, message_type: type[_ProcessIntent]) -> None:
+        process = self.selected
+        if process is None:
+            self.notify("no process selected", severity="warning")
+            return
+        self.post_message(message_type(process))
+
+    def action_block(self) -> None:
+        self._intent(self.BlockRequested)
+
+    def action_unblock(self) -> None:
+        self._intent(self.UnblockRequested)
+
+    def action_details(self) -> None:
+        self._intent(self.DetailsRequested)

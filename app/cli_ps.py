@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from netjail.backends.errors import NoSuchProcess
-from netjail.backends.inventory import Inventory
+from netjail.backends.engine import Engine
 from netjail.backends.model import Process, Snapshot, Socket, to_jsonable
 
 COLUMNS = ("PID", "USER", "NAME", "SOCKS", "LISTEN", "REMOTE", "NETNS", "JAIL")
@@ -31,8 +31,7 @@ def register(sub: Any) -> None:
 
 
 def take_snapshot(all_processes: bool) -> Snapshot:
-    # Jail labels come from the engine once it lands; the inventory alone leaves them empty.
-    return Inventory().snapshot(all_processes=all_processes)
+    return Engine().snapshot(all_processes=all_processes)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,8 +21,7 @@ def _require_root_private_netns() -> None:
     if os.geteuid() != 0:
         pytest.fail("integration tests need root: run `make test`", pytrace=False)
     if not in_private_netns():
-        pytest.fail("refusing to run in the machine's own network namespace: run `make test`",
-                    pytrace=False)
+        pytest.fail("refusing to run in the machine's own network namespace: run `make test`", pytrace=False)
 
 
 @pytest.fixture(autouse=True)

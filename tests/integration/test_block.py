@@ -58,8 +58,9 @@ def legacy_rules() -> str:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_udp_sender_is_cut_off_counted_and_restored(cli: CLI, spawn_peer: Callable[..., Peer],
-                                                    host: str) -> None:
+def test_udp_sender_is_cut_off_counted_and_restored(
+    cli: CLI, spawn_peer: Callable[..., Peer], host: str
+) -> None:
     recv = spawn_peer("udp-recv", host, 0)
     port = int(recv.info["lport"])  # type: ignore[call-overload]
     sender = spawn_peer("udp-send", host, port)
@@ -116,8 +117,7 @@ def test_established_tcp_client_is_cut_and_recovers(cli: CLI, spawn_peer: Callab
     assert rises(client, "ok", timeout=10), "the flow did not recover after unblock"
 
 
-def test_listener_from_before_the_block_refuses_handshakes(cli: CLI,
-                                                           spawn_peer: Callable[..., Peer]) -> None:
+def test_listener_from_before_the_block_refuses_handshakes(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
     server = spawn_peer("tcp-listen", "127.0.0.1", 0)
     port = int(server.info["lport"])  # type: ignore[call-overload]
     old_client = spawn_peer("tcp-client", "127.0.0.1", port)
@@ -154,8 +154,9 @@ def test_listener_opened_inside_the_jail_is_covered_by_the_watcher(
         raise AssertionError("a listener opened inside the jail still accepts connections")
 
 
-def test_allow_list_admits_only_listed_destinations(cli: CLI, spawn_peer: Callable[..., Peer],
-                                                    make_host: Callable[..., Any]) -> None:
+def test_allow_list_admits_only_listed_destinations(
+    cli: CLI, spawn_peer: Callable[..., Peer], make_host: Callable[..., Any]
+) -> None:
     a, b = make_host(), make_host()
     recv_a = spawn_peer("udp-recv", "0.0.0.0", 7001, netns=a.netns)
     recv_b = spawn_peer("udp-recv", "0.0.0.0", 7001, netns=b.netns)
@@ -170,8 +171,9 @@ def test_allow_list_admits_only_listed_destinations(cli: CLI, spawn_peer: Callab
     assert info["counters"]["allowed_packets"] >= 10 and info["counters"]["dropped_packets"] >= 10
 
 
-def test_allow_cidr_port_admits_only_that_port(cli: CLI, spawn_peer: Callable[..., Peer],
-                                              make_host: Callable[..., Any]) -> None:
+def test_allow_cidr_port_admits_only_that_port(
+    cli: CLI, spawn_peer: Callable[..., Peer], make_host: Callable[..., Any]
+) -> None:
     a = make_host()
     open_ = spawn_peer("udp-recv", "0.0.0.0", 7001, netns=a.netns)
     shut = spawn_peer("udp-recv", "0.0.0.0", 7002, netns=a.netns)

@@ -17,8 +17,9 @@ from tests.integration.test_block import CLI, jails, legacy_rules, rises, settle
 
 
 def cgroup_of(pid: int) -> str:
-    return next(line[3:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-                if line.startswith("0::"))
+    return next(
+        line[3:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if line.startswith("0::")
+    )
 
 
 @pytest.mark.parametrize("step", ["pending", "cgroup", "rules", "move", "rescan"])
@@ -51,8 +52,9 @@ def test_killed_after_the_last_step_leaves_the_full_jail(cli: CLI, spawn_peer: C
     assert recv.value("received") == frozen
 
 
-def test_truncated_state_is_rebuilt_from_the_kernel(cli: CLI, spawn_peer: Callable[..., Peer],
-                                                   state_dir: Path) -> None:
+def test_truncated_state_is_rebuilt_from_the_kernel(
+    cli: CLI, spawn_peer: Callable[..., Peer], state_dir: Path
+) -> None:
     recv = spawn_peer("udp-recv", "127.0.0.1", 0)
     sender = spawn_peer("udp-send", "127.0.0.1", recv.info["lport"])
     assert cli("block", str(sender.pid), "--jail", "keep", "--allow", "10.9.0.0/16").returncode == 0
@@ -76,8 +78,22 @@ def test_concurrent_iptables_writer_loses_nothing(cli: CLI, spawn_peer: Callable
 
     def foreign_writer() -> None:
         for i in range(60):
-            r = subprocess.run(["iptables-legacy", "-w", "-A", "OUTPUT", "-p", "tcp", "--dport",
-                                str(20000 + i), "-j", "ACCEPT"], capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    "iptables-legacy",
+                    "-w",
+                    "-A",
+                    "OUTPUT",
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    str(20000 + i),
+                    "-j",
+                    "ACCEPT",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if r.returncode:
                 errors.append(r.stderr)
 
@@ -100,8 +116,10 @@ def test_concurrent_iptables_writer_loses_nothing(cli: CLI, spawn_peer: Callable
         assert f"-A NJ-O-c{i} -j DROP" in rules
     assert "NJ-O-c0" not in rules
     for i in range(60):
-        subprocess.run(["iptables-legacy", "-w", "-D", "OUTPUT", "-p", "tcp", "--dport",
-                        str(20000 + i), "-j", "ACCEPT"], check=True)
+        subprocess.run(
+            ["iptables-legacy", "-w", "-D", "OUTPUT", "-p", "tcp", "--dport", str(20000 + i), "-j", "ACCEPT"],
+            check=True,
+        )
 
 
 def test_unblock_restores_original_cgroup(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from netjail.backends import identity, jail_cgroups
+from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
@@ -49,6 +50,7 @@ class Reconciler:
                 notes.append(f"jail {jail.name!r} removed: all its processes exited")
                 continue
             notes += self._ensure_cgroup(jail)
+            notes += self._bring_back_escapees(jail)
             if jail.name not in in_kernel:
                 notes.append(f"jail {jail.name!r}: its rules were missing from the kernel; re-created")
             desired.append(desired_rules(jail, _of(jail, sockets)))
@@ -139,6 +141,22 @@ class Reconciler:
         # the old rule still names the dead cgroup: drop the chains so the sync loads them anew
         self.fw.remove_jail(jail.name)
         return [note]
+
+    def _bring_back_escapees(self, jail: JailState) -> list[str]:
+        """A member moved out of the jail's cgroup by someone else (a service manager, a user)
+        is moved back: nothing jailed is silently released."""
+        inside = set(jail_cgroups.procs(self.mount, jail.cgroup))
+        notes = []
+        for m in jail.members:
+            if m.pid in inside:
+                continue
+            try:
+                now = read_cgroup(m.pid)
+                jail_cgroups.move(self.mount, jail.cgroup, m.pid)
+            except NoSuchProcess:
+                continue
+            notes.append(f"jail {jail.name!r}: PID {m.pid} had been moved out to {now or '?'}; moved back")
+        return notes
 
     # ---- release --------------------------------------------------------------------------
 

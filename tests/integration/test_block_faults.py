@@ -131,3 +131,31 @@ def test_unblock_restores_original_cgroup(cli: CLI, spawn_peer: Callable[..., Pe
     assert cgroup_of(peer.pid) == origin
     assert not (CGROUP2 / CGROUP_PARENT / "back").exists()
     assert os.path.exists(f"/proc/{peer.pid}")  # still running, unjailed
+
+
+def test_escaped_member_and_recreated_cgroup_are_rejailed(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+    """Someone moves the member out, then re-creates the jail's cgroup: the old `-m cgroup` rule
+    no longer matches the new cgroup (DESIGN.md fact 3); reconciliation must reload it."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    sender = spawn_peer("udp-send-fresh", "127.0.0.1", recv.info["lport"])
+    quiet_watcher = {"NETJAIL_WATCH_INTERVAL": "3600"}  # this test plays the watcher's part
+    assert cli("block", str(sender.pid), "--jail", "redo", env=quiet_watcher).returncode == 0
+    jail_dir = CGROUP2 / CGROUP_PARENT / "redo"
+
+    (CGROUP2 / "cgroup.procs").write_text(str(sender.pid))
+    assert rises(recv, "received"), "moved out of the jail, fresh sockets should pass"
+    out = cli("list", "--json")
+    assert "moved back" in out.stderr, out.stderr
+    frozen = settle_count(recv, "received")
+    assert recv.value("received") == frozen
+
+    (CGROUP2 / "cgroup.procs").write_text(str(sender.pid))
+    jail_dir.rmdir()
+    jail_dir.mkdir()
+    assert rises(recv, "received")
+    out = cli("list", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "re-created" in out.stderr, out.stderr
+    assert cgroup_of(sender.pid) == f"/{CGROUP_PARENT}/redo"
+    frozen = settle_count(recv, "received")
+    assert recv.value("received") == frozen, "the reloaded cgroup rule does not drop"

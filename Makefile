@@ -46,7 +46,10 @@ test: setup
 check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy backends
+	@# mypy must see the folders under their installed names (netjail.backends ...)
+	mkdir -p .typecheck/netjail
+	for d in app widgets backends; do ln -sfn ../../$$d .typecheck/netjail/$$d; done
+	MYPYPATH=.typecheck $(VENV)/bin/mypy --explicit-package-bases -p netjail.backends
 	$(VENV)/bin/lint-imports
 
 bench: setup

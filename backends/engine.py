@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from netjail.backends import identity, jail_cgroups, policy, watcher
@@ -137,15 +138,15 @@ class Engine:
         prefix = f"/{jail_cgroups.parent_name()}/"
         by_pid: dict[int, str] = {}
         try:
-            for jail in self.store.load().jails.values():
-                by_pid.update((m.pid, jail.name) for m in jail.members)
+            for state in self.store.load().jails.values():
+                by_pid.update((m.pid, state.name) for m in state.members)
         except NetjailError:
             pass  # unreadable state (not root): cgroup paths still tell
         labelled = []
         for p in snap.processes:
-            jail = p.cgroup[len(prefix) :].split("/")[0] if p.cgroup.startswith(prefix) else None
-            jail = jail or by_pid.get(p.pid)
-            labelled.append(p if jail is None else _with_jail(p, jail))
+            name = p.cgroup[len(prefix) :].split("/")[0] if p.cgroup.startswith(prefix) else None
+            name = name or by_pid.get(p.pid)
+            labelled.append(p if name is None else replace(p, jail=name))
         return Snapshot(tuple(labelled), snap.taken_at, snap.own_netns, snap.denied)
 
     def check_target(self, pid: int, start_time: int | None = None, force: bool = False) -> Process:
@@ -370,12 +371,6 @@ class Engine:
             names = tuple(reg.jails) or ()
             self.store.remove()
         return ResetResult(names, tuple(released))
-
-
-def _with_jail(p: Process, jail: str) -> Process:
-    from dataclasses import replace
-
-    return replace(p, jail=jail)
 
 
 def _own_netns() -> int | None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
@@ -69,7 +69,7 @@ from netjail.backends.firewall.plan import (
     edit_jail_chain,
 )
 from netjail.backends.firewall.rule_build import build_entry
-from netjail.backends.firewall.xt_layout import LAYOUTS, decode_entry
+from netjail.backends.firewall.xt_layout import LAYOUTS, decode_entry_cached
 from netjail.backends.firewall.xtables_lock import xtables_lock
 from netjail.backends.model import JailCounters
 
@@ -228,15 +228,17 @@ class IptcFirewall(Firewall):
 
     # ---- reading ------------------------------------------------------------------------------
 
-    def _current(
-        self, table: Table, chain: str, only_target: str | None = None
-    ) -> list[tuple[str, RuleKey | None]]:
+    def _current(self, table: Table, chain: str, targets: Collection[str] | None = None) -> list[CurrentRule]:
+        """(target, key) of each rule of a chain. The key is None when the rule is undecodable, and
+        when `targets` is given and the rule jumps elsewhere, unless it holds a cgroup match
+        (which `_without_dead_cgroups` must see): dispatch chains hold every jail's selectors,
+        and a sync only needs the keys of the jails it touches."""
         layout = LAYOUTS[table.family]
         out: list[CurrentRule] = []
         for raw, target in table.rules(chain):
             key: RuleKey | None = None
-            if only_target is None or target == only_target:
-                decoded = decode_entry(layout, raw)
+            if targets is None or target in targets or b"cgroup" in raw:
+                decoded = decode_entry_cached(layout, raw)
                 if decoded is not None:
                     key = (target, decoded.match, decoded.comment)
             out.append((target, key))
@@ -246,7 +248,13 @@ class IptcFirewall(Firewall):
         """What one family's table holds for some jails (None: no chains)."""
         chains = set(table.chains())
         out: dict[str, JailRules | None] = {}
-        dispatch = {d: self._current(table, DISPATCH[d]) if DISPATCH[d] in chains else [] for d in DIRECTIONS}
+        names = list(names)
+        dispatch = {
+            d: self._current(table, DISPATCH[d], {jail_chain(d, n) for n in names})
+            if DISPATCH[d] in chains
+            else []
+            for d in DIRECTIONS
+        }
         for name in names:
             if not any(jail_chain(d, name) in chains for d in DIRECTIONS):
                 out[name] = None
@@ -296,7 +304,8 @@ class IptcFirewall(Firewall):
             if live:
                 current = []
                 if dispatch in chains:
-                    current = _without_dead_cgroups(self._current(table, dispatch), cgroups_root)
+                    touched = {jail_chain(d, name) for name in changes}
+                    current = _without_dead_cgroups(self._current(table, dispatch, touched), cgroups_root)
                 else:
                     table.create_chain(dispatch)
                 wanted = {
@@ -312,7 +321,7 @@ class IptcFirewall(Firewall):
                 builtin = BUILTIN[d]
                 jump = (dispatch, everything, COMMENT) if live else None
                 self._run(
-                    table, builtin, edit_builtin(self._current(table, builtin, dispatch), dispatch, jump)
+                    table, builtin, edit_builtin(self._current(table, builtin, {dispatch}), dispatch, jump)
                 )
             if not live and dispatch in chains:
                 table.delete_chain(dispatch)

@@ -77,8 +77,8 @@ def _library(family: str) -> tuple[Any, Any]:
         raise UnsupportedEnvironment(f"python-iptables cannot load {lib}: {exc}") from None
 
 
-def translate(family: str, action: str, err: int, detail: str = "") -> NetjailError:
-    what = f"{_TOOL[family]} filter table"
+def translate(family: str, action: str, err: int, detail: str = "", table: str = "filter") -> NetjailError:
+    what = f"{_TOOL[family]} {table} table"
     text = detail or os.strerror(err)
     if err in _PRIVILEGE:
         return InsufficientPrivilege(f"{action} the {what}: permission denied (needs root / CAP_NET_ADMIN)")
@@ -86,24 +86,35 @@ def translate(family: str, action: str, err: int, detail: str = "") -> NetjailEr
 
 
 class Table:
-    """One libiptc handle on the filter table of one family. Use as a context manager."""
+    """One libiptc handle on one table ("filter" unless named) of one family. Use as a context
+    manager."""
 
-    def __init__(self, family: str) -> None:
+    name = "filter"
+    _rules_cache: dict[str, list[tuple[bytes, str]]] | None = None  # chain -> rules, until edited
+
+    def __init__(self, family: str, name: str = "filter") -> None:
         self.family = family
+        self.name = name
         self.dirty = False
         self._lib, self._errno_loc = _library(family)
         self._errno_loc()[0] = 0
-        handle = self._lib.iptc_init(b"filter")
+        handle = self._lib.iptc_init(name.encode())
         if not handle:
             err = self._errno()
             if err in _PRIVILEGE:
-                raise translate(family, "cannot read", err)
+                raise translate(family, "cannot read", err, table=name)
             if err in _MISSING:
                 raise UnsupportedEnvironment(
-                    f"{_TOOL[family]} filter table unavailable here ({self._strerror(err)})"
+                    f"{_TOOL[family]} {name} table unavailable here ({self._strerror(err)})"
                 )
-            raise translate(family, "cannot read", err, self._strerror(err))
+            raise translate(family, "cannot read", err, self._strerror(err), table=name)
         self._handle = handle
+
+    @property
+    def _rules(self) -> dict[str, list[tuple[bytes, str]]]:
+        if self._rules_cache is None:
+            self._rules_cache = {}
+        return self._rules_cache
 
     def __enter__(self) -> Table:
         return self
@@ -126,7 +137,7 @@ class Table:
     def _check(self, ok: int, action: str) -> None:
         if ok != 1:
             err = self._errno()
-            raise translate(self.family, f"cannot {action} in", err, self._strerror(err))
+            raise translate(self.family, f"cannot {action} in", err, self._strerror(err), table=self.name)
 
     # ---- reading ------------------------------------------------------------------------------
 
@@ -140,7 +151,10 @@ class Table:
 
     def rules(self, chain: str) -> list[tuple[bytes, str]]:
         """(entry bytes, target name) of each rule; the target is a chain name for jumps, "" when
-        the rule has no target (counting only)."""
+        the rule has no target (counting only). Remembered until the chain is edited."""
+        cached = self._rules.get(chain)
+        if cached is not None:
+            return cached
         out: list[tuple[bytes, str]] = []
         entry = self._lib.iptc_first_rule(chain.encode(), self._handle)
         while entry:
@@ -148,37 +162,42 @@ class Table:
             target = self._lib.iptc_get_target(entry, self._handle)
             out.append((raw, target.decode() if target else ""))
             entry = self._lib.iptc_next_rule(entry, self._handle)
+        self._rules[chain] = out
         return out
 
     # ---- editing (in memory until commit) -----------------------------------------------------
 
+    def _edited(self, chain: str) -> None:
+        self.dirty = True
+        self._rules.pop(chain, None)
+
     def create_chain(self, chain: str) -> None:
         self._check(self._lib.iptc_create_chain(chain.encode(), self._handle), f"create chain {chain}")
-        self.dirty = True
+        self._edited(chain)
 
     def delete_chain(self, chain: str) -> None:
         """Flush, then delete, a user chain (nothing may jump to it any more)."""
         self._check(self._lib.iptc_flush_entries(chain.encode(), self._handle), f"flush chain {chain}")
         self._check(self._lib.iptc_delete_chain(chain.encode(), self._handle), f"delete chain {chain}")
-        self.dirty = True
+        self._edited(chain)
 
     def append(self, chain: str, entry: bytes) -> None:
         buf = ct.create_string_buffer(entry, len(entry))
         self._check(self._lib.iptc_append_entry(chain.encode(), buf, self._handle), f"add a rule to {chain}")
-        self.dirty = True
+        self._edited(chain)
 
     def insert(self, chain: str, entry: bytes, position: int) -> None:
         """Insert before the rule at 0-based `position`."""
         buf = ct.create_string_buffer(entry, len(entry))
         ok = self._lib.iptc_insert_entry(chain.encode(), buf, position, self._handle)
         self._check(ok, f"insert a rule into {chain}")
-        self.dirty = True
+        self._edited(chain)
 
     def delete(self, chain: str, position: int) -> None:
         """Delete the rule at 0-based `position`."""
         ok = self._lib.iptc_delete_num_entry(chain.encode(), position, self._handle)
         self._check(ok, f"delete a rule from {chain}")
-        self.dirty = True
+        self._edited(chain)
 
     def commit(self) -> None:
         """Send every edit to the kernel in one table replace (no-op when nothing changed)."""
@@ -189,12 +208,13 @@ class Table:
             return
         err = self._errno()
         text = self._strerror(err)
+        what = f"{_TOOL[self.family]} {self.name} table"
         if err == errno.EAGAIN:
-            raise CommitConflict(f"{_TOOL[self.family]} filter table changed during commit: {text}")
+            raise CommitConflict(f"{what} changed during commit: {text}")
         if err in _PRIVILEGE:
-            raise translate(self.family, "cannot write", err)
+            raise translate(self.family, "cannot write", err, table=self.name)
         if err == errno.ENOENT:
             raise UnsupportedEnvironment(
                 f"the kernel lacks a netfilter extension these {_TOOL[self.family]} rules need ({text})"
             )
-        raise translate(self.family, "cannot write", err, text)
+        raise translate(self.family, "cannot write", err, text, table=self.name)

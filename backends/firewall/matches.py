@@ -8,6 +8,7 @@ without trailing slashes, and each tuple de-duplicated and sorted. `canonical_ru
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import posixpath
 import re
@@ -75,6 +76,7 @@ def _cgroup(value: Any) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=16384)
 def canonical_match(m: Match, direction: str) -> Match:
     """Validated Match in canonical form; `direction` is where it will live ("out"/"in"/"fwd").
 
@@ -109,6 +111,7 @@ def canonical_match(m: Match, direction: str) -> Match:
     )
 
 
+@functools.lru_cache(maxsize=16384)
 def match_sort_key(m: Match) -> tuple[tuple[bool, Any], ...]:
     # (is set, value): unset fields never get compared with set ones of another type.
     return tuple(

@@ -141,6 +141,25 @@ def decode_entry(layout: EntryLayout, entry: bytes) -> DecodedRule | None:
         return None
 
 
+_CACHE_MAX = 50_000
+_cache: dict[tuple[str, bytes], DecodedRule | None] = {}
+
+
+def decode_entry_cached(layout: EntryLayout, entry: bytes) -> DecodedRule | None:
+    """decode_entry, remembered by the entry's bytes without its counters: every sync reads every
+    rule of netjail's chains back, and they rarely change between syncs."""
+    at = layout.counters
+    key = (layout.family, entry[:at] + entry[at + 16 :])
+    try:
+        return _cache[key]
+    except KeyError:
+        pass
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    decoded = _cache[key] = decode_entry(layout, entry)
+    return decoded
+
+
 def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
     af = socket.AF_INET6 if layout.family == "inet6" else socket.AF_INET
     n = layout.addr_len

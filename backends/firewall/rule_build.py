@@ -81,7 +81,10 @@ def _build(match: Match, target: str, comment: str | None) -> bytes:
                 m.gid_owner = str(match.gid_owner)
         if comment is not None:
             _create_match(rule, "comment").comment = comment
-        rule.create_target(target)
+        try:
+            rule.create_target(target)
+        except Exception as exc:  # XTablesError: libxt_standard.so missing
+            raise UnsupportedEnvironment(f"iptables target '{target}' unavailable: {exc}") from None
         rule.final_check()
         buf = rule.rule
     except UnsupportedEnvironment:

@@ -279,6 +279,55 @@ def test_read_jail_round_trips_and_absent_jail_is_none(fw: IptcFirewall) -> None
     assert fw.jail_names() == {"a1", "a2"}
 
 
+def test_drifted_chains_are_repaired(fw: IptcFirewall) -> None:
+    fw.sync_jail(WEB)
+    sh("iptables-legacy", "-w", "-D", "NJ-O-web", "-j", "DROP")  # the jail no longer drops
+    sh("iptables-legacy", "-w", "-A", "NJ-O-web", "-j", "ACCEPT")  # and even lets all through
+    sh("ip6tables-legacy", "-w", "-A", "NETJAIL-OUT", "-p", "udp", "--dport", "7", "-j", "NJ-O-web")
+    sh("iptables-legacy", "-w", "-D", "OUTPUT", "-m", "comment", "--comment", "netjail", "-j", "NETJAIL-OUT")
+    assert canonical_rules(fw.read_jail("web")) != canonical_rules(WEB)  # type: ignore[arg-type]
+    fw.sync_jail(WEB)
+    assert canonical_rules(fw.read_jail("web")) == canonical_rules(WEB)  # type: ignore[arg-type]
+    assert "-A NJ-O-web -j ACCEPT" not in ours("inet")
+    assert ours("inet")[-1] == "-A NJ-O-web -j DROP"
+    assert first_rule("inet", "OUTPUT") == "-A OUTPUT -m comment --comment netjail -j NETJAIL-OUT"
+
+
+def test_reset_removes_leftovers_without_jails(fw: IptcFirewall) -> None:
+    add_foreign_rules(3)
+    before = {f: save(f) for f in TOOL}
+    for tool in TOOL.values():  # what a crash between two commits could leave
+        sh(tool, "-w", "-N", "NETJAIL-OUT")
+        sh(tool, "-w", "-I", "OUTPUT", "1", "-m", "comment", "--comment", "netjail", "-j", "NETJAIL-OUT")
+    assert fw.jail_names() == set()
+    fw.reset()
+    assert {f: save(f) for f in TOOL} == before
+
+
+def test_missing_iptables_extension_is_unsupported(tmp_path: Path) -> None:
+    libdir = tmp_path / "xtables"
+    libdir.mkdir()
+    from iptc import xtables
+
+    system = Path(xtables._xtables_libdir)
+    for ext in ("libxt_standard.so", "libxt_udp.so", "libxt_tcp.so", "libxt_comment.so"):
+        (libdir / ext).symlink_to(system / ext)
+    code = (
+        "from netjail.backends.firewall import default_firewall, JailRules, Match\n"
+        "from netjail.backends.errors import NetjailError\n"
+        "try:\n"
+        "    default_firewall().sync_jail(JailRules('nocg', out_selectors=(Match('inet', cgroup='/'),)))\n"
+        "except NetjailError as e:\n"
+        "    print(type(e).__name__, e.exit_code, e)\n"
+    )
+    env = {**os.environ, "XTABLES_LIBDIR": str(libdir)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("UnsupportedEnvironment 4 iptables extension 'cgroup' unavailable")
+    assert "\n" not in out.stdout.strip()
+    assert not [line for f in TOOL for line in ours(f)]
+
+
 def test_bad_input_changes_nothing(fw: IptcFirewall, cgroup: tuple[Path, str]) -> None:
     fw.sync_jail(WEB)
     before = {f: save(f, counters=True) for f in TOOL}

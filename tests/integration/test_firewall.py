@@ -486,3 +486,30 @@ def test_failed_second_family_rolls_back_the_first(fw: IptcFirewall, cgroup: tup
     assert undone == ["inet"]  # IPv4 had been committed, and was put back
     assert save("inet", counters=True) == before
     sh("ip6tables-legacy", "-w", "-D", "OUTPUT", "-m", "cgroup", "--path", rel, "-j", "ACCEPT")
+
+
+# ---- the xtables lock --------------------------------------------------------------------------
+
+
+def test_xtables_lock_is_the_one_iptables_legacy_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netjail.backends.firewall.xtables_lock import xtables_lock
+
+    lock = tmp_path / "xtables.lock"
+    monkeypatch.setenv("XTABLES_LOCKFILE", str(lock))  # iptables honours it too
+    with xtables_lock():
+        lister = subprocess.Popen(["iptables-legacy", "-w", "-L", "-n"], stdout=subprocess.DEVNULL)
+        time.sleep(0.3)
+        assert lister.poll() is None  # waiting for us
+    assert lister.wait(5) == 0
+
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "0.5"])
+    time.sleep(0.1)
+    with pytest.raises(OperationFailed, match="held"), xtables_lock(timeout=0.1):
+        pass
+    started = time.monotonic()
+    with xtables_lock(timeout=5):
+        assert holder.poll() is not None  # we got it only once the other holder let go
+    assert time.monotonic() - started < 5
+    holder.wait(5)

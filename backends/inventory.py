@@ -30,23 +30,20 @@ from dataclasses import dataclass
 from netjail.backends.errors import OperationFailed
 from netjail.backends.model import Process, Snapshot, Socket
 from netjail.backends.procfs import (
-    LineKey,
     StatFields,
     display_name,
-    iter_net_table,
     ns_inode,
     parse_cgroup_v2,
     parse_cmdline,
     parse_stat,
     parse_status_ids,
     process_state,
-    table_kind,
 )
+from netjail.backends.procio import read_all, read_small
+from netjail.backends.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
 _GONE = (FileNotFoundError, ProcessLookupError)
-_TABLES = ("tcp", "tcp6", "udp", "udp6")
-_O_READ = os.O_RDONLY | os.O_CLOEXEC
 
 
 class _Gone(Exception):
@@ -86,21 +83,6 @@ class _Live:
     fd_count: int | None  # None: no fd directory (kernel thread, zombie)
 
 
-def _read(path: str) -> bytes:
-    """Whole file; /proc files are read with os-level calls because per-file cost matters."""
-    fd = os.open(path, _O_READ)
-    try:
-        chunk = os.read(fd, 65536)
-        if len(chunk) < 65536:
-            return chunk
-        parts = [chunk]
-        while chunk := os.read(fd, 1 << 20):
-            parts.append(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
-
-
 class Inventory:
     """Snapshots of processes and their inet sockets; keep one instance to refresh cheaply."""
 
@@ -109,8 +91,7 @@ class Inventory:
         self._static: dict[Key, _Static] = {}
         self._fds: dict[Key, _Fds] = {}
         self._unowned: set[int] = set()
-        self._sockets: dict[LineKey, Socket] = {}
-        self._addrs: dict[str, str] = {}
+        self._tables = SocketTables(self._root)
         self._users: dict[int, str] = {}
         self._fd_counts = self._kernel_counts_fds()
 
@@ -137,7 +118,7 @@ class Inventory:
             if not sockets and not all_processes:
                 continue
             try:
-                cgroup = parse_cgroup_v2(_read(f"{self._root}/{p.pid}/cgroup").decode())
+                cgroup = parse_cgroup_v2(read_small(f"{self._root}/{p.pid}/cgroup").decode())
             except _GONE:
                 continue
             except PermissionError:
@@ -168,14 +149,14 @@ class Inventory:
             return None
         base = f"{self._root}/{pid}"
         try:
-            stat = parse_stat(_read(f"{base}/stat").decode())
+            stat = parse_stat(read_small(f"{base}/stat").decode())
             static = self._read_static(base, stat)
             netns, _ = self._read_netns(base)
-            cgroup = parse_cgroup_v2(_read(f"{base}/cgroup").decode())
+            cgroup = parse_cgroup_v2(read_small(f"{base}/cgroup").decode())
             inodes = None if stat.kernel_thread else self._scan_fds(base)
             sockets: tuple[Socket, ...] = ()
             if inodes:
-                table = {s.inode: s for s in self._read_netns_tables(base)}
+                table = {s.inode: s for s in self._tables.of_process(pid)}
                 sockets = tuple(s for i in inodes if (s := table.get(i)) is not None)
         except (_Gone, *_GONE):
             return None
@@ -200,7 +181,7 @@ class Inventory:
             pid = int(name)
             base = f"{root}/{name}"
             try:
-                stat = parse_stat(_read(f"{base}/stat").decode())
+                stat = parse_stat(read_small(f"{base}/stat").decode())
                 key = (pid, stat.start_time)
                 static = self._static.get(key)
                 if static is None or static.comm != stat.comm:
@@ -224,8 +205,8 @@ class Inventory:
         if stat.kernel_thread:
             return _Static(stat.comm, stat.comm, "", (), 0, 0, "root", False)
         try:
-            cmdline = parse_cmdline(_read(f"{base}/cmdline"))
-            uid, gid = parse_status_ids(_read(f"{base}/status").decode())
+            cmdline = parse_cmdline(read_all(f"{base}/cmdline"))
+            uid, gid = parse_status_ids(read_small(f"{base}/status").decode())
         except _GONE as exc:
             raise _Gone from exc
         exe, exe_denied = "", False
@@ -313,47 +294,10 @@ class Inventory:
         for p in live:
             if p.netns is not None:
                 by_netns.setdefault(p.netns, []).append(p.pid)
-        table: dict[int, Socket] = {}
-        netns_of: dict[int, int] = {}
-        keep: dict[LineKey, Socket] = {}
-        for netns, pids in by_netns.items():
-            sockets = self._read_any_tables(pids, keep)
-            if sockets is None:
-                _count(denied, "socket tables")
-                continue
-            for sock in sockets:
-                table[sock.inode] = sock
-                netns_of[sock.inode] = netns
-        self._sockets = keep  # only what is still alive
+        table, netns_of, unreadable = self._tables.refresh(by_netns)
+        if unreadable:
+            denied["socket tables"] = unreadable
         return table, netns_of
-
-    def _read_any_tables(self, pids: list[int], keep: dict[LineKey, Socket]) -> list[Socket] | None:
-        """One namespace's sockets, through the first of its processes that is still there."""
-        for pid in pids:
-            try:
-                return self._read_netns_tables(f"{self._root}/{pid}", keep)
-            except (*_GONE, PermissionError):
-                continue  # exited (or a zombie: no namespace any more)
-        return None
-
-    def _read_netns_tables(self, base: str, keep: dict[LineKey, Socket] | None = None) -> list[Socket]:
-        texts: list[tuple[str, str]] = []
-        for name in _TABLES:
-            try:
-                texts.append((name, _read(f"{base}/net/{name}").decode("ascii", "replace")))
-            except FileNotFoundError:
-                if name.endswith("6") and texts:
-                    continue  # IPv6 disabled in this kernel
-                raise
-        sockets: list[Socket] = []
-        for name, text in texts:
-            family, proto = table_kind(name)
-            sockets.extend(
-                iter_net_table(
-                    text, family, proto, owned_only=True, cache=self._sockets, keep=keep, addrs=self._addrs
-                )
-            )
-        return sockets
 
     def _scan_fds(self, base: str) -> tuple[int, ...] | None:
         """Socket inodes held by one process (ascending); None when its fds may not be listed."""

@@ -224,3 +224,20 @@ def display_name(comm: str, cmdline: tuple[str, ...]) -> str:
 
 def process_state(letter: str) -> str:
     return PROCESS_STATES.get(letter, letter)
+
+
+_SOCKSTAT_TABLES = {"TCP:": "tcp", "UDP:": "udp", "TCP6:": "tcp6", "UDP6:": "udp6"}
+
+
+def parse_sockstat_inuse(text: str) -> dict[str, int]:
+    """/proc/net/sockstat(6) -> sockets per table ({'tcp': 3, 'udp6': 0 ...}).
+
+    `inuse` counts exactly the hashed sockets /proc/net/{tcp,udp}[6] list, so a table at 0 need
+    not be read (an empty /proc/net/tcp still walks the whole TCP hash: ~3 ms here).
+    """
+    counts: dict[str, int] = {}
+    for line in text.split("\n"):
+        f = line.split()
+        if len(f) >= 3 and f[0] in _SOCKSTAT_TABLES and f[1] == "inuse":
+            counts[_SOCKSTAT_TABLES[f[0]]] = int(f[2])
+    return counts

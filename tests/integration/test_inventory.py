@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,12 +12,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from netjail.backends import sockdiag
 from netjail.backends.inventory import Inventory
 from netjail.backends.model import Process, Snapshot
+from netjail.backends.procfs import parse_net_table, table_kind
+from netjail.backends.socket_tables import TABLES
 
 from tests.conftest import Host, Peer
 
 CGROUP2 = Path("/sys/fs/cgroup/unified")
+AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 
 # A process whose sockets the test drives over stdin, one command per line:
 #   udp            open a bound UDP socket         -> "fd port"
@@ -317,3 +322,20 @@ def test_listed_pid_that_is_gone_and_a_zombie_are_handled(
         assert Inventory(root).lookup(gone.pid) is None
     finally:
         zombie.wait()
+
+
+def test_netlink_dump_and_proc_tables_agree(spawn_peer: Callable[..., Peer]) -> None:
+    """Our own namespace is read over sock_diag, others through /proc/<pid>/net: same answer."""
+    server = spawn_peer("tcp-listen", "::", 0)  # dual-stack: v4 clients appear v4-mapped
+    spawn_peer("tcp-client", "127.0.0.1", server.info["lport"])
+    spawn_peer("tcp-client", "::1", server.info["lport"])
+    spawn_peer("udp-send", "127.0.0.1", 9)
+    spawn_peer("udp-bind", "::1", 0)
+    via_proc = []
+    for name in TABLES:
+        text = Path(f"/proc/self/net/{name}").read_text()
+        via_proc += parse_net_table(text, *table_kind(name), owned_only=True)
+    dumped = sockdiag.dump([(AF[table_kind(n)[0]], table_kind(n)[1]) for n in TABLES])
+    assert len(via_proc) >= 7
+    assert sorted(dumped, key=lambda s: s.inode) == sorted(via_proc, key=lambda s: s.inode)
+    assert any(s.local_addr.startswith("::ffff:127.0.0.1") for s in dumped)

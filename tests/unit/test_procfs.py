@@ -17,6 +17,7 @@ from netjail.backends.procfs import (
     parse_cgroup_v2,
     parse_cmdline,
     parse_net_table,
+    parse_sockstat_inuse,
     parse_stat,
     parse_status_ids,
     process_state,
@@ -194,3 +195,26 @@ def test_process_state_words() -> None:
     assert process_state("S") == "sleeping"
     assert process_state("Z") == "zombie"
     assert process_state("?") == "?"
+
+
+SOCKSTAT = """\
+sockets: used 14
+TCP: inuse 4 orphan 0 tw 1 alloc 7 mem 290
+UDP: inuse 1 mem 0
+UDPLITE: inuse 0
+RAW: inuse 0
+FRAG: inuse 0 memory 0
+"""
+SOCKSTAT6 = """\
+TCP6: inuse 2
+UDP6: inuse 0
+UDPLITE6: inuse 0
+RAW6: inuse 0
+FRAG6: inuse 0 memory 0
+"""
+
+
+def test_parse_sockstat_inuse() -> None:
+    assert parse_sockstat_inuse(SOCKSTAT) == {"tcp": 4, "udp": 1}
+    assert parse_sockstat_inuse(SOCKSTAT6) == {"tcp6": 2, "udp6": 0}
+    assert parse_sockstat_inuse("") == {}

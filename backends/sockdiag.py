@@ -1,0 +1,128 @@
+"""Socket tables of netjail's own network namespace over NETLINK_SOCK_DIAG (what `ss` uses).
+
+Measured at 5000 sockets: the four dumps take 6.5 ms where reading /proc/net/{tcp,tcp6,udp,udp6}
+takes 25 ms (those files restart their walk of the UDP hash on every 4 KiB read, and walk the
+whole TCP hash even when empty). A netlink socket only sees the namespace it was created in, so
+other namespaces are still read through /proc/<pid>/net/* (no setns needed there).
+
+The parsing half is pure (bytes in, Sockets out) and tested on captured dumps.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import socket
+import struct
+from collections.abc import Iterable, Mapping, MutableMapping
+
+from netjail.backends.model import Socket
+from netjail.backends.procfs import TCP_STATES, UDP_STATES
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 0x1
+NLM_F_DUMP = 0x300
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+# TIME_WAIT (6) and NEW_SYN_RECV (12) entries belong to no process (inode 0): not asked for.
+OWNED_STATES = 0xFFFFFFFF & ~((1 << 6) | (1 << 12))
+
+_NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
+# The head of every record: nlmsghdr (len, type) + inet_diag_msg (family, state, the 36 bytes
+# of ports and addresses, inode); the kernel appends attributes (shutdown, cgroup id) after it.
+_RECORD = struct.Struct("=IH10xBB2x36s28xI")
+_ERRNO = struct.Struct("=i")
+_FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+_PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
+DiagKey = tuple[bytes, int, int]  # ports + addresses, state, inode
+
+
+def dump_request(family: int, proto: str, states: int = OWNED_STATES, seq: int = 1) -> bytes:
+    body = _REQ.pack(family, _PROTOS[proto], 0, 0, states)
+    header = _NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
+    return header + body
+
+
+def parse_dump(
+    data: bytes,
+    proto: str,
+    out: list[Socket],
+    *,
+    cache: Mapping[DiagKey, Socket] | None = None,
+    keep: MutableMapping[DiagKey, Socket] | None = None,
+    addrs: MutableMapping[bytes, str] | None = None,
+) -> bool:
+    """Append the inet_diag_msg records of one recv() buffer to out; True at NLMSG_DONE.
+
+    Sockets without an inode are skipped. cache/keep work as in procfs.iter_net_table.
+    Raises OSError for an NLMSG_ERROR (e.g. ENOENT: no udp_diag in this kernel).
+    """
+    states = TCP_STATES if proto == "tcp" else UDP_STATES
+    if addrs is None:
+        addrs = {}
+    if cache is None:
+        cache = {}
+    unpack, size = _RECORD.unpack_from, _RECORD.size
+    off, end = 0, len(data)
+    while off + _NLMSG.size <= end:
+        if off + size > end:  # too short for a record: DONE or ERROR
+            length, kind = _NLMSG.unpack_from(data, off)[:2]
+        else:
+            length, kind, family, st, sockid, inode = unpack(data, off)
+        if kind != SOCK_DIAG_BY_FAMILY:
+            if kind == NLMSG_DONE:
+                return True
+            if kind == NLMSG_ERROR:
+                errno = -_ERRNO.unpack_from(data, off + _NLMSG.size)[0]
+                raise OSError(errno, f"sock_diag dump of {proto} refused")
+            off += (length + 3) & ~3
+            continue
+        if length < size or off + length > end:
+            raise OSError(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
+        off += (length + 3) & ~3
+        if not inode:
+            continue
+        key = (sockid, st, inode)
+        sock = cache.get(key)
+        if sock is None:
+            width = 4 if family == socket.AF_INET else 16
+            src, dst = sockid[4 : 4 + width], sockid[20 : 20 + width]
+            laddr = addrs.get(src)
+            if laddr is None:
+                laddr = addrs[src] = socket.inet_ntop(family, src)
+            raddr = addrs.get(dst)
+            if raddr is None:
+                raddr = addrs[dst] = socket.inet_ntop(family, dst)
+            sock = Socket(
+                family=_FAMILIES.get(family, str(family)),
+                proto=proto,
+                local_addr=laddr,
+                local_port=(sockid[0] << 8) | sockid[1],  # network byte order
+                remote_addr=raddr,
+                remote_port=(sockid[2] << 8) | sockid[3],
+                state=states.get(st, f"UNKNOWN_{st:02X}"),
+                inode=inode,
+            )
+        if keep is not None:
+            keep[key] = sock
+        out.append(sock)
+    return False
+
+
+def dump(
+    tables: Iterable[tuple[int, str]],
+    *,
+    cache: Mapping[DiagKey, Socket] | None = None,
+    keep: MutableMapping[DiagKey, Socket] | None = None,
+    addrs: MutableMapping[bytes, str] | None = None,
+) -> list[Socket]:
+    """Sockets (with an inode) of the given (family, proto) tables in our network namespace."""
+    out: list[Socket] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as nl:
+        for seq, (family, proto) in enumerate(tables, 1):
+            nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
+            while not parse_dump(nl.recv(1 << 16), proto, out, cache=cache, keep=keep, addrs=addrs):
+                pass
+    return out

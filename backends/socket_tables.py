@@ -1,0 +1,119 @@
+"""inet socket tables, once per network namespace, reusing decoded Sockets across refreshes.
+
+A namespace is read through one of its processes: /proc/<pid>/net/{tcp,tcp6,udp,udp6} shows
+that process's namespace (no setns). Our own namespace is dumped over NETLINK_SOCK_DIAG instead,
+4x cheaper (see sockdiag). /proc/<pid>/net/sockstat says which tables hold anything at all, so
+empty ones are skipped (an empty /proc/net/tcp still costs a walk of the whole TCP hash).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+
+from netjail.backends import sockdiag
+from netjail.backends.model import Socket
+from netjail.backends.procfs import LineKey, iter_net_table, parse_sockstat_inuse, table_kind
+from netjail.backends.procio import read_all, read_small
+from netjail.backends.sockdiag import DiagKey
+
+TABLES = ("tcp", "tcp6", "udp", "udp6")
+_AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
+_GONE = (FileNotFoundError, ProcessLookupError)
+
+
+def thread_netns() -> int | None:
+    """The namespace a netlink socket opened now would see (the calling thread's)."""
+    try:
+        return os.stat("/proc/thread-self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+class SocketTables:
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self._root = proc_root
+        self._lines: dict[LineKey, Socket] = {}
+        self._records: dict[DiagKey, Socket] = {}
+        self._addrs: dict[str, str] = {}
+        self._raw_addrs: dict[bytes, str] = {}
+        self._netlink = True  # until the kernel refuses a dump
+
+    def refresh(self, by_netns: Mapping[int, Sequence[int]]) -> tuple[dict[int, Socket], dict[int, int], int]:
+        """(inode -> Socket, inode -> netns, namespaces that could not be read) for the given
+        namespaces, each read through the first of its processes still there."""
+        lines: dict[LineKey, Socket] = {}
+        records: dict[DiagKey, Socket] = {}
+        table: dict[int, Socket] = {}
+        netns_of: dict[int, int] = {}
+        unreadable = 0
+        own = thread_netns() if self._netlink else None
+        for netns, pids in by_netns.items():
+            sockets: list[Socket] | None = None
+            for pid in pids:
+                try:
+                    sockets = self._read(f"{self._root}/{pid}", netns == own, lines, records)
+                    break
+                except (*_GONE, PermissionError):
+                    continue  # exited (or a zombie: no namespace any more)
+            if sockets is None:
+                unreadable += 1
+                continue
+            for sock in sockets:
+                table[sock.inode] = sock
+                netns_of[sock.inode] = netns
+        self._lines, self._records = lines, records  # only what is still alive
+        return table, netns_of, unreadable
+
+    def of_process(self, pid: int) -> list[Socket]:
+        """The sockets of one process's namespace, read fresh."""
+        base = f"{self._root}/{pid}"
+        own = self._netlink and _ns_ino(base) == thread_netns()
+        return self._read(base, own, {}, {})
+
+    def _read(
+        self, base: str, own: bool, lines: dict[LineKey, Socket], records: dict[DiagKey, Socket]
+    ) -> list[Socket]:
+        present = self._present(base)
+        if not present:
+            return []
+        if own:
+            try:
+                wanted = [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
+                dumped: list[Socket] = sockdiag.dump(
+                    wanted, cache=self._records, keep=records, addrs=self._raw_addrs
+                )
+                return dumped
+            except OSError:
+                self._netlink = False  # no inet_diag/udp_diag here: /proc from now on
+        sockets: list[Socket] = []
+        for name in present:
+            family, proto = table_kind(name)
+            text = read_all(f"{base}/net/{name}").decode("ascii", "replace")
+            sockets.extend(
+                iter_net_table(
+                    text, family, proto, owned_only=True, cache=self._lines, keep=lines, addrs=self._addrs
+                )
+            )
+        return sockets
+
+    @staticmethod
+    def _present(base: str) -> list[str]:
+        """The tables of this namespace with at least one socket (all four if unsure)."""
+        counts = parse_sockstat_inuse(read_small(f"{base}/net/sockstat").decode())
+        try:
+            counts.update(parse_sockstat_inuse(read_small(f"{base}/net/sockstat6").decode()))
+        except FileNotFoundError:
+            if not os.path.exists(f"{base}/net/sockstat"):
+                raise  # the process went away, not IPv6
+            counts.setdefault("tcp6", 0)  # IPv6 disabled in this kernel
+            counts.setdefault("udp6", 0)
+        return [name for name in TABLES if counts.get(name, 1) > 0]
+
+
+def _ns_ino(base: str) -> int | None:
+    try:
+        return os.stat(f"{base}/ns/net").st_ino
+    except OSError:
+        return None

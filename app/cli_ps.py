@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from netjail.backends.errors import NoSuchProcess
 from netjail.backends.engine import Engine
+from netjail.backends.errors import NoSuchProcess
 from netjail.backends.model import Process, Snapshot, Socket, to_jsonable
 
 COLUMNS = ("PID", "USER", "NAME", "SOCKS", "LISTEN", "REMOTE", "NETNS", "JAIL")

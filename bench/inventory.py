@@ -146,7 +146,6 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
 
 def measure(total: int, procs: int, runs: int) -> list[tuple[str, float]]:
     import psutil
-
     from netjail.backends.inventory import Inventory
 
     ss = shutil.which("ss") or "ss"

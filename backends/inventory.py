@@ -102,8 +102,8 @@ class Inventory:
         taken_at = time.time()
         denied: dict[str, int] = {}
         live = self._scan_processes(denied)
-        table, table_netns = self._read_tables(live, denied)
-        fds = self._resolve_owners(live, table, table_netns)
+        table, per_netns = self._read_tables(live, denied)
+        fds = self._resolve_owners(live, table, per_netns)
 
         processes: list[Process] = []
         fds_denied = 0
@@ -114,7 +114,7 @@ class Inventory:
                 if f.inodes is None:
                     fds_denied += 1
                 elif f.inodes:
-                    sockets = tuple(s for i in f.inodes if (s := table.get(i)) is not None)
+                    sockets = tuple(filter(None, map(table.get, f.inodes)))
             if not sockets and not all_processes:
                 continue
             try:
@@ -157,7 +157,7 @@ class Inventory:
             sockets: tuple[Socket, ...] = ()
             if inodes:
                 table = {s.inode: s for s in self._tables.of_process(pid)}
-                sockets = tuple(s for i in inodes if (s := table.get(i)) is not None)
+                sockets = tuple(filter(None, map(table.get, inodes)))
         except (_Gone, *_GONE):
             return None
         except PermissionError:
@@ -288,16 +288,16 @@ class Inventory:
 
     def _read_tables(
         self, live: list[_Live], denied: dict[str, int]
-    ) -> tuple[dict[int, Socket], dict[int, int]]:
-        """inode -> Socket over every namespace we can see, and inode -> its netns."""
+    ) -> tuple[dict[int, Socket], dict[int, list[Socket]]]:
+        """inode -> Socket over every namespace we can see, and each namespace's sockets."""
         by_netns: dict[int, list[int]] = {}
         for p in live:
             if p.netns is not None:
                 by_netns.setdefault(p.netns, []).append(p.pid)
-        table, netns_of, unreadable = self._tables.refresh(by_netns)
+        table, per_netns, unreadable = self._tables.refresh(by_netns)
         if unreadable:
             denied["socket tables"] = unreadable
-        return table, netns_of
+        return table, per_netns
 
     def _scan_fds(self, base: str) -> tuple[int, ...] | None:
         """Socket inodes held by one process (ascending); None when its fds may not be listed."""
@@ -328,7 +328,7 @@ class Inventory:
         return tuple(inodes)
 
     def _resolve_owners(
-        self, live: list[_Live], table: dict[int, Socket], table_netns: dict[int, int]
+        self, live: list[_Live], table: dict[int, Socket], per_netns: dict[int, list[Socket]]
     ) -> dict[Key, _Fds]:
         """Socket inodes per process, rescanning only what may have changed."""
         old = self._fds
@@ -351,7 +351,7 @@ class Inventory:
         self._unowned &= missing  # forget what was closed
         missing -= self._unowned
         if missing and unscanned:
-            for p in _search_order(unscanned, fds, table, table_netns, missing):
+            for p in _search_order(unscanned, fds, table, per_netns, missing):
                 found = self._scan_into(p, fds)
                 if found is not None and found.inodes:
                     missing.difference_update(found.inodes)
@@ -376,17 +376,17 @@ def _search_order(
     candidates: list[_Live],
     fds: dict[Key, _Fds],
     table: dict[int, Socket],
-    table_netns: dict[int, int],
+    per_netns: dict[int, list[Socket]],
     missing: set[int],
 ) -> Iterable[_Live]:
     """Processes most likely to hold new sockets first: inet socket owners in the namespaces
     where the new sockets are, then the other socket owners, then everyone else."""
-    wanted_netns = {table_netns.get(i) for i in missing}
+    wanted_netns = {ns for ns, socks in per_netns.items() if any(s.inode in missing for s in socks)}
 
     def rank(p: _Live) -> int:
         f = fds.get(p.key)
         owns = f is not None and f.inodes is not None and any(i in table for i in f.inodes)
-        here = p.netns in wanted_netns or not table_netns
+        here = p.netns in wanted_netns
         return (0 if owns else 2) + (0 if here else 1)
 
     return sorted(candidates, key=rank)

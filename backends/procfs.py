@@ -145,7 +145,7 @@ def iter_net_table(
             local_port=int(lport, 16),
             remote_addr=raddr,
             remote_port=int(rport, 16),
-            state=states.get(st, f"UNKNOWN_{st:02X}"),
+            state=states.get(st) or f"UNKNOWN_{st:02X}",
             inode=int(inode_s),
         )
         if keep is not None:

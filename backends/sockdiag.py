@@ -96,13 +96,13 @@ def parse_dump(
             if raddr is None:
                 raddr = addrs[dst] = socket.inet_ntop(family, dst)
             sock = Socket(
-                family=_FAMILIES.get(family, str(family)),
+                family=_FAMILIES.get(family) or str(family),
                 proto=proto,
                 local_addr=laddr,
                 local_port=(sockid[0] << 8) | sockid[1],  # network byte order
                 remote_addr=raddr,
                 remote_port=(sockid[2] << 8) | sockid[3],
-                state=states.get(st, f"UNKNOWN_{st:02X}"),
+                state=states.get(st) or f"UNKNOWN_{st:02X}",
                 inode=inode,
             )
         if keep is not None:

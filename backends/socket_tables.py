@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 
 from netjail.backends import sockdiag
 from netjail.backends.model import Socket
@@ -21,6 +22,7 @@ from netjail.backends.sockdiag import DiagKey
 TABLES = ("tcp", "tcp6", "udp", "udp6")
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 _GONE = (FileNotFoundError, ProcessLookupError)
+_inode = attrgetter("inode")
 
 
 def thread_netns() -> int | None:
@@ -40,13 +42,15 @@ class SocketTables:
         self._raw_addrs: dict[bytes, str] = {}
         self._netlink = True  # until the kernel refuses a dump
 
-    def refresh(self, by_netns: Mapping[int, Sequence[int]]) -> tuple[dict[int, Socket], dict[int, int], int]:
-        """(inode -> Socket, inode -> netns, namespaces that could not be read) for the given
-        namespaces, each read through the first of its processes still there."""
+    def refresh(
+        self, by_netns: Mapping[int, Sequence[int]]
+    ) -> tuple[dict[int, Socket], dict[int, list[Socket]], int]:
+        """(inode -> Socket, netns -> its sockets, namespaces that could not be read) for the
+        given namespaces, each read through the first of its processes still there."""
         lines: dict[LineKey, Socket] = {}
         records: dict[DiagKey, Socket] = {}
         table: dict[int, Socket] = {}
-        netns_of: dict[int, int] = {}
+        per_netns: dict[int, list[Socket]] = {}
         unreadable = 0
         own = thread_netns() if self._netlink else None
         for netns, pids in by_netns.items():
@@ -60,11 +64,10 @@ class SocketTables:
             if sockets is None:
                 unreadable += 1
                 continue
-            for sock in sockets:
-                table[sock.inode] = sock
-                netns_of[sock.inode] = netns
+            per_netns[netns] = sockets
+            table.update(zip(map(_inode, sockets), sockets, strict=True))
         self._lines, self._records = lines, records  # only what is still alive
-        return table, netns_of, unreadable
+        return table, per_netns, unreadable
 
     def of_process(self, pid: int) -> list[Socket]:
         """The sockets of one process's namespace, read fresh."""

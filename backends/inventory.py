@@ -1,10 +1,10 @@
 """Processes and their inet sockets, in one system-wide pass over /proc, incremental across calls.
 
-Costs (DESIGN.md, kernel fact 7) decide the shape:
+Costs (DESIGN.md, kernel fact 7, and bench/inventory.py) decide the shape:
 
-* Socket tables are read once per distinct network namespace, through /proc/<pid>/net/* of one
-  process in that namespace (the file shows that process's netns: no setns needed). Never
-  per-process psutil `net_connections()`.
+* Socket tables are read once per distinct network namespace (socket_tables): our own over
+  sock_diag netlink, the others through /proc/<pid>/net/* of one process in each (that file
+  shows the process's netns: no setns needed). Never per-process psutil `net_connections()`.
 * Who holds a socket comes from /proc/<pid>/fd readlinks ("socket:[INODE]"), the expensive part.
   Since Linux 6.2, stat() of /proc/<pid>/fd reports the number of open fds, even for processes
   whose fds we may not list. A process is rescanned only when it is new or that number moved;
@@ -16,7 +16,8 @@ Costs (DESIGN.md, kernel fact 7) decide the shape:
   re-read every time: a jail moves processes between cgroups.
 
 One gap is accepted for speed: a process that closes a shared socket and opens a non-socket fd
-between two refreshes keeps that socket listed until its fd count moves again.
+between two refreshes keeps that socket listed until its fd count moves again (on kernels
+before 6.2, which report no fd count, until the process is rescanned for a new socket).
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ class _Live:
 
 
 class Inventory:
-    """Snapshots of processes and their inet sockets; keep one instance to refresh cheaply."""
+    """Snapshots of processes and their inet sockets; keep one instance to refresh cheaply.
+
+    Not thread-safe: one caller at a time (the TUI polls from one worker, never overlapping).
+    """
 
     def __init__(self, proc_root: str | os.PathLike[str] = "/proc") -> None:
         self._root = os.fspath(proc_root).rstrip("/") or "/"
@@ -340,7 +344,8 @@ class Inventory:
             cached = old.get(p.key)
             if cached is not None and cached.count == p.fd_count:
                 fds[p.key] = cached
-                unscanned.append(p)
+                if cached.inodes is not None:  # denied stays denied until its fds change
+                    unscanned.append(p)
                 continue
             self._scan_into(p, fds)
 

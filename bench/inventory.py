@@ -134,14 +134,18 @@ def holders(total: int, procs: int) -> Iterator[list[int]]:
 # ---- measuring ---------------------------------------------------------------------------------
 
 
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up: page cache, imports, first-call allocations
-    times = []
+def medians_ms(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median wall time of each measure; runs are interleaved round-robin so a busy moment on
+    the machine hits every measure alike instead of skewing one of them."""
+    for fn in fns.values():
+        fn()  # warm-up: page cache, imports, first-call allocations
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def measure(total: int, procs: int, runs: int) -> list[tuple[str, float]]:
@@ -156,21 +160,20 @@ def measure(total: int, procs: int, runs: int) -> list[tuple[str, float]]:
             raise SystemExit(f"inventory saw {seen} of {total} held sockets: benchmark invalid")
         warm = Inventory()
         warm.snapshot()
-        rows = [
-            (
-                "ss -tunap (whole process)",
-                median_ms(lambda: subprocess.run([ss, "-tunap"], stdout=subprocess.DEVNULL), runs),
-            ),
-            ("engine cold snapshot", median_ms(lambda: Inventory().snapshot(), runs)),
-            ("engine warm refresh", median_ms(warm.snapshot, runs)),
-            ("engine warm, inet only", median_ms(lambda: warm.snapshot(all_processes=False), runs)),
-        ]
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append(
-            ("psutil.net_connections()", median_ms(lambda: psutil.net_connections(kind="inet"), runs))
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before psutil runs
+        got = medians_ms(
+            {
+                "ss -tunap (whole process)": lambda: subprocess.run(
+                    [ss, "-tunap"], stdout=subprocess.DEVNULL
+                ),
+                "engine cold snapshot": lambda: Inventory().snapshot(),
+                "engine warm refresh": warm.snapshot,
+                "engine warm, inet only": lambda: warm.snapshot(all_processes=False),
+                "psutil.net_connections()": lambda: psutil.net_connections(kind="inet"),
+            },
+            runs,
         )
-        rows.append(("peak RSS of the engine runs (MB)", rss_mb))
-    return rows
+    return [*got.items(), ("peak RSS after engine runs (MB)", rss_mb)]
 
 
 def report(results: dict[int, list[tuple[str, float]]], procs: int, runs: int) -> int:

@@ -12,6 +12,7 @@ from textual.timer import Timer
 from textual.worker import Worker
 
 MAX_BACKOFF = 30.0
+MIN_DELAY = 0.01  # Textual timers divide by their interval: never schedule 0
 
 
 class Poller:
@@ -45,7 +46,7 @@ class Poller:
         """The current poll ended: schedule the next one and return its delay."""
         self._worker = None
         self.failures = 0 if ok else self.failures + 1
-        delay = 0.0 if self._again and ok else self.next_delay
+        delay = MIN_DELAY if self._again and ok else self.next_delay
         self._timer = self._owner.set_timer(delay, self._run)
         return delay
 

@@ -58,7 +58,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static(_table(COLUMNS, "bold"), classes="help-section")
             yield Static(
                 Text(
-                    "Without root netjail-tui is read-only: blocking needs CAP_NET_ADMIN and cgroup2 write access.",
+                    "Without root netjail-tui is read-only: blocking needs CAP_NET_ADMIN and write access "
+                    "to cgroup2.",
                     style="dim",
                 ),
                 classes="help-section",

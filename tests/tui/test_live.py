@@ -13,6 +13,7 @@ from netjail.backends.engine import Engine
 from netjail.backends.model import Snapshot
 from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
+
 from tests.conftest import Peer
 from tests.tui.conftest import sleep_in_app, wait_until
 

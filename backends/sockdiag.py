@@ -10,9 +10,13 @@ The parsing half is pure (bytes in, Sockets out) and tested on captured dumps.
 
 from __future__ import annotations
 
+import ctypes
 import errno as errno_mod
+import functools
+import os
 import socket
 import struct
+import threading
 from collections.abc import Iterable, Mapping, MutableMapping
 
 from netjail.backends.model import Socket
@@ -35,6 +39,7 @@ _RECORD = struct.Struct("=IH10xBB2x36s28xI")
 _ERRNO = struct.Struct("=i")
 _FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+_CLONE_NEWNET = 0x40000000
 
 DiagKey = tuple[bytes, int, int]  # ports + addresses, state, inode
 
@@ -111,18 +116,59 @@ def parse_dump(
     return False
 
 
+def open_socket(netns_path: str | None = None) -> socket.socket:
+    """A sock_diag netlink socket in our network namespace, or in the one netns_path names.
+
+    A netlink socket answers for the namespace it was created in, so entering another one is
+    only needed for the moment of creation. setns() moves just the calling thread (DESIGN.md,
+    fact 5): it runs in a throwaway thread that ends right after. Needs CAP_SYS_ADMIN.
+    """
+    if netns_path is None:
+        return _new_socket()
+    box: list[socket.socket | BaseException] = []
+
+    def enter_and_open() -> None:
+        try:
+            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc().setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns_path}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            box.append(_new_socket())
+        except BaseException as exc:  # handed to the caller's thread
+            box.append(exc)
+
+    worker = threading.Thread(target=enter_and_open, name="netjail-setns", daemon=True)
+    worker.start()
+    worker.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _new_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def dump(
+    nl: socket.socket,
     tables: Iterable[tuple[int, str]],
     *,
     cache: Mapping[DiagKey, Socket] | None = None,
     keep: MutableMapping[DiagKey, Socket] | None = None,
     addrs: MutableMapping[bytes, str] | None = None,
 ) -> list[Socket]:
-    """Sockets (with an inode) of the given (family, proto) tables in our network namespace."""
+    """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace."""
     out: list[Socket] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG) as nl:
-        for seq, (family, proto) in enumerate(tables, 1):
-            nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
-            while not parse_dump(nl.recv(1 << 16), proto, out, cache=cache, keep=keep, addrs=addrs):
-                pass
+    for seq, (family, proto) in enumerate(tables, 1):
+        nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
+        while not parse_dump(nl.recv(1 << 16), proto, out, cache=cache, keep=keep, addrs=addrs):
+            pass
     return out

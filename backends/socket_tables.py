@@ -34,13 +34,20 @@ def thread_netns() -> int | None:
 
 
 class SocketTables:
-    def __init__(self, proc_root: str = "/proc") -> None:
+    def __init__(self, proc_root: str = "/proc", netlink: bool = True) -> None:
+        """netlink=False reads every namespace through /proc (the fallback, kept testable)."""
         self._root = proc_root
         self._lines: dict[LineKey, Socket] = {}
         self._records: dict[DiagKey, Socket] = {}
         self._addrs: dict[str, str] = {}
         self._raw_addrs: dict[bytes, str] = {}
-        self._netlink = True  # until the kernel refuses a dump
+        self._netlink = netlink  # until the kernel refuses a dump
+        self._setns = netlink and os.geteuid() == 0  # other namespaces too, until refused
+
+    @property
+    def enters_namespaces(self) -> bool:
+        """True while other namespaces are read over setns + sock_diag (root, not refused)."""
+        return self._netlink and self._setns
 
     def refresh(
         self, by_netns: Mapping[int, Sequence[int]]
@@ -81,15 +88,25 @@ class SocketTables:
         present = self._present(base)
         if not present:
             return []
-        if own:
+        # Another namespace is entered (a thread's setns) only when it has TCP sockets: an
+        # /proc/net/tcp read walks the whole TCP hash (~3 ms even nearly empty), while a
+        # small UDP table reads faster than a thread can start.
+        foreign_tcp = self._setns and ("tcp" in present or "tcp6" in present)
+        if self._netlink and (own or foreign_tcp):
             try:
-                wanted = [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
-                dumped: list[Socket] = sockdiag.dump(
-                    wanted, cache=self._records, keep=records, addrs=self._raw_addrs
-                )
+                with sockdiag.open_socket(None if own else f"{base}/ns/net") as nl:
+                    wanted = [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
+                    dumped: list[Socket] = sockdiag.dump(
+                        nl, wanted, cache=self._records, keep=records, addrs=self._raw_addrs
+                    )
                 return dumped
+            except (*_GONE, PermissionError):
+                raise  # this process left: the caller tries another one of its namespace
             except OSError:
-                self._netlink = False  # no inet_diag/udp_diag here: /proc from now on
+                if own:
+                    self._netlink = False  # no inet_diag/udp_diag here: /proc from now on
+                else:
+                    self._setns = False  # not allowed to enter namespaces: /proc for those
         sockets: list[Socket] = []
         for name in present:
             family, proto = table_kind(name)

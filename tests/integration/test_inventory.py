@@ -16,7 +16,7 @@ from netjail.backends import sockdiag
 from netjail.backends.inventory import Inventory
 from netjail.backends.model import Process, Snapshot
 from netjail.backends.procfs import parse_net_table, table_kind
-from netjail.backends.socket_tables import TABLES
+from netjail.backends.socket_tables import TABLES, SocketTables
 
 from tests.conftest import Host, Peer
 
@@ -335,7 +335,26 @@ def test_netlink_dump_and_proc_tables_agree(spawn_peer: Callable[..., Peer]) -> 
     for name in TABLES:
         text = Path(f"/proc/self/net/{name}").read_text()
         via_proc += parse_net_table(text, *table_kind(name), owned_only=True)
-    dumped = sockdiag.dump([(AF[table_kind(n)[0]], table_kind(n)[1]) for n in TABLES])
+    dumped = sockdiag.dump(sockdiag.open_socket(), [(AF[table_kind(n)[0]], table_kind(n)[1]) for n in TABLES])
     assert len(via_proc) >= 7
     assert sorted(dumped, key=lambda s: s.inode) == sorted(via_proc, key=lambda s: s.inode)
     assert any(s.local_addr.startswith("::ffff:127.0.0.1") for s in dumped)
+
+
+def test_another_namespace_reads_the_same_over_setns_and_proc(
+    spawn_peer: Callable[..., Peer], make_host: Callable[[], Host]
+) -> None:
+    host = make_host()
+    server = spawn_peer("tcp-listen", host.addr6, 0, netns=host.netns)
+    spawn_peer("tcp-client", host.addr6, server.info["lport"], netns=host.netns)
+    udp = spawn_peer("udp-bind", "0.0.0.0", 0, netns=host.netns)
+    theirs = os.stat(f"/run/netns/{host.netns}").st_ino
+    by_netns = {theirs: [udp.pid, server.pid]}
+    tables = SocketTables()
+    fast, fast_per_ns, _ = tables.refresh(by_netns)
+    assert tables.enters_namespaces  # root: read over setns + sock_diag, not fallen back
+    slow, slow_per_ns, _ = SocketTables(netlink=False).refresh(by_netns)
+    assert fast == slow
+    assert list(fast_per_ns) == list(slow_per_ns) == [theirs]
+    states = sorted((s.proto, s.state) for s in slow.values())
+    assert states == [("tcp", "ESTABLISHED"), ("tcp", "ESTABLISHED"), ("tcp", "LISTEN"), ("udp", "UNCONN")]

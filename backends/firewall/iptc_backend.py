@@ -200,9 +200,10 @@ class IptcFirewall(Firewall):
                     if table is None:
                         pending.remove(fam)
                         continue
-                    staged.append((table, {}))
+                    staged.append((table, {}))  # from here on `finally` closes it
                     fam_changes = changes if changes is not None else dict.fromkeys(_jails_in(table.chains()))
-                    staged[-1] = (table, self._read_jails(table, fam_changes))
+                    before = self._read_jails(table, fam_changes)  # to undo a half-applied change
+                    staged[-1] = (table, before)
                     self._stage(table, fam_changes)
                 for table, before in staged:
                     try:

@@ -44,6 +44,17 @@ _CLONE_NEWNET = 0x40000000
 DiagKey = tuple[bytes, int, int]  # ports + addresses, state, inode
 
 
+class Unavailable(Exception):
+    """sock_diag cannot answer here (no inet_diag/udp_diag, setns refused ...): use /proc.
+
+    Deliberately not an OSError, so it is never mistaken for a process that went away.
+    """
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 def dump_request(family: int, proto: str, states: int = OWNED_STATES, seq: int = 1) -> bytes:
     body = _REQ.pack(family, _PROTOS[proto], 0, 0, states)
     header = _NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
@@ -62,7 +73,7 @@ def parse_dump(
     """Append the inet_diag_msg records of one recv() buffer to out; True at NLMSG_DONE.
 
     Sockets without an inode are skipped. cache/keep work as in procfs.iter_net_table.
-    Raises OSError for an NLMSG_ERROR (e.g. ENOENT: no udp_diag in this kernel).
+    Raises Unavailable for an NLMSG_ERROR (e.g. ENOENT: no udp_diag in this kernel).
     """
     states = TCP_STATES if proto == "tcp" else UDP_STATES
     if addrs is None:
@@ -81,11 +92,11 @@ def parse_dump(
                 return True
             if kind == NLMSG_ERROR:
                 errno = -_ERRNO.unpack_from(data, off + _NLMSG.size)[0]
-                raise OSError(errno, f"sock_diag dump of {proto} refused")
+                raise Unavailable(errno, f"sock_diag dump of {proto} refused: {os.strerror(errno)}")
             off += (length + 3) & ~3
             continue
         if length < size or off + length > end:
-            raise OSError(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
+            raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
         off += (length + 3) & ~3
         if not inode:
             continue
@@ -122,34 +133,39 @@ def open_socket(netns_path: str | None = None) -> socket.socket:
     A netlink socket answers for the namespace it was created in, so entering another one is
     only needed for the moment of creation. setns() moves just the calling thread (DESIGN.md,
     fact 5): it runs in a throwaway thread that ends right after. Needs CAP_SYS_ADMIN.
+    Opening netns_path fails with the usual OSError (the process left, or is not ours to
+    see); the kernel refusing netlink or setns raises Unavailable.
     """
     if netns_path is None:
         return _new_socket()
+    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     box: list[socket.socket | BaseException] = []
 
     def enter_and_open() -> None:
         try:
-            fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc().setns(fd, _CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns_path}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            if _libc().setns(fd, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise Unavailable(err, f"setns {netns_path}: {os.strerror(err)}")
             box.append(_new_socket())
         except BaseException as exc:  # handed to the caller's thread
             box.append(exc)
 
-    worker = threading.Thread(target=enter_and_open, name="netjail-setns", daemon=True)
-    worker.start()
-    worker.join()
+    try:
+        worker = threading.Thread(target=enter_and_open, name="netjail-setns", daemon=True)
+        worker.start()
+        worker.join()
+    finally:
+        os.close(fd)
     if isinstance(box[0], BaseException):
         raise box[0]
     return box[0]
 
 
 def _new_socket() -> socket.socket:
-    return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+    try:
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
+    except OSError as exc:
+        raise Unavailable(exc.errno or 0, f"no sock_diag netlink: {exc.strerror}") from exc
 
 
 @functools.cache
@@ -167,8 +183,11 @@ def dump(
 ) -> list[Socket]:
     """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace."""
     out: list[Socket] = []
-    for seq, (family, proto) in enumerate(tables, 1):
-        nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
-        while not parse_dump(nl.recv(1 << 16), proto, out, cache=cache, keep=keep, addrs=addrs):
-            pass
+    try:
+        for seq, (family, proto) in enumerate(tables, 1):
+            nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
+            while not parse_dump(nl.recv(1 << 16), proto, out, cache=cache, keep=keep, addrs=addrs):
+                pass
+    except OSError as exc:
+        raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc
     return out

@@ -14,7 +14,14 @@ import struct
 
 import pytest
 from netjail.backends.model import Socket
-from netjail.backends.sockdiag import NLMSG_ERROR, OWNED_STATES, SOCK_DIAG_BY_FAMILY, dump_request, parse_dump
+from netjail.backends.sockdiag import (
+    NLMSG_ERROR,
+    OWNED_STATES,
+    SOCK_DIAG_BY_FAMILY,
+    Unavailable,
+    dump_request,
+    parse_dump,
+)
 
 TCP4 = [
     bytes.fromhex(
@@ -114,13 +121,14 @@ def test_error_reply_raises_with_its_errno() -> None:
     request = dump_request(socket.AF_INET, "udp")
     reply = struct.pack("=IHHII", 16 + 4 + len(request), NLMSG_ERROR, 0, 1, 0)
     reply += struct.pack("=i", -errno.ENOENT) + request
-    with pytest.raises(OSError) as info:
+    with pytest.raises(Unavailable) as info:
         parse_dump(reply, "udp", [])
     assert info.value.errno == errno.ENOENT
+    assert not isinstance(info.value, OSError)  # never taken for a process that went away
 
 
 def test_truncated_record_is_refused() -> None:
-    with pytest.raises(OSError):
+    with pytest.raises(Unavailable):
         parse_dump(TCP4[0][:100], "tcp", [])
 
 

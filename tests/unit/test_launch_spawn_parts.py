@@ -1,0 +1,87 @@
+"""The pure parts of launching: exit statuses, child error reports, credentials, environment."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import pytest
+from netjail.backends.errors import (
+    BadInput,
+    InsufficientPrivilege,
+    OperationFailed,
+    UnsupportedEnvironment,
+)
+from netjail.backends.launch import credentials
+from netjail.backends.launch.spawn import child_error, exit_status
+
+
+def test_exit_status_like_a_shell() -> None:
+    assert exit_status(0) == 0
+    assert exit_status(7) == 7
+    assert exit_status(-15) == 143
+    assert exit_status(-9) == 137
+
+
+@pytest.mark.parametrize(
+    ("report", "kind", "text"),
+    [
+        (b"netns\x001\x00cannot enter the network namespace: Operation not permitted", InsufficientPrivilege,
+         "cannot enter the network namespace: Operation not permitted (needs root)"),
+        (b"user\x001\x00cannot switch to user bob: Operation not permitted", InsufficientPrivilege,
+         "cannot switch to user bob: Operation not permitted (needs root)"),
+        (b"cwd\x0013\x00cannot change directory to /root as bob: Permission denied", BadInput,
+         "cannot change directory to /root as bob: Permission denied"),
+        (b"seccomp\x0022\x00cannot load the seccomp filter: Invalid argument", UnsupportedEnvironment,
+         "cannot load the seccomp filter: Invalid argument (no CONFIG_SECCOMP_FILTER?)"),
+        (b"nnp\x0022\x00cannot set no_new_privs: Invalid argument", OperationFailed,
+         "cannot set no_new_privs: Invalid argument"),
+        (b"", OperationFailed, "the jailed command could not be set up"),
+    ],
+)  # fmt: skip
+def test_child_error_reports_become_one_line_errors(report: bytes, kind: type, text: str) -> None:
+    err = child_error(report)
+    assert type(err) is kind and str(err) == text
+
+
+def test_default_user_prefers_sudo_user_only_for_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    monkeypatch.setenv("SUDO_USER", "nobody")
+    assert credentials.default_user() == ("nobody" if os.geteuid() == 0 else me)
+    monkeypatch.delenv("SUDO_USER")
+    assert credentials.default_user() == me
+
+
+def test_resolve_by_name_and_number() -> None:
+    assert credentials.lookup_user("nobody").pw_uid == 65534
+    assert credentials.lookup_user("65534").pw_name == "nobody"
+    with pytest.raises(BadInput, match="no such user"):
+        credentials.lookup_user("no-such-user-xyz")
+
+
+def test_resolve_self_and_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    me = pwd.getpwuid(os.geteuid())
+    creds = credentials.resolve()
+    assert (creds.user, creds.uid, creds.gid) == (me.pw_name, me.pw_uid, me.pw_gid)
+    assert me.pw_gid in creds.groups
+    assert creds.change == (os.geteuid() == 0)
+    if os.geteuid() == 0:
+        assert credentials.resolve("nobody", 4242).gid == 4242
+        assert credentials.resolve("nobody", 4242).groups == tuple(
+            sorted(set(os.getgrouplist("nobody", 65534)))
+        )
+    else:
+        with pytest.raises(InsufficientPrivilege):
+            credentials.resolve("nobody")
+    with pytest.raises(BadInput, match="bad group id"):
+        credentials.resolve(None, -1)
+
+
+def test_environment_follows_the_target_user() -> None:
+    nobody = credentials.Credentials("nobody", 65534, 65534, (65534,), "/nonexistent", True)
+    env = credentials.environment(nobody, {"HOME": "/root", "USER": "root", "PATH": "/bin", "X": "1"})
+    assert env == {"HOME": "/nonexistent", "USER": "nobody", "LOGNAME": "nobody", "PATH": "/bin", "X": "1"}
+    me = pwd.getpwuid(os.geteuid())
+    same = credentials.Credentials(me.pw_name, me.pw_uid, me.pw_gid, (), me.pw_dir, False)
+    assert credentials.environment(same, {"HOME": "/elsewhere"}) == {"HOME": "/elsewhere"}

@@ -256,11 +256,13 @@ def test_lookup_reads_one_process_fresh(spawn_peer: Callable[..., Peer]) -> None
     assert inv.lookup(-1) is None and inv.lookup(0) is None
 
 
+# Forks short-lived children holding a UDP and a listening TCP socket, 20 alive at a time, for
+# as long as the flag file exists; then reaps every child and exits.
 CHURN = r"""
 import os, random, socket, sys, time
-end = time.monotonic() + float(sys.argv[1])
+flag = sys.argv[1]
 kids = set()
-while time.monotonic() < end:
+while os.path.exists(flag):
     pid = os.fork()
     if pid == 0:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -278,24 +280,31 @@ for _ in kids:
 """
 
 
-def test_processes_exiting_during_the_scan_do_not_break_it(spawn_peer: Callable[..., Peer]) -> None:
+def test_processes_exiting_during_the_scan_do_not_break_it(
+    spawn_peer: Callable[..., Peer], tmp_path: Path
+) -> None:
     stable = spawn_peer("tcp-listen", "127.0.0.1", 0)
-    churn = subprocess.Popen([sys.executable, "-c", CHURN, "1.5"])
+    flag = tmp_path / "churn"
+    flag.touch()
+    churn = subprocess.Popen([sys.executable, "-c", CHURN, str(flag)])
     warm = Inventory()
     seen_churn = snaps = 0
+    deadline = time.monotonic() + 60  # a loaded machine is slow, never wrong
     try:
-        while churn.poll() is None:
+        while (snaps < 40 or not seen_churn) and time.monotonic() < deadline:
             for snap in (warm.snapshot(False), Inventory().snapshot(True)):
                 snaps += 1
                 assert ports(by_pid(snap, stable.pid)) == {("tcp", stable.info["lport"], "LISTEN")}
                 seen_churn += sum(1 for p in snap.processes if p.ppid == churn.pid and p.sockets)
                 assert len({p.pid for p in snap.processes}) == len(snap.processes)
+        assert churn.poll() is None, "the churn stopped early: nothing exited under the scan"
     finally:
-        churn.kill()
-        churn.wait()
-    assert snaps > 10 and seen_churn > 0, (snaps, seen_churn)
+        flag.unlink()
+        churn.wait(30)
+    assert snaps >= 40 and seen_churn > 0, (snaps, seen_churn)
     final = warm.snapshot(True)
-    assert not [p for p in final.processes if p.ppid == churn.pid]
+    assert not [p for p in final.processes if p.cmdline[-1:] == (str(flag),)]  # churn and kids gone
+    assert ports(by_pid(final, stable.pid)) == {("tcp", stable.info["lport"], "LISTEN")}
 
 
 def test_listed_pid_that_is_gone_and_a_zombie_are_handled(

@@ -50,7 +50,7 @@ check: setup
 	mkdir -p .typecheck/netjail
 	for d in app widgets backends; do ln -sfn ../../$$d .typecheck/netjail/$$d; done
 	MYPYPATH=.typecheck $(VENV)/bin/mypy --explicit-package-bases -p netjail.backends
-	$(VENV)/bin/lint-imports
+	PYTHONPATH=.typecheck $(VENV)/bin/lint-imports
 
 bench: setup
 	unshare --net -- sh -c 'ip link set lo up && for b in bench/*.py; do $(PY) $$b || exit 1; done'

@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,10 +26,12 @@ from netjail.backends.errors import (
     NetjailError,
     UnsupportedEnvironment,
 )
-from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall
+from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
+from netjail.backends.firewall.nat import Masquerade
 from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.kill_connections import kill_established
+from netjail.backends.launch import netns
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
@@ -46,8 +49,17 @@ from netjail.backends.model import (
     UnblockRequest,
     UnblockResult,
 )
-from netjail.backends.reconcile import Reconciler, alive
-from netjail.backends.state import ACTIVE, PENDING, RELEASING, JailState, MemberState, Registry, Store
+from netjail.backends.reconcile import Reconciler, is_alive
+from netjail.backends.state import (
+    ACTIVE,
+    LAUNCHER,
+    PENDING,
+    RELEASING,
+    JailState,
+    MemberState,
+    Registry,
+    Store,
+)
 from netjail.backends.strategies import STRATEGIES
 
 FAULT_ENV = "NETJAIL_FAULT_AT"
@@ -226,6 +238,8 @@ class Engine:
                     created_at=time.time(),
                 )
                 reg.jails[name] = jail
+            elif jail.strategy != "cgroup":
+                raise BadInput(f"jail {name!r} is a {jail.strategy} jail: block into another --jail")
             elif (allow_text and allow_text != jail.allow) or (
                 req.allow_loopback and not jail.allow_loopback
             ):
@@ -237,7 +251,7 @@ class Engine:
             self.store.save(reg)
             _fault_point("pending")
             try:
-                killed = self._apply_block(mount, reg, jail, members, req.kill_connections)
+                rules, killed = self._apply_block(mount, jail, members, req.kill_connections)
             except BaseException:
                 self._rollback(mount, reg, jail, members, new_jail)
                 raise
@@ -247,12 +261,12 @@ class Engine:
             _fault_point("done")
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
-        rules = desired_rules(jail, self._member_sockets(jail))
+        socket_rules = [m for m in rules.out_selectors + rules.in_selectors if m.cgroup is None]
         return BlockResult(
             jail=name,
             strategy="cgroup",
             members=tuple(Member(m.pid, m.start_time, True, m.name) for m in members),
-            socket_rules=len(rules.out_selectors) + len(rules.in_selectors) - 2,
+            socket_rules=len(socket_rules),
             killed_connections=killed,
         )
 
@@ -277,11 +291,11 @@ class Engine:
         return members
 
     def _apply_block(
-        self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], kill: bool
-    ) -> int:
+        self, mount: Path, jail: JailState, members: list[MemberState], kill: bool
+    ) -> tuple[JailRules, int]:
         jail.cgroup, jail.cgroup_inode = jail_cgroups.create(mount, jail.name)
         _fault_point("cgroup")
-        self.firewall.sync_jail(desired_rules(jail, self._member_sockets(jail)))
+        self.firewall.sync_jail(self._cgroup_rules(jail, self._member_sockets(jail)))
         _fault_point("rules")
         for m in members:
             identity.current(m.pid, m.start_time)  # the PID must still be the same process
@@ -289,11 +303,18 @@ class Engine:
         _fault_point("move")
         # sockets opened between the first scan and the move are not covered by the cgroup rule
         sockets = self._member_sockets(jail)
-        self.firewall.sync_jail(desired_rules(jail, sockets))
+        rules = self._cgroup_rules(jail, sockets)
+        self.firewall.sync_jail(rules)
         _fault_point("rescan")
         if kill:
-            return kill_established([s for m in members for s in sockets.get(m.pid, ())])
-        return 0
+            return rules, kill_established([s for m in members for s in sockets.get(m.pid, ())])
+        return rules, 0
+
+    @staticmethod
+    def _cgroup_rules(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> JailRules:
+        rules = desired_rules(jail, sockets)
+        assert rules is not None  # a cgroup jail always has rules
+        return rules
 
     def _member_sockets(self, jail: JailState) -> dict[int, tuple[Socket, ...]]:
         pids = {m.pid for m in jail.members}
@@ -303,7 +324,9 @@ class Engine:
     def _rollback(
         self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool
     ) -> None:
-        Reconciler(mount, self.firewall, self.inventory).release(reg, jail, members, remove_jail=new_jail)
+        self.notes += Reconciler(mount, self.firewall, self.inventory).release(
+            reg, jail, members, remove_jail=new_jail
+        )
         self.store.save(reg)
 
     # ---- releasing -------------------------------------------------------------------------
@@ -335,7 +358,8 @@ class Engine:
                     Member(m.pid, m.start_time, identity.read_stat(m.pid) is not None, m.name)
                     for m in members
                 ]
-                if reconciler.release(reg, jail, members, remove_jail=whole):
+                self.notes += reconciler.release(reg, jail, members, remove_jail=whole)
+                if jail.name not in reg.jails:
                     removed.append(jail.name)
             self.store.save(reg)
         return UnblockResult(tuple(released), tuple(removed))
@@ -343,6 +367,11 @@ class Engine:
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
         for jail in reg.jails.values():
             hit = [m for m in jail.members if m.pid == pid]
+            if hit and jail.strategy != "cgroup":
+                raise BadInput(
+                    f"PID {pid} is held by the {jail.strategy} jail {jail.name!r}, which "
+                    f"is released as a whole: netjail unblock --jail {jail.name}"
+                )
             if hit:
                 # members that came in with this PID's --tree go with it
                 members = hit + [m for m in jail.members if m.root == pid and m.pid != pid]
@@ -350,25 +379,31 @@ class Engine:
         raise BadInput(f"PID {pid} is not jailed")
 
     def reset(self) -> ResetResult:
-        """Remove every netjail rule, chain, cgroup and state file; processes keep running."""
+        """Remove every netjail rule, chain, cgroup, namespace, group it created and the state
+        file; processes keep running, unjailed (a seccomp filter stays with its processes)."""
         self._require_root("reset")
-        mount = self._mount()
+        mount = find_cgroup2()
         with self.store.locked():
             reg = self.store.load()
-            reconciler = self._reconciler()
+            reconciler = Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory)
             reconciler.adopt_kernel_jails(reg)
+            names = tuple(reg.jails)
             released: list[Member] = []
             for jail in list(reg.jails.values()):
                 released += [
-                    Member(m.pid, m.start_time, identity.read_stat(m.pid) is not None, m.name)
+                    Member(m.pid, m.start_time, is_alive(m), m.name)
                     for m in jail.members
+                    if m.status != LAUNCHER
                 ]
-                reconciler.release(reg, jail, list(jail.members), remove_jail=True)
+                self.notes += reconciler.release(reg, jail, list(jail.members), remove_jail=True)
             self.firewall.reset()
-            for name in jail_cgroups.existing(mount):
-                jail_cgroups.remove(mount, jail_cgroups.jail_path(name))
+            Masquerade().reset()
+            for leftover in netns.list_netjail_netns():
+                netns.remove_netns(leftover)
+            if mount:
+                for name in jail_cgroups.existing(Path(mount.path)):
+                    jail_cgroups.remove(Path(mount.path), jail_cgroups.jail_path(name))
             watcher.stop(self.store.dir)
-            names = tuple(reg.jails) or ()
             self.store.remove()
         return ResetResult(names, tuple(released))
 
@@ -394,7 +429,9 @@ def _jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
         name=jail.name,
         strategy=jail.strategy,
         allow=tuple(jail.allow),
-        members=tuple(Member(m.pid, m.start_time, alive(m), m.name) for m in jail.members),
+        members=tuple(
+            Member(m.pid, m.start_time, is_alive(m), m.name) for m in jail.members if m.status != LAUNCHER
+        ),
         counters=counters.total if counters else Counters(),
         allow_loopback=jail.allow_loopback,
     )

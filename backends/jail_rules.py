@@ -34,26 +34,60 @@ def allow_matches(
     return tuple(out), tuple(inn)
 
 
-def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> JailRules:
-    """Selectors: the jail's cgroup (OUTPUT; INPUT never matches by cgroup) plus every existing
-    socket of its members; then the allow-list."""
+def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> JailRules | None:
+    """The rules one jail needs, by strategy (None: netfilter has no part in it, seccomp).
+
+    Selectors say who is jailed: the cgroup (OUTPUT only: INPUT never matches by cgroup), the
+    owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and TCP/UDP to
+    this host), plus every existing socket of the members. Then the allow-list.
+    """
+    entries = [parse_allow(a) for a in jail.allow]
     out_sel, in_sel = selectors_for_all(s for socks in sockets.values() for s in socks)
-    cgroup_sel = tuple(Match(fam, cgroup=jail.cgroup) for fam in FAMILIES) if jail.cgroup else ()
-    out_allow, in_allow = allow_matches((parse_allow(a) for a in jail.allow), jail.allow_loopback)
+    out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
+    if jail.strategy == "cgroup":
+        owners = tuple(Match(fam, cgroup=jail.cgroup) for fam in FAMILIES) if jail.cgroup else ()
+    elif jail.strategy == "owner" and jail.uid is not None:
+        owners = tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES)
+    elif jail.strategy in ("owner", "gid") and jail.gid is not None:
+        owners = tuple(Match(fam, gid_owner=jail.gid) for fam in FAMILIES)
+    elif jail.strategy == "netns":
+        return _netns_rules(jail, entries)
+    else:
+        return None
     return JailRules(
         name=jail.name,
-        out_selectors=cgroup_sel + out_sel,
+        out_selectors=owners + out_sel,
         in_selectors=in_sel,
         out_allow=out_allow,
         in_allow=in_allow,
     )
 
 
+def _netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None:
+    """A netns reaches the world only through its veth: what it forwards (both ways) and what it
+    sends to this host's own TCP/UDP services pass its jail chains. ICMP to the host stays open:
+    IPv6 neighbour discovery over the link needs it."""
+    if not jail.veth:
+        return None  # loopback only: there is nothing to filter or count
+    v = jail.veth
+    fwd_sel = tuple(Match(fam, in_iface=v) for fam in FAMILIES) + tuple(
+        Match(fam, out_iface=v) for fam in FAMILIES
+    )
+    in_sel = tuple(Match(fam, proto, in_iface=v) for fam in FAMILIES for proto in ("tcp", "udp"))
+    fwd_allow: list[Match] = []
+    for e in entries:
+        protos: tuple[str | None, ...] = (None,) if e.port is None else ("tcp", "udp")
+        for proto in protos:
+            fwd_allow.append(Match(e.family, proto, dst=e.cidr, dport=e.port, in_iface=v))
+            fwd_allow.append(Match(e.family, proto, src=e.cidr, sport=e.port, out_iface=v))
+    return JailRules(name=jail.name, in_selectors=in_sel, fwd_selectors=fwd_sel, fwd_allow=tuple(fwd_allow))
+
+
 def allow_from_rules(rules: JailRules) -> tuple[list[str], bool]:
     """Recover the allow-list from rules read back from the kernel (state rebuilt from it)."""
     entries: list[str] = []
     loopback = False
-    for m in rules.out_allow:
+    for m in rules.out_allow + tuple(f for f in rules.fwd_allow if f.in_iface):
         if m.out_iface == "lo":
             loopback = True
         elif m.dst:

@@ -197,3 +197,38 @@ class HostInfo:
 class ResetResult:
     removed_jails: tuple[str, ...]
     released: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    """Start a command already jailed (`netjail run`, the TUI's launch dialog, relaunch)."""
+
+    argv: tuple[str, ...]
+    strategy: str  # "netns" | "gid" | "seccomp"
+    jail: str | None = None
+    allow: tuple[str, ...] = ()
+    allow_loopback: bool = False  # gid: loopback stays reachable (netns: its own lo always works)
+    user: str | None = None  # default: SUDO_USER, else the current user
+    gid: int | None = None  # gid strategy: use this group instead of creating netjail-<jail>
+    keep: bool = False  # keep the jail (netns) after the last process exits
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] | None = None  # None: netjail's own environment
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    jail: str
+    strategy: str
+    pid: int
+    exit_code: int | None = None  # None while it runs (launch), set by run
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerBlockRequest:
+    """Block every process of a user or of a group (iptables -m owner), now and later."""
+
+    user: str | None = None  # name or uid
+    group: str | None = None  # name or gid
+    jail: str | None = None
+    allow: tuple[str, ...] = ()
+    allow_loopback: bool = False

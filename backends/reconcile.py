@@ -2,15 +2,21 @@
 (and every second by the watcher while jails exist).
 
 Rules, in order:
-1. Jails the kernel has (netjail cgroups, netjail chains) but the registry lacks (state file
-   lost or corrupt) are re-adopted with whatever is in their cgroup: nothing jailed is ever
-   silently released. Chains without a cgroup or members are orphans and are removed.
+1. Jails the kernel has (netjail cgroups, chains, network namespaces) but the registry lacks
+   (state file lost or corrupt) are re-adopted: nothing jailed is ever silently released.
+   Chains with neither members nor an owner match are orphans and are removed.
 2. Interrupted steps are finished: `pending` members (a block that never completed) are rolled
    back, `releasing` members (an unblock that never completed) are released.
-3. Members that exited are forgotten; processes found in a jail's cgroup (children born there)
-   become members. A jail is removed once none of its members is alive and its cgroup is empty.
-4. A missing cgroup is re-created and, since a `-m cgroup --path` rule binds to the cgroup that
-   existed when it was loaded (DESIGN.md fact 3), a re-created cgroup reloads the jail's rules.
+3. Members are refreshed per strategy. cgroup: exited members are forgotten, processes found in
+   the cgroup (children born there) join. owner: every current process of the user/group.
+   netns: every process in the namespace. gid: every process running under the group.
+   seccomp: the launched processes and their descendants.
+   When a jail is removed: cgroup, gid, netns and seccomp jails once no member is alive (and
+   the cgroup is empty; never a `--keep` launch jail); owner jails only by unblock/reset, since
+   they are about the user's processes to come as much as the current ones.
+4. cgroup jails: a missing cgroup is re-created and, since a `-m cgroup --path` rule binds to
+   the cgroup that existed when it was loaded (DESIGN.md fact 3), a re-created cgroup reloads
+   the jail's rules; a member moved out by someone else is moved back.
 5. Every live jail's rules are synced (one commit per table): socket selectors follow the
    members' current sockets (new listeners get covered), missing rules are re-created.
 """
@@ -23,80 +29,115 @@ from pathlib import Path
 
 from netjail.backends import identity, jail_cgroups
 from netjail.backends.cgroupfs import read_cgroup
-from netjail.backends.errors import NoSuchProcess
+from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import allow_from_rules, desired_rules
-from netjail.backends.model import Socket
-from netjail.backends.state import PENDING, RELEASING, JailState, MemberState, Registry
+from netjail.backends.launch import groups, netns
+from netjail.backends.model import Process, Socket
+from netjail.backends.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
 
 
 class Reconciler:
-    def __init__(self, mount: Path, firewall: Firewall, inventory: Inventory) -> None:
+    def __init__(self, mount: Path | None, firewall: Firewall, inventory: Inventory) -> None:
         self.mount = mount
         self.fw = firewall
         self.inventory = inventory
+        self._procs: dict[int, Process] | None = None
 
     def run(self, reg: Registry) -> list[str]:
         notes = self.adopt_kernel_jails(reg)
         for jail in list(reg.jails.values()):
             notes += self._finish_interrupted(reg, jail)
         in_kernel = self.fw.jail_names()
-        sockets = self.sockets()
+        procs = self.processes(fresh=True)
         desired: list[JailRules] = []
         for jail in list(reg.jails.values()):
-            if not self._refresh_members(jail):
-                self._remove(reg, jail)
+            if not self._refresh_members(jail, procs):
+                notes += self._remove(reg, jail)
                 notes.append(f"jail {jail.name!r} removed: all its processes exited")
                 continue
-            notes += self._ensure_cgroup(jail)
-            notes += self._bring_back_escapees(jail)
+            if jail.strategy == "cgroup":
+                notes += self._ensure_cgroup(jail)
+                notes += self._bring_back_escapees(jail)
+            rules = desired_rules(jail, _sockets_of(jail, procs))
+            if rules is None:
+                continue
             if jail.name not in in_kernel:
                 notes.append(f"jail {jail.name!r}: its rules were missing from the kernel; re-created")
-            desired.append(desired_rules(jail, _of(jail, sockets)))
+            desired.append(rules)
         if desired:
             self.fw.sync_jails(desired)
         return notes
 
+    def processes(self, fresh: bool = False) -> dict[int, Process]:
+        if fresh or self._procs is None:
+            snap = self.inventory.snapshot(all_processes=True)
+            self._procs = {p.pid: p for p in snap.processes}
+        return self._procs
+
     def sockets(self) -> dict[int, tuple[Socket, ...]]:
-        snap = self.inventory.snapshot(all_processes=False)
-        return {p.pid: p.sockets for p in snap.processes}
+        return {pid: p.sockets for pid, p in self.processes(fresh=True).items() if p.sockets}
 
     # ---- 1. adoption ----------------------------------------------------------------------
 
     def adopt_kernel_jails(self, reg: Registry) -> list[str]:
         notes = []
-        cgroups = set(jail_cgroups.existing(self.mount))
-        for name in sorted((cgroups | self.fw.jail_names()) - set(reg.jails)):
-            rel = jail_cgroups.jail_path(name)
-            pids = jail_cgroups.procs(self.mount, rel)
-            if name not in cgroups or not pids:
-                self.fw.remove_jail(name)
-                if name in cgroups:
-                    jail_cgroups.remove(self.mount, rel)
-                notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
-                continue
+        cgroups = set(jail_cgroups.existing(self.mount)) if self.mount else set()
+        namespaces = set(netns.list_netjail_netns())
+        for name in sorted((cgroups | namespaces | self.fw.jail_names()) - set(reg.jails)):
             rules = self.fw.read_jail(name)
             allow, loopback = allow_from_rules(rules) if rules else ([], False)
-            members = []
-            for pid in pids:
-                if stat := identity.read_stat(pid):
-                    members.append(MemberState(pid, stat.start_time, stat.name, "/", root=pid))
-            reg.jails[name] = JailState(
-                name,
-                "cgroup",
-                allow=allow,
-                allow_loopback=loopback,
-                cgroup=rel,
-                cgroup_inode=jail_cgroups.inode(self.mount, rel) or 0,
-                members=members,
-                rebuilt=True,
-            )
+            jail = self._adopt(name, cgroups, namespaces, rules)
+            if jail is None:
+                self.fw.remove_jail(name)
+                if name in cgroups and self.mount:
+                    jail_cgroups.remove(self.mount, jail_cgroups.jail_path(name))
+                notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
+                continue
+            jail.allow, jail.allow_loopback, jail.rebuilt = allow, loopback, True
+            reg.jails[name] = jail
             notes.append(
-                f"jail {name!r} found in the kernel but not in the state file: re-adopted "
-                f"{len(members)} process(es); their original cgroups are unknown (root on release)"
+                f"jail {name!r} ({jail.strategy}) found in the kernel but not in the state "
+                f"file: re-adopted with {len(jail.members)} process(es)"
             )
         return notes
+
+    def _adopt(
+        self, name: str, cgroups: set[str], namespaces: set[str], rules: JailRules | None
+    ) -> JailState | None:
+        if name in cgroups and self.mount:
+            rel = jail_cgroups.jail_path(name)
+            members = _members(jail_cgroups.procs(self.mount, rel))
+            if not members:
+                return None
+            return JailState(
+                name,
+                "cgroup",
+                cgroup=rel,
+                members=members,
+                cgroup_inode=jail_cgroups.inode(self.mount, rel) or 0,
+            )
+        if name in namespaces:
+            found = netns.read_netns(name)
+            return JailState(
+                name,
+                "netns",
+                netns=found.name if found else "",
+                veth=(found.host_iface or "") if found else "",
+                keep=True,
+                members=_members(netns.netns_pids(name)),
+            )
+        owners = [
+            m
+            for m in (rules.out_selectors if rules else ())
+            if m.uid_owner is not None or m.gid_owner is not None
+        ]
+        if not owners:
+            return None
+        uid, gid = owners[0].uid_owner, owners[0].gid_owner
+        created = groups.group_gid(groups.group_name(name)) == gid if gid is not None else False
+        return JailState(name, "gid" if created else "owner", uid=uid, gid=gid, group_created=created)
 
     # ---- 2. interrupted steps -------------------------------------------------------------
 
@@ -109,23 +150,42 @@ class Reconciler:
             todo = [m for m in jail.members if m.status == status]
             if todo and jail.name in reg.jails:
                 whole = len(todo) == len(jail.members)
-                self.release(reg, jail, todo, remove_jail=whole)
+                notes += self.release(reg, jail, todo, remove_jail=whole)
                 notes.append(f"jail {jail.name!r}: {verb} of PID(s) {', '.join(str(m.pid) for m in todo)}")
         return notes
 
     # ---- 3./4. members and cgroup ---------------------------------------------------------
 
-    def _refresh_members(self, jail: JailState) -> bool:
-        """Forget exited members, adopt processes born in the cgroup; False when nothing is left."""
-        jail.members = [m for m in jail.members if alive(m)]
-        known = {m.pid for m in jail.members}
-        origin = jail.members[0].original_cgroup if jail.members else "/"
-        for pid in jail_cgroups.procs(self.mount, jail.cgroup):
+    def _refresh_members(self, jail: JailState, procs: Mapping[int, Process]) -> bool:
+        """Bring the member list up to date; False when the jail has nothing left to hold."""
+        alive = [m for m in jail.members if is_alive(m)]
+        known = {m.pid for m in alive}
+        if jail.strategy == "cgroup":
+            found = jail_cgroups.procs(self.mount, jail.cgroup) if self.mount else []
+        elif jail.strategy == "owner":
+            found = [
+                p.pid
+                for p in procs.values()
+                if (jail.uid is not None and p.uid == jail.uid) or (jail.uid is None and p.gid == jail.gid)
+            ]
+            alive = [m for m in alive if m.pid in found]
+            known = {m.pid for m in alive}
+        elif jail.strategy == "gid":
+            found = [p.pid for p in procs.values() if p.gid == jail.gid]
+        elif jail.strategy == "netns":
+            found = netns.netns_pids(jail.name)
+        else:  # seccomp: the filter is inherited by every descendant
+            found = _descendants(known, procs)
+        origin = alive[0].original_cgroup if alive else "/"
+        for pid in found:
             if pid not in known and (stat := identity.read_stat(pid)):
-                jail.members.append(MemberState(pid, stat.start_time, stat.name, origin, root=0))
-        return bool(jail.members)
+                alive.append(MemberState(pid, stat.start_time, stat.name, origin, root=0))
+                known.add(pid)
+        jail.members = alive
+        return bool(alive) or jail.keep or jail.strategy == "owner"
 
     def _ensure_cgroup(self, jail: JailState) -> list[str]:
+        assert self.mount is not None
         ino = jail_cgroups.inode(self.mount, jail.cgroup)
         if ino == jail.cgroup_inode and ino is not None:
             return []
@@ -145,10 +205,11 @@ class Reconciler:
     def _bring_back_escapees(self, jail: JailState) -> list[str]:
         """A member moved out of the jail's cgroup by someone else (a service manager, a user)
         is moved back: nothing jailed is silently released."""
+        assert self.mount is not None
         inside = set(jail_cgroups.procs(self.mount, jail.cgroup))
         notes = []
         for m in jail.members:
-            if m.pid in inside:
+            if m.pid in inside or m.status == LAUNCHER:
                 continue
             try:
                 now = read_cgroup(m.pid)
@@ -160,37 +221,86 @@ class Reconciler:
 
     # ---- release --------------------------------------------------------------------------
 
-    def release(self, reg: Registry, jail: JailState, members: list[MemberState], remove_jail: bool) -> bool:
-        """Move members (and children born in the jail from them) back to their original
-        cgroups, then drop their rules; remove the jail when asked or when it is left empty.
-        Returns True when the jail was removed."""
-        origins = {m.pid: m.original_cgroup for m in members}
-        leaving = set(origins)
-        default = members[0].original_cgroup if members else "/"
-        in_cgroup = jail_cgroups.procs(self.mount, jail.cgroup) if jail.cgroup else []
-        for pid in in_cgroup:
-            if remove_jail or pid in leaving or leaving & set(identity.ancestors(pid)):
-                with contextlib.suppress(NoSuchProcess):
-                    jail_cgroups.move(self.mount, origins.get(pid, default), pid)
+    def release(
+        self, reg: Registry, jail: JailState, members: list[MemberState], remove_jail: bool
+    ) -> list[str]:
+        """Release members: cgroup members (and children born in the jail from them) go back to
+        their original cgroups and their rules are dropped. Other strategies release only as a
+        whole jail. The jail goes when asked or when left empty. Returns notes."""
+        leaving = {m.pid for m in members}
+        if jail.strategy == "cgroup" and self.mount and jail.cgroup:
+            origins = {m.pid: m.original_cgroup for m in members}
+            default = members[0].original_cgroup if members else "/"
+            for pid in jail_cgroups.procs(self.mount, jail.cgroup):
+                if remove_jail or pid in leaving or leaving & set(identity.ancestors(pid)):
+                    with contextlib.suppress(NoSuchProcess):
+                        jail_cgroups.move(self.mount, origins.get(pid, default), pid)
         jail.members = [m for m in jail.members if m.pid not in leaving]
-        remaining = jail_cgroups.procs(self.mount, jail.cgroup) if jail.cgroup else []
-        if remove_jail or (not jail.members and not remaining):
-            self._remove(reg, jail, origins)
-            return True
-        self.fw.sync_jail(desired_rules(jail, _of(jail, self.sockets())))
-        return False
+        remaining = (
+            jail_cgroups.procs(self.mount, jail.cgroup)
+            if jail.strategy == "cgroup" and self.mount and jail.cgroup
+            else []
+        )
+        if remove_jail or (not jail.members and not remaining and not jail.keep):
+            return self._remove(reg, jail, {m.pid: m.original_cgroup for m in members})
+        rules = desired_rules(jail, _sockets_of(jail, self.processes(fresh=True)))
+        if rules is not None:
+            self.fw.sync_jail(rules)
+        return []
 
-    def _remove(self, reg: Registry, jail: JailState, origins: dict[int, str] | None = None) -> None:
+    def _remove(self, reg: Registry, jail: JailState, origins: dict[int, str] | None = None) -> list[str]:
+        """Undo every kernel object of the jail. Rules go first: a `-m cgroup` rule naming a
+        removed cgroup would make every later commit of the table fail."""
+        notes = []
         self.fw.remove_jail(jail.name)
-        if jail.cgroup:
+        if jail.strategy == "cgroup" and jail.cgroup and self.mount:
             jail_cgroups.remove(self.mount, jail.cgroup, origins)
+        elif jail.strategy == "gid" and jail.group_created:
+            groups.remove_group(jail.name)
+        elif jail.strategy == "netns":
+            left = [m.pid for m in jail.members if is_alive(m) and m.status != LAUNCHER]
+            netns.remove_netns(jail.name)
+            if left:
+                notes.append(
+                    f"jail {jail.name!r}: PID(s) {', '.join(map(str, left))} stay in the "
+                    "(now unnamed) namespace, with loopback only, until they exit"
+                )
+            others = [j for j in reg.jails.values() if j.strategy == "netns" and j.name != jail.name]
+            if jail.forwarding_before is not None and not others:
+                with contextlib.suppress(NetjailError):
+                    netns.set_forwarding(netns.Forwarding(*jail.forwarding_before))
+        elif jail.strategy == "seccomp":
+            left = [m.pid for m in jail.members if is_alive(m) and m.status != LAUNCHER]
+            if left:
+                notes.append(
+                    f"jail {jail.name!r}: a seccomp filter cannot be lifted; PID(s) "
+                    f"{', '.join(map(str, left))} keep it until they exit"
+                )
         reg.jails.pop(jail.name, None)
+        return notes
 
 
-def alive(m: MemberState) -> bool:
+def is_alive(m: MemberState) -> bool:
     stat = identity.read_stat(m.pid)
     return stat is not None and stat.start_time == m.start_time
 
 
-def _of(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> dict[int, Iterable[Socket]]:
-    return {m.pid: sockets.get(m.pid, ()) for m in jail.members}
+def _members(pids: Iterable[int]) -> list[MemberState]:
+    members = []
+    for pid in pids:
+        if stat := identity.read_stat(pid):
+            members.append(MemberState(pid, stat.start_time, stat.name, "/", root=pid))
+    return members
+
+
+def _descendants(roots: set[int], procs: Mapping[int, Process]) -> list[int]:
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, p in procs.items() if p.ppid in frontier and pid not in found}
+        found |= frontier
+    return sorted(found)
+
+
+def _sockets_of(jail: JailState, procs: Mapping[int, Process]) -> dict[int, Iterable[Socket]]:
+    return {m.pid: procs[m.pid].sockets for m in jail.members if m.pid in procs and m.status != LAUNCHER}

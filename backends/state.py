@@ -26,6 +26,7 @@ SCHEMA = 1
 PENDING = "pending"  # block in progress: rolled back by the next command if never finished
 ACTIVE = "active"
 RELEASING = "releasing"  # unblock in progress: completed by the next command
+LAUNCHER = "launcher"  # the `netjail run` holding a launch jail open until its command starts
 
 
 def state_dir() -> Path:
@@ -53,6 +54,14 @@ class JailState:
     members: list[MemberState] = field(default_factory=list)
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown
+    # owner, gid, netns and seccomp strategies
+    uid: int | None = None  # owner: every process of this user
+    gid: int | None = None  # owner (a group) and gid (the launch group)
+    group_created: bool = False  # gid: netjail created the group and removes it with the jail
+    netns: str = ""  # netns: the namespace's name in /run/netns
+    veth: str = ""  # netns: the host end of its link ("" when loopback only)
+    keep: bool = False  # launch strategies: keep the jail after its last process exits
+    forwarding_before: list[bool] | None = None  # netns: ip_forward v4/v6 before we enabled them
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JailState:

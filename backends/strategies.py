@@ -13,8 +13,43 @@ CGROUP = StrategyInfo(
     allow_list=True,
     counters=True,
 )
+OWNER = StrategyInfo(
+    name="owner",
+    description="every process of a user or group, now and later (iptables -m owner)",
+    live_process=True,
+    launch=False,
+    allow_list=True,
+    counters=True,
+)
+NETNS = StrategyInfo(
+    name="netns",
+    description="run in a new network namespace: loopback only, or a veth link whose forwarded "
+    "traffic is filtered by the allow-list",
+    live_process=False,
+    launch=True,
+    allow_list=True,
+    counters=True,
+)
+GID = StrategyInfo(
+    name="gid",
+    description="run under a dedicated group whose packets an -m owner --gid-owner rule drops",
+    live_process=False,
+    launch=True,
+    allow_list=True,
+    counters=True,
+)
+SECCOMP = StrategyInfo(
+    name="seccomp",
+    description="run with socket() refused (EACCES) for network families; no root needed; "
+    "netfilter never sees it, so nothing is counted",
+    live_process=False,
+    launch=True,
+    allow_list=False,
+    counters=False,
+)
 
-STRATEGIES: tuple[StrategyInfo, ...] = (CGROUP,)
+STRATEGIES: tuple[StrategyInfo, ...] = (CGROUP, OWNER, NETNS, GID, SECCOMP)
+LAUNCH_STRATEGIES = tuple(s.name for s in STRATEGIES if s.launch)
 
 
 def by_name(name: str) -> StrategyInfo | None:

@@ -207,7 +207,7 @@ def spawn_jailed(
                 os.close(fd)
 
 
-class _Relay:
+class ForegroundSignals:
     """Signal handling of the parent while the jailed command runs in the foreground.
 
     The child shares our process group, so the terminal delivers Ctrl-C / Ctrl-\\ to it directly;
@@ -233,7 +233,7 @@ class _Relay:
     def _swallow(self, _signum: int, _frame: FrameType | None) -> None:
         pass
 
-    def __enter__(self) -> _Relay:
+    def __enter__(self) -> ForegroundSignals:
         for sig in self.RELAYED:
             self._old[sig] = signal.signal(sig, self._relay)
         for sig in self.SWALLOWED:
@@ -270,7 +270,7 @@ def run_jailed(
     )
     if threading.current_thread() is not threading.main_thread():
         return exit_status(spawn_jailed(argv, **kwargs).wait())
-    with _Relay() as relay:
+    with ForegroundSignals() as relay:
         proc = spawn_jailed(argv, **kwargs)
         relay.attach(proc)
         return exit_status(proc.wait())

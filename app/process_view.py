@@ -65,14 +65,18 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def dropped_cell(process: Process, dropped: Mapping[str, int]) -> Cell:
+    count = dropped.get(process.jail) if process.jail else None
+    if count is None:
+        return ""
+    return Text(human_count(count), style="bold red" if count else "", justify="right")
+
+
 def _cells(process: Process, dropped: Mapping[str, int], prefix: str, context: bool) -> tuple[Cell, ...]:
     style = "dim" if context else ""
     name = _fit(f"{prefix}{process.name}", _WIDTH["name"])
     jail: Cell = Text(process.jail, style="bold red") if process.jail else ""
-    count = dropped.get(process.jail) if process.jail else None
-    drop: Cell = (
-        "" if count is None else Text(human_count(count), style="bold red" if count else "", justify="right")
-    )
+    drop = dropped_cell(process, dropped)
     plain = (
         str(process.pid),
         _fit(process.user, _WIDTH["user"]),

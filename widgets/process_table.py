@@ -3,8 +3,8 @@ refreshes, and posts intents (block, unblock, details) for the screen to act on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from netjail.backends.model import Process
@@ -77,6 +77,7 @@ class ProcessTable(DataTable[Cell]):
         self._rows: dict[str, ProcessRow] = {}
         self._order: list[str] = []
         self._selected_key: str | None = None
+        self._indicator: tuple[str, bool] | None = None
 
     def on_mount(self) -> None:
         for key, label, width, right in COLUMNS:
@@ -85,6 +86,9 @@ class ProcessTable(DataTable[Cell]):
     # ---- rendering ---------------------------------------------------------------------------
 
     def set_sort_indicator(self, column: str, descending: bool) -> None:
+        if self._indicator == (column, descending):
+            return
+        self._indicator = (column, descending)
         for key, label, _, right in COLUMNS:
             text = f"{label}{(' ▼' if descending else ' ▲') if key == column else ''}"
             self.columns[ColumnKey(key)].label = Text(text, justify="right" if right else "left")
@@ -92,27 +96,52 @@ class ProcessTable(DataTable[Cell]):
         self.refresh()
 
     def show_rows(self, rows: Sequence[ProcessRow]) -> None:
-        """Make the table show exactly `rows`, touching only what changed."""
+        """Make the table show exactly `rows`, touching only what changed, and keep the cursor
+        on the same process (or, when it left, on the row that took its place)."""
         new_order = [r.key for r in rows]
         new_rows = {r.key: r for r in rows}
         if new_order == self._order:
             self._update_cells(rows)
-        elif self._is_removal_only(new_order, new_rows):
-            for key in self._order:
-                if key not in new_rows:
-                    self.remove_row(key)
-            self._order = new_order
-            self._update_cells(rows)
         else:
-            self._rebuild(rows)
+            old_key, old_index = self._selected_key, self.cursor_row
+            gone = [k for k in self._order if k not in new_rows]
+            if not self._order or len(gone) > _FULL_REBUILD_REMOVALS:
+                self._rebuild(rows)
+            else:
+                self._patch(rows, gone, new_order)
+            self._order = new_order
+            if rows:
+                position = {k: i for i, k in enumerate(new_order)}
+                target = position.get(old_key or "", min(old_index, len(rows) - 1))
+                if target != self.cursor_row:
+                    self.move_cursor(row=target, animate=False)
         self._rows = new_rows
         self._announce_selection()
 
-    def _is_removal_only(self, new_order: list[str], new_rows: dict[str, ProcessRow]) -> bool:
-        removed = len(self._order) - len(new_order)
-        if removed <= 0 or removed > _FULL_REBUILD_REMOVALS:
-            return False
-        return [k for k in self._order if k in new_rows] == new_order
+    def _patch(self, rows: Sequence[ProcessRow], gone: list[str], new_order: list[str]) -> None:
+        """Remove exited rows, append new ones, update cells, then reorder in place: far cheaper
+        than re-adding every row when a sort key changed or a few processes came and went."""
+        for key in gone:
+            self.remove_row(key)
+        for row in rows:
+            if row.key not in self._rows:
+                self.add_row(*row.cells, key=row.key)
+        self._update_cells(rows)
+        left = set(gone)
+        current = [k for k in self._order if k not in left] + [k for k in new_order if k not in self._rows]
+        if current != new_order:
+            position = {key.split(":", 1)[0]: i for i, key in enumerate(new_order)}  # PIDs are unique
+            self.sort("pid", key=lambda cell: position[cell.plain if isinstance(cell, Text) else cell])
+
+    def set_column(self, column: str, cells: Mapping[str, Cell]) -> None:
+        """New values for one column of some rows (row key -> cell), order unchanged."""
+        index = COLUMN_KEYS.index(column)
+        for key, cell in cells.items():
+            row = self._rows.get(key)
+            if row is None or row.cells[index] == cell:
+                continue
+            self.update_cell(key, column, cell)
+            self._rows[key] = replace(row, cells=(*row.cells[:index], cell, *row.cells[index + 1 :]))
 
     def _update_cells(self, rows: Sequence[ProcessRow]) -> None:
         for row in rows:
@@ -126,25 +155,21 @@ class ProcessTable(DataTable[Cell]):
                     self.update_cell(row.key, column, after)
 
     def _rebuild(self, rows: Sequence[ProcessRow]) -> None:
-        old_index = self.cursor_row
-        old_key = self._selected_key
         scroll_y = self.scroll_y
         self.clear()
         for row in rows:
             self.add_row(*row.cells, key=row.key)
-        self._order = [r.key for r in rows]
-        if not rows:
-            return
-        keys = {r.key: i for i, r in enumerate(rows)}
-        target = keys.get(old_key, min(old_index, len(rows) - 1)) if old_key else 0
         self.scroll_y = scroll_y
-        self.move_cursor(row=target, animate=False)
 
     # ---- selection ---------------------------------------------------------------------------
 
     @property
     def shown_keys(self) -> list[str]:
         return list(self._order)
+
+    @property
+    def jailed_rows(self) -> list[ProcessRow]:
+        return [r for r in self._rows.values() if r.process.jail]
 
     def row_of(self, pid: int) -> ProcessRow | None:
         return next((r for r in self._rows.values() if r.process.pid == pid), None)

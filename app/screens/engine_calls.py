@@ -2,10 +2,14 @@
 
 Nothing here touches a widget: workers run off the event loop and only post messages. A call
 that raises leaves its worker in the ERROR state, reported by the screen's one handler by name.
+The engine is not thread-safe (its incremental inventory and firewall handles serve one caller at
+a time), so calls from different workers take turns on one lock: an action may wait for a poll
+in flight, a key never does.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -34,39 +38,55 @@ class EngineCalls(Screen[None]):
         super().__init__()
         self.engine = engine
         self.clock = clock
+        self.engine_lock = threading.Lock()
 
     @work(thread=True, exit_on_error=False, name=HOST, group="setup")
     def read_host(self) -> None:
-        self.post_message(HostRead(self.engine.host_info()))
+        with self.engine_lock:
+            host = self.engine.host_info()
+        self.post_message(HostRead(host))
 
     @work(thread=True, exit_on_error=False, name=STRATEGIES, group="setup")
     def read_strategies(self) -> None:
-        self.post_message(StrategiesRead(self.engine.strategies()))
+        with self.engine_lock:
+            strategies = self.engine.strategies()
+        self.post_message(StrategiesRead(strategies))
 
     @work(thread=True, exit_on_error=False, name=INVENTORY, group="poll")
     def poll_inventory(self, all_processes: bool) -> None:
-        started = time.perf_counter()
-        snapshot = self.engine.snapshot(all_processes=all_processes)
+        with self.engine_lock:
+            started = time.perf_counter()
+            snapshot = self.engine.snapshot(all_processes=all_processes)
         self.post_message(InventoryPolled(snapshot, all_processes, time.perf_counter() - started))
 
     @work(thread=True, exit_on_error=False, name=COUNTERS, group="poll")
     def poll_counters(self) -> None:
-        counters = self.engine.counters()
-        jails = self.engine.jails()
-        self.post_message(CountersPolled(jails, counters, self.clock()))
+        with self.engine_lock:
+            counters = self.engine.counters()
+            at = self.clock()
+            jails = self.engine.jails()
+        self.post_message(CountersPolled(jails, counters, at))
 
     @work(thread=True, exit_on_error=False, name=CHECK, group="action")
     def check_target(self, process: Process) -> None:
-        self.post_message(TargetChecked(self.engine.check_target(process.pid, process.start_time)))
+        with self.engine_lock:
+            checked = self.engine.check_target(process.pid, process.start_time)
+        self.post_message(TargetChecked(checked))
 
     @work(thread=True, exit_on_error=False, name=BLOCK, group="action")
     def block(self, request: BlockRequest) -> None:
-        self.post_message(ProcessBlocked(request, self.engine.block(request)))
+        with self.engine_lock:
+            result = self.engine.block(request)
+        self.post_message(ProcessBlocked(request, result))
 
     @work(thread=True, exit_on_error=False, name=UNBLOCK, group="action")
     def unblock(self, process: Process) -> None:
-        self.post_message(ProcessUnblocked(process, self.engine.unblock(UnblockRequest(pid=process.pid))))
+        with self.engine_lock:
+            result = self.engine.unblock(UnblockRequest(pid=process.pid))
+        self.post_message(ProcessUnblocked(process, result))
 
     @work(thread=True, exit_on_error=False, name=RELEASE_ALL, group="action")
     def release_all(self) -> None:
-        self.post_message(AllReleased(self.engine.unblock(UnblockRequest(all=True))))
+        with self.engine_lock:
+            result = self.engine.unblock(UnblockRequest(all=True))
+        self.post_message(AllReleased(result))

@@ -24,7 +24,7 @@ from netjail.app.messages import (
     TargetChecked,
 )
 from netjail.app.polling import Poller
-from netjail.app.process_view import DESCENDING, ViewOptions, build_rows, next_sort
+from netjail.app.process_view import DESCENDING, ViewOptions, build_rows, dropped_cell, next_sort
 from netjail.app.screens.engine_calls import BLOCK, CHECK, HOST, RELEASE_ALL, STRATEGIES, UNBLOCK, EngineCalls
 from netjail.backends.engine import Engine
 from netjail.backends.model import BlockRequest, HostInfo, JailCounters, JailInfo, Snapshot, StrategyInfo
@@ -84,6 +84,7 @@ class MainScreen(EngineCalls):
         self.jails: tuple[JailInfo, ...] = ()
         self.counters: dict[str, JailCounters] = {}
         self.dropped: dict[str, int] = {}
+        self.shown = 0  # rows in the table
         self.history = CounterHistory(counters_interval)
         self.inventory = Poller(self, lambda: self.poll_inventory(self._needs_all()), interval)
         self.counters_poll = Poller(self, self.poll_counters, counters_interval)
@@ -146,18 +147,26 @@ class MainScreen(EngineCalls):
         jails_panel = self.query_one(JailsPanel)
         jails_panel.show_error(None)
         jails_panel.show_jails(views)
+        self._render_status()  # the jail count
         if dropped != self.dropped:
             self.dropped = dropped
-            self.apply_view()
+            if self.options.sort == "dropped":
+                self.apply_view()  # the order may change
+            else:  # only jailed rows show a count: leave the other rows alone
+                table = self.query_one(ProcessTable)
+                table.set_column(
+                    "dropped", {r.key: dropped_cell(r.process, dropped) for r in table.jailed_rows}
+                )
 
     def apply_view(self) -> None:
         """Render the last snapshot through the current view options (no engine call)."""
         if self.snapshot is not None:
             rows = build_rows(self.snapshot.processes, self.options, self.dropped)
             self.query_one(ProcessTable).show_rows(rows)
-            self._render_status(len(rows))
+            self.shown = len(rows)
+            self._render_status()
 
-    def _render_status(self, shown: int | None = None) -> None:
+    def _render_status(self) -> None:
         o = self.options
         arrow = "▼" if o.sort in DESCENDING else "▲"
         parts = [
@@ -166,10 +175,10 @@ class MainScreen(EngineCalls):
             "tree" if o.tree else "list",
         ]
         snap = self.snapshot
-        if snap is not None and shown is not None:
+        if snap is not None:
             sockets = sum(len(p.sockets) for p in snap.processes)
             parts[:0] = [
-                f"{shown} of {_plural(len(snap.processes), 'process')}",
+                f"{self.shown} of {_plural(len(snap.processes), 'process')}",
                 _plural(sockets, "socket"),
                 _plural(len(self.jails), "jail"),
             ]

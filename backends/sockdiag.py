@@ -18,6 +18,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 
 from netjail.backends.model import Socket
 from netjail.backends.procfs import TCP_STATES, UDP_STATES
@@ -173,20 +174,60 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    sockets: list[Socket]
+    records: list[tuple[DiagKey, Socket]]
+    done: bool
+
+
+class DumpCache:
+    """What the previous refresh decoded. An idle namespace answers a dump with byte-identical
+    buffers, which are then not decoded at all; a changed buffer still reuses every unchanged
+    record. rotate() once per refresh: only what was seen since survives it."""
+
+    MAX_ADDRS = 65536  # decoded addresses kept; a long-running TUI sees many remote peers
+
+    def __init__(self) -> None:
+        self.addrs: dict[bytes, str] = {}
+        self._buffers: dict[tuple[str, bytes], _Decoded] = {}
+        self._records: dict[DiagKey, Socket] = {}
+        self._next_buffers: dict[tuple[str, bytes], _Decoded] = {}
+        self._next_records: dict[DiagKey, Socket] = {}
+
+    def decode(self, data: bytes, proto: str, out: list[Socket]) -> bool:
+        """parse_dump with the caches: appends to out, True at NLMSG_DONE."""
+        key = (proto, data)
+        hit = self._buffers.get(key)
+        if hit is None:
+            start = len(out)
+            fresh: dict[DiagKey, Socket] = {}
+            done = parse_dump(data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs)
+            hit = _Decoded(out[start:], list(fresh.items()), done)
+        else:
+            out.extend(hit.sockets)
+        self._next_records.update(hit.records)
+        self._next_buffers[key] = hit
+        return hit.done
+
+    def rotate(self) -> None:
+        self._buffers, self._next_buffers = self._next_buffers, {}
+        self._records, self._next_records = self._next_records, {}
+        if len(self.addrs) > self.MAX_ADDRS:
+            self.addrs.clear()
+
+
 def dump(
-    nl: socket.socket,
-    tables: Iterable[tuple[int, str]],
-    *,
-    cache: Mapping[DiagKey, Socket] | None = None,
-    keep: MutableMapping[DiagKey, Socket] | None = None,
-    addrs: MutableMapping[bytes, str] | None = None,
+    nl: socket.socket, tables: Iterable[tuple[int, str]], cache: DumpCache | None = None
 ) -> list[Socket]:
     """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace."""
+    if cache is None:
+        cache = DumpCache()
     out: list[Socket] = []
     try:
         for seq, (family, proto) in enumerate(tables, 1):
             nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
-            while not parse_dump(nl.recv(1 << 16), proto, out, cache=cache, keep=keep, addrs=addrs):
+            while not cache.decode(nl.recv(1 << 16), proto, out):
                 pass
     except OSError as exc:
         raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc

@@ -19,7 +19,6 @@ from netjail.backends import sockdiag
 from netjail.backends.model import Socket
 from netjail.backends.procfs import LineKey, iter_net_table, parse_sockstat_inuse, table_kind
 from netjail.backends.procio import read_all, read_small
-from netjail.backends.sockdiag import DiagKey
 
 TABLES = ("tcp", "tcp6", "udp", "udp6")
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
@@ -40,9 +39,8 @@ class SocketTables:
         """netlink=False reads every namespace through /proc (the fallback, kept testable)."""
         self._root = proc_root
         self._lines: dict[LineKey, Socket] = {}
-        self._records: dict[DiagKey, Socket] = {}
+        self._dumps = sockdiag.DumpCache()
         self._addrs: dict[str, str] = {}
-        self._raw_addrs: dict[bytes, str] = {}
         self._netlink = netlink  # until the kernel refuses a dump
         self._setns = netlink and os.geteuid() == 0  # other namespaces too, until refused
 
@@ -57,7 +55,6 @@ class SocketTables:
         """(inode -> Socket, netns -> its sockets, namespaces that could not be read) for the
         given namespaces, each read through the first of its processes still there."""
         lines: dict[LineKey, Socket] = {}
-        records: dict[DiagKey, Socket] = {}
         table: dict[int, Socket] = {}
         per_netns: dict[int, list[Socket]] = {}
         unreadable = 0
@@ -66,7 +63,7 @@ class SocketTables:
             sockets: list[Socket] | None = None
             for pid in pids:
                 try:
-                    sockets = self._read(f"{self._root}/{pid}", netns == own, lines, records)
+                    sockets = self._read(f"{self._root}/{pid}", netns == own, lines, self._dumps)
                     break
                 except (*_GONE, PermissionError):
                     continue  # exited (or a zombie: no namespace any more)
@@ -75,17 +72,20 @@ class SocketTables:
                 continue
             per_netns[netns] = sockets
             table.update(zip(map(_inode, sockets), sockets, strict=True))
-        self._lines, self._records = lines, records  # only what is still alive
+        self._lines = lines  # only what is still alive
+        self._dumps.rotate()
+        if len(self._addrs) > sockdiag.DumpCache.MAX_ADDRS:
+            self._addrs.clear()
         return table, per_netns, unreadable
 
     def of_process(self, pid: int) -> list[Socket]:
         """The sockets of one process's namespace, read fresh."""
         base = f"{self._root}/{pid}"
         own = self._netlink and _ns_ino(base) == thread_netns()
-        return self._read(base, own, {}, {})
+        return self._read(base, own, {}, sockdiag.DumpCache())
 
     def _read(
-        self, base: str, own: bool, lines: dict[LineKey, Socket], records: dict[DiagKey, Socket]
+        self, base: str, own: bool, lines: dict[LineKey, Socket], dumps: sockdiag.DumpCache
     ) -> list[Socket]:
         present = self._present(base)
         if not present:
@@ -98,9 +98,7 @@ class SocketTables:
             try:
                 with sockdiag.open_socket(None if own else f"{base}/ns/net") as nl:
                     wanted = [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
-                    dumped: list[Socket] = sockdiag.dump(
-                        nl, wanted, cache=self._records, keep=records, addrs=self._raw_addrs
-                    )
+                    dumped: list[Socket] = sockdiag.dump(nl, wanted, dumps)
                 return dumped
             except sockdiag.Unavailable:
                 if own:

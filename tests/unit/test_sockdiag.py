@@ -18,6 +18,7 @@ from netjail.backends.sockdiag import (
     NLMSG_ERROR,
     OWNED_STATES,
     SOCK_DIAG_BY_FAMILY,
+    DumpCache,
     Unavailable,
     dump_request,
     parse_dump,
@@ -140,3 +141,27 @@ def test_dump_request_layout() -> None:
     family, proto, _ext, _pad, states = struct.unpack_from("=BBBBI", req, 16)
     assert (family, proto, states) == (socket.AF_INET6, socket.IPPROTO_UDP, OWNED_STATES)
     assert not states & (1 << 6)  # TIME_WAIT: no owner, not asked for
+
+
+def test_dump_cache_reuses_unchanged_buffers_and_records_across_refreshes() -> None:
+    cache = DumpCache()
+    first: list[Socket] = []
+    assert not cache.decode(TCP4[0], "tcp", first)
+    assert cache.decode(TCP4[1], "tcp", first)
+    cache.rotate()
+
+    again: list[Socket] = []
+    cache.decode(TCP4[0], "tcp", again)  # byte-identical buffer: the same objects come back
+    assert all(a is b for a, b in zip(again, first, strict=True))
+    changed = bytearray(TCP4[0])
+    changed[16 + 1] = 0x08  # first record: LISTEN -> CLOSE_WAIT (state byte of inet_diag_msg)
+    mixed: list[Socket] = []
+    cache.decode(bytes(changed), "tcp", mixed)
+    assert mixed[0].state == "CLOSE_WAIT" and mixed[0] is not first[0]
+    assert all(a is b for a, b in zip(mixed[1:], first[1:], strict=True))  # unchanged records reused
+    cache.rotate()
+
+    cache.rotate()  # a refresh that saw nothing: everything is forgotten
+    fresh: list[Socket] = []
+    cache.decode(TCP4[0], "tcp", fresh)
+    assert fresh == first and fresh[0] is not first[0]

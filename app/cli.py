@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from netjail.app.cli_output import print_json  # noqa: F401 - re-exported for commands
 from netjail.backends.errors import EXIT_BAD_INPUT, EXIT_FAILED, NetjailError
@@ -37,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from netjail.app import cli_doctor, cli_jails, cli_ps  # keep `--help` import-light
+    from netjail.app import cli_doctor, cli_jails, cli_ps, cli_run  # keep `--help` import-light
 
     parser = _Parser(
         prog="netjail",
@@ -49,24 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    for module in (cli_ps, cli_jails, cli_doctor):
+    for module in (cli_ps, cli_jails, cli_run, cli_doctor):
         module.register(sub)
-    _register_optional(sub)
     return parser
-
-
-def _register_optional(sub: Any) -> None:
-    """Commands whose modules land in later steps register themselves when present."""
-    import importlib
-
-    for name in ("cli_run",):
-        try:
-            module = importlib.import_module(f"netjail.app.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"netjail.app.{name}":
-                raise
-            continue
-        module.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

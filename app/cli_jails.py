@@ -9,12 +9,24 @@ from typing import Any
 
 from netjail.app.cli_output import print_json, print_notes, table
 from netjail.backends.engine import Engine
-from netjail.backends.model import BlockRequest, Counters, JailCounters, JailInfo, UnblockRequest
+from netjail.backends.errors import BadInput
+from netjail.backends.model import (
+    BlockRequest,
+    Counters,
+    JailCounters,
+    JailInfo,
+    OwnerBlockRequest,
+    UnblockRequest,
+)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("block", help="cut a running process off the network (cgroup jail)")
-    p.add_argument("pid", type=int)
+    p = sub.add_parser("block", help="cut a running process (cgroup jail), a user or a group off the network")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("pid", type=int, nargs="?")
+    who.add_argument("--user", metavar="NAME|UID", help="every process of this user, now and later")
+    who.add_argument("--group", metavar="NAME|GID", help="every process of this group, now and later")
+    p.add_argument("--yes", action="store_true", help="--user/--group: do not ask before blocking")
     p.add_argument("--tree", action="store_true", help="also every current descendant")
     p.add_argument("--jail", metavar="NAME", help="jail name (default: NAME-PID)")
     p.add_argument(
@@ -58,6 +70,8 @@ def register(sub: Any) -> None:
 
 def _block(a: argparse.Namespace) -> int:
     engine = Engine()
+    if a.pid is None:
+        return _block_owner(engine, a)
     req = BlockRequest(
         pid=a.pid,
         tree=a.tree,
@@ -78,6 +92,43 @@ def _block(a: argparse.Namespace) -> int:
         f"{result.socket_rules} rules for existing sockets"
         + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
     )
+    return 0
+
+
+def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
+    """Show every process the block affects, ask (unless --yes), then block."""
+    procs = engine.preview_owner(a.user, a.group)
+    who = f"user {a.user}" if a.user else f"group {a.group}"
+    out = sys.stderr if a.json else sys.stdout
+    print(
+        f"blocking {who} affects {len(procs)} running process(es), and every one it starts later:", file=out
+    )
+    if procs:
+        print(
+            table(
+                ["PID", "USER", "NAME", "SOCKS"],
+                [[str(p.pid), p.user, p.name, str(len(p.sockets))] for p in procs],
+            ),
+            file=out,
+        )
+    if not a.yes:
+        if not sys.stdin.isatty():
+            raise BadInput(f"refusing to block {who} without --yes (no terminal to ask)")
+        if input("block them? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing blocked", file=out)
+            return 1
+    req = OwnerBlockRequest(
+        user=a.user, group=a.group, jail=a.jail, allow=tuple(a.allow), allow_loopback=a.allow_loopback
+    )
+    result = engine.block_owner(req, force=a.force)
+    print_notes(engine.notes)
+    if a.json:
+        print_json(result)
+    else:
+        print(
+            f"blocked {who} in jail {result.jail} [owner]: {len(result.members)} process(es) now, "
+            f"{result.socket_rules} rules for their existing sockets"
+        )
     return 0
 
 

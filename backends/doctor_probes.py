@@ -15,11 +15,11 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
+
+from netjail.backends.stderr_capture import stderr_captured
 
 XTABLES_LOCK = "/run/xtables.lock"
 PROBE_CHAIN_PREFIX = "NETJAIL-PROBE-"
@@ -106,7 +106,7 @@ def probe_xt_match(match: str, value: str) -> dict[str, str]:
 
     errors: dict[str, str] = {}
     for family, label in (("inet", "IPv4"), ("inet6", "IPv6")):
-        with _stderr_captured() as noise:
+        with stderr_captured() as noise:
             try:
                 _probe_family(iptc, family, match, value)
             except Exception as exc:
@@ -115,22 +115,6 @@ def probe_xt_match(match: str, value: str) -> dict[str, str]:
                 reason = re.sub(r"\bb'([^']*)'", r"\1", str(exc)) or type(exc).__name__
                 errors[label] = reason + (f" ({said})" if said else "")
     return errors
-
-
-@contextlib.contextmanager
-def _stderr_captured() -> Iterator[Callable[[], str]]:
-    """libxtables prints warnings straight to fd 2 (e.g. "Extension owner revision 0 not
-    supported" while it settles on a revision the kernel has): keep them for a failure's reason
-    instead of the user's terminal."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lambda: (sink.seek(0), sink.read().decode(errors="replace"))[1]
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def probe_sock_destroy(timeout: float = 5.0) -> str | None:

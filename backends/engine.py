@@ -13,6 +13,7 @@ import platform
 import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from netjail.backends import identity, jail_cgroups, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
+from netjail.backends.engine_launch import Launches, Stdio
 from netjail.backends.errors import (
     BadInput,
     InsufficientPrivilege,
@@ -40,7 +42,10 @@ from netjail.backends.model import (
     HostInfo,
     JailCounters,
     JailInfo,
+    LaunchRequest,
+    LaunchResult,
     Member,
+    OwnerBlockRequest,
     Process,
     ResetResult,
     Snapshot,
@@ -90,6 +95,7 @@ class Engine:
         self.inventory = inventory or Inventory()
         self.spawn_watcher = spawn_watcher
         self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
+        self.launches = Launches(self)
 
     # ---- environment -----------------------------------------------------------------------
 
@@ -141,7 +147,8 @@ class Engine:
     # ---- reading ---------------------------------------------------------------------------
 
     def _reconciler(self) -> Reconciler:
-        return Reconciler(self._mount(), self.firewall, self.inventory)
+        mount = find_cgroup2()  # optional: only cgroup jails need it
+        return Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory)
 
     def snapshot(self, *, all_processes: bool = True) -> Snapshot:
         """Processes and sockets, labelled with their jail (read without the lock: the state
@@ -328,6 +335,35 @@ class Engine:
             reg, jail, members, remove_jail=new_jail
         )
         self.store.save(reg)
+
+    # ---- launching, users and groups (engine_launch.py) -------------------------------------
+
+    def launch(
+        self,
+        req: LaunchRequest,
+        *,
+        stdin: Stdio = None,
+        stdout: Stdio = None,
+        stderr: Stdio = None,
+        start_new_session: bool = False,
+    ) -> tuple[LaunchResult, subprocess.Popen[bytes]]:
+        """Start a command already jailed and return at once (the TUI)."""
+        return self.launches.launch(
+            req, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=start_new_session
+        )
+
+    def run(self, req: LaunchRequest) -> LaunchResult:
+        """Run a command jailed in the foreground; its exit code comes back in the result."""
+        return self.launches.run(req)
+
+    def preview_owner(self, user: str | None = None, group: str | None = None) -> tuple[Process, ...]:
+        return self.launches.preview_owner(user, group)
+
+    def block_owner(self, req: OwnerBlockRequest, force: bool = False) -> BlockResult:
+        return self.launches.block_owner(req, force)
+
+    def relaunch(self, pid: int, start_time: int | None, req: LaunchRequest) -> LaunchResult:
+        return self.launches.relaunch(pid, start_time, req)
 
     # ---- releasing -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from netjail.backends.errors import OperationFailed, UnsupportedEnvironment
 from netjail.backends.firewall.base import Match
 from netjail.backends.firewall.libiptc import load_iptc
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN
+from netjail.backends.stderr_capture import stderr_captured
 
 
 def _new_rule(family: str) -> Any:
@@ -24,10 +25,14 @@ def _new_rule(family: str) -> Any:
 
 
 def _create_match(rule: Any, name: str) -> Any:
-    try:
-        return rule.create_match(name)
-    except Exception as exc:  # XTablesError: libxt_<name>.so missing or unusable
-        raise UnsupportedEnvironment(f"iptables extension '{name}' unavailable: {exc}") from None
+    with stderr_captured() as said:
+        try:
+            return rule.create_match(name)
+        except Exception as exc:  # XTablesError: libxt_<name>.so missing or unusable
+            noise = said().strip()
+            raise UnsupportedEnvironment(
+                f"iptables extension '{name}' unavailable: {exc}" + (f" ({noise})" if noise else "")
+            ) from None
 
 
 VERDICTS = ("ACCEPT", "DROP", "RETURN")

@@ -1,0 +1,74 @@
+"""`netjail run`: start a command already jailed (netns, gid owner, or seccomp)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from netjail.app.cli_output import print_notes
+from netjail.backends.engine import Engine
+from netjail.backends.errors import BadInput
+from netjail.backends.model import LaunchRequest
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a command already jailed (--netns, --gid or --seccomp)",
+        description="Run CMD jailed, terminal passed through; netjail exits with CMD's exit code.",
+    )
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--netns",
+        action="store_true",
+        help="in a new network namespace: loopback only, or a filtered veth with --allow",
+    )
+    how.add_argument(
+        "--gid",
+        nargs="?",
+        const=-1,
+        type=int,
+        metavar="N",
+        help="under group netjail-JAIL (or group N) whose packets an owner rule drops",
+    )
+    how.add_argument(
+        "--seccomp",
+        action="store_true",
+        help="socket() refused for network families (no root needed, nothing counted)",
+    )
+    p.add_argument("--jail", metavar="NAME", help="jail name (default: CMD-PID)")
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="CIDR[:PORT]",
+        help="still allow this prefix (repeatable, v4 or v6; [v6]:PORT)",
+    )
+    p.add_argument("--allow-loopback", action="store_true", help="gid: keep loopback reachable")
+    p.add_argument("--user", metavar="USER", help="run as USER (default: SUDO_USER, else you)")
+    p.add_argument("--keep", action="store_true", help="keep the jail after the command exits")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.set_defaults(func=_run)
+
+
+def _run(a: argparse.Namespace) -> int:
+    argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
+    if not argv:
+        raise BadInput("no command given: netjail run --netns -- CMD ARGS...")
+    strategy = "netns" if a.netns else "seccomp" if a.seccomp else "gid"
+    engine = Engine()
+    result = engine.run(
+        LaunchRequest(
+            argv=tuple(argv),
+            strategy=strategy,
+            jail=a.jail,
+            allow=tuple(a.allow),
+            allow_loopback=a.allow_loopback,
+            user=a.user,
+            gid=a.gid if a.gid is not None and a.gid >= 0 else None,
+            keep=a.keep,
+        )
+    )
+    own = f"jail {result.jail!r} removed"  # expected once the command is done: not news
+    print_notes(n for n in engine.notes if not n.startswith(own))
+    return result.exit_code or 0

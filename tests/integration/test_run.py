@@ -1,0 +1,208 @@
+"""`netjail run` (netns, gid, seccomp) and `netjail block --user/--group`, through the real CLI,
+against listeners on test hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import CGROUP2, CGROUP_PARENT, NETNS_PREFIX, Peer, python_for
+from tests.integration.launch_support import PROBE, Listener, start_listener
+from tests.integration.test_block import CLI, jail, jails, legacy_rules, rises, settle_count
+
+
+def run_probe(
+    cli: CLI,
+    *opts: str,
+    actions: tuple[str, ...],
+    exit_code: int = 3,
+    user: str = "nobody",
+    as_user: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """`netjail run OPTS --user USER -- python launch_probe.py --exit N ACTIONS`."""
+    argv = [*python_for(user), str(PROBE), "--exit", str(exit_code), *actions]
+    out = cli("run", *opts, "--user", user, "--", *argv, user=as_user)
+    lines = out.stdout.strip().splitlines()
+    assert lines, f"no output (exit {out.returncode}): {out.stderr}"
+    return out.returncode, json.loads(lines[-1])
+
+
+@pytest.fixture
+def listeners(make_host: Callable[..., Any]) -> Iterator[Callable[[], tuple[Any, Listener]]]:
+    made: list[Listener] = []
+
+    def make() -> tuple[Any, Listener]:
+        host = make_host()
+        made.append(start_listener("0.0.0.0", netns=host.netns))
+        return host, made[-1]
+
+    yield make
+    for listener in made:
+        listener.stop()
+
+
+def leftovers() -> list[str]:
+    found = (
+        [n for n in os.listdir("/run/netns") if n.startswith(NETNS_PREFIX)]
+        if os.path.isdir("/run/netns")
+        else []
+    )
+    rules = legacy_rules()
+    found += [line for line in rules.splitlines() if "NJ-" in line or "NETJAIL" in line]
+    nat = subprocess.run(["iptables-legacy-save", "-t", "nat"], capture_output=True, text=True).stdout
+    found += [line for line in nat.splitlines() if "NETJAIL" in line]
+    parent = CGROUP2 / CGROUP_PARENT
+    found += [str(p) for p in parent.iterdir()] if parent.is_dir() else []
+    return found
+
+
+def test_seccomp_refuses_inet_sockets_keeps_unix_and_the_exit_code(cli: CLI) -> None:
+    rc, seen = run_probe(cli, "--seccomp", actions=("sockets",), exit_code=7)
+    assert rc == 7
+    s = seen["sockets"]
+    assert (s["inet"], s["inet6"], s["packet"]) == (13, 13, 13)  # EACCES
+    assert s["unix"] == 0 and s["netlink"] == 0
+
+
+def test_seccomp_works_without_root(cli: CLI) -> None:
+    rc, seen = run_probe(cli, "--seccomp", actions=("sockets",), exit_code=5, as_user="nobody")
+    assert rc == 5 and seen["sockets"]["inet"] == 13 and seen["sockets"]["unix"] == 0
+
+
+def test_netns_without_allow_has_loopback_only(cli: CLI, listeners: Any) -> None:
+    host, listener = listeners()
+    local = start_listener("127.0.0.1")
+    try:
+        rc, seen = run_probe(
+            cli,
+            "--netns",
+            actions=(f"connect:{host.addr4}:{listener.port}", f"connect:127.0.0.1:{local.port}", "loopback"),
+        )
+    finally:
+        local.stop()
+    assert rc == 3
+    assert seen[f"connect:{host.addr4}:{listener.port}"]["errno"] != 0
+    assert seen[f"connect:127.0.0.1:{local.port}"]["errno"] != 0  # our loopback is not its loopback
+    assert seen["loopback"] == "ok"
+    assert jails(cli) == [] and leftovers() == []
+
+
+def test_netns_allow_list_reaches_only_the_allowed_host_and_counts(cli: CLI, listeners: Any) -> None:
+    a, la = listeners()
+    b, lb = listeners()
+    rc, seen = run_probe(
+        cli,
+        "--netns",
+        "--jail",
+        "nsallow",
+        "--keep",
+        "--allow",
+        f"{a.addr4}",
+        actions=(f"connect:{a.addr4}:{la.port}", f"connect:{b.addr4}:{lb.port}"),
+    )
+    assert rc == 3
+    assert seen[f"connect:{a.addr4}:{la.port}"] == {"errno": 0, "reply": "hello"}
+    assert seen[f"connect:{b.addr4}:{lb.port}"]["errno"] != 0
+    info = jail(cli, "nsallow")
+    assert info["strategy"] == "netns"
+    assert info["counters"]["dropped_packets"] > 0 and info["counters"]["allowed_packets"] > 0
+    assert cli("unblock", "--jail", "nsallow").returncode == 0
+    assert jails(cli) == [] and leftovers() == []
+
+
+def test_gid_jail_drops_all_but_the_allowed_host(cli: CLI, listeners: Any) -> None:
+    a, la = listeners()
+    b, lb = listeners()
+    rc, seen = run_probe(
+        cli,
+        "--gid",
+        "--jail",
+        "gidj",
+        "--keep",
+        "--allow",
+        f"{a.addr4[:-2]}.0/24",
+        actions=(f"connect:{a.addr4}:{la.port}", f"connect:{b.addr4}:{lb.port}", "loopback", "status"),
+    )
+    assert rc == 3
+    assert seen[f"connect:{a.addr4}:{la.port}"] == {"errno": 0, "reply": "hello"}
+    assert seen[f"connect:{b.addr4}:{lb.port}"]["errno"] != 0
+    assert seen["loopback"] != "ok"  # loopback is not on the allow-list
+    info = jail(cli, "gidj")
+    assert info["strategy"] == "gid" and info["counters"]["dropped_packets"] > 0
+    gid = subprocess.run(["getent", "group", "netjail-gidj"], capture_output=True, text=True).stdout
+    assert gid and seen["status"]["Gid"].split()[0] == gid.split(":")[2]
+    assert cli("unblock", "--jail", "gidj").returncode == 0
+    assert subprocess.run(["getent", "group", "netjail-gidj"]).returncode == 2
+    assert leftovers() == []
+
+
+def test_gid_allow_loopback(cli: CLI) -> None:
+    rc, seen = run_probe(cli, "--gid", "--allow-loopback", actions=("loopback",), exit_code=0)
+    assert rc == 0 and seen["loopback"] == "ok"
+    assert jails(cli) == [] and leftovers() == []
+
+
+def test_user_block_drops_every_process_of_that_uid_and_no_other(
+    cli: CLI, spawn_peer: Callable[..., Peer]
+) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    port = recv.info["lport"]
+    theirs = [spawn_peer("udp-send", "127.0.0.1", port, user="nobody") for _ in range(2)]
+    ours = spawn_peer("udp-send", "127.0.0.1", port)
+    nobody = {int(p) for p in os.listdir("/proc") if p.isdigit() and _uid(int(p)) == 65534}
+
+    out = cli("block", "--user", "nobody", "--yes", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert {m["pid"] for m in result["members"]} == nobody  # the preview: exactly those
+    assert {t.pid for t in theirs} <= nobody and ours.pid not in nobody
+    for t in theirs:
+        assert rises(t, "errors", by=10), "a process of the blocked user still sends"
+    before = ours.value("sent")
+    assert rises(ours, "sent", by=20) and ours.value("errors") == 0 and ours.value("sent") > before
+    assert jail(cli, "user-nobody")["counters"]["dropped_packets"] >= 20
+    assert cli("unblock", "--jail", "user-nobody").returncode == 0
+    for t in theirs:
+        errors = t.value("errors")
+        assert rises(t, "sent", by=10) and t.value("errors") <= errors + 10
+
+
+def test_user_block_asks_without_yes_and_refuses_root(cli: CLI) -> None:
+    out = cli("block", "--user", "nobody")
+    assert out.returncode == 2 and "--yes" in out.stderr
+    out = cli("block", "--user", "root", "--yes")
+    assert out.returncode == 2 and "root" in out.stderr
+    out = cli("block", "--group", "no-such-group-x", "--yes")
+    assert out.returncode == 2 and "no such group" in out.stderr
+    assert jails(cli) == []
+
+
+def test_reset_leaves_nothing_of_any_strategy(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+    sender = spawn_peer("udp-send", "127.0.0.1", 9)
+    assert cli("block", str(sender.pid), "--jail", "rc").returncode == 0
+    assert cli("block", "--group", "nogroup", "--yes").returncode == 0
+    rc, _ = run_probe(
+        cli, "--netns", "--keep", "--jail", "rn", "--allow", "10.9.9.0/24", actions=("loopback",), exit_code=0
+    )
+    assert rc == 0
+    rc, _ = run_probe(cli, "--gid", "--keep", "--jail", "rg", actions=("loopback",), exit_code=0)
+    assert rc == 0
+    assert sorted(j["name"] for j in jails(cli)) == ["group-nogroup", "rc", "rg", "rn"]
+    assert leftovers() != []
+    out = cli("reset")
+    assert out.returncode == 0, out.stderr
+    assert leftovers() == []
+    assert subprocess.run(["getent", "group", "netjail-rg"]).returncode == 2
+    assert settle_count is not None
+
+
+def _uid(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None

@@ -17,7 +17,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from netjail.backends.model import Socket
@@ -128,38 +128,46 @@ def parse_dump(
     return False
 
 
-def open_socket(netns_path: str | None = None) -> socket.socket:
-    """A sock_diag netlink socket in our network namespace, or in the one netns_path names.
+def open_socket() -> socket.socket:
+    """A sock_diag netlink socket in our (the calling thread's) network namespace."""
+    return _new_socket()
 
-    A netlink socket answers for the namespace it was created in, so entering another one is
-    only needed for the moment of creation. setns() moves just the calling thread (DESIGN.md,
-    fact 5): it runs in a throwaway thread that ends right after. Needs CAP_SYS_ADMIN.
-    Opening netns_path fails with the usual OSError (the process left, or is not ours to
-    see); the kernel refusing netlink or setns raises Unavailable.
+
+def open_sockets_in(netns_paths: Sequence[str]) -> list[socket.socket | Exception]:
+    """A sock_diag netlink socket inside each namespace named (/proc/PID/ns/net), or why not.
+
+    A netlink socket answers for the namespace it was created in, so entering one is needed
+    only for the moment of creation. setns() moves just the calling thread (DESIGN.md, fact 5),
+    so one throwaway thread visits every namespace in turn and ends; the caller's thread never
+    leaves its own. Needs CAP_SYS_ADMIN. A path that cannot be opened gives its OSError (the
+    process left); the kernel refusing setns or netlink gives Unavailable.
     """
-    if netns_path is None:
-        return _new_socket()
-    fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    box: list[socket.socket | BaseException] = []
+    results: list[socket.socket | Exception] = []
 
-    def enter_and_open() -> None:
-        try:
-            if _libc().setns(fd, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise Unavailable(err, f"setns {netns_path}: {os.strerror(err)}")
-            box.append(_new_socket())
-        except BaseException as exc:  # handed to the caller's thread
-            box.append(exc)
+    def visit_all() -> None:
+        for path in netns_paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                results.append(exc)
+                continue
+            try:
+                if _libc().setns(fd, _CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    results.append(Unavailable(err, f"setns {path}: {os.strerror(err)}"))
+                    continue
+                results.append(_new_socket())
+            except Exception as exc:  # handed over to the caller's thread
+                results.append(exc)
+            finally:
+                os.close(fd)
 
-    try:
-        worker = threading.Thread(target=enter_and_open, name="netjail-setns", daemon=True)
+    if netns_paths:
+        worker = threading.Thread(target=visit_all, name="netjail-setns", daemon=True)
         worker.start()
         worker.join()
-    finally:
-        os.close(fd)
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+    results += [Unavailable(0, "setns thread ended early")] * (len(netns_paths) - len(results))
+    return results
 
 
 def _new_socket() -> socket.socket:

@@ -2,10 +2,10 @@
 
 A namespace is read through one of its processes: /proc/<pid>/net/{tcp,tcp6,udp,udp6} shows
 that process's namespace (no setns). Our own namespace is dumped over NETLINK_SOCK_DIAG instead,
-4x cheaper (see sockdiag), and as root so is any other one with TCP sockets, through a netlink
-socket opened in it by a throwaway thread. /proc/<pid>/net/sockstat says which tables hold
-anything at all, so empty ones are skipped (an empty /proc/net/tcp still walks the whole TCP
-hash: ~3 ms here). Any refusal from the kernel falls back to /proc for good.
+4x cheaper (see sockdiag), and as root so is any other one with TCP sockets, through netlink
+sockets opened inside them by one throwaway thread. /proc/<pid>/net/sockstat says which tables
+hold anything at all, so empty ones are skipped (an empty /proc/net/tcp still walks the whole
+TCP hash: ~3 ms here). A refusal from the kernel falls back to /proc for good.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from netjail.backends.procio import read_all, read_small
 
 TABLES = ("tcp", "tcp6", "udp", "udp6")
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
-_GONE = (FileNotFoundError, ProcessLookupError)
+_GONE = (FileNotFoundError, ProcessLookupError, PermissionError)  # left, or a zombie by now
 _inode = attrgetter("inode")
 
 
@@ -38,7 +38,7 @@ class SocketTables:
     def __init__(self, proc_root: str = "/proc", netlink: bool = True) -> None:
         """netlink=False reads every namespace through /proc (the fallback, kept testable)."""
         self._root = proc_root
-        self._lines: dict[LineKey, Socket] = {}
+        self._lines: dict[LineKey, Socket] = {}  # /proc lines decoded by the last refresh
         self._dumps = sockdiag.DumpCache()
         self._addrs: dict[str, str] = {}
         self._netlink = netlink  # until the kernel refuses a dump
@@ -54,67 +54,115 @@ class SocketTables:
     ) -> tuple[dict[int, Socket], dict[int, list[Socket]], int]:
         """(inode -> Socket, netns -> its sockets, namespaces that could not be read) for the
         given namespaces, each read through the first of its processes still there."""
-        lines: dict[LineKey, Socket] = {}
-        table: dict[int, Socket] = {}
-        per_netns: dict[int, list[Socket]] = {}
-        unreadable = 0
-        own = thread_netns() if self._netlink else None
-        for netns, pids in by_netns.items():
-            sockets: list[Socket] | None = None
-            for pid in pids:
-                try:
-                    sockets = self._read(f"{self._root}/{pid}", netns == own, lines, self._dumps)
-                    break
-                except (*_GONE, PermissionError):
-                    continue  # exited (or a zombie: no namespace any more)
-            if sockets is None:
-                unreadable += 1
-                continue
-            per_netns[netns] = sockets
-            table.update(zip(map(_inode, sockets), sockets, strict=True))
-        self._lines = lines  # only what is still alive
+        keep: dict[LineKey, Socket] = {}
+        per_netns = self._read_namespaces(by_netns, keep, self._dumps)
+        self._lines = keep  # only what is still alive
         self._dumps.rotate()
         if len(self._addrs) > sockdiag.DumpCache.MAX_ADDRS:
             self._addrs.clear()
-        return table, per_netns, unreadable
+        table: dict[int, Socket] = {}
+        for sockets in per_netns.values():
+            table.update(zip(map(_inode, sockets), sockets, strict=True))
+        return table, per_netns, len(by_netns) - len(per_netns)
 
     def of_process(self, pid: int) -> list[Socket]:
-        """The sockets of one process's namespace, read fresh."""
-        base = f"{self._root}/{pid}"
-        own = self._netlink and _ns_ino(base) == thread_netns()
-        return self._read(base, own, {}, sockdiag.DumpCache())
+        """The sockets of one process's namespace, read fresh (no cache kept)."""
+        netns = _ns_ino(f"{self._root}/{pid}") or 0
+        got = self._read_namespaces({netns: [pid]}, {}, sockdiag.DumpCache())
+        if netns not in got:
+            raise FileNotFoundError(f"{self._root}/{pid}")  # the process left meanwhile
+        return got[netns]
 
-    def _read(
-        self, base: str, own: bool, lines: dict[LineKey, Socket], dumps: sockdiag.DumpCache
-    ) -> list[Socket]:
-        present = self._present(base)
-        if not present:
-            return []
-        # Another namespace is entered (a thread's setns) only when it has TCP sockets: an
-        # /proc/net/tcp read walks the whole TCP hash (~3 ms even nearly empty), while a
-        # small UDP table reads faster than a thread can start.
-        foreign_tcp = self._setns and ("tcp" in present or "tcp6" in present)
-        if self._netlink and (own or foreign_tcp):
+    def _read_namespaces(
+        self, by_netns: Mapping[int, Sequence[int]], keep: dict[LineKey, Socket], dumps: sockdiag.DumpCache
+    ) -> dict[int, list[Socket]]:
+        own = thread_netns() if self._netlink else None
+        out: dict[int, list[Socket]] = {}
+        to_enter: list[tuple[int, str, list[str]]] = []
+        for netns, pids in by_netns.items():
+            probed = self._probe(pids)
+            if probed is None:
+                continue
+            base, present = probed
+            got: list[Socket] | None = None
+            if not present:
+                got = []
+            elif netns == own:
+                got = self._dump_own(present, dumps)
+            elif self._setns and ("tcp" in present or "tcp6" in present):
+                # Only TCP makes entering worth it: a small UDP table reads faster from /proc
+                # than a thread can enter a namespace.
+                to_enter.append((netns, base, present))
+                continue
+            if got is None:
+                got = self._read_proc(pids, present, keep)
+            if got is not None:
+                out[netns] = got
+        if to_enter:
+            opened = sockdiag.open_sockets_in([f"{base}/ns/net" for _, base, _ in to_enter])
+            for (netns, _, present), nl in zip(to_enter, opened, strict=True):
+                got = self._dump_entered(nl, present, dumps)
+                if got is None:
+                    got = self._read_proc(by_netns[netns], present, keep)
+                if got is not None:
+                    out[netns] = got
+        return out
+
+    def _probe(self, pids: Sequence[int]) -> tuple[str, list[str]] | None:
+        """(/proc/PID of the first process still there, the tables its namespace fills)."""
+        for pid in pids:
+            base = f"{self._root}/{pid}"
             try:
-                with sockdiag.open_socket(None if own else f"{base}/ns/net") as nl:
-                    wanted = [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
-                    dumped: list[Socket] = sockdiag.dump(nl, wanted, dumps)
+                return base, self._present(base)
+            except _GONE:
+                continue
+        return None
+
+    def _dump_own(self, present: list[str], dumps: sockdiag.DumpCache) -> list[Socket] | None:
+        try:
+            with sockdiag.open_socket() as nl:
+                dumped: list[Socket] = sockdiag.dump(nl, _wanted(present), dumps)
+                return dumped
+        except sockdiag.Unavailable:
+            self._netlink = False  # no inet_diag/udp_diag here: /proc from now on
+            return None
+
+    def _dump_entered(
+        self, nl: socket.socket | Exception, present: list[str], dumps: sockdiag.DumpCache
+    ) -> list[Socket] | None:
+        if isinstance(nl, sockdiag.Unavailable):
+            self._setns = False  # not allowed to enter namespaces: /proc for those
+        if isinstance(nl, Exception):
+            return None  # (or that process left: /proc through another one)
+        with nl:
+            try:
+                dumped: list[Socket] = sockdiag.dump(nl, _wanted(present), dumps)
                 return dumped
             except sockdiag.Unavailable:
-                if own:
-                    self._netlink = False  # no inet_diag/udp_diag here: /proc from now on
-                else:
-                    self._setns = False  # not allowed to enter namespaces: /proc for those
-        sockets: list[Socket] = []
-        for name in present:
-            family, proto = table_kind(name)
-            text = read_all(f"{base}/net/{name}").decode("ascii", "replace")
-            sockets.extend(
-                iter_net_table(
-                    text, family, proto, owned_only=True, cache=self._lines, keep=lines, addrs=self._addrs
+                self._setns = False
+                return None
+
+    def _read_proc(
+        self, pids: Sequence[int], present: list[str], keep: dict[LineKey, Socket]
+    ) -> list[Socket] | None:
+        for pid in pids:
+            base = f"{self._root}/{pid}"
+            try:
+                texts = [
+                    (name, read_all(f"{base}/net/{name}").decode("ascii", "replace")) for name in present
+                ]
+            except _GONE:
+                continue
+            sockets: list[Socket] = []
+            for name, text in texts:
+                family, proto = table_kind(name)
+                sockets.extend(
+                    iter_net_table(
+                        text, family, proto, owned_only=True, cache=self._lines, keep=keep, addrs=self._addrs
+                    )
                 )
-            )
-        return sockets
+            return sockets
+        return None
 
     @staticmethod
     def _present(base: str) -> list[str]:
@@ -128,6 +176,10 @@ class SocketTables:
             counts.setdefault("tcp6", 0)  # IPv6 disabled in this kernel
             counts.setdefault("udp6", 0)
         return [name for name in TABLES if counts.get(name, 1) > 0]
+
+
+def _wanted(present: list[str]) -> list[tuple[int, str]]:
+    return [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
 
 
 def _ns_ino(base: str) -> int | None:

@@ -315,12 +315,13 @@ class Inventory:
         try:
             inodes = []
             readlink = os.readlink
-            for fd in os.listdir(dfd):
+            # bytes names and links: no decoding of thousands of links that are mostly dropped
+            for fd in os.listdir(path.encode()):
                 try:
                     link = readlink(fd, dir_fd=dfd)
                 except OSError:
                     continue  # closed meanwhile
-                if link.startswith("socket:["):
+                if link[:8] == b"socket:[":
                     inodes.append(int(link[8:-1]))
         except PermissionError:
             return None

@@ -42,7 +42,9 @@ _FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 _CLONE_NEWNET = 0x40000000
 
-DiagKey = tuple[bytes, int, int]  # ports + addresses, state, inode
+# What a record decoded to, by inode: its ports + addresses and state bytes, and the Socket.
+# Keyed by inode (a cheap int hash) and checked against the raw bytes (a memcmp).
+Known = tuple[bytes, int, Socket]
 
 
 class Unavailable(Exception):
@@ -67,8 +69,8 @@ def parse_dump(
     proto: str,
     out: list[Socket],
     *,
-    cache: Mapping[DiagKey, Socket] | None = None,
-    keep: MutableMapping[DiagKey, Socket] | None = None,
+    cache: Mapping[int, Known] | None = None,
+    keep: MutableMapping[int, Known] | None = None,
     addrs: MutableMapping[bytes, str] | None = None,
 ) -> bool:
     """Append the inet_diag_msg records of one recv() buffer to out; True at NLMSG_DONE.
@@ -101,9 +103,8 @@ def parse_dump(
         off += (length + 3) & ~3
         if not inode:
             continue
-        key = (sockid, st, inode)
-        sock = cache.get(key)
-        if sock is None:
+        known = cache.get(inode)
+        if known is None or known[0] != sockid or known[1] != st:
             width = 4 if family == socket.AF_INET else 16
             src, dst = sockid[4 : 4 + width], sockid[20 : 20 + width]
             laddr = addrs.get(src)
@@ -112,19 +113,23 @@ def parse_dump(
             raddr = addrs.get(dst)
             if raddr is None:
                 raddr = addrs[dst] = socket.inet_ntop(family, dst)
-            sock = Socket(
-                family=_FAMILIES.get(family) or str(family),
-                proto=proto,
-                local_addr=laddr,
-                local_port=(sockid[0] << 8) | sockid[1],  # network byte order
-                remote_addr=raddr,
-                remote_port=(sockid[2] << 8) | sockid[3],
-                state=states.get(st) or f"UNKNOWN_{st:02X}",
-                inode=inode,
+            known = (
+                sockid,
+                st,
+                Socket(
+                    family=_FAMILIES.get(family) or str(family),
+                    proto=proto,
+                    local_addr=laddr,
+                    local_port=(sockid[0] << 8) | sockid[1],  # network byte order
+                    remote_addr=raddr,
+                    remote_port=(sockid[2] << 8) | sockid[3],
+                    state=states.get(st) or f"UNKNOWN_{st:02X}",
+                    inode=inode,
+                ),
             )
         if keep is not None:
-            keep[key] = sock
-        out.append(sock)
+            keep[inode] = known
+        out.append(known[2])
     return False
 
 
@@ -185,7 +190,7 @@ def _libc() -> ctypes.CDLL:
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     sockets: list[Socket]
-    records: list[tuple[DiagKey, Socket]]
+    records: list[tuple[int, Known]]
     done: bool
 
 
@@ -199,9 +204,9 @@ class DumpCache:
     def __init__(self) -> None:
         self.addrs: dict[bytes, str] = {}
         self._buffers: dict[tuple[str, bytes], _Decoded] = {}
-        self._records: dict[DiagKey, Socket] = {}
+        self._records: dict[int, Known] = {}
         self._next_buffers: dict[tuple[str, bytes], _Decoded] = {}
-        self._next_records: dict[DiagKey, Socket] = {}
+        self._next_records: dict[int, Known] = {}
 
     def decode(self, data: bytes, proto: str, out: list[Socket]) -> bool:
         """parse_dump with the caches: appends to out, True at NLMSG_DONE."""
@@ -209,7 +214,7 @@ class DumpCache:
         hit = self._buffers.get(key)
         if hit is None:
             start = len(out)
-            fresh: dict[DiagKey, Socket] = {}
+            fresh: dict[int, Known] = {}
             done = parse_dump(data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs)
             hit = _Decoded(out[start:], list(fresh.items()), done)
         else:

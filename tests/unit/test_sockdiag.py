@@ -19,6 +19,7 @@ from netjail.backends.sockdiag import (
     OWNED_STATES,
     SOCK_DIAG_BY_FAMILY,
     DumpCache,
+    Known,
     Unavailable,
     dump_request,
     parse_dump,
@@ -107,12 +108,12 @@ def test_records_and_done_in_one_buffer() -> None:
 
 
 def test_cache_reuses_objects_and_keep_collects_live_ones() -> None:
-    keep: dict[tuple[bytes, int, int], Socket] = {}
+    keep: dict[int, Known] = {}
     first = parse(TCP4, "tcp")
     out: list[Socket] = []
     parse_dump(TCP4[0], "tcp", out, keep=keep)
     again: list[Socket] = []
-    keep2: dict[tuple[bytes, int, int], Socket] = {}
+    keep2: dict[int, Known] = {}
     parse_dump(TCP4[0], "tcp", again, cache=keep, keep=keep2)
     assert again == first and all(a is b for a, b in zip(again, out, strict=True))
     assert len(keep2) == 4

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,9 +43,10 @@ def by_name(out: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
 
 
 def legacy_save() -> str:
-    """Both families' legacy rules, without the timestamped comment lines."""
+    """Both families' legacy rules, without the timestamped comment lines and without the
+    policy counters (":INPUT ACCEPT [2:212]"), which move with any traffic in the namespace."""
     return "".join(
-        line
+        re.sub(r"^(:\S+ (?:ACCEPT|DROP)) \[\d+:\d+\]$", r"\1", line.rstrip("\n")) + "\n"
         for tool in ("iptables-legacy-save", "ip6tables-legacy-save")
         for line in subprocess.run([tool], capture_output=True, text=True, check=True).stdout.splitlines(True)
         if not line.startswith("#")

@@ -7,6 +7,7 @@ datagrams sent on loopback, cgroup selectors with a real process inside a real c
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,7 +37,11 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def save(family: str, counters: bool = False) -> list[str]:
     out = sh(SAVE[family], "-t", "filter", *(["-c"] if counters else [])).stdout
-    return [line for line in out.splitlines() if not line.startswith("#")]
+    lines = [line for line in out.splitlines() if not line.startswith("#")]
+    if counters:
+        return lines
+    # policy counters (":INPUT ACCEPT [2:212]") move with any traffic in the namespace
+    return [re.sub(r"^(:\S+ (?:ACCEPT|DROP)) \[\d+:\d+\]$", r"\1", line) for line in lines]
 
 
 def is_ours(line: str) -> bool:

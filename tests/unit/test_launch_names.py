@@ -10,7 +10,8 @@ from netjail.backends.launch.netns import host_iface, netns_name
 LONGEST = "a" * 23
 
 
-def test_netns_and_group_names() -> None:
+def test_netns_and_group_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NETJAIL_NETNS_PREFIX", raising=False)  # the suite sets one per session
     assert netns_name("web") == "netjail-web"
     assert group_name("web") == "netjail-web"
     assert len(group_name(LONGEST)) <= 32, "groupadd's name limit"

@@ -224,6 +224,8 @@ def test_helper_in_another_netns_is_labelled_with_it(
         (host.addr4, remote.info["lport"], "LISTEN")
     ]
     assert by_pid(snap, local.pid).netns == snap.own_netns
+    looked = Inventory().lookup(remote.pid)  # one process read fresh, through its namespace
+    assert looked is not None and looked.netns == theirs and looked.sockets == p.sockets
 
 
 def test_cgroup_is_reread_on_every_refresh(

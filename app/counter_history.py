@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from netjail.backends.model import JailCounters
 
-HISTORY_SECONDS = 300.0
+HISTORY_SECONDS = 120.0  # the sparkline's window
 
 
 @dataclass

@@ -72,8 +72,8 @@ def dropped_cell(process: Process, dropped: Mapping[str, int]) -> Cell:
     return Text(human_count(count), style="bold red" if count else "", justify="right")
 
 
-def _cells(process: Process, dropped: Mapping[str, int], prefix: str, context: bool) -> tuple[Cell, ...]:
-    style = "dim" if context else ""
+def _cells(process: Process, dropped: Mapping[str, int], prefix: str, dim: bool) -> tuple[Cell, ...]:
+    style = "dim" if dim else ""
     name = _fit(f"{prefix}{process.name}", _WIDTH["name"])
     jail: Cell = Text(process.jail, style="bold red") if process.jail else ""
     drop = dropped_cell(process, dropped)
@@ -90,14 +90,22 @@ def _cells(process: Process, dropped: Mapping[str, int], prefix: str, context: b
     return (*plain, jail, drop)
 
 
-def _row(process: Process, dropped: Mapping[str, int], prefix: str = "", context: bool = False) -> ProcessRow:
-    return ProcessRow(row_key(process), process, _cells(process, dropped, prefix, context))
+def _row(process: Process, dropped: Mapping[str, int], prefix: str = "", dim: bool = False) -> ProcessRow:
+    return ProcessRow(row_key(process), process, _cells(process, dropped, prefix, dim))
 
 
 def build_rows(
-    processes: Sequence[Process], options: ViewOptions, dropped: Mapping[str, int]
+    processes: Sequence[Process],
+    options: ViewOptions,
+    dropped: Mapping[str, int],
+    own_netns: int | None = None,
 ) -> list[ProcessRow]:
-    """Rows in display order. `dropped` maps a jail name to its dropped-packet count."""
+    """Rows in display order. `dropped` maps a jail name to its dropped-packet count. Processes
+    in another network namespace than `own_netns` are dimmed: rules made here do not reach them."""
+
+    def elsewhere(p: Process) -> bool:
+        return own_netns is not None and p.netns is not None and p.netns != own_netns
+
     visible = [
         p
         for p in processes
@@ -107,16 +115,20 @@ def build_rows(
     ]
     key = _sort_key(options.sort, dropped)
     if options.tree:
-        return _tree_rows(processes, visible, key, dropped)
+        return _tree_rows(processes, visible, key, dropped, elsewhere)
     visible.sort(key=key)
     if options.query.isdigit():  # the PID typed in full goes first
         exact = int(options.query)
         visible.sort(key=lambda p: p.pid != exact)
-    return [_row(p, dropped) for p in visible]
+    return [_row(p, dropped, dim=elsewhere(p)) for p in visible]
 
 
 def _tree_rows(
-    processes: Iterable[Process], visible: list[Process], key: SortKey, dropped: Mapping[str, int]
+    processes: Iterable[Process],
+    visible: list[Process],
+    key: SortKey,
+    dropped: Mapping[str, int],
+    elsewhere: Callable[[Process], bool],
 ) -> list[ProcessRow]:
     """Visible processes under their ancestors (shown dimmed when they are only context)."""
     by_pid = {p.pid: p for p in processes}
@@ -138,7 +150,7 @@ def _tree_rows(
     rows: list[ProcessRow] = []
 
     def walk(p: Process, lead: str, branch: str) -> None:
-        rows.append(_row(p, dropped, lead + branch, context=p.pid not in shown))
+        rows.append(_row(p, dropped, lead + branch, dim=p.pid not in shown or elsewhere(p)))
         kids = sorted(children.get(p.pid, ()), key=key)
         below = lead + ("  " if branch == "└─" else "│ " if branch else "")
         for i, kid in enumerate(kids):

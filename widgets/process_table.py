@@ -20,11 +20,11 @@ Cell = str | Text
 COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("pid", "PID", 7, False),
     ("user", "USER", 9, False),
-    ("name", "NAME", 20, False),
+    ("name", "NAME", 18, False),
     ("sockets", "SOCK", 6, True),
-    ("remote", "REMOTE", 25, False),
+    ("remote", "REMOTE", 22, False),
     ("listen", "LISTEN", 11, False),
-    ("jail", "JAIL", 12, False),
+    ("jail", "JAIL", 16, False),
     ("dropped", "DROPPED", 9, True),
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
@@ -71,9 +71,7 @@ class ProcessTable(DataTable[Cell]):
             self.process = process
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            id=id, cursor_type="row", zebra_stripes=True, cursor_foreground_priority="renderable"
-        )
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, cursor_foreground_priority="css")
         self._rows: dict[str, ProcessRow] = {}
         self._order: list[str] = []
         self._selected_key: str | None = None

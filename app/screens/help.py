@@ -17,6 +17,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s", "cycle the sort: pid, name, user, sockets, dropped"),
     ("a", "all processes / only processes with sockets or a jail"),
     ("t", "process-tree view (ancestors of matches shown dimmed)"),
+    ("", "rows of processes in another network namespace are dimmed: rules made here miss them"),
     ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
     ("enter", "full details of the selected process (esc to return)"),
     ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),

@@ -38,7 +38,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 FAILED = {
@@ -93,8 +93,7 @@ class MainScreen(EngineCalls):
         yield HostHeader(id="header")
         yield Static(READ_ONLY_TEXT, id="read-only")
         with Horizontal(id="toolbar"):
-            yield Label("filter", id="filter-label")
-            yield Input(placeholder="/ pid, name, user, port, address", id="filter", compact=True)
+            yield Input(placeholder="/ filter: pid, name, port…", id="filter", compact=True)
             yield Static("", id="view-status")
         yield Static("", id="inventory-error", classes="source-error")
         yield ProcessTable(id="processes")
@@ -161,7 +160,8 @@ class MainScreen(EngineCalls):
     def apply_view(self) -> None:
         """Render the last snapshot through the current view options (no engine call)."""
         if self.snapshot is not None:
-            rows = build_rows(self.snapshot.processes, self.options, self.dropped)
+            snap = self.snapshot
+            rows = build_rows(snap.processes, self.options, self.dropped, snap.own_netns)
             self.query_one(ProcessTable).show_rows(rows)
             self.shown = len(rows)
             self._render_status()
@@ -315,12 +315,12 @@ class MainScreen(EngineCalls):
         table.move_to_top()
 
     def action_back(self) -> None:
-        table = self.query_one(ProcessTable)
+        """Esc: leave the maximised details, else clear the filter; focus returns to the table."""
         if self.maximized is not None:
             self.minimize()
-        elif self.focused is self.query_one("#filter"):
+        else:
             self.query_one("#filter", Input).value = ""
-        table.focus()
+        self.query_one(ProcessTable).focus()
 
     def _set_options(self, **changes: Any) -> None:
         self.options = replace(self.options, **changes)

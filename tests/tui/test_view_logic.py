@@ -12,7 +12,7 @@ from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
 from netjail.widgets.process_table import COLUMNS
 
-from tests.tui.fakes import PROCESSES
+from tests.tui.fakes import NETNS, PROCESSES
 
 
 def pids(rows) -> list[int]:  # type: ignore[no-untyped-def]
@@ -141,3 +141,11 @@ def test_formatting() -> None:
     by = {p.pid: p for p in PROCESSES}
     assert listening_ports(by[530].sockets) == ["53", "u53"]
     assert remote_endpoints(by[412].sockets) == []
+
+
+def test_processes_in_another_network_namespace_are_dimmed() -> None:
+    elsewhere = replace(PROCESSES[7], netns=NETNS + 1)  # nginx
+    rows = build_rows((*PROCESSES[:7], elsewhere), ViewOptions(), {}, own_netns=NETNS)
+    dim = {r.process.pid for r in rows if getattr(r.cells[0], "style", "") == "dim"}
+    assert dim == {801}
+    assert not any(getattr(r.cells[0], "style", "") for r in build_rows(PROCESSES, ViewOptions(), {}, NETNS))

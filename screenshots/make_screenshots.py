@@ -1,0 +1,168 @@
+"""Real screenshots of netjail-tui for the README: the real engine, real processes, real drops.
+
+    sudo .venv/bin/python screenshots/make_screenshots.py
+
+In new network and PID namespaces (it re-executes itself under `unshare -n -p --mount-proc`), it
+starts a few helper processes from tests/peers.py under telling names (symlinks to python: the
+kernel names a process after the file it executed), blocks the UDP sender through the UI with
+`/`, its PID, `b` and Enter, lets the dropped-packet counters rise, and saves SVG screenshots
+(Textual's own) plus PNG renders of them. Every jail is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PEERS = REPO / "tests" / "peers.py"
+UNSHARED = "NETJAIL_SCREENSHOTS_UNSHARED"
+SIZE = (128, 38)
+
+
+def ensure_private_namespaces() -> None:
+    """Re-execute under new network and PID namespaces (with their own /proc): the screenshots
+    show only the processes started here, and no rule can reach the machine's own network."""
+    own = str(os.stat("/proc/self/ns/net").st_ino)
+    started_in = os.environ.get(UNSHARED)
+    if started_in is None:
+        os.environ[UNSHARED] = own
+        script = 'ip link set lo up && exec "$0" "$@"'
+        argv = [
+            "unshare",
+            "-n",
+            "-p",
+            "-f",
+            "--mount-proc",
+            "--",
+            "sh",
+            "-c",
+            script,
+            sys.executable,
+            *sys.argv,
+        ]
+        os.execvp("unshare", argv)
+    if started_in == own:
+        raise SystemExit("make_screenshots.py: still in the starting network namespace after unshare")
+
+
+def svg_to_png(svg: Path, png: Path) -> None:
+    """cairosvg cannot fetch Textual's web font; a local monospace font keeps the columns aligned."""
+    import cairosvg
+
+    text = (
+        svg.read_text()
+        .replace('"Fira Code"', '"DejaVu Sans Mono"')
+        .replace("Fira Code, monospace", "DejaVu Sans Mono, monospace")
+    )
+    cairosvg.svg2png(bytestring=text.encode(), write_to=str(png))
+
+
+@contextmanager
+def peers(bin_dir: Path) -> Iterator[Callable[..., int]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(name: str, mode: str, *args: object) -> int:
+        exe = bin_dir / name
+        if not exe.exists():
+            exe.symlink_to(sys.executable)
+        proc = subprocess.Popen(
+            [str(exe), str(PEERS), mode, *map(str, args), "--interval", "0.02"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise SystemExit(f"peer {name} did not start")
+        # keep reading so the peer never blocks on a full pipe
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        return proc.pid
+
+    try:
+        yield start
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+async def shoot(engine: Any) -> None:
+    from netjail.app.tui import create_app
+    from netjail.widgets.block_dialog import BlockDialog
+    from netjail.widgets.process_table import ProcessTable
+
+    with tempfile.TemporaryDirectory() as tmp, peers(Path(tmp)) as start:
+        start("webapp", "tcp-listen", "127.0.0.1", 8080)
+        for _ in range(2):
+            start("curl", "tcp-client", "127.0.0.1", 8080)
+        start("dnsmasq", "udp-bind", "127.0.0.53", 53)
+        start("metrics-agent", "udp-recv", "127.0.0.1", 8125)
+        sender = start("telemetryd", "udp-send", "127.0.0.1", 8125)
+        app = create_app(engine, interval=1.0, counters_interval=0.5)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.main.query_one(ProcessTable)
+
+            async def until(check: Callable[[], object], what: str) -> None:
+                end = time.monotonic() + 20
+                while not check():
+                    if time.monotonic() > end:
+                        raise SystemExit(f"make_screenshots.py: timed out waiting for {what}")
+                    await pilot.pause(0.05)
+
+            await until(lambda: table.row_of(sender) is not None, "the sender in the table")
+            await pilot.press("slash", *str(sender), "enter", "b")
+            await until(lambda: isinstance(app.screen, BlockDialog), "the block dialog")
+            await pilot.press("tab", "tab", *"10.0.0.0/8, 192.168.1.5:53")
+            await pilot.pause(0.3)
+            app.save_screenshot("block-dialog.svg", str(HERE))
+            await pilot.press("enter")
+            await until(lambda: table.cell_text(sender, "jail"), "the jail in the table")
+            await pilot.press("escape")  # clear the filter: the whole table, the sender still selected
+            await pilot.pause(30)  # the sparkline fills from the right
+            app.save_screenshot("main-blocked.svg", str(HERE))
+            await pilot.press("question_mark")
+            await pilot.pause(0.5)
+            app.save_screenshot("help.svg", str(HERE))
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("make_screenshots.py: needs root (blocking a process in a private netns)", file=sys.stderr)
+        return 3
+    # names of our own (set before the re-exec: PIDs restart at 1 in the new PID namespace), so
+    # nothing here can touch another netjail's jails on this machine
+    os.environ.setdefault("NETJAIL_CGROUP_PARENT", f"netjail-shots-{os.getpid()}")
+    os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"netjail-shots{os.getpid()}-")
+    ensure_private_namespaces()
+    os.environ.setdefault("NETJAIL_STATE_DIR", tempfile.mkdtemp(prefix="netjail-shots-"))
+    from netjail.backends.engine import Engine
+
+    engine = Engine()
+    try:
+        asyncio.run(shoot(engine))
+    finally:
+        engine.reset()  # outside the event loop: the engine's netlink code runs its own
+        with contextlib.suppress(OSError):
+            os.rmdir(f"/sys/fs/cgroup/unified/{os.environ['NETJAIL_CGROUP_PARENT']}")
+    for name in ("main-blocked", "block-dialog", "help"):
+        svg_to_png(HERE / f"{name}.svg", HERE / f"{name}.png")
+        print(f"screenshots/{name}.svg  screenshots/{name}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

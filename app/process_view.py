@@ -65,6 +65,14 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _tree_name(prefix: str, name: str, width: int) -> str:
+    """Deep trees give up indentation (from the left, marked …) before the name loses letters."""
+    keep = min(len(name), width // 2)
+    if len(prefix) + keep > width:
+        prefix = "…" + prefix[len(prefix) + keep + 1 - width :]
+    return _fit(prefix + name, width)
+
+
 def dropped_cell(process: Process, dropped: Mapping[str, int]) -> Cell:
     count = dropped.get(process.jail) if process.jail else None
     if count is None:
@@ -74,7 +82,7 @@ def dropped_cell(process: Process, dropped: Mapping[str, int]) -> Cell:
 
 def _cells(process: Process, dropped: Mapping[str, int], prefix: str, dim: bool) -> tuple[Cell, ...]:
     style = "dim" if dim else ""
-    name = _fit(f"{prefix}{process.name}", _WIDTH["name"])
+    name = _tree_name(prefix, process.name, _WIDTH["name"])
     jail: Cell = Text(process.jail, style="bold red") if process.jail else ""
     drop = dropped_cell(process, dropped)
     plain = (

@@ -55,13 +55,15 @@ class BlockDialog(ModalScreen[BlockRequest | None]):
             yield Label(
                 "Allow-list: CIDR or CIDR:PORT, comma or space separated (empty: none)", classes="field-label"
             )
-            yield Input(placeholder="e.g. 10.0.0.0/8, 192.168.1.5:53, [fd00::1]:443", id="allow")
+            yield Input(
+                placeholder="e.g. 10.0.0.0/8, 192.168.1.5:53, [fd00::1]:443", id="allow", compact=True
+            )
             yield Static("", id="allow-error")
             yield Checkbox("allow loopback (127.0.0.0/8, ::1)", id="loopback")
             yield Checkbox("kill existing connections", id="kill")
             with Horizontal(id="buttons"):
-                yield Button("Block", variant="error", id="confirm")
-                yield Button("Cancel", id="cancel")
+                yield Button("Block", variant="error", id="confirm", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
             yield Static(
                 Text("enter block · esc cancel · tab next field · ↑↓ choose · space toggle", style="dim"),
                 id="dialog-hint",

@@ -28,8 +28,8 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Static(Text(self._title, style="bold"))
             yield Static(self._question, id="question")
             with Horizontal(id="buttons"):
-                yield Button(self._yes, variant="error", id="yes")
-                yield Button("Cancel", id="no")
+                yield Button(self._yes, variant="error", id="yes", compact=True)
+                yield Button("Cancel", id="no", compact=True)
             yield Static(Text("y/enter confirm · n/esc cancel", style="dim"), id="dialog-hint")
 
     def action_answer(self, yes: bool) -> None:

@@ -56,6 +56,8 @@ def render_process(process: Process | None, own_netns: int | None) -> Renderable
 class ProcessDetail(VerticalScroll):
     """Focusable (so it scrolls and can be maximised); renders only what it is given."""
 
+    ALLOW_MAXIMIZE = True
+
     DEFAULT_CSS = """
     ProcessDetail > Static { width: 1fr; }
     """
@@ -63,6 +65,9 @@ class ProcessDetail(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(render_process(None, None), id="detail-body")
 
+    process: Process | None = None
+
     def show(self, process: Process | None, own_netns: int | None) -> None:
+        self.process = process
         self.query_one("#detail-body", Static).update(render_process(process, own_netns))
         self.border_title = f"Process {process.pid} {process.name}" if process else "Process"

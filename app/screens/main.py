@@ -314,6 +314,11 @@ class MainScreen(EngineCalls):
         table.focus()
         table.move_to_top()
 
+    def minimize(self) -> None:
+        """Also reached from Textual's own escape-to-minimize: the table gets the focus back."""
+        super().minimize()
+        self.query_one(ProcessTable).focus()
+
     def action_back(self) -> None:
         """Esc: leave the maximised details, else clear the filter; focus returns to the table."""
         if self.maximized is not None:

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from netjail.app.tui import create_app
 from netjail.backends.engine import Engine
 from netjail.widgets.block_dialog import BlockDialog
+from netjail.widgets.confirm_dialog import ConfirmDialog
 from netjail.widgets.jails_panel import JailsPanel
+from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
 
 from tests.conftest import Peer
@@ -17,7 +19,8 @@ from tests.tui.conftest import Notes, count, sleep_in_app, wait_until
 
 
 async def find(pilot, table: ProcessTable, pid: int) -> None:  # type: ignore[no-untyped-def]
-    """`/`, type the PID, Enter: the process is selected."""
+    """`/`, type the PID, Enter: the process is selected (esc first clears an earlier filter)."""
+    await pilot.press("escape")
     await wait_until(pilot, lambda: table.row_of(pid) is not None, what=f"PID {pid} in the table")
     await pilot.press("slash", *str(pid), "enter")
     await wait_until(
@@ -110,3 +113,54 @@ async def test_blocking_pid_1_is_refused_with_a_message(kernel: Engine, notes: N
         ((_, _, text),) = notes.having("cannot block", "error")
         assert "1" in text
     assert kernel.jails() == ()
+
+
+async def test_release_all_asks_first_then_frees_every_jail(
+    kernel: Engine, spawn_peer: Callable[..., Peer], notes: Notes
+) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    senders = [spawn_peer("udp-send", "127.0.0.1", recv.info["lport"]) for _ in range(2)]
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
+        table = app.main.query_one(ProcessTable)
+        jails = app.main.query_one(JailsPanel)
+        await wait_until(pilot, lambda: app.main.host is not None, what="host info")
+        for sender in senders:
+            await find(pilot, table, sender.pid)
+            await pilot.press("b")
+            await wait_until(pilot, lambda: isinstance(app.screen, BlockDialog), what="block dialog")
+            await pilot.press("enter")
+            await wait_until(pilot, lambda s=sender: table.cell_text(s.pid, "jail"), what="jailed")  # type: ignore[misc]
+        await wait_until(pilot, lambda: len(jails.views) == 2, what="two jail cards")
+        frozen = recv.value("received")
+
+        await pilot.press("exclamation_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirmation")
+        await pilot.press("n")  # changed my mind: nothing happens
+        await sleep_in_app(pilot, 0.5)
+        assert len(kernel.jails()) == 2 and recv.value("received") == frozen
+
+        await pilot.press("exclamation_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirmation")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: notes.having("released 2 processes"), what="release notification")
+        await wait_until(pilot, lambda: not jails.views, what="jail cards gone")
+        assert recv.wait_for(lambda c: int(c.get("received", 0)) > frozen + 10)  # type: ignore[call-overload]
+    assert kernel.jails() == ()
+
+
+async def test_enter_shows_full_details_and_escape_returns(
+    kernel: Engine, spawn_peer: Callable[..., Peer]
+) -> None:
+    peer = spawn_peer("tcp-listen", "127.0.0.1", 0)
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40)) as pilot:
+        table = app.main.query_one(ProcessTable)
+        await find(pilot, table, peer.pid)
+        await pilot.press("enter")
+        detail = app.main.query_one(ProcessDetail)
+        assert app.main.maximized is detail and detail.has_focus
+        assert detail.process is not None and detail.process.pid == peer.pid
+        assert [(s.local_port, s.state) for s in detail.process.sockets] == [(peer.info["lport"], "LISTEN")]
+        await pilot.press("escape")
+        assert app.main.maximized is None and table.has_focus

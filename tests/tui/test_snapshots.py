@@ -10,6 +10,7 @@ from netjail.app.netjail_app import NetjailApp
 from netjail.app.tui import create_app
 from netjail.widgets.block_dialog import BlockDialog
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tests.tui.fakes import FakeClock, FakeEngine
 
@@ -57,6 +58,7 @@ def test_block_dialog(snap_compare: SnapCompare) -> None:
         await settle(pilot)
         assert isinstance(pilot.app.screen, BlockDialog)
         await pilot.press("tab", "down", "tab", *"10.0.0.0/8, 192.168.1.5:53x")
+        pilot.app.screen.query_one("#allow", Input).cursor_blink = False  # the cursor stays drawn
 
     assert snap_compare(pinned_app(), terminal_size=SIZE, run_before=open_dialog)
 

@@ -96,6 +96,7 @@ class Engine:
         self.spawn_watcher = spawn_watcher
         self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
         self.launches = Launches(self)
+        self._last_reconcile: Reconciler | None = None  # its process scan is reused by block
 
     # ---- environment -----------------------------------------------------------------------
 
@@ -193,7 +194,8 @@ class Engine:
 
     def _load(self) -> Registry:
         reg = self.store.load()
-        self.notes = list(reg.problems) + self._reconciler().run(reg)
+        reconciler = self._last_reconcile = self._reconciler()
+        self.notes = list(reg.problems) + reconciler.run(reg)
         return reg
 
     def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
@@ -302,7 +304,8 @@ class Engine:
     ) -> tuple[JailRules, int]:
         jail.cgroup, jail.cgroup_inode = jail_cgroups.create(mount, jail.name)
         _fault_point("cgroup")
-        self.firewall.sync_jail(self._cgroup_rules(jail, self._member_sockets(jail)))
+        # the scan reconciliation took moments ago: the first drop should not wait for another
+        self.firewall.sync_jail(self._cgroup_rules(jail, self._member_sockets(jail, fresh=False)))
         _fault_point("rules")
         for m in members:
             identity.current(m.pid, m.start_time)  # the PID must still be the same process
@@ -323,10 +326,10 @@ class Engine:
         assert rules is not None  # a cgroup jail always has rules
         return rules
 
-    def _member_sockets(self, jail: JailState) -> dict[int, tuple[Socket, ...]]:
-        pids = {m.pid for m in jail.members}
-        snap = self.inventory.snapshot(all_processes=False)
-        return {p.pid: p.sockets for p in snap.processes if p.pid in pids}
+    def _member_sockets(self, jail: JailState, fresh: bool = True) -> dict[int, tuple[Socket, ...]]:
+        reconciler = self._last_reconcile or self._reconciler()
+        procs = reconciler.processes(fresh=fresh)
+        return {m.pid: procs[m.pid].sockets for m in jail.members if m.pid in procs}
 
     def _rollback(
         self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool

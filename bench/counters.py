@@ -26,6 +26,7 @@ it re-executes itself under `unshare -n` with lo up.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -245,8 +246,10 @@ while time.monotonic() < deadline:
 """
 
 
-def first_drop_after(block: Callable[[int], object], unblock: Callable[[int], object], port: int) -> float:
-    """ms from calling block(port) to the sender's first dropped datagram."""
+def first_drop_after(
+    block: Callable[[int, int], object], unblock: Callable[[int, int], object], port: int
+) -> float:
+    """ms from calling block(port, sender pid) to the sender's first dropped datagram."""
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rx.bind(("127.0.0.1", port))
     sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port)], stdout=subprocess.PIPE, text=True)
@@ -256,7 +259,7 @@ def first_drop_after(block: Callable[[int], object], unblock: Callable[[int], ob
             raise SystemExit("latency sender failed to start")
         time.sleep(0.05)  # let it reach its steady loop
         start = time.monotonic()
-        block(port)
+        block(port, sender.pid)
         line = sender.stdout.readline().strip()
         if not line:
             raise SystemExit("the block never dropped a packet")
@@ -265,29 +268,51 @@ def first_drop_after(block: Callable[[int], object], unblock: Callable[[int], ob
         sender.kill()
         sender.wait()
         rx.close()
-        unblock(port)
+        unblock(port, sender.pid)
 
 
 def bench_latency(fw: IptcFirewall, runs: int) -> list[tuple[str, float]]:
-    def jail(port: int) -> None:
+    from netjail.backends.engine import Engine
+    from netjail.backends.errors import BadInput
+    from netjail.backends.model import BlockRequest, UnblockRequest
+
+    engine = Engine(spawn_watcher=False)
+
+    def jail(port: int, pid: int) -> None:
         fw.sync_jail(JailRules("latency", out_selectors=(Match("inet", "udp", dport=port),)))
 
-    def unjail(port: int) -> None:
+    def unjail(port: int, pid: int) -> None:
         fw.remove_jail("latency")
 
-    def insert(port: int) -> None:
+    def insert(port: int, pid: int) -> None:
         cmd = ["iptables-legacy", "-w", "-I", "OUTPUT", "-p", "udp", "--dport", str(port), "-j", "DROP"]
         subprocess.run(cmd, check=True)
 
-    def delete(port: int) -> None:
+    def delete(port: int, pid: int) -> None:
         cmd = ["iptables-legacy", "-w", "-D", "OUTPUT", "-p", "udp", "--dport", str(port), "-j", "DROP"]
         subprocess.run(cmd, check=True)
 
-    ports = iter(range(40000, 40000 + 4 * (runs + 1)))  # a new port per run: no cached rule entries
+    def engine_block(port: int, pid: int) -> None:
+        engine.block(BlockRequest(pid, jail="latency"))
+
+    def cli_block(port: int, pid: int) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "netjail.app.cli", "block", str(pid), "--jail", "latency"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def engine_unblock(port: int, pid: int) -> None:
+        with contextlib.suppress(BadInput):  # the sender is gone: reconciliation removed the jail
+            engine.unblock(UnblockRequest(jail="latency"))
+
+    ports = iter(range(40000, 40000 + 8 * (runs + 1)))  # a new port per run: no cached rule entries
     rows = []
     for name, block, unblock in (
         ("iptables-legacy -I OUTPUT ... -j DROP", insert, delete),
         ("engine sync_jail(new jail, UDP port)", jail, unjail),
+        ("Engine.block(pid): cgroup jail, in-process", engine_block, engine_unblock),
+        ("netjail block PID (whole CLI process)", cli_block, engine_unblock),
     ):
         samples = [first_drop_after(block, unblock, next(ports)) for _ in range(runs + 1)][1:]
         rows.append((name, statistics.median(samples)))

@@ -4,6 +4,7 @@ unique names and a private state directory per test.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -25,9 +26,13 @@ _names = itertools.count(1)
 # Jail cgroups live in the machine-wide cgroup tree: each test session gets its own parent so
 # concurrent runs (and a real netjail) never see, adopt or reset each other's jails.
 CGROUP_PARENT = os.environ.setdefault("NETJAIL_CGROUP_PARENT", f"netjail-test-{os.getpid()}")
-NETNS_PREFIX = os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"netjail-t{os.getpid()}-")  # /run/netns is shared
-CGROUP2 = Path("/sys/fs/cgroup/unified") if Path("/sys/fs/cgroup/unified/cgroup.procs").exists() \
+# /run/netns is machine-wide too
+NETNS_PREFIX = os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"netjail-t{os.getpid()}-")
+CGROUP2 = (
+    Path("/sys/fs/cgroup/unified")
+    if Path("/sys/fs/cgroup/unified/cgroup.procs").exists()
     else Path("/sys/fs/cgroup")
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,10 +43,8 @@ def _cgroup_parent_removed() -> Iterator[None]:
         for child in parent.iterdir():
             if child.is_dir():
                 for pid in (child / "cgroup.procs").read_text().split():
-                    try:
+                    with contextlib.suppress(OSError):
                         (CGROUP2 / "cgroup.procs").write_text(pid)
-                    except OSError:
-                        pass
                 child.rmdir()
         parent.rmdir()
 

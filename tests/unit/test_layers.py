@@ -34,7 +34,12 @@ def test_import_linter_contracts_hold(tmp_path: Path) -> None:
         (tmp_path / "netjail" / folder).symlink_to(root / folder)
     lint = Path(sys.executable).with_name("lint-imports")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run([str(lint), "--config", str(root / "pyproject.toml")], capture_output=True,
-                         text=True, env=env, cwd=root)
+    out = subprocess.run(
+        [str(lint), "--config", str(root / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Contracts: 2 kept, 0 broken" in out.stdout, out.stdout

@@ -247,3 +247,22 @@ def test_ps_shows_the_jail(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
     out = cli("ps", "--json", "--pid", str(peer.pid))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)[0]["jail"] == "shown"
+
+
+def test_allow_loopback_keeps_loopback_open(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    sender = spawn_peer("udp-send-fresh", "127.0.0.1", recv.info["lport"])
+    block(cli, sender.pid, "--jail", "lo", "--allow-loopback")
+    assert rises(recv, "received", by=20), "loopback was cut despite --allow-loopback"
+    info = jail(cli, "lo")
+    assert info["allow_loopback"] is True and info["counters"]["allowed_packets"] >= 20
+    assert info["counters"]["dropped_packets"] == 0
+
+
+def test_kill_connections_over_ipv6(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+    server = spawn_peer("tcp-listen", "::1", 0)
+    client = spawn_peer("tcp-client", "::1", server.info["lport"], interval=0.2)
+    assert rises(client, "ok", by=2)
+    result = block(cli, client.pid, "--jail", "kill6", "--kill-connections")
+    assert result["killed_connections"] == 1
+    assert client.wait_for(lambda c: "error" in c or c.get("closed") is True, 5), client.latest

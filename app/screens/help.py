@@ -17,7 +17,6 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s", "cycle the sort: pid, name, user, sockets, dropped"),
     ("a", "all processes / only processes with sockets or a jail"),
     ("t", "process-tree view (ancestors of matches shown dimmed)"),
-    ("", "rows of processes in another network namespace are dimmed: rules made here miss them"),
     ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
     ("enter", "full details of the selected process (esc to return)"),
     ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),
@@ -59,6 +58,8 @@ class HelpScreen(ModalScreen[None]):
             yield Static(_table(COLUMNS, "bold"), classes="help-section")
             yield Static(
                 Text(
+                    "Dimmed rows: a process in another network namespace (rules made here do not reach "
+                    "it), or in the tree view an ancestor shown only for context.\n"
                     "Without root netjail-tui is read-only: blocking needs CAP_NET_ADMIN and write access "
                     "to cgroup2.",
                     style="dim",

@@ -198,7 +198,7 @@ class FakeEngine(Engine):
             True,
         )
 
-    def jails(self) -> tuple[JailInfo, ...]:
+    def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
         return (self._jail(),)
 
     def counters(self) -> tuple[JailCounters, ...]:

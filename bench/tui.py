@@ -356,7 +356,7 @@ def main() -> int:
     # a state, cgroup parent and netns prefix of our own: nothing here touches another netjail
     os.environ.setdefault("NETJAIL_STATE_DIR", tempfile.mkdtemp(prefix="netjail-bench-tui-"))
     os.environ.setdefault("NETJAIL_CGROUP_PARENT", f"netjail-bench-tui-{os.getpid()}")
-    os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"netjail-bt{os.getpid()}-")
+    os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"bench{os.getpid()}-netjail-")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     if threading.active_count() != 1:

@@ -146,7 +146,7 @@ def main() -> int:
     # names of our own (set before the re-exec: PIDs restart at 1 in the new PID namespace), so
     # nothing here can touch another netjail's jails on this machine
     os.environ.setdefault("NETJAIL_CGROUP_PARENT", f"netjail-shots-{os.getpid()}")
-    os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"netjail-shots{os.getpid()}-")
+    os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"shots{os.getpid()}-netjail-")
     ensure_private_namespaces()
     os.environ.setdefault("NETJAIL_STATE_DIR", tempfile.mkdtemp(prefix="netjail-shots-"))
     from netjail.backends.engine import Engine

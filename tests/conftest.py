@@ -26,8 +26,8 @@ _names = itertools.count(1)
 # Jail cgroups live in the machine-wide cgroup tree: each test session gets its own parent so
 # concurrent runs (and a real netjail) never see, adopt or reset each other's jails.
 CGROUP_PARENT = os.environ.setdefault("NETJAIL_CGROUP_PARENT", f"netjail-test-{os.getpid()}")
-# /run/netns is machine-wide too
-NETNS_PREFIX = os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"netjail-t{os.getpid()}-")
+# /run/netns is machine-wide too; not "netjail-..." so a real netjail never adopts test namespaces
+NETNS_PREFIX = os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"test{os.getpid()}-netjail-")
 CGROUP2 = (
     Path("/sys/fs/cgroup/unified")
     if Path("/sys/fs/cgroup/unified/cgroup.procs").exists()

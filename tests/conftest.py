@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -167,8 +168,10 @@ class Peer:
         return pred(self.latest)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """The peer and everything it forked (its own process group): a forked child outliving
+        the test would keep sending from a namespace nobody can see any more."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(5)
 
 
@@ -185,7 +188,9 @@ def spawn_peer() -> Iterator[Callable[..., Peer]]:
             cmd = [*setpriv_as(user), *cmd]
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         peer = Peer(proc)
         threading.Thread(target=peer._read, daemon=True).start()
         peers.append(peer)

@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from netjail.app.netns_labels import netns_label
 from netjail.backends.model import Process
 from netjail.widgets.format import human_count, listening_ports, remote_endpoints, summarise
 from netjail.widgets.process_table import COLUMNS, Cell, ProcessRow, row_key
 from rich.text import Text
 
 SortKey = Callable[[Process], Any]
-SORTS: tuple[str, ...] = ("pid", "name", "user", "sockets", "dropped")
+SORTS: tuple[str, ...] = ("pid", "name", "user", "sockets", "dropped", "netns")
 DESCENDING = frozenset({"sockets", "dropped"})  # the busiest first
 _WIDTH = {key: width for key, _, width, _ in COLUMNS}
 
@@ -49,7 +50,7 @@ def matches(process: Process, query: str) -> bool:
     return any(q in s.remote_addr or q in s.local_addr for s in process.sockets)
 
 
-def _sort_key(sort: str, dropped: Mapping[str, int]) -> SortKey:
+def _sort_key(sort: str, dropped: Mapping[str, int | None], label: Callable[[Process], str]) -> SortKey:
     if sort == "name":
         return lambda p: (p.name.lower(), p.pid)
     if sort == "user":
@@ -57,8 +58,15 @@ def _sort_key(sort: str, dropped: Mapping[str, int]) -> SortKey:
     if sort == "sockets":
         return lambda p: (-len(p.sockets), p.pid)
     if sort == "dropped":
-        return lambda p: (-dropped.get(p.jail or "", -1), p.pid)
+        return lambda p: (-_count(dropped, p.jail), p.pid)
+    if sort == "netns":  # grouped by namespace, netjail's own (no label) first
+        return lambda p: (label(p), p.pid)
     return lambda p: p.pid
+
+
+def _count(dropped: Mapping[str, int | None], jail: str | None) -> int:
+    count = dropped.get(jail or "", -1)
+    return -1 if count is None else count
 
 
 def _fit(text: str, width: int) -> str:
@@ -73,14 +81,26 @@ def _tree_name(prefix: str, name: str, width: int) -> str:
     return _fit(prefix + name, width)
 
 
-def dropped_cell(process: Process, dropped: Mapping[str, int]) -> Cell:
-    count = dropped.get(process.jail) if process.jail else None
-    if count is None:
+def dropped_cell(process: Process, dropped: Mapping[str, int | None]) -> Cell:
+    """The jail's dropped packets; "n/a" for a jail netfilter cannot count (seccomp)."""
+    if not process.jail or process.jail not in dropped:
         return ""
+    count = dropped[process.jail]
+    if count is None:
+        return Text("n/a", style="dim", justify="right")
     return Text(human_count(count), style="bold red" if count else "", justify="right")
 
 
-def _cells(process: Process, dropped: Mapping[str, int], prefix: str, dim: bool) -> tuple[Cell, ...]:
+def _netns_cell(label: str) -> Cell:
+    width = _WIDTH["netns"]
+    if len(label) > width:  # names of netjail's namespaces differ at the end: keep that
+        label = "…" + label[len(label) - width + 1 :]
+    return Text(label, style="yellow") if label else ""
+
+
+def _cells(
+    process: Process, dropped: Mapping[str, int | None], prefix: str, dim: bool, netns: str
+) -> tuple[Cell, ...]:
     style = "dim" if dim else ""
     name = _tree_name(prefix, process.name, _WIDTH["name"])
     jail: Cell = Text(process.jail, style="bold red") if process.jail else ""
@@ -93,26 +113,32 @@ def _cells(process: Process, dropped: Mapping[str, int], prefix: str, dim: bool)
         summarise(remote_endpoints(process.sockets), _WIDTH["remote"]),
         summarise(listening_ports(process.sockets), _WIDTH["listen"]),
     )
+    ns = _netns_cell(netns)
     if style:
-        return (*(Text(c, style=style) if isinstance(c, str) else c for c in plain), jail, drop)
-    return (*plain, jail, drop)
-
-
-def _row(process: Process, dropped: Mapping[str, int], prefix: str = "", dim: bool = False) -> ProcessRow:
-    return ProcessRow(row_key(process), process, _cells(process, dropped, prefix, dim))
+        return (*(Text(c, style=style) if isinstance(c, str) else c for c in plain), jail, drop, ns)
+    return (*plain, jail, drop, ns)
 
 
 def build_rows(
     processes: Sequence[Process],
     options: ViewOptions,
-    dropped: Mapping[str, int],
+    dropped: Mapping[str, int | None],
     own_netns: int | None = None,
+    netns_names: Mapping[int, str] | None = None,
 ) -> list[ProcessRow]:
-    """Rows in display order. `dropped` maps a jail name to its dropped-packet count. Processes
-    in another network namespace than `own_netns` are dimmed: rules made here do not reach them."""
+    """Rows in display order. `dropped` maps a jail name to its dropped-packet count (None: the
+    jail cannot be counted). Processes in another network namespace than `own_netns` are dimmed
+    (rules made here do not reach them) and labelled with its `ip netns` name or `net:[INODE]`."""
+    names = netns_names or {}
 
     def elsewhere(p: Process) -> bool:
         return own_netns is not None and p.netns is not None and p.netns != own_netns
+
+    def label(p: Process) -> str:
+        return netns_label(p.netns, own_netns, names)
+
+    def row(p: Process, prefix: str = "", dim: bool = False) -> ProcessRow:
+        return ProcessRow(row_key(p), p, _cells(p, dropped, prefix, dim, label(p)))
 
     visible = [
         p
@@ -121,21 +147,21 @@ def build_rows(
         and (p.sockets or p.jail or not options.networked_only)
         and matches(p, options.query)
     ]
-    key = _sort_key(options.sort, dropped)
+    key = _sort_key(options.sort, dropped, label)
     if options.tree:
-        return _tree_rows(processes, visible, key, dropped, elsewhere)
+        return _tree_rows(processes, visible, key, row, elsewhere)
     visible.sort(key=key)
     if options.query.isdigit():  # the PID typed in full goes first
         exact = int(options.query)
         visible.sort(key=lambda p: p.pid != exact)
-    return [_row(p, dropped, dim=elsewhere(p)) for p in visible]
+    return [row(p, dim=elsewhere(p)) for p in visible]
 
 
 def _tree_rows(
     processes: Iterable[Process],
     visible: list[Process],
     key: SortKey,
-    dropped: Mapping[str, int],
+    row: Callable[[Process, str, bool], ProcessRow],
     elsewhere: Callable[[Process], bool],
 ) -> list[ProcessRow]:
     """Visible processes under their ancestors (shown dimmed when they are only context)."""
@@ -158,7 +184,7 @@ def _tree_rows(
     rows: list[ProcessRow] = []
 
     def walk(p: Process, lead: str, branch: str) -> None:
-        rows.append(_row(p, dropped, lead + branch, dim=p.pid not in shown or elsewhere(p)))
+        rows.append(row(p, lead + branch, p.pid not in shown or elsewhere(p)))
         kids = sorted(children.get(p.pid, ()), key=key)
         below = lead + ("  " if branch == "└─" else "│ " if branch else "")
         for i, kid in enumerate(kids):

@@ -21,6 +21,7 @@ class JailView:
     counters: JailCounters | None  # None until the counters source answered
     rate: float | None  # dropped packets per second over the last interval
     history: tuple[float, ...]
+    countable: bool = True  # False: netfilter never sees this jail's traffic (seccomp)
 
 
 def _totals(view: JailView) -> Counters:
@@ -44,8 +45,8 @@ def describe(view: JailView) -> Text:
     text.append("allow   ", style="dim").append(", ".join(allow) if allow else "nothing")
     text.append("\n")
     text.append("dropped ", style="dim")
-    if view.counters is not None and not view.counters.countable:
-        return text.append("not countable for this strategy", style="dim")
+    if not view.countable:
+        return text.append(f"not countable: {info.strategy} jails never reach netfilter", style="dim")
     text.append(
         f"{human_count(total.dropped_packets)} pkts", style="bold red" if total.dropped_packets else ""
     )
@@ -71,7 +72,9 @@ class JailCard(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(describe(self._view), classes="jail-text")
-        yield Sparkline(_spark(self._view.history), summary_function=max)
+        spark = Sparkline(_spark(self._view.history), summary_function=max)
+        spark.display = self._view.countable
+        yield spark
 
     @property
     def view(self) -> JailView:
@@ -82,7 +85,9 @@ class JailCard(Vertical):
             return
         self._view = view
         self.query_one(".jail-text", Static).update(describe(view))
-        self.query_one(Sparkline).data = _spark(view.history)
+        spark = self.query_one(Sparkline)
+        spark.data = _spark(view.history)
+        spark.display = view.countable
 
 
 class JailsPanel(VerticalScroll):
@@ -99,7 +104,7 @@ class JailsPanel(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="jails-error")
-        yield Static("no jails: select a process and press b", id="jails-empty")
+        yield Static("no jails: select a process and press b, or press n to launch one", id="jails-empty")
 
     def show_error(self, error: str | None) -> None:
         widget = self.query_one("#jails-error", Static)

@@ -16,16 +16,19 @@ def _field(label: str, value: str | Text) -> Text:
     return Text.assemble((f"{label:<8}", "dim"), value)
 
 
-def render_process(process: Process | None, own_netns: int | None) -> RenderableType:
+def render_process(process: Process | None, own_netns: int | None, netns_name: str = "") -> RenderableType:
+    """`netns_name`: the process's namespace as `ip netns` names it ("" when it has no name)."""
     if process is None:
         return Text("no process selected", style="dim")
     cmdline = " ".join(process.cmdline) or f"[{process.name}]"
     if process.netns is None:
         netns = Text("unknown (access denied)", style="dim")
     elif own_netns is not None and process.netns != own_netns:
-        netns = Text.assemble(str(process.netns), (" other namespace", "yellow"))
+        netns = Text.assemble(str(process.netns), (f" {netns_name or 'other namespace'}", "yellow"))
     else:
         netns = Text(str(process.netns))
+        if netns_name:
+            netns.append(f" {netns_name}")
     jail = Text(process.jail, style="bold red") if process.jail else Text("—", style="dim")
     uid, gid = ("?" if v is None else str(v) for v in (process.uid, process.gid))
     ids = f"uid {uid}  gid {gid}"
@@ -67,7 +70,7 @@ class ProcessDetail(VerticalScroll):
 
     process: Process | None = None
 
-    def show(self, process: Process | None, own_netns: int | None) -> None:
+    def show(self, process: Process | None, own_netns: int | None, netns_name: str = "") -> None:
         self.process = process
-        self.query_one("#detail-body", Static).update(render_process(process, own_netns))
+        self.query_one("#detail-body", Static).update(render_process(process, own_netns, netns_name))
         self.border_title = f"Process {process.pid} {process.name}" if process else "Process"

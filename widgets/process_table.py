@@ -17,15 +17,17 @@ from textual.widgets.data_table import ColumnKey
 Cell = str | Text
 
 # (key, label, width, right-aligned): fixed widths, so refreshing 2000 rows never re-measures text.
+# 124 cells with padding: the table fits a 128-column terminal with its border and scrollbar.
 COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("pid", "PID", 7, False),
-    ("user", "USER", 9, False),
-    ("name", "NAME", 18, False),
+    ("user", "USER", 8, False),
+    ("name", "NAME", 18, False),  # room for a name under a few levels of tree
     ("sockets", "SOCK", 6, True),
-    ("remote", "REMOTE", 22, False),
-    ("listen", "LISTEN", 11, False),
-    ("jail", "JAIL", 16, False),
+    ("remote", "REMOTE", 19, False),
+    ("listen", "LISTEN", 10, False),
+    ("jail", "JAIL", 13, False),
     ("dropped", "DROPPED", 9, True),
+    ("netns", "NETNS", 16, False),  # blank in netjail's own namespace
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
 _FULL_REBUILD_REMOVALS = 64  # DataTable.remove_row is O(rows): past this a rebuild is cheaper
@@ -46,6 +48,7 @@ class ProcessTable(DataTable[Cell]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
+        Binding("R", "relaunch", "Relaunch jailed"),
         Binding("enter", "details", "Details"),
     ]
 
@@ -59,6 +62,9 @@ class ProcessTable(DataTable[Cell]):
 
     class UnblockRequested(_ProcessIntent):
         """The user wants the selected process released."""
+
+    class RelaunchRequested(_ProcessIntent):
+        """The user wants the selected process terminated and started again, jailed."""
 
     class DetailsRequested(_ProcessIntent):
         """The user wants the full details of the selected process."""
@@ -215,6 +221,9 @@ class ProcessTable(DataTable[Cell]):
 
     def action_unblock(self) -> None:
         self._intent(self.UnblockRequested)
+
+    def action_relaunch(self) -> None:
+        self._intent(self.RelaunchRequested)
 
     def action_details(self) -> None:
         self._intent(self.DetailsRequested)

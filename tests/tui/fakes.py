@@ -7,6 +7,8 @@ Pilot tests that block, unblock or check kernel effects use the real Engine, nev
 from __future__ import annotations
 
 from pathlib import Path
+from subprocess import Popen
+from typing import Any
 
 from netjail.backends.engine import Engine
 from netjail.backends.errors import NoSuchProcess
@@ -17,7 +19,10 @@ from netjail.backends.model import (
     HostInfo,
     JailCounters,
     JailInfo,
+    LaunchRequest,
+    LaunchResult,
     Member,
+    OwnerBlockRequest,
     Process,
     Snapshot,
     Socket,
@@ -27,6 +32,13 @@ from netjail.backends.model import (
 )
 
 NETNS = 4026532001
+SANDBOX_NETNS = 4026532450  # named `netjail-sandbox` by the pinned netns names below
+CONTAINER_NETNS = 4026532777  # a namespace without a name
+NETNS_NAMES = {SANDBOX_NETNS: "netjail-sandbox"}
+
+
+def pinned_netns_names() -> dict[int, str]:
+    return dict(NETNS_NAMES)
 
 
 def _sock(
@@ -51,6 +63,7 @@ def _proc(
     uid: int = 0,
     sockets: tuple[Socket, ...] = (),
     jail: str | None = None,
+    netns: int = NETNS,
 ) -> Process:
     return Process(
         pid=pid,
@@ -63,7 +76,7 @@ def _proc(
         gid=uid,
         start_time=1000 + pid,
         cgroup=f"/system.slice/{name}.service" if not jail else f"/netjail/{jail}",
-        netns=NETNS,
+        netns=netns,
         state="S",
         sockets=sockets,
         jail=jail,
@@ -138,11 +151,36 @@ PROCESSES: tuple[Process, ...] = (
             _sock("tcp", "10.0.0.5", 443, "198.51.100.41", 49830, "ESTABLISHED", 22),
         ),
     ),
+    _proc(
+        2950,
+        1,
+        "node",
+        ("node", "/srv/app/server.js"),
+        user="app",
+        uid=1001,
+        sockets=(_sock("tcp", "172.17.0.2", 3000, state="LISTEN", inode=23),),
+        netns=CONTAINER_NETNS,
+    ),
+    _proc(
+        3100,
+        2240,
+        "pip",
+        ("pip", "download", "requests"),
+        user="alice",
+        uid=1000,
+        sockets=(_sock("tcp", "10.231.0.2", 41822, "10.0.0.3", 3128, "ESTABLISHED", 24),),
+        jail="sandbox",
+        netns=SANDBOX_NETNS,
+    ),
+    _proc(3120, 2240, "fetcher", ("./fetcher", "--all"), user="alice", uid=1000, jail="fetcher-1"),
 )
 
 STRATEGIES = (
     StrategyInfo("cgroup", "cgroup2 path match + rules for existing sockets", True, False, True, True),
-    StrategyInfo("netns", "launch in an empty network namespace", False, True, False, False),
+    StrategyInfo("owner", "every process of a user or group, now and later", True, False, True, True),
+    StrategyInfo("netns", "run in a new network namespace, or a filtered veth", False, True, True, True),
+    StrategyInfo("gid", "run under a group whose packets an owner rule drops", False, True, True, True),
+    StrategyInfo("seccomp", "run with network sockets refused; nothing counted", False, True, False, False),
 )
 
 
@@ -199,15 +237,40 @@ class FakeEngine(Engine):
         )
 
     def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
-        return (self._jail(),)
+        return (
+            self._jail(),
+            JailInfo("fetcher-1", "seccomp", (), (Member(3120, 4120, True, "fetcher"),), Counters()),
+            JailInfo("sandbox", "netns", ("10.0.0.3:3128",), (Member(3100, 4100, True, "pip"),), Counters()),
+        )
 
     def counters(self) -> tuple[JailCounters, ...]:
         self.reads += 1
-        total = self._jail().counters
-        return (JailCounters("telemetry", total, total, Counters()),)
+        total, zero = self._jail().counters, Counters()
+        # like the real engine: a jail without rules reads as zeros (the TUI knows seccomp's)
+        return (
+            JailCounters("telemetry", total, total, zero),
+            JailCounters("fetcher-1", zero, zero, zero),
+            JailCounters("sandbox", zero, zero, zero),
+        )
+
+    def preview_owner(self, user: str | None = None, group: str | None = None) -> tuple[Process, ...]:
+        return tuple(
+            p
+            for p in self.processes
+            if (user is not None and str(p.uid) == user) or (group is not None and str(p.gid) == group)
+        )
 
     def block(self, req: BlockRequest) -> BlockResult:
         raise AssertionError("snapshot tests never block")
+
+    def block_owner(self, req: OwnerBlockRequest, force: bool = False) -> BlockResult:
+        raise AssertionError("snapshot tests never block")
+
+    def launch(self, req: LaunchRequest, **stdio: Any) -> tuple[LaunchResult, Popen[bytes]]:
+        raise AssertionError("snapshot tests never launch")
+
+    def relaunch(self, pid: int, start_time: int | None, req: LaunchRequest) -> LaunchResult:
+        raise AssertionError("snapshot tests never relaunch")
 
     def unblock(self, req: UnblockRequest) -> UnblockResult:
         raise AssertionError("snapshot tests never unblock")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from netjail.app.counter_history import CounterHistory
+from netjail.app.netns_labels import named_netns, netns_label
 from netjail.app.process_view import ViewOptions, build_rows, matches, next_sort
 from netjail.backends.model import Counters, JailCounters
 from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
-from netjail.widgets.process_table import COLUMNS
+from netjail.widgets.process_table import COLUMN_KEYS, COLUMNS
 
-from tests.tui.fakes import NETNS, PROCESSES
+from tests.tui.fakes import CONTAINER_NETNS, NETNS, NETNS_NAMES, PROCESSES, SANDBOX_NETNS
 
 
 def pids(rows) -> list[int]:  # type: ignore[no-untyped-def]
@@ -21,7 +23,7 @@ def pids(rows) -> list[int]:  # type: ignore[no-untyped-def]
 
 def test_networked_only_hides_processes_without_sockets_or_jail() -> None:
     rows = build_rows(PROCESSES, ViewOptions(), {})
-    assert pids(rows) == [412, 530, 801, 2201, 2301, 2388]
+    assert pids(rows) == [412, 530, 801, 2201, 2301, 2388, 2950, 3100, 3120]  # 3120: jailed, no socket
     every = build_rows(PROCESSES, ViewOptions(networked_only=False), {})
     assert pids(every) == sorted(p.pid for p in PROCESSES)
 
@@ -47,7 +49,7 @@ def test_sort_cycle_and_orders() -> None:
     seen = ["pid"]
     while (nxt := next_sort(seen[-1])) != "pid":
         seen.append(nxt)
-    assert seen == ["pid", "name", "user", "sockets", "dropped"]
+    assert seen == ["pid", "name", "user", "sockets", "dropped", "netns"]
     assert pids(build_rows(PROCESSES, ViewOptions(sort="sockets"), {}))[0] == 801
     assert pids(build_rows(PROCESSES, ViewOptions(sort="dropped"), {"telemetry": 5}))[0] == 2388
     names = [r.process.name for r in build_rows(PROCESSES, ViewOptions(sort="name"), {})]
@@ -58,10 +60,18 @@ def test_tree_view_nests_children_and_dims_context_ancestors() -> None:
     rows = build_rows(PROCESSES, ViewOptions(tree=True), {})
     names = [str(r.cells[2]) for r in rows]
     assert names[0] == "systemd"  # context: no socket, shown because descendants have some
-    assert names[1:6] == ["├─sshd", "│ └─sshd", "│   └─bash", "│     ├─curl", "│     └─telemetryd"]
-    assert names[-1] == "└─nginx"
+    assert names[1:8] == [
+        "├─sshd",
+        "│ └─sshd",
+        "│   └─bash",
+        "│     ├─curl",
+        "│     ├─telemetryd",
+        "│     ├─pip",
+        "│     └─fetcher",
+    ]
+    assert names[-2:] == ["├─nginx", "└─node"]
     context = {r.process.pid for r in rows if getattr(r.cells[0], "style", "") == "dim"}
-    assert context == {1, 2240}
+    assert context == {1, 2240}  # the others are dimmed for their namespace, not as context
 
 
 def test_jailed_rows_show_jail_and_dropped_count() -> None:
@@ -148,4 +158,45 @@ def test_processes_in_another_network_namespace_are_dimmed() -> None:
     rows = build_rows((*PROCESSES[:7], elsewhere), ViewOptions(), {}, own_netns=NETNS)
     dim = {r.process.pid for r in rows if getattr(r.cells[0], "style", "") == "dim"}
     assert dim == {801}
-    assert not any(getattr(r.cells[0], "style", "") for r in build_rows(PROCESSES, ViewOptions(), {}, NETNS))
+    here = [p for p in PROCESSES if p.netns == NETNS]
+    assert not any(getattr(r.cells[0], "style", "") for r in build_rows(here, ViewOptions(), {}, NETNS))
+
+
+def test_netns_column_names_ip_netns_namespaces_and_shows_others_by_inode() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(), {}, NETNS, NETNS_NAMES)
+    labels = {r.process.pid: str(r.cells[COLUMN_KEYS.index("netns")]) for r in rows}
+    assert labels[3100] == "netjail-sandbox"
+    assert labels[2950] == f"net:[{CONTAINER_NETNS}]"
+    assert {pid for pid, label in labels.items() if label} == {2950, 3100}  # netjail's own: blank
+    assert netns_label(None, NETNS, NETNS_NAMES) == ""  # unreadable: no claim either way
+    assert netns_label(CONTAINER_NETNS, None, NETNS_NAMES) == ""  # own namespace unknown
+    assert netns_label(SANDBOX_NETNS, None, NETNS_NAMES) == "netjail-sandbox"
+    # long names keep their end (the jail's name), cut from the left to the column's width
+    long = replace(PROCESSES[-2], netns=SANDBOX_NETNS + 1)
+    names = {SANDBOX_NETNS + 1: "test123456-netjail-python3-12"}
+    (row,) = build_rows((long,), ViewOptions(), {}, NETNS, names)
+    cell = str(row.cells[COLUMN_KEYS.index("netns")])
+    assert cell == "…jail-python3-12" and len(cell) == dict((c[0], c[2]) for c in COLUMNS)["netns"]
+
+
+def test_sort_by_netns_groups_namespaces_own_first() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(sort="netns"), {}, NETNS, NETNS_NAMES)
+    assert pids(rows)[-2:] == [2950, 3100]  # after every process of netjail's own namespace
+    labels = [str(r.cells[COLUMN_KEYS.index("netns")]) for r in rows]
+    assert labels == sorted(labels)
+
+
+def test_named_netns_maps_the_inode_of_each_name(tmp_path: Path) -> None:
+    for name in ("alpha", "beta"):
+        (tmp_path / name).write_text("")
+    found = named_netns(tmp_path)
+    assert found == {(tmp_path / n).stat().st_ino: n for n in ("alpha", "beta")}
+    assert named_netns(tmp_path / "missing") == {}
+
+
+def test_uncountable_jails_show_n_a_and_sort_after_counted_ones() -> None:
+    dropped: dict[str, int | None] = {"telemetry": 7, "fetcher-1": None, "sandbox": 0}
+    rows = build_rows(PROCESSES, ViewOptions(sort="dropped"), dropped)
+    cells = {r.process.pid: str(r.cells[COLUMN_KEYS.index("dropped")]) for r in rows}
+    assert (cells[2388], cells[3100], cells[3120], cells[801]) == ("7", "0", "n/a", "")
+    assert pids(rows)[:2] == [2388, 3100]

@@ -1,16 +1,19 @@
 """The block dialog: strategy, scope, allow-list, loopback and kill options for one process.
 
 Dismisses with a ready `BlockRequest` (carrying the process's start time, so the engine refuses
-a PID that now names another process) or None. Enter confirms from any field; Escape cancels.
+a PID that now names another process), an `OwnerBlockRequest` when the owner strategy was
+chosen (the scope is then the process's user or group: the screen shows every process that
+affects before anything is blocked), or None. Enter confirms from any field; Escape cancels.
 Arrow keys pick options (the highlighted option is the choice), space toggles checkboxes.
 """
 
 from __future__ import annotations
 
+import grp
 from collections.abc import Sequence
 from typing import ClassVar
 
-from netjail.backends.model import BlockRequest, Process, StrategyInfo
+from netjail.backends.model import BlockRequest, OwnerBlockRequest, Process, StrategyInfo
 from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from rich.text import Text
 from textual import on
@@ -22,9 +25,29 @@ from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 SCOPES = (("process", "this process only"), ("tree", "process tree (children too)"))
+OWNER = "owner"
 
 
-class BlockDialog(ModalScreen[BlockRequest | None]):
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def owner_scopes(p: Process) -> list[tuple[str, str]]:
+    """The owner strategy's scopes for this process: its user, its group (when known)."""
+    scopes = []
+    if p.uid is not None:
+        scopes.append(("user", f"user {p.user} (uid {p.uid}): all its processes, now and later"))
+    if p.gid is not None:
+        scopes.append(
+            ("group", f"group {_group_name(p.gid)} (gid {p.gid}): all its processes, now and later")
+        )
+    return scopes
+
+
+class BlockDialog(ModalScreen[BlockRequest | OwnerBlockRequest | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "confirm", "Block", priority=True),
         Binding("escape", "cancel", "Cancel"),
@@ -34,6 +57,7 @@ class BlockDialog(ModalScreen[BlockRequest | None]):
         super().__init__()
         self.process = process
         self.strategies = [s for s in strategies if s.live_process]
+        self._scopes: list[tuple[str, str]] = list(SCOPES)
 
     def compose(self) -> ComposeResult:
         p = self.process
@@ -50,7 +74,7 @@ class BlockDialog(ModalScreen[BlockRequest | None]):
                 ),
                 id="strategy",
             )
-            yield Label("Scope", classes="field-label")
+            yield Label("Scope", classes="field-label", id="scope-label")
             yield OptionList(*(Option(text, id=key) for key, text in SCOPES), id="scope")
             yield Label(
                 "Allow-list: CIDR or CIDR:PORT, comma or space separated (empty: none)", classes="field-label"
@@ -84,10 +108,25 @@ class BlockDialog(ModalScreen[BlockRequest | None]):
     def _sync_allow_enabled(self) -> None:
         strategy = self._strategy()
         self.query_one("#allow", Input).disabled = strategy is not None and not strategy.allow_list
+        owner = strategy is not None and strategy.name == OWNER
+        self.query_one("#kill", Checkbox).disabled = owner  # rules by owner; no per-process kill
+        scopes = owner_scopes(self.process) if owner else list(SCOPES)
+        if scopes != self._scopes:
+            self._scopes = scopes
+            scope = self.query_one("#scope", OptionList)
+            scope.clear_options()
+            scope.add_options([Option(text, id=key) for key, text in scopes])
+            scope.highlighted = 0 if scopes else None
+            label = "Whose processes (shown before anything is blocked)" if owner else "Scope"
+            self.query_one("#scope-label", Label).update(label)
 
     @on(OptionList.OptionHighlighted, "#strategy")
     def _strategy_changed(self) -> None:
         self._sync_allow_enabled()
+
+    def _scope(self) -> str | None:
+        index = self.query_one("#scope", OptionList).highlighted
+        return self._scopes[index][0] if index is not None and index < len(self._scopes) else None
 
     @on(Input.Changed, "#allow")
     def _validate_live(self) -> None:
@@ -108,7 +147,7 @@ class BlockDialog(ModalScreen[BlockRequest | None]):
 
     # ---- outcome -----------------------------------------------------------------------------
 
-    def build_request(self) -> BlockRequest | None:
+    def build_request(self) -> BlockRequest | OwnerBlockRequest | None:
         """The request the form describes, or None (with the reason shown) when it is invalid."""
         strategy = self._strategy()
         if strategy is None:
@@ -120,12 +159,27 @@ class BlockDialog(ModalScreen[BlockRequest | None]):
         if allow is None:
             self.query_one("#allow", Input).focus()
             return None
+        loopback = self.query_one("#loopback", Checkbox).value
+        scope = self._scope()
+        if strategy.name == OWNER:
+            if scope not in ("user", "group"):
+                self.query_one("#allow-error", Static).update(
+                    Text("the process's user and group are unknown", style="bold red")
+                )
+                return None
+            uid, gid = self.process.uid, self.process.gid
+            return OwnerBlockRequest(
+                user=str(uid) if scope == "user" else None,
+                group=str(gid) if scope == "group" else None,
+                allow=allow,
+                allow_loopback=loopback,
+            )
         return BlockRequest(
             pid=self.process.pid,
             start_time=self.process.start_time,
-            tree=self.query_one("#scope", OptionList).highlighted == 1,
+            tree=scope == "tree",
             allow=allow,
-            allow_loopback=self.query_one("#loopback", Checkbox).value,
+            allow_loopback=loopback,
             kill_connections=self.query_one("#kill", Checkbox).value,
             strategy=strategy.name,
         )

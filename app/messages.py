@@ -6,12 +6,18 @@ Failures are not messages: a worker that raises ends in the ERROR state and the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
     HostInfo,
     JailCounters,
     JailInfo,
+    LaunchRequest,
+    LaunchResult,
+    OwnerBlockRequest,
     Process,
     Snapshot,
     StrategyInfo,
@@ -33,11 +39,18 @@ class StrategiesRead(Message):
 
 
 class InventoryPolled(Message):
-    def __init__(self, snapshot: Snapshot, all_processes: bool, seconds: float) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        all_processes: bool,
+        seconds: float,
+        netns_names: Mapping[int, str] | None = None,
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.all_processes = all_processes
         self.seconds = seconds  # how long the engine took, for the benchmark and the status line
+        self.netns_names = dict(netns_names or {})  # namespace inode -> `ip netns` name
 
 
 class CountersPolled(Message):
@@ -73,4 +86,46 @@ class ProcessUnblocked(Message):
 class AllReleased(Message):
     def __init__(self, result: UnblockResult) -> None:
         super().__init__()
+        self.result = result
+
+
+class Launched(Message):
+    """A command started jailed; its stdout and stderr go to `log`."""
+
+    def __init__(self, request: LaunchRequest, result: LaunchResult, log: Path) -> None:
+        super().__init__()
+        self.request = request
+        self.result = result
+        self.log = log
+
+
+class OwnerPreviewed(Message):
+    """Every process a user/group block would affect right now."""
+
+    def __init__(self, request: OwnerBlockRequest, processes: tuple[Process, ...]) -> None:
+        super().__init__()
+        self.request = request
+        self.processes = processes
+
+
+class OwnerBlocked(Message):
+    def __init__(self, request: OwnerBlockRequest, result: BlockResult) -> None:
+        super().__init__()
+        self.request = request
+        self.result = result
+
+
+class RelaunchChecked(Message):
+    """The process may be relaunched; `cwd` is where it runs (None: unreadable)."""
+
+    def __init__(self, process: Process, cwd: str | None) -> None:
+        super().__init__()
+        self.process = process
+        self.cwd = cwd
+
+
+class Relaunched(Message):
+    def __init__(self, process: Process, result: LaunchResult) -> None:
+        super().__init__()
+        self.process = process
         self.result = result

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
+from netjail.app.netns_labels import named_netns
 from netjail.app.screens.help import HelpScreen
 from netjail.app.screens.main import MainScreen
 from netjail.backends.engine import Engine
@@ -29,15 +30,17 @@ class NetjailApp(App[None]):
         interval: float = 1.0,
         counters_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        netns_names: Callable[[], dict[int, str]] = named_netns,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.interval = interval
         self.counters_interval = counters_interval
         self.clock = clock
+        self.netns_names = netns_names
 
     def get_default_screen(self) -> Screen[None]:
-        return MainScreen(self.engine, self.interval, self.counters_interval, self.clock)
+        return MainScreen(self.engine, self.interval, self.counters_interval, self.clock, self.netns_names)
 
     @property
     def main(self) -> MainScreen:

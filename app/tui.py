@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from netjail.app.netjail_app import NetjailApp
+from netjail.app.netns_labels import named_netns
 from netjail.backends.engine import Engine
 from netjail.backends.errors import EXIT_BAD_INPUT, NetjailError
 from netjail.backends.version import __version__
@@ -18,8 +19,11 @@ def create_app(
     interval: float = 1.0,
     counters_interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
+    netns_names: Callable[[], dict[int, str]] = named_netns,
 ) -> NetjailApp:
-    return NetjailApp(engine if engine is not None else Engine(), interval, counters_interval, clock)
+    """`netns_names`: reads the `ip netns` names (tests with pinned data pin these too)."""
+    engine = engine if engine is not None else Engine()
+    return NetjailApp(engine, interval, counters_interval, clock, netns_names)
 
 
 def _seconds(text: str) -> float:

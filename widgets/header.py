@@ -40,4 +40,6 @@ class HostHeader(Static):
         self.update(host_line(host, error))
 
 
-READ_ONLY_TEXT = "read-only: netjail is not running as root, so block, unblock and release are disabled"
+READ_ONLY_TEXT = (
+    "read-only: netjail is not running as root, so block, launch, relaunch, unblock and release are disabled"
+)

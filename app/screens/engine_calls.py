@@ -9,35 +9,76 @@ in flight, a key never does.
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from netjail.app.messages import (
     AllReleased,
     CountersPolled,
     HostRead,
     InventoryPolled,
+    Launched,
+    OwnerBlocked,
+    OwnerPreviewed,
     ProcessBlocked,
     ProcessUnblocked,
+    RelaunchChecked,
+    Relaunched,
     StrategiesRead,
     TargetChecked,
 )
+from netjail.app.netns_labels import named_netns
 from netjail.backends.engine import Engine
-from netjail.backends.model import BlockRequest, Process, UnblockRequest
+from netjail.backends.model import (
+    BlockRequest,
+    LaunchRequest,
+    OwnerBlockRequest,
+    Process,
+    UnblockRequest,
+)
 from textual import work
 from textual.screen import Screen
 
 # Worker names: the failure handler tells the user which action failed from these.
 HOST, STRATEGIES, INVENTORY, COUNTERS = "host info", "strategies", "inventory", "counters"
 CHECK, BLOCK, UNBLOCK, RELEASE_ALL = "check", "block", "unblock", "release all"
+LAUNCH, PREVIEW_OWNER, BLOCK_OWNER = "launch", "owner preview", "owner block"
+CHECK_RELAUNCH, RELAUNCH = "relaunch check", "relaunch"
+
+
+def launch_log(state_dir: Path, jail: str) -> Path:
+    """Where a launched command's output goes: next to netjail's state (root's, mode 0700)."""
+    return state_dir / "logs" / f"{jail}.log"
+
+
+def _open_log(path: Path, request: LaunchRequest) -> int:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # O_NOFOLLOW: root appends to this file on the command's behalf
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    header = (
+        f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} netjail-tui launch [{request.strategy}] "
+        f"jail {request.jail}: {shlex.join(request.argv)}\n"
+    )
+    os.write(fd, header.encode(errors="replace"))
+    return fd
 
 
 class EngineCalls(Screen[None]):
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float] = time.monotonic,
+        netns_names: Callable[[], dict[int, str]] = named_netns,
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.clock = clock
+        self.read_netns_names = netns_names
         self.engine_lock = threading.Lock()
         self._reconciled = False
 
@@ -58,7 +99,8 @@ class EngineCalls(Screen[None]):
         with self.engine_lock:
             started = time.perf_counter()
             snapshot = self.engine.snapshot(all_processes=all_processes)
-        self.post_message(InventoryPolled(snapshot, all_processes, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        self.post_message(InventoryPolled(snapshot, all_processes, seconds, self.read_netns_names()))
 
     @work(thread=True, exit_on_error=False, name=COUNTERS, group="poll")
     def poll_counters(self) -> None:
@@ -95,3 +137,46 @@ class EngineCalls(Screen[None]):
         with self.engine_lock:
             result = self.engine.unblock(UnblockRequest(all=True))
         self.post_message(AllReleased(result))
+
+    @work(thread=True, exit_on_error=False, name=LAUNCH, group="action")
+    def launch(self, request: LaunchRequest) -> None:
+        log = launch_log(self.engine.store.dir, request.jail or Path(request.argv[0]).name)
+        fd = _open_log(log, request)
+        try:
+            with self.engine_lock:
+                result, proc = self.engine.launch(
+                    request, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True
+                )
+        finally:
+            os.close(fd)
+        # the command is our child: something must wait for it, or it lingers as a zombie
+        threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+        self.post_message(Launched(request, result, log))
+
+    @work(thread=True, exit_on_error=False, name=PREVIEW_OWNER, group="action")
+    def preview_owner(self, request: OwnerBlockRequest) -> None:
+        with self.engine_lock:
+            processes = self.engine.preview_owner(request.user, request.group)
+        self.post_message(OwnerPreviewed(request, processes))
+
+    @work(thread=True, exit_on_error=False, name=BLOCK_OWNER, group="action")
+    def block_owner(self, request: OwnerBlockRequest) -> None:
+        with self.engine_lock:
+            result = self.engine.block_owner(request)
+        self.post_message(OwnerBlocked(request, result))
+
+    @work(thread=True, exit_on_error=False, name=CHECK_RELAUNCH, group="action")
+    def check_relaunch(self, process: Process) -> None:
+        with self.engine_lock:
+            checked = self.engine.check_target(process.pid, process.start_time)
+        try:
+            cwd: str | None = os.readlink(f"/proc/{checked.pid}/cwd")
+        except OSError:
+            cwd = None
+        self.post_message(RelaunchChecked(checked, cwd))
+
+    @work(thread=True, exit_on_error=False, name=RELAUNCH, group="action")
+    def relaunch(self, process: Process, request: LaunchRequest) -> None:
+        with self.engine_lock:
+            result = self.engine.relaunch(process.pid, process.start_time, request)
+        self.post_message(Relaunched(process, result))

@@ -14,13 +14,27 @@ from textual.widgets import Static
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("/", "filter by PID, name, user, port or address; enter keeps it, esc clears it"),
-    ("s", "cycle the sort: pid, name, user, sockets, dropped"),
+    ("s", "cycle the sort: pid, name, user, sockets, dropped, netns (grouped by namespace)"),
     ("a", "all processes / only processes with sockets or a jail"),
     ("t", "process-tree view (ancestors of matches shown dimmed)"),
     ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
     ("enter", "full details of the selected process (esc to return)"),
-    ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),
+    (
+        "b",
+        "block the selected process: strategy, scope, allow-list; enter confirms. Strategy "
+        "owner blocks its user or group: every process affected is listed before you confirm",
+    ),
     ("u", "unblock the selected process"),
+    (
+        "n",
+        "launch a command jailed: strategy (netns, gid, seccomp), command, allow-list, user; "
+        "its output goes to a log the notification names",
+    ),
+    (
+        "R",
+        "relaunch the selected process jailed: terminate it, start the same command, directory, "
+        "environment and user under a launch strategy (asks first, saying exactly what happens)",
+    ),
     ("! or ctrl+x", "release every jail (asks first): the panic button"),
     ("r", "refresh now"),
     ("?", "this help"),
@@ -32,7 +46,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("REMOTE", "peers of connected sockets (+N: more than fit)"),
     ("LISTEN", "listening TCP ports and bound UDP ports (u53 = UDP 53)"),
     ("JAIL", "the jail holding the process"),
-    ("DROPPED", "packets the jail's rules dropped, read back from the kernel"),
+    ("DROPPED", "packets the jail's rules dropped, read back from the kernel (n/a: seccomp, never counted)"),
+    ("NETNS", "another network namespace: its `ip netns` name (netns jails), else net:[inode]"),
 )
 
 

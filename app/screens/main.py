@@ -6,6 +6,7 @@ engine calls (thread workers, see engine_calls) and their past-tense results int
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,20 +19,52 @@ from netjail.app.messages import (
     CountersPolled,
     HostRead,
     InventoryPolled,
+    Launched,
+    OwnerBlocked,
+    OwnerPreviewed,
     ProcessBlocked,
     ProcessUnblocked,
+    RelaunchChecked,
+    Relaunched,
     StrategiesRead,
     TargetChecked,
 )
+from netjail.app.netns_labels import named_netns, netns_label
 from netjail.app.polling import Poller
 from netjail.app.process_view import DESCENDING, ViewOptions, build_rows, dropped_cell, next_sort
-from netjail.app.screens.engine_calls import BLOCK, CHECK, HOST, RELEASE_ALL, STRATEGIES, UNBLOCK, EngineCalls
+from netjail.app.screens.engine_calls import (
+    BLOCK,
+    BLOCK_OWNER,
+    CHECK,
+    CHECK_RELAUNCH,
+    HOST,
+    LAUNCH,
+    PREVIEW_OWNER,
+    RELAUNCH,
+    RELEASE_ALL,
+    STRATEGIES,
+    UNBLOCK,
+    EngineCalls,
+)
 from netjail.backends.engine import Engine
-from netjail.backends.model import BlockRequest, HostInfo, JailCounters, JailInfo, Snapshot, StrategyInfo
-from netjail.widgets.block_dialog import BlockDialog
+from netjail.backends.launch.credentials import default_user
+from netjail.backends.model import (
+    BlockRequest,
+    HostInfo,
+    JailCounters,
+    JailInfo,
+    LaunchRequest,
+    OwnerBlockRequest,
+    Process,
+    Snapshot,
+    StrategyInfo,
+)
+from netjail.widgets.block_dialog import BlockDialog, owner_scopes
 from netjail.widgets.confirm_dialog import ConfirmDialog
 from netjail.widgets.header import READ_ONLY_TEXT, HostHeader
 from netjail.widgets.jails_panel import JailsPanel, JailView
+from netjail.widgets.launch_dialog import LaunchDialog
+from netjail.widgets.owner_preview import OwnerPreviewDialog
 from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
 from textual import on
@@ -46,6 +79,16 @@ FAILED = {
     BLOCK: "block failed",
     UNBLOCK: "unblock failed",
     RELEASE_ALL: "release all failed",
+    LAUNCH: "launch failed",
+    PREVIEW_OWNER: "cannot list the affected processes",
+    BLOCK_OWNER: "block failed",
+    CHECK_RELAUNCH: "cannot relaunch",
+    RELAUNCH: "relaunch failed",
+}
+STRATEGY_EFFECT = {
+    "netns": "in a new network namespace",
+    "gid": "under a group whose packets are dropped",
+    "seccomp": "with network sockets refused (seccomp)",
 }
 
 
@@ -61,6 +104,7 @@ class MainScreen(EngineCalls):
         Binding("s", "cycle_sort", "Sort"),
         Binding("a", "toggle_all", "All/net"),
         Binding("t", "toggle_tree", "Tree"),
+        Binding("n", "launch", "Launch"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("exclamation_mark,ctrl+x", "release_all", "Release all"),
         Binding("escape", "back", "Back", show=False),
@@ -72,8 +116,9 @@ class MainScreen(EngineCalls):
         interval: float = 1.0,
         counters_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        netns_names: Callable[[], dict[int, str]] = named_netns,
     ) -> None:
-        super().__init__(engine, clock)
+        super().__init__(engine, clock, netns_names)
         self.options = ViewOptions()
         self.host: HostInfo | None = None
         self.host_error: str | None = None
@@ -81,9 +126,11 @@ class MainScreen(EngineCalls):
         self.strategies_error: str | None = None
         self.snapshot: Snapshot | None = None
         self.snapshot_all = False  # whether self.snapshot holds every process
+        self.netns_names: dict[int, str] = {}  # namespace inode -> `ip netns` name
         self.jails: tuple[JailInfo, ...] = ()
         self.counters: dict[str, JailCounters] = {}
-        self.dropped: dict[str, int] = {}
+        self.dropped: dict[str, int | None] = {}  # None: the jail cannot be counted
+        self._block_target: Process | None = None
         self.shown = 0  # rows in the table
         self.history = CounterHistory(counters_interval)
         self.inventory = Poller(self, lambda: self.poll_inventory(self._needs_all()), interval)
@@ -130,6 +177,7 @@ class MainScreen(EngineCalls):
 
     def on_inventory_polled(self, message: InventoryPolled) -> None:
         self.snapshot, self.snapshot_all = message.snapshot, message.all_processes
+        self.netns_names = message.netns_names
         self._show_source_error("#inventory-error", None)
         self.apply_view()
 
@@ -137,12 +185,15 @@ class MainScreen(EngineCalls):
         self.history.record(message.counters, message.at)
         self.jails = message.jails
         self.counters = {c.jail: c for c in message.counters}
-        dropped = {j.name: j.counters.dropped_packets for j in message.jails}
+        dropped: dict[str, int | None] = {j.name: j.counters.dropped_packets for j in message.jails}
         dropped.update({c.jail: c.total.dropped_packets for c in message.counters})
-        views = [
-            JailView(j, self.counters.get(j.name), self.history.rate(j.name), self.history.rates(j.name))
-            for j in message.jails
-        ]
+        views = []
+        for j in message.jails:
+            countable = self._countable(j)
+            if not countable:
+                dropped[j.name] = None
+            rate, history = self.history.rate(j.name), self.history.rates(j.name)
+            views.append(JailView(j, self.counters.get(j.name), rate, history, countable))
         jails_panel = self.query_one(JailsPanel)
         jails_panel.show_error(None)
         jails_panel.show_jails(views)
@@ -157,11 +208,25 @@ class MainScreen(EngineCalls):
                     "dropped", {r.key: dropped_cell(r.process, dropped) for r in table.jailed_rows}
                 )
 
+    def _countable(self, jail: JailInfo) -> bool:
+        """Whether netfilter sees the jail's traffic: the strategy says (seccomp: never), and so
+        may the counters source."""
+        counters = self.counters.get(jail.name)
+        if counters is not None and not counters.countable:
+            return False
+        strategy = next((s for s in self.strategies or () if s.name == jail.strategy), None)
+        return strategy is None or strategy.counters
+
+    def netns_of(self, process: Process) -> str:
+        """The process's namespace label as the table shows it ("" in netjail's own)."""
+        own = self.snapshot.own_netns if self.snapshot else None
+        return netns_label(process.netns, own, self.netns_names)
+
     def apply_view(self) -> None:
         """Render the last snapshot through the current view options (no engine call)."""
         if self.snapshot is not None:
             snap = self.snapshot
-            rows = build_rows(snap.processes, self.options, self.dropped, snap.own_netns)
+            rows = build_rows(snap.processes, self.options, self.dropped, snap.own_netns, self.netns_names)
             self.query_one(ProcessTable).show_rows(rows)
             self.shown = len(rows)
             self._render_status()
@@ -195,7 +260,9 @@ class MainScreen(EngineCalls):
     @on(ProcessTable.Selected)
     def _selected(self, event: ProcessTable.Selected) -> None:
         own_netns = self.snapshot.own_netns if self.snapshot else None
-        self.query_one(ProcessDetail).show(event.process, own_netns)
+        process = event.process
+        name = self.netns_names.get(process.netns, "") if process and process.netns else ""
+        self.query_one(ProcessDetail).show(process, own_netns, name)
 
     # ---- failures ----------------------------------------------------------------------------
 
@@ -250,11 +317,42 @@ class MainScreen(EngineCalls):
         self.check_target(event.process)
 
     def on_target_checked(self, message: TargetChecked) -> None:
+        self._block_target = message.process
         self.app.push_screen(BlockDialog(message.process, self.strategies or ()), self._block_dialog_closed)
 
-    def _block_dialog_closed(self, request: BlockRequest | None) -> None:
-        if request is not None:
+    def _block_dialog_closed(self, request: BlockRequest | OwnerBlockRequest | None) -> None:
+        if isinstance(request, OwnerBlockRequest):
+            self.preview_owner(request)  # nothing is blocked before the list was seen
+        elif request is not None:
             self.block(request)
+
+    def _owner_label(self, request: OwnerBlockRequest) -> str:
+        kind = "user" if request.user is not None else "group"
+        scopes = dict(owner_scopes(self._block_target)) if self._block_target else {}
+        text = scopes.get(kind)
+        return text.split(":")[0] if text else f"{kind} {request.user or request.group}"
+
+    def on_owner_previewed(self, message: OwnerPreviewed) -> None:
+        request = message.request
+        allow = [*request.allow, *(["loopback"] if request.allow_loopback else [])]
+
+        def closed(yes: bool | None) -> None:
+            if yes:
+                self.block_owner(request)
+
+        own = self.snapshot.own_netns if self.snapshot else None
+        dialog = OwnerPreviewDialog(self._owner_label(request), message.processes, allow, own)
+        self.app.push_screen(dialog, closed)
+
+    def on_owner_blocked(self, message: OwnerBlocked) -> None:
+        r, request = message.result, message.request
+        who = self._owner_label(request)
+        self.notify(
+            f"{who} jailed in {r.jail} (owner): {_plural(len(r.members), 'process')} now, and every one "
+            f"it starts later",
+            title="blocked",
+        )
+        self._refresh_sources()
 
     def on_process_blocked(self, message: ProcessBlocked) -> None:
         r = message.result
@@ -280,6 +378,81 @@ class MainScreen(EngineCalls):
         r = message.result
         removed = f"; jail {', '.join(r.removed_jails)} removed" if r.removed_jails else ""
         self.notify(f"PID {message.process.pid} {message.process.name} released{removed}", title="unblocked")
+        self._refresh_sources()
+
+    # ---- launch and relaunch -----------------------------------------------------------------
+
+    def _launch_strategies(self, what: str) -> tuple[StrategyInfo, ...] | None:
+        if self.strategies is None:
+            reason = self.strategies_error or "still reading them"
+            self.notify(f"cannot {what}: jail strategies unavailable ({reason})", severity="error")
+            return None
+        return tuple(s for s in self.strategies if s.launch)
+
+    def action_launch(self) -> None:
+        if not self._may_act("launch"):
+            return
+        strategies = self._launch_strategies("launch")
+        if strategies is None:
+            return
+        dialog = LaunchDialog(
+            strategies, default_user=default_user(), taken_jails={j.name for j in self.jails}
+        )
+        self.app.push_screen(dialog, self._launch_dialog_closed)
+
+    def _launch_dialog_closed(self, request: LaunchRequest | None) -> None:
+        if request is not None:
+            self.launch(request)
+
+    def on_launched(self, message: Launched) -> None:
+        r = message.result
+        self.notify(
+            f"PID {r.pid} started in jail {r.jail} ({r.strategy}): {shlex.join(message.request.argv)}; "
+            f"output in {message.log}",
+            title="launched",
+            timeout=10,
+        )
+        self._refresh_sources()
+
+    @on(ProcessTable.RelaunchRequested)
+    def _relaunch_requested(self, event: ProcessTable.RelaunchRequested) -> None:
+        if not self._may_act("relaunch") or self._launch_strategies("relaunch") is None:
+            return
+        if not event.process.cmdline:
+            self.notify(f"cannot relaunch PID {event.process.pid}: no command line", severity="error")
+            return
+        self.check_relaunch(event.process)
+
+    def on_relaunch_checked(self, message: RelaunchChecked) -> None:
+        process, cwd = message.process, message.cwd
+        dialog = LaunchDialog(
+            self._launch_strategies("relaunch") or (),
+            default_user=process.user,
+            taken_jails={j.name for j in self.jails},
+            relaunch=process,
+            cwd=cwd,
+        )
+
+        def chosen(request: LaunchRequest | None) -> None:
+            if request is None:
+                return
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self.relaunch(process, request)
+
+            question = relaunch_question(process, request, cwd)
+            self.app.push_screen(ConfirmDialog("Relaunch jailed", question, yes="Relaunch"), confirmed)
+
+        self.app.push_screen(dialog, chosen)
+
+    def on_relaunched(self, message: Relaunched) -> None:
+        p, r = message.process, message.result
+        self.notify(
+            f"PID {p.pid} {p.name} terminated; started again as PID {r.pid} in jail {r.jail} ({r.strategy})",
+            title="relaunched",
+            timeout=10,
+        )
         self._refresh_sources()
 
     @on(ProcessTable.DetailsRequested)
@@ -368,3 +541,17 @@ class MainScreen(EngineCalls):
     def _release_confirmed(self, yes: bool | None) -> None:
         if yes:
             self.release_all()
+
+
+def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None) -> str:
+    """What `y` will do, exactly: the confirmation names the process, command, place and jail."""
+    how = STRATEGY_EFFECT.get(request.strategy, "")
+    allow = ", ".join([*request.allow, *(["loopback"] if request.allow_loopback else [])])
+    tail = f", allowing only {allow}" if allow else ""
+    if request.strategy == "seccomp":
+        tail = ""
+    return (
+        f"Terminate PID {process.pid} ({process.name}), then start `{shlex.join(process.cmdline)}` "
+        f"in {cwd or 'an unknown directory'} as {process.user or 'its user'} under {request.strategy} "
+        f"({how}{tail}), in jail {request.jail}, with its environment; output goes to /dev/null."
+    )

@@ -171,7 +171,10 @@ class Peer:
         """The peer and everything it forked (its own process group): a forked child outliving
         the test would keep sending from a namespace nobody can see any more."""
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            if os.getpgid(self.proc.pid) == self.proc.pid:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:  # a Peer built by hand, not by spawn_peer: no group of its own
+                self.proc.kill()
         self.proc.wait(5)
 
 

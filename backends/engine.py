@@ -26,6 +26,7 @@ from netjail.backends.errors import (
     BadInput,
     InsufficientPrivilege,
     NetjailError,
+    NoSuchProcess,
     UnsupportedEnvironment,
 )
 from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
@@ -233,7 +234,7 @@ class Engine:
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
             name = req.jail or default_jail_name(target.name, target.pid)
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
-            members = self._new_members(reg, pids, target, req.force)
+            members = self._new_members(reg, name, pids, target, req.force)
             jail = reg.jails.get(name)
             new_jail = jail is None
             allow_text = [str(a) for a in allow]
@@ -279,37 +280,53 @@ class Engine:
             killed_connections=killed,
         )
 
-    def _new_members(self, reg: Registry, pids: list[int], target: Process, force: bool) -> list[MemberState]:
+    def _new_members(
+        self, reg: Registry, name: str, pids: list[int], target: Process, force: bool
+    ) -> list[MemberState]:
         jailed = {m.pid: j.name for j in reg.jails.values() for m in j.members}
         protected = set(identity.ancestors())
+        sub = jail_cgroups.member_path(name, target.pid, target.start_time)
+        own = _own_netns()
         members = []
         for pid in pids:
             stat = identity.read_stat(pid)
             if stat is None:
                 continue  # a child that exited meanwhile
+            if pid != target.pid and _netns_of(pid) not in (own, None):
+                # our rules cannot reach it: listing it as jailed would be a lie
+                self.notes.append(f"PID {pid} ({stat.name}) runs in another network namespace: not jailed")
+                continue
             if not force:
                 identity.refuse_protected(stat, protected)
             if pid in jailed:
                 if pid == target.pid:
                     raise BadInput(f"PID {pid} is already jailed in {jailed[pid]!r}")
                 continue
-            cgroup = target.cgroup if pid == target.pid else _cgroup_of(pid)
+            origin = target.cgroup if pid == target.pid else _cgroup_of(pid)
+            start = target.start_time if pid == target.pid else stat.start_time
             members.append(
-                MemberState(pid, stat.start_time, stat.name, cgroup or "/", root=target.pid, status=PENDING)
+                MemberState(pid, start, stat.name, origin or "/", root=target.pid, status=PENDING, cgroup=sub)
             )
         return members
 
     def _apply_block(
         self, mount: Path, jail: JailState, members: list[MemberState], kill: bool
     ) -> tuple[JailRules, int]:
-        jail.cgroup, jail.cgroup_inode = jail_cgroups.create(mount, jail.name)
+        jail.cgroup_inode = jail_cgroups.create(mount, jail.cgroup)
+        for sub in {m.cgroup for m in members}:
+            jail.cgroups[sub] = jail_cgroups.create(mount, sub)
         _fault_point("cgroup")
         # the scan reconciliation took moments ago: the first drop should not wait for another
         self.firewall.sync_jail(self._cgroup_rules(jail, self._member_sockets(jail, fresh=False)))
         _fault_point("rules")
-        for m in members:
-            identity.current(m.pid, m.start_time)  # the PID must still be the same process
-            jail_cgroups.move(mount, jail.cgroup, m.pid)
+        for m in list(members):
+            try:
+                identity.current(m.pid, m.start_time)  # the PID must still be the same process
+                jail_cgroups.move(mount, m.cgroup, m.pid)
+            except NoSuchProcess:
+                if m.pid == m.root:
+                    raise
+                jail.members.remove(m)  # a --tree child that exited meanwhile
         _fault_point("move")
         # sockets opened between the first scan and the move are not covered by the cgroup rule
         sockets = self._member_sockets(jail)
@@ -411,8 +428,15 @@ class Engine:
                     f"PID {pid} is held by the {jail.strategy} jail {jail.name!r}, which "
                     f"is released as a whole: netjail unblock --jail {jail.name}"
                 )
+            if hit and hit[0].root not in (pid, 0):
+                # its sockets from inside the jail carry the root's sub-cgroup: only the whole
+                # sub-cgroup can leave, or they would stay blocked after the "unblock"
+                raise BadInput(
+                    f"PID {pid} is jailed with PID {hit[0].root}'s tree (or was born in "
+                    f"the jail): unblock {hit[0].root}, or --jail {jail.name}"
+                )
             if hit:
-                # members that came in with this PID's --tree go with it
+                # members that came in with this PID's --tree, or were born in the jail, go with it
                 members = hit + [m for m in jail.members if m.root == pid and m.pid != pid]
                 return jail, members, False
         raise BadInput(f"PID {pid} is not jailed")
@@ -450,6 +474,13 @@ class Engine:
 def _own_netns() -> int | None:
     try:
         return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def _netns_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return None
 

@@ -45,7 +45,7 @@ def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> J
     out_sel, in_sel = selectors_for_all(s for socks in sockets.values() for s in socks)
     out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
     if jail.strategy == "cgroup":
-        owners = tuple(Match(fam, cgroup=jail.cgroup) for fam in FAMILIES) if jail.cgroup else ()
+        owners = tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
     elif jail.strategy == "owner" and jail.uid is not None:
         owners = tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES)
     elif jail.strategy in ("owner", "gid") and jail.gid is not None:

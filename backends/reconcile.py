@@ -44,6 +44,7 @@ class Reconciler:
         self.fw = firewall
         self.inventory = inventory
         self._procs: dict[int, Process] | None = None
+        self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
 
     def run(self, reg: Registry) -> list[str]:
         notes = self.adopt_kernel_jails(reg)
@@ -68,6 +69,10 @@ class Reconciler:
             desired.append(rules)
         if desired:
             self.fw.sync_jails(desired)
+        if self.mount:
+            for sub in self._retired:  # their selectors are gone now: the cgroups may go too
+                jail_cgroups.remove(self.mount, sub)
+        self._retired.clear()
         return notes
 
     def processes(self, fresh: bool = False) -> dict[int, Process]:
@@ -108,14 +113,22 @@ class Reconciler:
     ) -> JailState | None:
         if name in cgroups and self.mount:
             rel = jail_cgroups.jail_path(name)
-            members = _members(jail_cgroups.procs(self.mount, rel))
+            members = []
+            for pid, sub in jail_cgroups.all_procs(self.mount, rel).items():
+                if stat := identity.read_stat(pid):
+                    root = jail_cgroups.root_of(sub)
+                    members.append(MemberState(pid, stat.start_time, stat.name, "/", root=root, cgroup=sub))
             if not members:
                 return None
+            subs = {
+                sub: jail_cgroups.inode(self.mount, sub) or 0 for sub in jail_cgroups.subs(self.mount, rel)
+            }
             return JailState(
                 name,
                 "cgroup",
                 cgroup=rel,
                 members=members,
+                cgroups=subs,
                 cgroup_inode=jail_cgroups.inode(self.mount, rel) or 0,
             )
         if name in namespaces:
@@ -161,8 +174,8 @@ class Reconciler:
         alive = [m for m in jail.members if is_alive(m)]
         known = {m.pid for m in alive}
         if jail.strategy == "cgroup":
-            found = jail_cgroups.procs(self.mount, jail.cgroup) if self.mount else []
-        elif jail.strategy == "owner":
+            return self._refresh_cgroup_members(jail, alive)
+        if jail.strategy == "owner":
             found = [
                 p.pid
                 for p in procs.values()
@@ -184,36 +197,60 @@ class Reconciler:
         jail.members = alive
         return bool(alive) or jail.keep or jail.strategy == "owner"
 
+    def _refresh_cgroup_members(self, jail: JailState, alive: list[MemberState]) -> bool:
+        """Children born in a sub-cgroup join as members of that sub-cgroup's root; a
+        sub-cgroup with neither members nor processes is retired."""
+        found = jail_cgroups.all_procs(self.mount, jail.cgroup) if self.mount else {}
+        known = {m.pid for m in alive}
+        for pid, sub in found.items():
+            if pid in known or not (stat := identity.read_stat(pid)):
+                continue
+            root = jail_cgroups.root_of(sub)
+            origin = next((m.original_cgroup for m in alive if m.root == root), "/")
+            alive.append(MemberState(pid, stat.start_time, stat.name, origin, root=root, cgroup=sub))
+        live = {m.cgroup for m in alive} | set(found.values())
+        for sub in [sub for sub in jail.cgroups if sub not in live]:
+            del jail.cgroups[sub]
+            self._retired.append(sub)
+        jail.members = alive
+        return bool(alive)
+
     def _ensure_cgroup(self, jail: JailState) -> list[str]:
         assert self.mount is not None
-        ino = jail_cgroups.inode(self.mount, jail.cgroup)
-        if ino == jail.cgroup_inode and ino is not None:
-            return []
-        note = (
-            f"jail {jail.name!r}: its cgroup was removed; re-created it"
-            if ino is None
-            else f"jail {jail.name!r}: its cgroup was re-created by someone; reloaded its rules"
-        )
-        jail.cgroup, jail.cgroup_inode = jail_cgroups.create(self.mount, jail.name)
-        for m in jail.members:
-            with contextlib.suppress(NoSuchProcess):
-                jail_cgroups.move(self.mount, jail.cgroup, m.pid)
-        # the old rule still names the dead cgroup: drop the chains so the sync loads them anew
-        self.fw.remove_jail(jail.name)
-        return [note]
+        notes = []
+        if jail_cgroups.inode(self.mount, jail.cgroup) is None:
+            jail.cgroup_inode = jail_cgroups.create(self.mount, jail.cgroup)
+        for sub, ino in list(jail.cgroups.items()):
+            now = jail_cgroups.inode(self.mount, sub)
+            if now == ino and now is not None:
+                continue
+            notes.append(
+                f"jail {jail.name!r}: cgroup {sub} was removed; re-created it"
+                if now is None
+                else f"jail {jail.name!r}: cgroup {sub} was re-created by someone; reloaded its rules"
+            )
+            jail.cgroups[sub] = jail_cgroups.create(self.mount, sub)
+            for m in jail.members:
+                if m.cgroup == sub:
+                    with contextlib.suppress(NoSuchProcess):
+                        jail_cgroups.move(self.mount, sub, m.pid)
+        if notes:
+            # the old rules still name the dead cgroups: drop the chains so the sync loads them anew
+            self.fw.remove_jail(jail.name)
+        return notes
 
     def _bring_back_escapees(self, jail: JailState) -> list[str]:
         """A member moved out of the jail's cgroup by someone else (a service manager, a user)
         is moved back: nothing jailed is silently released."""
         assert self.mount is not None
-        inside = set(jail_cgroups.procs(self.mount, jail.cgroup))
+        inside = jail_cgroups.all_procs(self.mount, jail.cgroup)
         notes = []
         for m in jail.members:
-            if m.pid in inside or m.status == LAUNCHER:
+            if not m.cgroup or inside.get(m.pid) == m.cgroup or m.status == LAUNCHER:
                 continue
             try:
                 now = read_cgroup(m.pid)
-                jail_cgroups.move(self.mount, jail.cgroup, m.pid)
+                jail_cgroups.move(self.mount, m.cgroup, m.pid)
             except NoSuchProcess:
                 continue
             notes.append(f"jail {jail.name!r}: PID {m.pid} had been moved out to {now or '?'}; moved back")
@@ -228,24 +265,33 @@ class Reconciler:
         their original cgroups and their rules are dropped. Other strategies release only as a
         whole jail. The jail goes when asked or when left empty. Returns notes."""
         leaving = {m.pid for m in members}
-        if jail.strategy == "cgroup" and self.mount and jail.cgroup:
-            origins = {m.pid: m.original_cgroup for m in members}
-            default = members[0].original_cgroup if members else "/"
-            for pid in jail_cgroups.procs(self.mount, jail.cgroup):
-                if remove_jail or pid in leaving or leaving & set(identity.ancestors(pid)):
+        origins = {m.pid: m.original_cgroup for m in members}
+        subs: set[str] = set()
+        if jail.strategy == "cgroup" and self.mount:
+            # a member leaves with its whole sub-cgroup (its --tree and the children born there)
+            subs = set(jail.cgroups) if remove_jail else {m.cgroup for m in members if m.cgroup}
+            for sub in subs:
+                default = next((m.original_cgroup for m in members if m.cgroup == sub), "/")
+                for pid in jail_cgroups.procs(self.mount, sub):
                     with contextlib.suppress(NoSuchProcess):
                         jail_cgroups.move(self.mount, origins.get(pid, default), pid)
+                    leaving.add(pid)
         jail.members = [m for m in jail.members if m.pid not in leaving]
         remaining = (
-            jail_cgroups.procs(self.mount, jail.cgroup)
-            if jail.strategy == "cgroup" and self.mount and jail.cgroup
-            else []
+            jail_cgroups.all_procs(self.mount, jail.cgroup)
+            if jail.strategy == "cgroup" and self.mount
+            else {}
         )
         if remove_jail or (not jail.members and not remaining and not jail.keep):
-            return self._remove(reg, jail, {m.pid: m.original_cgroup for m in members})
+            return self._remove(reg, jail, origins)
+        for sub in subs:
+            jail.cgroups.pop(sub, None)
         rules = desired_rules(jail, _sockets_of(jail, self.processes(fresh=True)))
         if rules is not None:
             self.fw.sync_jail(rules)
+        if self.mount:
+            for sub in subs:  # after the sync: a rule naming a removed cgroup poisons the table
+                jail_cgroups.remove(self.mount, sub, origins)
         return []
 
     def _remove(self, reg: Registry, jail: JailState, origins: dict[int, str] | None = None) -> list[str]:

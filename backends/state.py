@@ -30,7 +30,13 @@ LAUNCHER = "launcher"  # the `netjail run` holding a launch jail open until its 
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("NETJAIL_STATE_DIR", "/run/netjail"))
+    """One registry per network namespace: the rules it describes live in that namespace."""
+    if env := os.environ.get("NETJAIL_STATE_DIR"):
+        return Path(env)
+    try:
+        return Path(f"/run/netjail/net-{os.stat('/proc/self/ns/net').st_ino}")
+    except OSError:
+        return Path("/run/netjail")
 
 
 @dataclass(slots=True)
@@ -40,6 +46,7 @@ class MemberState:
     name: str = ""
     original_cgroup: str = "/"
     root: int = 0  # the PID this member was blocked with (itself, or its --tree ancestor)
+    cgroup: str = ""  # cgroup jails: the sub-cgroup of its root it lives in
     status: str = ACTIVE
 
 
@@ -49,8 +56,11 @@ class JailState:
     strategy: str = "cgroup"
     allow: list[str] = field(default_factory=list)
     allow_loopback: bool = False
-    cgroup: str = ""  # path relative to the cgroup2 mount, e.g. "/netjail/web"
-    cgroup_inode: int = 0  # a recreated cgroup has a new inode: its rule must be reloaded
+    cgroup: str = ""  # the jail's directory relative to the cgroup2 mount (see jail_cgroups)
+    cgroup_inode: int = 0
+    # sub-cgroup (one per blocked root) -> inode: a re-created cgroup has a new inode, and the
+    # `-m cgroup` rule loaded for the old one no longer matches: its rules must be reloaded
+    cgroups: dict[str, int] = field(default_factory=dict)
     members: list[MemberState] = field(default_factory=list)
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown

@@ -38,15 +38,19 @@ CGROUP2 = (
 
 @pytest.fixture(scope="session", autouse=True)
 def _cgroup_parent_removed() -> Iterator[None]:
+    """Whatever a failed test left under this session's cgroup parent is emptied and removed."""
     yield
     parent = CGROUP2 / CGROUP_PARENT
-    if parent.is_dir():
-        for child in parent.iterdir():
-            if child.is_dir():
-                for pid in (child / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        (CGROUP2 / "cgroup.procs").write_text(pid)
-                child.rmdir()
+    if not parent.is_dir():
+        return
+    for cgroup in sorted(parent.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if cgroup.is_dir():
+            for pid in (cgroup / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (CGROUP2 / "cgroup.procs").write_text(pid)
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+    with contextlib.suppress(OSError):
         parent.rmdir()
 
 

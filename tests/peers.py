@@ -14,6 +14,8 @@ Modes:
   udp-send-multi H:P,H:P ...     one UDP socket sending to every target in turn
   udp-send-child HOST PORT       forks a child that runs udp-send; READY carries child_pid
   listen-on-signal BIND PORT     no socket until SIGUSR1, then a TCP echo listener
+  send-on-signal HOST PORT       no socket until SIGUSR1, then udp-send (socket born after a block)
+  fork-on-signal HOST PORT       on SIGUSR1 forks a child running udp-send; READY child_pid again
   sleep                          no sockets
 """
 
@@ -177,6 +179,25 @@ def listen_on_signal(bind: str, port: int) -> None:
     tcp_listen(bind, port)
 
 
+def wait_for_usr1() -> None:
+    import signal
+
+    go = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    ready()
+    go.wait()
+
+
+def send_on_signal(host: str, port: int, interval: float) -> None:
+    wait_for_usr1()
+    udp_send(host, port, interval)
+
+
+def fork_on_signal(host: str, port: int, interval: float) -> None:
+    wait_for_usr1()
+    udp_send_child(host, port, interval)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode")
@@ -200,6 +221,8 @@ def main() -> None:
         "udp-send-fresh": lambda: udp_send_fresh(host, port, a.interval),
         "udp-send-child": lambda: udp_send_child(host, port, a.interval),
         "listen-on-signal": lambda: listen_on_signal(host, port),
+        "send-on-signal": lambda: send_on_signal(host, port, a.interval),
+        "fork-on-signal": lambda: fork_on_signal(host, port, a.interval),
     }[a.mode]()
 
 

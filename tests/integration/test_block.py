@@ -266,3 +266,41 @@ def test_kill_connections_over_ipv6(cli: CLI, spawn_peer: Callable[..., Peer]) -
     result = block(cli, client.pid, "--jail", "kill6", "--kill-connections")
     assert result["killed_connections"] == 1
     assert client.wait_for(lambda c: "error" in c or c.get("closed") is True, 5), client.latest
+
+
+def test_partial_unblock_restores_sockets_opened_inside_the_jail(
+    cli: CLI, spawn_peer: Callable[..., Peer]
+) -> None:
+    """A socket keeps the cgroup it was created in: releasing one member of a shared jail must
+    also release the sockets it opened while jailed, while the other member stays cut off."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    port = recv.info["lport"]
+    a = spawn_peer("send-on-signal", "127.0.0.1", port)
+    b = spawn_peer("udp-send", "127.0.0.1", port)
+    block(cli, a.pid, "--jail", "shared")
+    block(cli, b.pid, "--jail", "shared")
+    a.proc.send_signal(10)  # SIGUSR1: A opens its socket now, inside the jail
+    assert rises(a, "errors", by=10)
+    frozen = settle_count(recv, "received")
+    assert cli("unblock", str(a.pid)).returncode == 0
+    assert rises(recv, "received", by=10), "A's socket from inside the jail is still blocked"
+    assert rises(b, "errors", by=10), "B was released with A"
+    assert [m["pid"] for m in jail(cli, "shared")["members"]] == [b.pid]
+    assert recv.value("received") > frozen
+
+
+def test_children_born_in_the_jail_leave_with_their_root(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    parent = spawn_peer("fork-on-signal", "127.0.0.1", recv.info["lport"])
+    block(cli, parent.pid, "--jail", "born")
+    parent.proc.send_signal(10)  # SIGUSR1: the child is born inside the jail
+    assert parent.wait_for(lambda _: "child_pid" in parent.info, 5)
+    child = int(parent.info["child_pid"])  # type: ignore[call-overload]
+    time.sleep(0.5)
+    assert recv.value("received") == 0, "a child born in the jail got through"
+    out = cli("unblock", str(child))
+    assert out.returncode == 2 and f"unblock {parent.pid}" in out.stderr
+    assert child in [m["pid"] for m in jail(cli, "born")["members"]]
+    assert cli("unblock", str(parent.pid)).returncode == 0
+    assert rises(recv, "received", by=10), "the child stayed jailed"
+    assert jails(cli) == []

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from netjail.backends import jail_cgroups
 
-from tests.conftest import CGROUP2, CGROUP_PARENT, Peer
+from tests.conftest import CGROUP2, Peer
 from tests.integration.test_block import CLI, jails, legacy_rules, rises, settle_count
 
 
@@ -35,7 +36,7 @@ def test_killed_mid_block_leaves_nothing(cli: CLI, spawn_peer: Callable[..., Pee
     assert json.loads(out.stdout) == []
     assert "rolled back" in out.stderr
     assert "NJ-" not in legacy_rules()
-    assert not (CGROUP2 / CGROUP_PARENT / "crash").exists()
+    assert not (CGROUP2 / jail_cgroups.jail_path("crash").lstrip("/")).exists()
     assert cgroup_of(sender.pid) == origin
     assert rises(recv, "received")
 
@@ -47,7 +48,7 @@ def test_killed_after_the_last_step_leaves_the_full_jail(cli: CLI, spawn_peer: C
     assert out.returncode == -9
     [only] = jails(cli)
     assert only["name"] == "crash" and [m["pid"] for m in only["members"]] == [sender.pid]
-    assert cgroup_of(sender.pid) == f"/{CGROUP_PARENT}/crash"
+    assert cgroup_of(sender.pid).startswith(jail_cgroups.jail_path("crash") + f"/{sender.pid}.")
     frozen = settle_count(recv, "received")
     assert recv.value("received") == frozen
 
@@ -126,10 +127,10 @@ def test_unblock_restores_original_cgroup(cli: CLI, spawn_peer: Callable[..., Pe
     peer = spawn_peer("sleep")
     origin = cgroup_of(peer.pid)
     assert cli("block", str(peer.pid), "--jail", "back").returncode == 0
-    assert cgroup_of(peer.pid) == f"/{CGROUP_PARENT}/back"
+    assert cgroup_of(peer.pid).startswith(jail_cgroups.jail_path("back") + "/")
     assert cli("unblock", "--all").returncode == 0
     assert cgroup_of(peer.pid) == origin
-    assert not (CGROUP2 / CGROUP_PARENT / "back").exists()
+    assert not (CGROUP2 / jail_cgroups.jail_path("back").lstrip("/")).exists()
     assert os.path.exists(f"/proc/{peer.pid}")  # still running, unjailed
 
 
@@ -140,8 +141,8 @@ def test_escaped_member_and_recreated_cgroup_are_rejailed(cli: CLI, spawn_peer: 
     sender = spawn_peer("udp-send-fresh", "127.0.0.1", recv.info["lport"])
     quiet_watcher = {"NETJAIL_WATCH_INTERVAL": "3600"}  # this test plays the watcher's part
     assert cli("block", str(sender.pid), "--jail", "redo", env=quiet_watcher).returncode == 0
-    jail_dir = CGROUP2 / CGROUP_PARENT / "redo"
 
+    jail_dir = CGROUP2 / cgroup_of(sender.pid).lstrip("/")
     (CGROUP2 / "cgroup.procs").write_text(str(sender.pid))
     assert rises(recv, "received"), "moved out of the jail, fresh sockets should pass"
     out = cli("list", "--json")
@@ -156,6 +157,6 @@ def test_escaped_member_and_recreated_cgroup_are_rejailed(cli: CLI, spawn_peer: 
     out = cli("list", "--json")
     assert out.returncode == 0, out.stderr
     assert "re-created" in out.stderr, out.stderr
-    assert cgroup_of(sender.pid) == f"/{CGROUP_PARENT}/redo"
+    assert CGROUP2 / cgroup_of(sender.pid).lstrip("/") == jail_dir
     frozen = settle_count(recv, "received")
     assert recv.value("received") == frozen, "the reloaded cgroup rule does not drop"

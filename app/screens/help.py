@@ -14,30 +14,19 @@ from textual.widgets import Static
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("/", "filter by PID, name, user, port or address; enter keeps it, esc clears it"),
-    ("s", "cycle the sort: pid, name, user, sockets, dropped, netns (grouped by namespace)"),
+    ("s", "cycle the sort: pid, name, user, sockets, dropped, netns"),
     ("a", "all processes / only processes with sockets or a jail"),
     ("t", "process-tree view (ancestors of matches shown dimmed)"),
     ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
     ("enter", "full details of the selected process (esc to return)"),
-    (
-        "b",
-        "block the selected process: strategy, scope, allow-list; enter confirms. Strategy "
-        "owner blocks its user or group: every process affected is listed before you confirm",
-    ),
+    ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),
+    ("", "strategy owner: its user or group, every process affected listed first"),
     ("u", "unblock the selected process"),
-    (
-        "n",
-        "launch a command jailed: strategy (netns, gid, seccomp), command, allow-list, user; "
-        "its output goes to a log the notification names",
-    ),
-    (
-        "R",
-        "relaunch the selected process jailed: terminate it, start the same command, directory, "
-        "environment and user under a launch strategy (asks first, saying exactly what happens)",
-    ),
+    ("n", "launch a command jailed (netns, gid or seccomp); its output goes to a log"),
+    ("R", "relaunch the selected process jailed: terminate it, start the same command,"),
+    ("", "directory, environment and user under a launch strategy; asks first"),
     ("! or ctrl+x", "release every jail (asks first): the panic button"),
-    ("r", "refresh now"),
-    ("?", "this help"),
+    ("r, ?", "refresh now; this help"),
     ("q", "quit (jails stay: they live in the kernel, not in netjail-tui)"),
 )
 
@@ -46,8 +35,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("REMOTE", "peers of connected sockets (+N: more than fit)"),
     ("LISTEN", "listening TCP ports and bound UDP ports (u53 = UDP 53)"),
     ("JAIL", "the jail holding the process"),
-    ("DROPPED", "packets the jail's rules dropped, read back from the kernel (n/a: seccomp, never counted)"),
-    ("NETNS", "another network namespace: its `ip netns` name (netns jails), else net:[inode]"),
+    ("DROPPED", "packets the jail's rules dropped, read back from the kernel (n/a: seccomp)"),
+    ("NETNS", "another network namespace: its `ip netns` name, else net:[inode]"),
 )
 
 
@@ -56,7 +45,7 @@ def _table(rows: tuple[tuple[str, str], ...], key_style: str) -> Table:
     table.add_column(style=key_style, no_wrap=True)
     table.add_column()
     for key, text in rows:
-        table.add_row(key, text)
+        table.add_row(key, Text(text))  # not markup: "net:[inode]" is text
     return table
 
 

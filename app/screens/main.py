@@ -198,6 +198,7 @@ class MainScreen(EngineCalls):
         jails_panel.show_error(None)
         jails_panel.show_jails(views)
         self._render_status()  # the jail count
+        self._ensure_snapshot_covers_view()
         if dropped != self.dropped:
             self.dropped = dropped
             if self.options.sort == "dropped":
@@ -509,8 +510,10 @@ class MainScreen(EngineCalls):
         self._set_options(sort=next_sort(self.options.sort))
 
     def _needs_all(self) -> bool:
-        """Every process, not only networked ones: to list them, or to draw the tree's ancestors."""
-        return not self.options.networked_only or self.options.tree
+        """Every process, not only networked ones: to list them, to draw the tree's ancestors,
+        or to show jailed processes that hold no socket (the engine's networked-only snapshot
+        leaves those out: a seccomp-jailed command never has one)."""
+        return not self.options.networked_only or self.options.tree or bool(self.jails)
 
     def _ensure_snapshot_covers_view(self) -> None:
         if self._needs_all() and not self.snapshot_all:

@@ -113,7 +113,13 @@ def test_unprivileged_dashboard_is_read_only_and_explains(
     term.wait_for(f"{peer.pid}")  # the inventory works without root ...
     term.wait_for("counters: reading netjail's counters needs root")  # ... the counters source does not
 
-    for key, what in (("b", "block"), ("u", "unblock"), ("!", "release all")):
+    for key, what in (
+        ("b", "block"),
+        ("u", "unblock"),
+        ("!", "release all"),
+        ("n", "launch"),
+        ("R", "relaunch"),
+    ):
         term.send(key)
         term.wait_for(f"{what} is disabled in read-only mode")
     term.send("q")

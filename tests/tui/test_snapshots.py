@@ -9,18 +9,24 @@ import pytest
 from netjail.app.netjail_app import NetjailApp
 from netjail.app.tui import create_app
 from netjail.widgets.block_dialog import BlockDialog
+from netjail.widgets.launch_dialog import LaunchDialog
+from netjail.widgets.owner_preview import OwnerPreviewDialog
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.tui.fakes import FakeClock, FakeEngine
+from tests.tui.fakes import FakeClock, FakeEngine, pinned_netns_names
 
-SIZE = (120, 36)
+SIZE = (128, 36)  # the table's width: it fits with its border and scrollbar
 SnapCompare = Callable[..., bool]
 
 
 def pinned_app(privileged: bool = True) -> NetjailApp:
     return create_app(
-        FakeEngine(privileged=privileged), interval=3600, counters_interval=3600, clock=FakeClock()
+        FakeEngine(privileged=privileged),
+        interval=3600,
+        counters_interval=3600,
+        clock=FakeClock(),
+        netns_names=pinned_netns_names,
     )
 
 
@@ -39,8 +45,10 @@ async def with_counter_history(pilot: Pilot[None]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _no_tz(monkeypatch: pytest.MonkeyPatch) -> None:
+def _pinned_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
+    # the launch dialog's run-as default (SUDO_USER, else whoever runs the tests)
+    monkeypatch.setattr("netjail.app.screens.main.default_user", lambda: "nobody")
 
 
 def test_main_screen(snap_compare: SnapCompare) -> None:
@@ -74,3 +82,31 @@ def test_read_only_mode(snap_compare: SnapCompare) -> None:
         await settle(pilot)
 
     assert snap_compare(pinned_app(privileged=False), terminal_size=SIZE, run_before=try_to_block)
+
+
+def test_launch_dialog(snap_compare: SnapCompare) -> None:
+    async def open_dialog(pilot: Pilot[None]) -> None:
+        await with_counter_history(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, LaunchDialog)
+        await pilot.press(
+            *"curl -s 'https://example.org/a b'", "tab", "down", "tab", *"10.0.0.0/8, 10.1.2.3:99999"
+        )
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+
+    assert snap_compare(pinned_app(), terminal_size=SIZE, run_before=open_dialog)
+
+
+def test_owner_preview(snap_compare: SnapCompare) -> None:
+    async def preview_alice(pilot: Pilot[None]) -> None:
+        await with_counter_history(pilot)
+        await pilot.press("slash", *"curl", "enter", "b")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, BlockDialog)
+        await pilot.press("down", "tab", "tab", *"10.0.0.0/8", "enter")  # owner, user alice
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, OwnerPreviewDialog)
+
+    assert snap_compare(pinned_app(), terminal_size=SIZE, run_before=preview_alice)

@@ -60,12 +60,22 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("counters", help="packets and bytes each jail dropped and allowed")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--watch", type=float, metavar="SECONDS", help="print again every SECONDS")
+    p.add_argument("--watch", type=_positive, metavar="SECONDS", help="print again every SECONDS")
     p.set_defaults(func=_counters)
 
     p = sub.add_parser("reset", help="remove every netjail rule, chain, cgroup and state file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_reset)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
 
 def _block(a: argparse.Namespace) -> int:
@@ -97,6 +107,11 @@ def _block(a: argparse.Namespace) -> int:
 
 def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
     """Show every process the block affects, ask (unless --yes), then block."""
+    ignored = [
+        flag for flag, used in (("--tree", a.tree), ("--kill-connections", a.kill_connections)) if used
+    ]
+    if ignored:
+        raise BadInput(f"{', '.join(ignored)} does not apply to --user/--group")
     procs = engine.preview_owner(a.user, a.group)
     who = f"user {a.user}" if a.user else f"group {a.group}"
     out = sys.stderr if a.json else sys.stdout
@@ -114,7 +129,13 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
     if not a.yes:
         if not sys.stdin.isatty():
             raise BadInput(f"refusing to block {who} without --yes (no terminal to ask)")
-        if input("block them? [y/N] ").strip().lower() not in ("y", "yes"):
+        engine.require_root(f"blocking a {'user' if a.user else 'group'}")  # before asking, not after
+        print("block them? [y/N] ", end="", file=out, flush=True)
+        try:
+            answer = input()
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
             print("nothing blocked", file=out)
             return 1
     req = OwnerBlockRequest(

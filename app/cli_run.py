@@ -47,6 +47,7 @@ def register(sub: Any) -> None:
     p.add_argument("--allow-loopback", action="store_true", help="gid: keep loopback reachable")
     p.add_argument("--user", metavar="USER", help="run as USER (default: SUDO_USER, else you)")
     p.add_argument("--keep", action="store_true", help="keep the jail after the command exits")
+    p.add_argument("--force", action="store_true", help="--gid N: even if N is root's or already in use")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
     p.set_defaults(func=_run)
 
@@ -56,6 +57,16 @@ def _run(a: argparse.Namespace) -> int:
     if not argv:
         raise BadInput("no command given: netjail run --netns -- CMD ARGS...")
     strategy = "netns" if a.netns else "seccomp" if a.seccomp else "gid"
+    ignored = [
+        flag
+        for flag, used, applies in (
+            ("--allow-loopback", a.allow_loopback, strategy == "gid"),
+            ("--keep", a.keep, strategy != "seccomp"),
+        )
+        if used and not applies
+    ]
+    if ignored:
+        raise BadInput(f"{', '.join(ignored)} does not apply to --{strategy}")
     engine = Engine()
     result = engine.run(
         LaunchRequest(
@@ -67,6 +78,7 @@ def _run(a: argparse.Namespace) -> int:
             user=a.user,
             gid=a.gid if a.gid is not None and a.gid >= 0 else None,
             keep=a.keep,
+            force=a.force,
         )
     )
     own = f"jail {result.jail!r} removed"  # expected once the command is done: not news

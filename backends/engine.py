@@ -15,8 +15,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from netjail.backends import identity, jail_cgroups, policy, watcher
@@ -27,6 +28,7 @@ from netjail.backends.errors import (
     InsufficientPrivilege,
     NetjailError,
     NoSuchProcess,
+    OperationFailed,
     UnsupportedEnvironment,
 )
 from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
@@ -113,6 +115,9 @@ class Engine:
     def privileged() -> bool:
         return os.geteuid() == 0
 
+    def require_root(self, what: str) -> None:
+        self._require_root(what)
+
     def _require_root(self, what: str) -> None:
         if not self.privileged():
             raise InsufficientPrivilege(f"{what} needs root (CAP_NET_ADMIN and write access to cgroup2)")
@@ -197,6 +202,8 @@ class Engine:
         reg = self.store.load()
         reconciler = self._last_reconcile = self._reconciler()
         self.notes = list(reg.problems) + reconciler.run(reg)
+        if reg.jails and self.spawn_watcher:
+            watcher.ensure_running(self.store.dir)  # a watcher that died is replaced here
         return reg
 
     def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
@@ -452,22 +459,35 @@ class Engine:
             reconciler.adopt_kernel_jails(reg)
             names = tuple(reg.jails)
             released: list[Member] = []
+            failures: list[str] = []
+
+            def attempt(what: str, step: Callable[[], object]) -> None:
+                # reset is the way out of a mess: one failing step must not stop the others
+                try:
+                    step()
+                except NetjailError as exc:
+                    failures.append(f"{what}: {exc}")
+
             for jail in list(reg.jails.values()):
                 released += [
                     Member(m.pid, m.start_time, is_alive(m), m.name)
                     for m in jail.members
                     if m.status != LAUNCHER
                 ]
-                self.notes += reconciler.release(reg, jail, list(jail.members), remove_jail=True)
-            self.firewall.reset()
-            Masquerade().reset()
+                attempt(f"jail {jail.name}", partial(reconciler.release, reg, jail, list(jail.members), True))
+                reg.jails.pop(jail.name, None)
+            attempt("filter rules", self.firewall.reset)
+            attempt("nat rules", Masquerade().reset)
             for leftover in netns.list_netjail_netns():
-                netns.remove_netns(leftover)
+                attempt(f"netns {leftover}", partial(netns.remove_netns, leftover))
             if mount:
                 for name in jail_cgroups.existing(Path(mount.path)):
-                    jail_cgroups.remove(Path(mount.path), jail_cgroups.jail_path(name))
+                    cgroup = jail_cgroups.jail_path(name)
+                    attempt(f"cgroup of {name}", partial(jail_cgroups.remove, Path(mount.path), cgroup))
             watcher.stop(self.store.dir)
             self.store.remove()
+            if failures:
+                raise OperationFailed("reset left something behind: " + "; ".join(failures))
         return ResetResult(names, tuple(released))
 
 

@@ -104,26 +104,46 @@ class Launches:
                 self.engine.reconcile()  # removes the jail now when nothing of it is left
         return replace(result, exit_code=code)
 
-    def _prepare_launch(self, req: LaunchRequest) -> JailState | None:
+    def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
+        """Everything about a launch that can be refused without touching anything:
+        (allow-list, jail name)."""
         if req.strategy not in LAUNCH_STRATEGIES:
             raise BadInput(
                 f"strategy {req.strategy!r} cannot launch a command (one of: {', '.join(LAUNCH_STRATEGIES)})"
             )
         if not req.argv:
             raise BadInput("no command given: netjail run --STRATEGY -- CMD ARGS...")
-        allow = policy.parse_allow_list(req.allow)
+        allow = [str(a) for a in policy.parse_allow_list(req.allow)]
         if req.strategy == "seccomp" and allow:
             raise BadInput(
                 "seccomp refuses every network socket: it has no allow-list (use --netns or --gid)"
             )
+        if req.strategy == "gid" and req.gid is not None and not req.force:
+            self._refuse_shared_gid(req.gid)
         name = (
             policy.validate_jail_name(req.jail)
             if req.jail
             else _name(Path(req.argv[0]).name, f"-{os.getpid()}")
         )
+        if not (req.strategy == "seccomp" and not self.engine.privileged()):
+            self.engine._require_root(f"netjail run --{req.strategy}")
+        return allow, name
+
+    def _refuse_shared_gid(self, gid: int) -> None:
+        """--gid N drops everything N sends, now and later: N must belong to the jail alone."""
+        _refuse_own_owner("group", str(gid), None, gid)
+        users = [p for p in self.engine.inventory.snapshot(all_processes=True).processes if p.gid == gid]
+        if users:
+            shown = ", ".join(f"{p.pid} ({p.name})" for p in users[:5])
+            raise BadInput(
+                f"group {gid} is in use by running processes ({shown}): their traffic would "
+                "be dropped too; pick an unused group, or --force"
+            )
+
+    def _prepare_launch(self, req: LaunchRequest) -> JailState | None:
+        allow, name = self._validate(req)
         if req.strategy == "seccomp" and not self.engine.privileged():
             return None  # works without root; the registry (root's) simply does not list it
-        self.engine._require_root(f"netjail run --{req.strategy}")
         me = identity.current(os.getpid())
         with self.engine.store.locked():
             reg = self.engine._load()
@@ -132,7 +152,7 @@ class Launches:
             jail = JailState(
                 name,
                 req.strategy,
-                allow=[str(a) for a in allow],
+                allow=allow,
                 allow_loopback=req.allow_loopback,
                 keep=req.keep,
                 created_at=time.time(),
@@ -271,6 +291,7 @@ class Launches:
         proc = self.engine.check_target(pid, start_time)
         if not proc.cmdline:
             raise BadInput(f"PID {pid} ({proc.name}) has no command line to start again")
+        self._validate(req if req.argv else replace(req, argv=proc.cmdline))  # before killing it
         cwd = _read_link(f"/proc/{pid}/cwd")
         env = _read_environ(pid)
         _terminate(pid, proc.start_time)

@@ -19,10 +19,10 @@ def allow_matches(
     """(out, in) RETURN matches: the remote end is the destination going out, the source coming in."""
     out: list[Match] = []
     inn: list[Match] = []
-    if loopback:
-        for fam in FAMILIES:
-            out.append(Match(fam, out_iface="lo"))
-            inn.append(Match(fam, in_iface="lo"))
+    if loopback:  # localhost as systemd means it: 127.0.0.0/8 and ::1, not every address via lo
+        for fam, net in (("inet", "127.0.0.0/8"), ("inet6", "::1/128")):
+            out.append(Match(fam, dst=net, out_iface="lo"))
+            inn.append(Match(fam, src=net, in_iface="lo"))
     for e in entries:
         if e.port is None:
             out.append(Match(e.family, dst=e.cidr))

@@ -213,6 +213,7 @@ class LaunchRequest:
     keep: bool = False  # keep the jail (netns) after the last process exits
     cwd: str | None = None
     env: tuple[tuple[str, str], ...] | None = None  # None: netjail's own environment
+    force: bool = False  # gid: accept a --gid N that other processes (or root) already use
 
 
 @dataclass(frozen=True, slots=True)

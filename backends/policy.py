@@ -26,9 +26,14 @@ def parse_port(text: str, entry: str) -> int:
 
 def _network(text: str, entry: str) -> str:
     try:
-        return str(ipaddress.ip_network(text.strip(), strict=False))
+        net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise BadInput(f"bad allow entry {entry!r}: {text!r} is not an IP address or CIDR") from None
+    mapped = net.network_address.ipv4_mapped if isinstance(net, ipaddress.IPv6Network) else None
+    if mapped is not None and net.prefixlen >= 96:
+        # ::ffff:a.b.c.d reaches the wire as IPv4: an IPv6 rule would never match it
+        return str(ipaddress.ip_network(f"{mapped}/{net.prefixlen - 96}", strict=False))
+    return str(net)
 
 
 def parse_allow(entry: str) -> AllowEntry:

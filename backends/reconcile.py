@@ -47,10 +47,10 @@ class Reconciler:
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
 
     def run(self, reg: Registry) -> list[str]:
-        notes = self.adopt_kernel_jails(reg)
+        in_kernel = self.fw.jail_names()
+        notes = self.adopt_kernel_jails(reg, in_kernel)
         for jail in list(reg.jails.values()):
             notes += self._finish_interrupted(reg, jail)
-        in_kernel = self.fw.jail_names()
         procs = self.processes(fresh=True)
         desired: list[JailRules] = []
         for jail in list(reg.jails.values()):
@@ -86,11 +86,12 @@ class Reconciler:
 
     # ---- 1. adoption ----------------------------------------------------------------------
 
-    def adopt_kernel_jails(self, reg: Registry) -> list[str]:
+    def adopt_kernel_jails(self, reg: Registry, in_kernel: set[str] | None = None) -> list[str]:
         notes = []
         cgroups = set(jail_cgroups.existing(self.mount)) if self.mount else set()
         namespaces = set(netns.list_netjail_netns())
-        for name in sorted((cgroups | namespaces | self.fw.jail_names()) - set(reg.jails)):
+        chains = self.fw.jail_names() if in_kernel is None else in_kernel
+        for name in sorted((cgroups | namespaces | chains) - set(reg.jails)):
             rules = self.fw.read_jail(name)
             allow, loopback = allow_from_rules(rules) if rules else ([], False)
             jail = self._adopt(name, cgroups, namespaces, rules)
@@ -187,8 +188,8 @@ class Reconciler:
             found = [p.pid for p in procs.values() if p.gid == jail.gid]
         elif jail.strategy == "netns":
             found = netns.netns_pids(jail.name)
-        else:  # seccomp: the filter is inherited by every descendant
-            found = _descendants(known, procs)
+        else:  # seccomp: the filter is inherited by every descendant (not the launcher's)
+            found = _descendants({m.pid for m in alive if m.status != LAUNCHER}, procs)
         origin = alive[0].original_cgroup if alive else "/"
         for pid in found:
             if pid not in known and (stat := identity.read_stat(pid)):

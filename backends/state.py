@@ -94,6 +94,8 @@ class Store:
     def __init__(self, directory: Path | None = None) -> None:
         self.dir = directory or state_dir()
         self.path = self.dir / "state.json"
+        self._locked = False
+        self._saved = ""  # the text last read or written: saving it again is a no-op
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -104,8 +106,10 @@ class Store:
             raise InsufficientPrivilege(f"cannot use state directory {self.dir}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._locked = True
             yield
         finally:
+            self._locked = False
             os.close(fd)
 
     def load(self) -> Registry:
@@ -121,22 +125,29 @@ class Store:
             if raw.get("schema") != SCHEMA:
                 raise ValueError(f"unknown schema {raw.get('schema')!r}")
             jails = [JailState.from_dict(dict(j)) for j in raw["jails"]]
-            return Registry({j.name: j for j in jails})
+            registry = Registry({j.name: j for j in jails})
+            self._saved = registry.to_json()
+            return registry
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            aside = self.path.with_suffix(".corrupt")
-            with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
+            if self._locked:  # a lock-free reader may be looking at a file being replaced
+                aside = self.path.with_suffix(".corrupt")
+                with contextlib.suppress(OSError):
+                    os.replace(self.path, aside)
             return Registry(problems=[f"state file was corrupt ({exc}); rebuilt from the kernel"])
 
     def save(self, registry: Registry) -> None:
+        text = registry.to_json()
+        if text == self._saved and self.path.exists():
+            return  # the watcher reconciles every second: most ticks change nothing
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
             with os.fdopen(fd, "w") as f:
-                f.write(registry.to_json())
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
+            self._saved = text
         except PermissionError as exc:
             raise InsufficientPrivilege(f"cannot write {self.path}: {exc.strerror}") from None
         except OSError as exc:

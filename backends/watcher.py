@@ -33,7 +33,8 @@ def running(state_dir: Path) -> int | None:
     except (OSError, ValueError):
         return None
     stat = identity.read_stat(pid)
-    return pid if stat is not None and stat.start_time == start else None
+    alive = stat is not None and stat.start_time == start and stat.state not in ("Z", "X")
+    return pid if alive else None
 
 
 def ensure_running(state_dir: Path) -> None:
@@ -65,7 +66,6 @@ def stop(state_dir: Path) -> None:
 
 def main(state_dir: Path) -> int:
     from netjail.backends.engine import Engine  # the engine imports this module
-    from netjail.backends.errors import NetjailError
 
     me = identity.read_stat(os.getpid())
     if me is None or running(state_dir):
@@ -80,17 +80,19 @@ def main(state_dir: Path) -> int:
         time.sleep(interval)
         try:
             notes = engine.reconcile()
-            if notes:
-                with log.open("a") as f:
-                    f.writelines(f"{time.strftime('%F %T')} {n}\n" for n in notes)
-            if not engine.store.load().jails:
-                break
-        except NetjailError as exc:
+        except Exception as exc:  # keep watching: a failed tick is retried on the next one
+            notes = [f"error: {exc}"]
+        if notes:
             with log.open("a") as f:
-                f.write(f"{time.strftime('%F %T')} error: {exc}\n")
-    with contextlib.suppress(OSError):
-        if running(state_dir) == me.pid:
-            _pidfile(state_dir).unlink()
+                f.writelines(f"{time.strftime('%F %T')} {n}\n" for n in notes)
+        # decide to leave under the lock: a block starting now either sees this watcher gone
+        # (and starts another) or is seen by it
+        with engine.store.locked():
+            if not engine.store.load().jails:
+                with contextlib.suppress(OSError):
+                    if running(state_dir) == me.pid:
+                        _pidfile(state_dir).unlink()
+                break
     return 0
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,7 +200,6 @@ def test_reset_leaves_nothing_of_any_strategy(cli: CLI, spawn_peer: Callable[...
     assert out.returncode == 0, out.stderr
     assert leftovers() == []
     assert subprocess.run(["getent", "group", "netjail-rg"]).returncode == 2
-    assert settle_count is not None
 
 
 def _uid(pid: int) -> int | None:
@@ -206,3 +207,54 @@ def _uid(pid: int) -> int | None:
         return os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return None
+
+
+def test_run_gid_refuses_root_and_groups_in_use(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+    out = cli("run", "--gid", "0", "--", "true")
+    assert out.returncode == 2 and "root" in out.stderr
+    peer = spawn_peer("sleep", user="nobody")  # runs with nogroup
+    gid = os.stat(f"/proc/{peer.pid}").st_gid
+    out = cli("run", "--gid", str(gid), "--", "true")
+    assert out.returncode == 2 and "in use" in out.stderr and str(peer.pid) in out.stderr
+    assert jails(cli) == [] and leftovers() == []
+
+
+def test_relaunch_validates_before_it_terminates(spawn_peer: Callable[..., Peer]) -> None:
+    from netjail.backends.engine import Engine
+    from netjail.backends.errors import BadInput
+    from netjail.backends.model import LaunchRequest
+
+    peer = spawn_peer("sleep")
+    with pytest.raises(BadInput, match=r"10\.0\.0\.0/33"):
+        Engine(spawn_watcher=False).relaunch(
+            peer.pid, None, LaunchRequest((), "netns", allow=("10.0.0.0/33",))
+        )
+    assert peer.proc.poll() is None, "the process was killed for a request that was refused"
+
+
+def test_relaunch_restarts_the_same_command_jailed(spawn_peer: Callable[..., Peer], cli: CLI) -> None:
+    from netjail.backends.engine import Engine
+    from netjail.backends.model import LaunchRequest
+
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    sender = spawn_peer("udp-send", "127.0.0.1", recv.info["lport"])
+    assert rises(recv, "received")
+    result = Engine(spawn_watcher=False).relaunch(sender.pid, None, LaunchRequest((), "netns", jail="again"))
+    assert result.pid != sender.pid and sender.proc.wait(5) is not None
+    cmdline = Path(f"/proc/{result.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"udp-send" in cmdline
+    frozen = settle_count(recv, "received")
+    time.sleep(0.5)
+    assert recv.value("received") == frozen, "the relaunched sender still reaches the network"
+    assert [j["strategy"] for j in jails(cli) if j["name"] == "again"] == ["netns"]
+    assert open_netns_of(result.pid) != open_netns_of(os.getpid())
+    os.kill(result.pid, 9)
+
+
+def open_netns_of(pid: int) -> int:
+    return os.stat(f"/proc/{pid}/ns/net").st_ino
+
+
+def test_counters_watch_needs_a_positive_interval(cli: CLI) -> None:
+    out = cli("counters", "--watch", "-1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr

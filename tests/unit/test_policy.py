@@ -74,3 +74,8 @@ def test_jail_names_ok(name: str) -> None:
 def test_jail_names_bad(name: str) -> None:
     with pytest.raises(BadInput):
         validate_jail_name(name)
+
+
+def test_v4_mapped_entries_become_ipv4() -> None:
+    assert parse_allow("::ffff:10.1.2.3") == AllowEntry("10.1.2.3/32")
+    assert parse_allow("[::ffff:10.1.2.0/120]:53") == AllowEntry("10.1.2.0/24", 53)

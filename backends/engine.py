@@ -324,7 +324,9 @@ class Engine:
             jail.cgroups[sub] = jail_cgroups.create(mount, sub)
         _fault_point("cgroup")
         # the scan reconciliation took moments ago: the first drop should not wait for another
-        self.firewall.sync_jail(self._cgroup_rules(jail, self._member_sockets(jail, fresh=False)))
+        before = self._member_sockets(jail, fresh=False)
+        _remember_sockets(jail, before)
+        self.firewall.sync_jail(self._cgroup_rules(jail, before))
         _fault_point("rules")
         for m in list(members):
             try:
@@ -337,6 +339,7 @@ class Engine:
         _fault_point("move")
         # sockets opened between the first scan and the move are not covered by the cgroup rule
         sockets = self._member_sockets(jail)
+        _remember_sockets(jail, sockets)  # opened since the first scan, maybe before the move
         rules = self._cgroup_rules(jail, sockets)
         self.firewall.sync_jail(rules)
         _fault_point("rescan")
@@ -496,6 +499,11 @@ def _own_netns() -> int | None:
         return os.stat("/proc/self/ns/net").st_ino
     except OSError:
         return None
+
+
+def _remember_sockets(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> None:
+    known = set(jail.pre_inodes)
+    jail.pre_inodes += [s.inode for socks in sockets.values() for s in socks if s.inode not in known]
 
 
 def _netns_of(pid: int) -> int | None:

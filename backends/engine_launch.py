@@ -266,6 +266,7 @@ class Launches:
                     MemberState(p.pid, p.start_time, p.name, p.cgroup or "/", root=p.pid) for p in procs
                 ],
             )
+            jail.pre_inodes = [s.inode for p in procs for s in p.sockets]
             rules = desired_rules(jail, {p.pid: p.sockets for p in procs})
             assert rules is not None
             reg.jails[name] = jail

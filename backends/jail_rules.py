@@ -39,10 +39,16 @@ def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> J
 
     Selectors say who is jailed: the cgroup (OUTPUT only: INPUT never matches by cgroup), the
     owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and TCP/UDP to
-    this host), plus every existing socket of the members. Then the allow-list.
+    this host), plus sockets the first selector cannot see: those the members already had when
+    they were jailed (`jail.pre_inodes`) and every listener or bound UDP socket (INPUT). A
+    connected socket opened inside the jail needs none: the first selector drops all it sends.
+    Then the allow-list.
     """
     entries = [parse_allow(a) for a in jail.allow]
-    out_sel, in_sel = selectors_for_all(s for socks in sockets.values() for s in socks)
+    pre = set(jail.pre_inodes)
+    out_sel, in_sel = selectors_for_all(
+        s for socks in sockets.values() for s in socks if s.inode in pre or _serves(s)
+    )
     out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
     if jail.strategy == "cgroup":
         owners = tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
@@ -61,6 +67,11 @@ def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> J
         out_allow=out_allow,
         in_allow=in_allow,
     )
+
+
+def _serves(sock: Socket) -> bool:
+    """Listening TCP, or UDP without a peer: reachable from outside whoever created it."""
+    return sock.state == "LISTEN" or (sock.proto == "udp" and sock.remote_port == 0)
 
 
 def _netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None:

@@ -61,7 +61,10 @@ class Reconciler:
             if jail.strategy == "cgroup":
                 notes += self._ensure_cgroup(jail)
                 notes += self._bring_back_escapees(jail)
-            rules = desired_rules(jail, _sockets_of(jail, procs))
+            sockets = _sockets_of(jail, procs)
+            live = {s.inode for socks in sockets.values() for s in socks}
+            jail.pre_inodes = [i for i in jail.pre_inodes if i in live]  # closed ones are done
+            rules = desired_rules(jail, sockets)
             if rules is None:
                 continue
             if jail.name not in in_kernel:
@@ -102,6 +105,9 @@ class Reconciler:
                 notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
                 continue
             jail.allow, jail.allow_loopback, jail.rebuilt = allow, loopback, True
+            # which sockets predate the jail is unknown now: keep covering every one it has
+            procs = self.processes()
+            jail.pre_inodes = [s.inode for m in jail.members if m.pid in procs for s in procs[m.pid].sockets]
             reg.jails[name] = jail
             notes.append(
                 f"jail {name!r} ({jail.strategy}) found in the kernel but not in the state "

@@ -61,6 +61,8 @@ class JailState:
     # sub-cgroup (one per blocked root) -> inode: a re-created cgroup has a new inode, and the
     # `-m cgroup` rule loaded for the old one no longer matches: its rules must be reloaded
     cgroups: dict[str, int] = field(default_factory=dict)
+    # inodes of sockets members had when they were jailed: they keep their selectors
+    pre_inodes: list[int] = field(default_factory=list)
     members: list[MemberState] = field(default_factory=list)
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown

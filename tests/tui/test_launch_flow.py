@@ -72,6 +72,22 @@ def uid_pids(uid: int) -> set[int]:
 
 
 @pytest.fixture
+def udpprobe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`udpprobe HOST PORT` on PATH (a script, so the process is named udpprobe): short to type."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "udpprobe"
+    script.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\nsys.argv[0] = {str(PROBE)!r}\n"
+        f"runpy.run_path({str(PROBE)!r}, run_name='__main__')\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SUDO_USER", raising=False)  # run-as user: whoever runs the TUI (root)
+    return "udpprobe"
+
+
+@pytest.fixture
 def started() -> Iterator[list[int]]:
     """PIDs of commands a test had the TUI start: killed afterwards (jails go with the reset)."""
     pids: list[int] = []
@@ -116,17 +132,16 @@ async def launched(pilot: Pilot[None], notes: Notes, started: list[int]) -> tupl
 
 
 async def test_n_launches_under_netns_in_the_jails_namespace(
-    kernel: Engine, notes: Notes, started: list[int], monkeypatch: pytest.MonkeyPatch
+    kernel: Engine, notes: Notes, started: list[int], udpprobe: str
 ) -> None:
-    monkeypatch.delenv("SUDO_USER", raising=False)  # run-as user: whoever runs the TUI (root)
-    command = shlex.join([sys.executable, str(PROBE), "127.0.0.1", "9"])
+    command = f"{udpprobe} 127.0.0.1 9"
     app = dashboard(kernel)
     async with app.run_test(size=(160, 45), message_hook=notes.hook) as pilot:
         table, jails = app.main.query_one(ProcessTable), app.main.query_one(JailsPanel)
         await ready(pilot, app)
         await launch_by_keys(pilot, app, command, "netns")
         pid, jail, strategy, log = await launched(pilot, notes, started)
-        assert strategy == "netns" and not isinstance(app.screen, LaunchDialog)
+        assert (jail, strategy) == ("udpprobe-1", "netns") and not isinstance(app.screen, LaunchDialog)
 
         # the jails panel lists it with its strategy, the table has the process in its namespace
         await wait_until(pilot, lambda: jail in jails.views, what="jail card")
@@ -151,10 +166,9 @@ async def test_n_launches_under_netns_in_the_jails_namespace(
 
 
 async def test_n_launches_under_seccomp_and_the_jail_says_it_cannot_be_counted(
-    kernel: Engine, notes: Notes, started: list[int], monkeypatch: pytest.MonkeyPatch
+    kernel: Engine, notes: Notes, started: list[int], udpprobe: str
 ) -> None:
-    monkeypatch.delenv("SUDO_USER", raising=False)
-    command = shlex.join([sys.executable, str(PROBE), "127.0.0.1", "9"])
+    command = f"{udpprobe} 127.0.0.1 9"
     app = dashboard(kernel)
     async with app.run_test(size=(160, 45), message_hook=notes.hook) as pilot:
         table, jails = app.main.query_one(ProcessTable), app.main.query_one(JailsPanel)

@@ -5,8 +5,10 @@
 In new network and PID namespaces (it re-executes itself under `unshare -n -p --mount-proc`), it
 starts a few helper processes from tests/peers.py under telling names (symlinks to python: the
 kernel names a process after the file it executed), blocks the UDP sender through the UI with
-`/`, its PID, `b` and Enter, lets the dropped-packet counters rise, and saves SVG screenshots
-(Textual's own) plus PNG renders of them. Every jail is removed afterwards.
+`/`, its PID, `b` and Enter, launches a command with `n` into a netns jail (a `sync-agent`
+script on PATH that sends UDP where its allow-list does not reach), lets the dropped-packet
+counters rise, and saves SVG screenshots (Textual's own) plus PNG renders of them. Every jail is
+removed afterwards; the launched command dies with the private PID namespace.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ def ensure_private_namespaces() -> None:
     started_in = os.environ.get(UNSHARED)
     if started_in is None:
         os.environ[UNSHARED] = own
-        script = 'ip link set lo up && exec "$0" "$@"'
+        # a default route into a dead-end veth: what a netns jail forwards reaches FORWARD, where
+        # its allow-list drops (and counts) it, and goes nowhere beyond
+        script = (
+            "ip link set lo up && ip link add shots0 type veth peer name shots1 && "
+            "ip link set shots0 up && ip link set shots1 up && ip addr add 10.198.0.1/30 dev shots0 && "
+            'ip route add default via 10.198.0.2 dev shots0 onlink && exec "$0" "$@"'
+        )
         argv = [
             "unshare",
             "-n",
@@ -100,10 +108,25 @@ def peers(bin_dir: Path) -> Iterator[Callable[..., int]]:
             p.wait()
 
 
+def command_on_path(bin_dir: Path, name: str, mode: str) -> None:
+    """`name ARGS` runs `peers.py MODE ARGS`: a script, so the process is called `name`."""
+    script = bin_dir / name
+    script.write_text(
+        f"#!{sys.executable}\nimport runpy, sys\n"
+        f"sys.argv = [{str(PEERS)!r}, {mode!r}, *sys.argv[1:]]\n"
+        f"runpy.run_path({str(PEERS)!r}, run_name='__main__')\n"
+    )
+    script.chmod(0o755)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
 async def shoot(engine: Any) -> None:
     from netjail.app.tui import create_app
     from netjail.widgets.block_dialog import BlockDialog
+    from netjail.widgets.jails_panel import JailsPanel
+    from netjail.widgets.launch_dialog import LaunchDialog
     from netjail.widgets.process_table import ProcessTable
+    from textual.widgets import Input
 
     with tempfile.TemporaryDirectory() as tmp, peers(Path(tmp)) as start:
         start("webapp", "tcp-listen", "127.0.0.1", 8080)
@@ -112,6 +135,7 @@ async def shoot(engine: Any) -> None:
         start("dnsmasq", "udp-bind", "127.0.0.53", 53)
         start("metrics-agent", "udp-recv", "127.0.0.1", 8125)
         sender = start("telemetryd", "udp-send", "127.0.0.1", 8125)
+        command_on_path(Path(tmp), "sync-agent", "udp-send")
         app = create_app(engine, interval=1.0, counters_interval=0.5)
         async with app.run_test(size=SIZE) as pilot:
             table = app.main.query_one(ProcessTable)
@@ -131,6 +155,18 @@ async def shoot(engine: Any) -> None:
             app.save_screenshot("block-dialog.svg", str(HERE))
             await pilot.press("enter")
             await until(lambda: table.cell_text(sender, "jail"), "the jail in the table")
+
+            await pilot.press("n")
+            await until(lambda: isinstance(app.screen, LaunchDialog), "the launch dialog")
+            await pilot.press(*"sync-agent 203.0.113.9 8125 --interval 0.05", "tab", "tab", *"10.0.0.0/8")
+            for field in app.screen.query(Input):
+                field.cursor_blink = False
+            await pilot.pause(0.3)
+            app.save_screenshot("launch-dialog.svg", str(HERE))
+            await pilot.press("enter")
+            jails = app.main.query_one(JailsPanel)
+            await until(lambda: "sync-agent-1" in jails.views, "the launched command's jail")
+
             await pilot.press("escape")  # clear the filter: the whole table, the sender still selected
             await pilot.pause(30)  # the sparkline fills from the right
             app.save_screenshot("main-blocked.svg", str(HERE))
@@ -149,6 +185,7 @@ def main() -> int:
     os.environ.setdefault("NETJAIL_NETNS_PREFIX", f"shots{os.getpid()}-netjail-")
     ensure_private_namespaces()
     os.environ.setdefault("NETJAIL_STATE_DIR", tempfile.mkdtemp(prefix="netjail-shots-"))
+    os.environ.pop("SUDO_USER", None)  # launched commands run as root, whose python this is
     from netjail.backends.engine import Engine
 
     engine = Engine()
@@ -158,7 +195,7 @@ def main() -> int:
         engine.reset()  # outside the event loop: the engine's netlink code runs its own
         with contextlib.suppress(OSError):
             os.rmdir(f"/sys/fs/cgroup/unified/{os.environ['NETJAIL_CGROUP_PARENT']}")
-    for name in ("main-blocked", "block-dialog", "help"):
+    for name in ("main-blocked", "block-dialog", "launch-dialog", "help"):
         svg_to_png(HERE / f"{name}.svg", HERE / f"{name}.png")
         print(f"screenshots/{name}.svg  screenshots/{name}.png")
     return 0

@@ -186,6 +186,8 @@ def _jail_row(j: JailInfo) -> list[str]:
     members = " ".join(f"{m.pid}" + ("" if m.alive else "(gone)") for m in j.members) or "-"
     allow = ", ".join(j.allow + (("loopback",) if j.allow_loopback else ())) or "nothing"
     c = j.counters
+    if not j.countable:  # seccomp: netfilter never sees what it refuses
+        return [j.name, j.strategy, members, allow, "not countable", "not countable"]
     return [
         j.name,
         j.strategy,
@@ -212,6 +214,9 @@ def human_bytes(n: int) -> str:
 def _counter_rows(items: tuple[JailCounters, ...]) -> list[list[str]]:
     rows = []
     for c in items:
+        if not c.countable:
+            rows.append([c.jail, "-", "not countable", "", "", ""])
+            continue
         for label, part in (("all", c.total), ("ipv4", c.inet), ("ipv6", c.inet6)):
             rows.append([c.jail if label == "all" else "", label, *_cells(part)])
     return rows
@@ -228,7 +233,13 @@ def _counters(a: argparse.Namespace) -> int:
         if a.json:
             print_json(
                 [
-                    {"jail": c.jail, **_flat(c.total), "inet": _flat(c.inet), "inet6": _flat(c.inet6)}
+                    {
+                        "jail": c.jail,
+                        "countable": c.countable,
+                        **_flat(c.total),
+                        "inet": _flat(c.inet),
+                        "inet6": _flat(c.inet6),
+                    }
                     for c in items
                 ]
             )

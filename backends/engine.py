@@ -68,7 +68,7 @@ from netjail.backends.state import (
     Registry,
     Store,
 )
-from netjail.backends.strategies import STRATEGIES
+from netjail.backends.strategies import STRATEGIES, by_name
 
 FAULT_ENV = "NETJAIL_FAULT_AT"
 
@@ -160,18 +160,21 @@ class Engine:
     def snapshot(self, *, all_processes: bool = True) -> Snapshot:
         """Processes and sockets, labelled with their jail (read without the lock: the state
         file is replaced atomically)."""
-        snap = self.inventory.snapshot(all_processes)
-        prefix = f"/{jail_cgroups.parent_name()}/"
         by_pid: dict[int, str] = {}
         try:
             for state in self.store.load().jails.values():
-                by_pid.update((m.pid, state.name) for m in state.members)
+                by_pid.update((m.pid, state.name) for m in state.members if m.status != LAUNCHER)
         except NetjailError:
             pass  # unreadable state (not root): cgroup paths still tell
+        prefix = f"/{jail_cgroups.parent_name()}/"
+        # a jailed process is worth showing even without sockets (a seccomp'd command has none)
+        snap = self.inventory.snapshot(all_processes or bool(by_pid))
         labelled = []
         for p in snap.processes:
             name = p.cgroup[len(prefix) :].split("/")[0] if p.cgroup.startswith(prefix) else None
             name = name or by_pid.get(p.pid)
+            if name is None and not all_processes and not p.sockets:
+                continue
             labelled.append(p if name is None else replace(p, jail=name))
         return Snapshot(tuple(labelled), snap.taken_at, snap.own_netns, snap.denied)
 
@@ -223,7 +226,13 @@ class Engine:
         found = self.firewall.counters()
         names = list(reg.jails) + sorted(set(found) - set(reg.jails))
         zero = Counters()
-        return tuple(found.get(n) or JailCounters(n, zero, zero, zero) for n in names)
+        uncountable = {j.name for j in reg.jails.values() if not _countable(j.strategy)}
+        return tuple(
+            JailCounters(n, zero, zero, zero, countable=False)
+            if n in uncountable
+            else found.get(n) or JailCounters(n, zero, zero, zero)
+            for n in names
+        )
 
     # ---- blocking --------------------------------------------------------------------------
 
@@ -522,6 +531,11 @@ def _cgroup_of(pid: int) -> str:
         return "/"
 
 
+def _countable(strategy: str) -> bool:
+    info = by_name(strategy)
+    return info is None or info.counters
+
+
 def _jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
     return JailInfo(
         name=jail.name,
@@ -531,5 +545,6 @@ def _jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
             Member(m.pid, m.start_time, is_alive(m), m.name) for m in jail.members if m.status != LAUNCHER
         ),
         counters=counters.total if counters else Counters(),
+        countable=_countable(jail.strategy),
         allow_loopback=jail.allow_loopback,
     )

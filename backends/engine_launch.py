@@ -14,6 +14,7 @@ import os
 import pwd
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -297,13 +298,15 @@ class Launches:
         env = _read_environ(pid)
         _terminate(pid, proc.start_time)
         launch = replace(req, argv=proc.cmdline, cwd=cwd, env=env, user=proc.user or None)
-        result, _ = self.launch(
+        result, child = self.launch(
             launch,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        # we are its parent: reap it when it exits, or it lingers as a zombie
+        threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
         return result
 
 

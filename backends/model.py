@@ -126,6 +126,7 @@ class JailInfo:
     members: tuple[Member, ...]
     counters: Counters
     allow_loopback: bool = False
+    countable: bool = True  # False: netfilter never sees this strategy (seccomp)
 
 
 @dataclass(frozen=True, slots=True)

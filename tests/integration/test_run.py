@@ -258,3 +258,25 @@ def open_netns_of(pid: int) -> int:
 def test_counters_watch_needs_a_positive_interval(cli: CLI) -> None:
     out = cli("counters", "--watch", "-1")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_seccomp_jail_is_listed_as_not_countable(cli: CLI) -> None:
+    proc = subprocess.Popen(
+        [*python_for(None), "-m", "netjail.app.cli", "run", "--seccomp", "--jail", "sc", "--", "sleep", "30"]
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not [j for j in jails(cli) if j["name"] == "sc"]:
+            time.sleep(0.1)
+        [sc] = [j for j in jails(cli) if j["name"] == "sc"]
+        assert sc["strategy"] == "seccomp" and sc["countable"] is False
+        assert "not countable" in cli("list").stdout
+        counters = {c["jail"]: c for c in json.loads(cli("counters", "--json").stdout)}
+        assert counters["sc"]["countable"] is False
+        ps = json.loads(cli("ps", "--json").stdout)
+        assert any(p["jail"] == "sc" and p["name"] == "sleep" for p in ps), (
+            "socketless jailed process missing"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)

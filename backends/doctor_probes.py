@@ -9,43 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import re
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from typing import Any
 
+from netjail.backends.firewall.xtables_lock import xtables_lock
 from netjail.backends.stderr_capture import stderr_captured
 
-XTABLES_LOCK = "/run/xtables.lock"
 PROBE_CHAIN_PREFIX = "NETJAIL-PROBE-"
 _PROBE_CHAIN = re.compile(re.escape(PROBE_CHAIN_PREFIX) + r"(\d+)$")
 # python-iptables attribute that carries each probed match's one option.
 PROBE_OPTION = {"cgroup": "path", "owner": "uid_owner"}
-
-
-@contextlib.contextmanager
-def xtables_lock(timeout: float = 10.0) -> Iterator[None]:
-    """The lock iptables itself takes: libiptc does not, and a commit replaces a whole table, so
-    an unlocked read-modify-commit could undo another tool's concurrent change."""
-    fd = os.open(XTABLES_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{XTABLES_LOCK} held by another process for {timeout:.0f}s") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # closing drops the flock
 
 
 def probe_chain_name(pid: int | None = None) -> str:

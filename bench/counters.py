@@ -38,43 +38,13 @@ from collections.abc import Callable
 from netjail.backends.firewall import rule_build
 from netjail.backends.firewall.base import JAIL_CHAIN_PREFIX, JailRules, Match
 from netjail.backends.firewall.iptc_backend import IptcFirewall
+from private_netns import ensure_private_netns
 
-UNSHARED = "NETJAIL_BENCH_UNSHARED"
 COUNTERS_TARGET = 2.0  # engine counters() <= 2x iptables-legacy-save -c
 TOOLS = {"inet": "iptables-legacy", "inet6": "ip6tables-legacy"}
 
 
 # ---- safety: a private network namespace --------------------------------------------------
-
-
-def in_private_netns() -> bool:
-    """Not in PID 1's netns; when PID 1 may not be inspected (some inits deny even root), an
-    ancestor in another netns shows that one was unshared for us."""
-    own = os.stat("/proc/self/ns/net").st_ino
-    try:
-        return own != os.stat("/proc/1/ns/net").st_ino
-    except PermissionError:
-        pass
-    pid = os.getppid()
-    while pid > 1:
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino != own:
-                return True
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-    return False
-
-
-def ensure_private_netns(argv: list[str]) -> None:
-    if in_private_netns():
-        return
-    if os.environ.get(UNSHARED) == "1":
-        raise SystemExit("bench/counters.py: still in the machine's network namespace after unshare")
-    os.environ[UNSHARED] = "1"
-    script = 'ip link set lo up && exec "$0" "$@"'
-    os.execvp("unshare", ["unshare", "-n", "--", "sh", "-c", script, sys.executable, *argv])
 
 
 # ---- the rule set -----------------------------------------------------------------------------

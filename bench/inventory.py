@@ -28,39 +28,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-UNSHARED = "NETJAIL_BENCH_UNSHARED"
+from private_netns import ensure_private_netns
+
 REFERENCE = "ss -tunap (whole process)"
 COLD_TARGET, WARM_TARGET, TARGET_SIZE = 1.0, 0.3, 5000
 
 
 # ---- safety: a private network namespace --------------------------------------------------
-
-
-def in_private_netns() -> bool:
-    """Not in PID 1's netns; when PID 1 may not be inspected, an ancestor in another netns."""
-    own = os.stat("/proc/self/ns/net").st_ino
-    try:
-        return own != os.stat("/proc/1/ns/net").st_ino
-    except PermissionError:
-        pass
-    pid = os.getppid()
-    while pid > 1:
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino != own:
-                return True
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-    return False
-
-
-def ensure_private_netns(argv: list[str]) -> None:
-    if os.environ.get(UNSHARED) == "1" or in_private_netns():
-        return
-    os.environ[UNSHARED] = "1"
-    script = 'ip link set lo up && exec "$0" "$@"'
-    os.execvp("unshare", ["unshare", "-n", "--", "sh", "-c", script, sys.executable, *argv])
 
 
 # ---- socket holders -------------------------------------------------------------------------

@@ -43,41 +43,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-UNSHARED = "NETJAIL_BENCH_UNSHARED"
+from private_netns import ensure_private_netns
+
 REFRESH_TARGET = 1.5  # steady UI refresh <= 1.5x warm engine snapshot
 KEY_TARGET_MS = 100.0  # `down` while a poll is in flight
 
 
 # ---- safety: a private network namespace --------------------------------------------------
-
-
-def in_private_netns() -> bool:
-    """Not in PID 1's netns; when PID 1 may not be inspected, an ancestor in another netns."""
-    own = os.stat("/proc/self/ns/net").st_ino
-    try:
-        return own != os.stat("/proc/1/ns/net").st_ino
-    except PermissionError:
-        pass
-    pid = os.getppid()
-    while pid > 1:
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino != own:
-                return True
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
-    return False
-
-
-def ensure_private_netns(argv: list[str]) -> None:
-    if in_private_netns():
-        return
-    if os.environ.get(UNSHARED) == "1":
-        raise SystemExit("bench/tui.py: still in the machine's network namespace after unshare")
-    os.environ[UNSHARED] = "1"
-    script = 'ip link set lo up && exec "$0" "$@"'
-    os.execvp("unshare", ["unshare", "-n", "--", "sh", "-c", script, sys.executable, *argv])
 
 
 # ---- a system of that size: forked socket holders -------------------------------------------

@@ -66,8 +66,14 @@ def ancestors(pid: int | None = None) -> list[int]:
     return chain
 
 
+# Remote-login servers: blocking one cuts every session it serves, the operator's own included
+# even when netjail runs inside tmux or screen, where the session is no ancestor of netjail.
+REMOTE_LOGIN = frozenset({"sshd", "dropbear", "mosh-server"})
+
+
 def refuse_protected(stat: ProcStat, protected: set[int] | None = None) -> None:
-    """PID 1, kernel threads, netjail itself and its ancestors are off limits (unless --force)."""
+    """PID 1, kernel threads, netjail itself, its ancestors and remote-login servers are off
+    limits (unless --force)."""
     own = set(ancestors()) if protected is None else protected
     if stat.pid == 1:
         raise ProtectedProcess(f"refusing to block PID 1 ({stat.name}): use --force if you mean it")
@@ -79,6 +85,11 @@ def refuse_protected(stat: ProcStat, protected: set[int] | None = None) -> None:
         raise ProtectedProcess(
             f"refusing to block PID {stat.pid} ({stat.name}): it is an ancestor of netjail "
             "(your shell or session); use --force if you mean it"
+        )
+    if stat.name in REMOTE_LOGIN:
+        raise ProtectedProcess(
+            f"refusing to block PID {stat.pid} ({stat.name}): it serves remote logins, yours "
+            "perhaps; use --force if you mean it"
         )
 
 

@@ -84,3 +84,10 @@ def test_tree_walk_finds_grandchildren() -> None:
             os.kill(pid, 9)
         p.kill()
         p.wait()
+
+
+def test_remote_login_servers_are_protected() -> None:
+    sshd = parse_stat(STAT.replace("(my (weird) ) prog)", "(sshd)"))
+    with pytest.raises(ProtectedProcess, match="remote logins"):
+        refuse_protected(sshd, protected=set())
+    refuse_protected(parse_stat(STAT), protected=set())  # an ordinary process passes

@@ -158,7 +158,7 @@ async def shoot(engine: Any) -> None:
 
             await pilot.press("n")
             await until(lambda: isinstance(app.screen, LaunchDialog), "the launch dialog")
-            await pilot.press(*"sync-agent 203.0.113.9 8125 --interval 0.05", "tab", "tab", *"10.0.0.0/8")
+            await pilot.press(*"sync-agent 10.198.0.2 8125 --interval 0.05", "tab", "tab", *"10.1.0.0/16")
             for field in app.screen.query(Input):
                 field.cursor_blink = False
             await pilot.pause(0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -73,7 +74,7 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not value > 0:
+    if not 0 < value <= 86400:  # also refuses inf and nan
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
     return value
 
@@ -112,7 +113,7 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
     ]
     if ignored:
         raise BadInput(f"{', '.join(ignored)} does not apply to --user/--group")
-    procs = engine.preview_owner(a.user, a.group)
+    procs = engine.preview_owner(a.user, a.group, force=a.force)
     who = f"user {a.user}" if a.user else f"group {a.group}"
     out = sys.stderr if a.json else sys.stdout
     print(
@@ -231,18 +232,20 @@ def _counters(a: argparse.Namespace) -> int:
     while True:
         items = engine.counters()
         if a.json:
-            print_json(
-                [
-                    {
-                        "jail": c.jail,
-                        "countable": c.countable,
-                        **_flat(c.total),
-                        "inet": _flat(c.inet),
-                        "inet6": _flat(c.inet6),
-                    }
-                    for c in items
-                ]
-            )
+            rows = [
+                {
+                    "jail": c.jail,
+                    "countable": c.countable,
+                    **_flat(c.total),
+                    "inet": _flat(c.inet),
+                    "inet6": _flat(c.inet6),
+                }
+                for c in items
+            ]
+            if a.watch:  # a stream: one JSON document per line, per tick
+                print(json.dumps(rows), flush=True)
+            else:
+                print_json(rows)
         elif items:
             print(
                 table(

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
         "--gid",
         nargs="?",
         const=-1,
-        type=int,
+        type=_gid,
         metavar="N",
         help="under group netjail-JAIL (or group N) whose packets an owner rule drops",
     )
@@ -50,6 +50,14 @@ def register(sub: Any) -> None:
     p.add_argument("--force", action="store_true", help="--gid N: even if N is root's or already in use")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
     p.set_defaults(func=_run)
+
+
+def _gid(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a group id: write `--gid -- CMD` (a new group) or `--gid N -- CMD`"
+        )
+    return int(text)
 
 
 def _run(a: argparse.Namespace) -> int:

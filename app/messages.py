@@ -26,6 +26,15 @@ from netjail.backends.model import (
 from textual.message import Message
 
 
+class EngineNoted(Message):
+    """What the engine noticed while acting (a process left in an unnamed namespace, drift
+    repaired ...): shown as warnings, as the CLI prints them on stderr."""
+
+    def __init__(self, notes: list[str]) -> None:
+        super().__init__()
+        self.notes = notes
+
+
 class HostRead(Message):
     def __init__(self, host: HostInfo) -> None:
         super().__init__()

@@ -24,8 +24,10 @@ class Poller:
         self._worker: Worker[Any] | None = None
         self._timer: Timer | None = None
         self._again = False  # a poke arrived while a poll was running
+        self.active = True  # False once stopped: a poll in flight then schedules no other
 
     def start(self) -> None:
+        self.active = True
         self._run()
 
     def _run(self) -> None:
@@ -47,11 +49,14 @@ class Poller:
         self._worker = None
         self.failures = 0 if ok else self.failures + 1
         delay = MIN_DELAY if self._again and ok else self.next_delay
-        self._timer = self._owner.set_timer(delay, self._run)
+        if self.active:
+            self._timer = self._owner.set_timer(delay, self._run)
         return delay
 
     def poke(self) -> None:
         """Poll as soon as possible (after an action changed what the source would return)."""
+        if not self.active:
+            return
         if self._worker is not None:
             self._again = True
             return
@@ -60,6 +65,7 @@ class Poller:
         self._run()
 
     def stop(self) -> None:
+        self.active = False
         if self._timer is not None:
             self._timer.stop()
             self._timer = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -71,6 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NetjailError as exc:
         sys.stderr.write(f"netjail-tui: {exc}\n")
         return exc.exit_code
+    if os.geteuid() == 0:
+        # before Textual owns the terminal: it draws on fd 2, which a first extension load
+        # briefly redirects to keep libxtables' warnings off the screen
+        with contextlib.suppress(NetjailError):
+            Engine.warm_up()
     app.run()
     return app.return_code or 0
 

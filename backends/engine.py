@@ -112,6 +112,13 @@ class Engine:
         return self._firewall
 
     @staticmethod
+    def warm_up() -> None:
+        """Load the iptables extensions netjail uses, before a UI owns the terminal."""
+        from netjail.backends.firewall import rule_build  # loads libxtables
+
+        rule_build.warm_up()
+
+    @staticmethod
     def privileged() -> bool:
         return os.geteuid() == 0
 
@@ -395,8 +402,10 @@ class Engine:
         """Run a command jailed in the foreground; its exit code comes back in the result."""
         return self.launches.run(req)
 
-    def preview_owner(self, user: str | None = None, group: str | None = None) -> tuple[Process, ...]:
-        return self.launches.preview_owner(user, group)
+    def preview_owner(
+        self, user: str | None = None, group: str | None = None, force: bool = False
+    ) -> tuple[Process, ...]:
+        return self.launches.preview_owner(user, group, force)
 
     def block_owner(self, req: OwnerBlockRequest, force: bool = False) -> BlockResult:
         return self.launches.block_owner(req, force)

@@ -232,9 +232,14 @@ class Launches:
         except KeyError:
             raise BadInput(f"no such {'user' if user is not None else 'group'}: {user or group!r}") from None
 
-    def preview_owner(self, user: str | None = None, group: str | None = None) -> tuple[Process, ...]:
-        """Every process the user/group block would affect right now."""
-        _, uid, gid = self.resolve_owner(user, group)
+    def preview_owner(
+        self, user: str | None = None, group: str | None = None, force: bool = False
+    ) -> tuple[Process, ...]:
+        """Every process the user/group block would affect right now (refused, like the block,
+        for root and for netjail's own session unless force)."""
+        label, uid, gid = self.resolve_owner(user, group)
+        if not force:
+            _refuse_own_owner("user" if uid is not None else "group", label, uid, gid)
         snap = self.engine.inventory.snapshot(all_processes=True)
         return tuple(
             p
@@ -254,7 +259,7 @@ class Launches:
             reg = self.engine._load()
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
-            procs = self.preview_owner(req.user, req.group)
+            procs = self.preview_owner(req.user, req.group, force=True)
             jail = JailState(
                 name,
                 "owner",
@@ -293,18 +298,21 @@ class Launches:
         proc = self.engine.check_target(pid, start_time)
         if not proc.cmdline:
             raise BadInput(f"PID {pid} ({proc.name}) has no command line to start again")
-        self._validate(req if req.argv else replace(req, argv=proc.cmdline))  # before killing it
+        if not req.jail:  # named after the process it replaces: a TUI relaunches more than one
+            req = replace(req, jail=_name(Path(proc.cmdline[0]).name, f"-{pid}"))
+        _, name = self._validate(req if req.argv else replace(req, argv=proc.cmdline))
+        if name in self.engine.store.load().jails:  # everything refusable, before killing it
+            raise BadInput(f"jail {name!r} exists already: pick another jail name")
         cwd = _read_link(f"/proc/{pid}/cwd")
         env = _read_environ(pid)
+        log = self.engine.store.dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
         _terminate(pid, proc.start_time)
         launch = replace(req, argv=proc.cmdline, cwd=cwd, env=env, user=proc.user or None)
-        result, child = self.launch(
-            launch,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with log.open("ab") as out:
+            result, child = self.launch(
+                launch, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
         # we are its parent: reap it when it exits, or it lingers as a zombie
         threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
         return result

@@ -283,14 +283,15 @@ class Reconciler:
                     with contextlib.suppress(NoSuchProcess):
                         jail_cgroups.move(self.mount, origins.get(pid, default), pid)
                     leaving.add(pid)
-        jail.members = [m for m in jail.members if m.pid not in leaving]
+        staying = [m for m in jail.members if m.pid not in leaving]
         remaining = (
             jail_cgroups.all_procs(self.mount, jail.cgroup)
             if jail.strategy == "cgroup" and self.mount
             else {}
         )
-        if remove_jail or (not jail.members and not remaining and not jail.keep):
-            return self._remove(reg, jail, origins)
+        if remove_jail or (not staying and not remaining and not jail.keep):
+            return self._remove(reg, jail, origins)  # jail.members still says who was inside
+        jail.members = staying
         for sub in subs:
             jail.cgroups.pop(sub, None)
         rules = desired_rules(jail, _sockets_of(jail, self.processes(fresh=True)))

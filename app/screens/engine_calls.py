@@ -20,6 +20,7 @@ from pathlib import Path
 from netjail.app.messages import (
     AllReleased,
     CountersPolled,
+    EngineNoted,
     HostRead,
     InventoryPolled,
     Launched,
@@ -124,18 +125,27 @@ class EngineCalls(Screen[None]):
     def block(self, request: BlockRequest) -> None:
         with self.engine_lock:
             result = self.engine.block(request)
+            self._post_notes()
         self.post_message(ProcessBlocked(request, result))
 
     @work(thread=True, exit_on_error=False, name=UNBLOCK, group="action")
-    def unblock(self, process: Process) -> None:
+    def unblock(self, process: Process, whole_jail: bool = False) -> None:
+        request = UnblockRequest(jail=process.jail) if whole_jail else UnblockRequest(pid=process.pid)
         with self.engine_lock:
-            result = self.engine.unblock(UnblockRequest(pid=process.pid))
+            result = self.engine.unblock(request)
+            self._post_notes()
         self.post_message(ProcessUnblocked(process, result))
+
+    def _post_notes(self) -> None:
+        """Call with the engine lock held: the notes belong to the call just made."""
+        if self.engine.notes:
+            self.post_message(EngineNoted(list(self.engine.notes)))
 
     @work(thread=True, exit_on_error=False, name=RELEASE_ALL, group="action")
     def release_all(self) -> None:
         with self.engine_lock:
             result = self.engine.unblock(UnblockRequest(all=True))
+            self._post_notes()
         self.post_message(AllReleased(result))
 
     @work(thread=True, exit_on_error=False, name=LAUNCH, group="action")
@@ -163,6 +173,7 @@ class EngineCalls(Screen[None]):
     def block_owner(self, request: OwnerBlockRequest) -> None:
         with self.engine_lock:
             result = self.engine.block_owner(request)
+            self._post_notes()
         self.post_message(OwnerBlocked(request, result))
 
     @work(thread=True, exit_on_error=False, name=CHECK_RELAUNCH, group="action")

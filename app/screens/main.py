@@ -17,6 +17,7 @@ from netjail.app.errors import one_line
 from netjail.app.messages import (
     AllReleased,
     CountersPolled,
+    EngineNoted,
     HostRead,
     InventoryPolled,
     Launched,
@@ -166,11 +167,20 @@ class MainScreen(EngineCalls):
 
     # ---- data in -----------------------------------------------------------------------------
 
+    def on_engine_noted(self, message: EngineNoted) -> None:
+        for note in message.notes:
+            self.notify(note, title="netjail", severity="warning", timeout=10)
+
     def on_host_read(self, message: HostRead) -> None:
         self.host, self.host_error = message.host, None
         self.query_one(HostHeader).show_host(message.host)
         self.query_one("#read-only").display = not message.host.privileged
         self.set_class(not message.host.privileged, "read-only")
+        if not message.host.privileged:
+            # the counters live in root's firewall tables: asking again every few seconds
+            # cannot succeed; jail names still show in the table (from the cgroup paths)
+            self.counters_poll.stop()
+            self.query_one(JailsPanel).show_error("jails and their counters need root (read-only mode)")
 
     def on_strategies_read(self, message: StrategiesRead) -> None:
         self.strategies, self.strategies_error = message.strategies, None
@@ -281,7 +291,7 @@ class MainScreen(EngineCalls):
                 )
         elif self.counters_poll.owns(worker):
             delay = self.counters_poll.finished(error is None)
-            if error:
+            if error and self.counters_poll.active:
                 self.query_one(JailsPanel).show_error(f"{error} (retrying in {delay:.0f}s)")
         elif error and worker.name == HOST:
             self.host_error = error
@@ -318,6 +328,8 @@ class MainScreen(EngineCalls):
         self.check_target(event.process)
 
     def on_target_checked(self, message: TargetChecked) -> None:
+        if self.app.screen is not self:
+            return  # a dialog is open already (a key pressed twice while a poll held the engine)
         self._block_target = message.process
         self.app.push_screen(BlockDialog(message.process, self.strategies or ()), self._block_dialog_closed)
 
@@ -373,7 +385,25 @@ class MainScreen(EngineCalls):
         if event.process.jail is None:
             self.notify(f"PID {event.process.pid} is not jailed", severity="warning")
             return
-        self.unblock(event.process)
+        jail = next((j for j in self.jails if j.name == event.process.jail), None)
+        if jail is None or jail.strategy == "cgroup":
+            self.unblock(event.process)
+            return
+        process = event.process
+
+        def closed(yes: bool | None) -> None:
+            if yes:
+                self.unblock(process, whole_jail=True)
+
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Release jail {jail.name}",
+                f"PID {process.pid} is held by the {jail.strategy} jail {jail.name}, which is released "
+                f"as a whole: {_plural(len(jail.members), 'process')}.",
+                yes="Release jail",
+            ),
+            closed,
+        )
 
     def on_process_unblocked(self, message: ProcessUnblocked) -> None:
         r = message.result
@@ -425,6 +455,8 @@ class MainScreen(EngineCalls):
         self.check_relaunch(event.process)
 
     def on_relaunch_checked(self, message: RelaunchChecked) -> None:
+        if self.app.screen is not self:
+            return  # a dialog is open already
         process, cwd = message.process, message.cwd
         dialog = LaunchDialog(
             self._launch_strategies("relaunch") or (),

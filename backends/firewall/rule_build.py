@@ -7,6 +7,7 @@ building one costs ~0.3 ms (three matches), which adds up for hundreds of socket
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import functools
 import struct
@@ -24,15 +25,32 @@ def _new_rule(family: str) -> Any:
     return iptc.Rule6() if family == "inet6" else iptc.Rule()
 
 
+_LOADED: set[str] = set()  # extensions libxtables has loaded (and said what it had to say about)
+
+
 def _create_match(rule: Any, name: str) -> Any:
+    if name in _LOADED:
+        # no fd 2 redirection after the first load: a TUI draws on fd 2 from another thread
+        return rule.create_match(name)
     with stderr_captured() as said:
         try:
-            return rule.create_match(name)
+            match = rule.create_match(name)
         except Exception as exc:  # XTablesError: libxt_<name>.so missing or unusable
             noise = said().strip()
             raise UnsupportedEnvironment(
                 f"iptables extension '{name}' unavailable: {exc}" + (f" ({noise})" if noise else "")
             ) from None
+    _LOADED.add(name)
+    return match
+
+
+def warm_up() -> None:
+    """Load every extension netjail uses now, before a UI owns the terminal: the first load is
+    the one whose warnings must be kept off the screen."""
+    for family in ("inet", "inet6"):
+        for name in ("tcp", "udp", "cgroup", "owner", "comment"):
+            with contextlib.suppress(UnsupportedEnvironment):
+                _create_match(_new_rule(family), name)
 
 
 VERDICTS = ("ACCEPT", "DROP", "RETURN")

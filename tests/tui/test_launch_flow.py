@@ -162,6 +162,16 @@ async def test_n_launches_under_netns_in_the_jails_namespace(
         (first,) = [r for r in reports(log, pid) if "netns" in r]
         assert first["netns"] == os.stat(netns.netns_path(jail)).st_ino == row.process.netns
         assert last_count(log, pid)["errors"] == 0  # its own loopback works
+
+        # `u` on it: a netns jail goes as a whole, after a confirmation, and what the engine
+        # noticed (the process stays cut off in its now unnamed namespace) reaches the user
+        await find(pilot, table, pid)
+        await pilot.press("u")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: jail not in jails.views, what="the jail released")
+        await wait_until(pilot, lambda: notes.having("unnamed", "warning"), what="the engine's note")
+        assert not netns.netns_exists(jail)
     assert not notes.having("", "error"), notes.seen
 
 

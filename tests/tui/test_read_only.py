@@ -111,7 +111,7 @@ def test_unprivileged_dashboard_is_read_only_and_explains(
     term.wait_for("read-only: netjail is not running as root")
     term.wait_for("mode read-only")
     term.wait_for(f"{peer.pid}")  # the inventory works without root ...
-    term.wait_for("counters: reading netjail's counters needs root")  # ... the counters source does not
+    term.wait_for("jails and their counters need root")  # ... the counters source does not, and stops asking
 
     for key, what in (
         ("b", "block"),

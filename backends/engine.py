@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -216,7 +216,10 @@ class Engine:
             watcher.ensure_running(self.store.dir)  # a watcher that died is replaced here
         return reg
 
-    def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
+    def jails(
+        self, *, reconcile: bool = True, counters: Sequence[JailCounters] | None = None
+    ) -> tuple[JailInfo, ...]:
+        """Every jail; `counters` from a `counters()` call just made saves a second table read."""
         self._require_root("reading netjail's jails")
         if reconcile:
             with self.store.locked():
@@ -224,8 +227,8 @@ class Engine:
                 self.store.save(reg)
         else:
             reg = self.store.load()
-        counters = self.firewall.counters()
-        return tuple(_jail_info(j, counters.get(j.name)) for j in reg.jails.values())
+        found = {c.jail: c for c in counters} if counters is not None else self.firewall.counters()
+        return tuple(_jail_info(j, found.get(j.name)) for j in reg.jails.values())
 
     def counters(self) -> tuple[JailCounters, ...]:
         self._require_root("reading netjail's counters")

@@ -108,11 +108,11 @@ class EngineCalls(Screen[None]):
         # Reconciling (a full process scan under the state lock) is the watcher's job, every
         # second while jails exist: done here too it cost ~100 ms per read at 2000 processes.
         # The first read reconciles, so the panel never starts from a stale registry.
-        reconcile, self._reconciled = not self._reconciled, True
         with self.engine_lock:
             counters = self.engine.counters()
             at = self.clock()
-            jails = self.engine.jails(reconcile=reconcile)
+            jails = self.engine.jails(reconcile=not self._reconciled, counters=counters)
+        self._reconciled = True  # only once it worked: a failed first read reconciles next time
         self.post_message(CountersPolled(jails, counters, at))
 
     @work(thread=True, exit_on_error=False, name=CHECK, group="action")

@@ -236,7 +236,7 @@ class FakeEngine(Engine):
             True,
         )
 
-    def jails(self, *, reconcile: bool = True) -> tuple[JailInfo, ...]:
+    def jails(self, *, reconcile: bool = True, counters: object = None) -> tuple[JailInfo, ...]:
         return (
             self._jail(),
             JailInfo("fetcher-1", "seccomp", (), (Member(3120, 4120, True, "fetcher"),), Counters()),

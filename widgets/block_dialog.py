@@ -15,12 +15,12 @@ from typing import ClassVar
 
 from netjail.backends.model import BlockRequest, OwnerBlockRequest, Process, StrategyInfo
 from netjail.widgets.allow_input import AllowListError, parse_allow_list
+from netjail.widgets.form_dialog import FormDialog
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -47,7 +47,7 @@ def owner_scopes(p: Process) -> list[tuple[str, str]]:
     return scopes
 
 
-class BlockDialog(ModalScreen[BlockRequest | OwnerBlockRequest | None]):
+class BlockDialog(FormDialog[BlockRequest | OwnerBlockRequest]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "confirm", "Block", priority=True),
         Binding("escape", "cancel", "Cancel"),
@@ -183,22 +183,3 @@ class BlockDialog(ModalScreen[BlockRequest | OwnerBlockRequest | None]):
             kill_connections=self.query_one("#kill", Checkbox).value,
             strategy=strategy.name,
         )
-
-    def action_confirm(self) -> None:
-        if self.focused is not None and self.focused.id == "cancel":
-            self.dismiss(None)
-            return
-        request = self.build_request()
-        if request is not None:
-            self.dismiss(request)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#confirm")
-    def _confirm_pressed(self) -> None:
-        self.action_confirm()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.dismiss(None)

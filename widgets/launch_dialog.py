@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from netjail.backends.model import LaunchRequest, Process, StrategyInfo
 from netjail.widgets.allow_input import AllowListError, parse_allow_list
+from netjail.widgets.form_dialog import FormDialog
 from netjail.widgets.launch_form import (
     FieldError,
     check_executable,
@@ -27,7 +28,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
@@ -36,7 +36,7 @@ def _error(message: str) -> Text:
     return Text(message, style="bold red")
 
 
-class LaunchDialog(ModalScreen[LaunchRequest | None]):
+class LaunchDialog(FormDialog[LaunchRequest]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "confirm", "Launch", priority=True),
         Binding("escape", "cancel", "Cancel"),
@@ -234,22 +234,3 @@ class LaunchDialog(ModalScreen[LaunchRequest | None]):
             keep=self.query_one("#keep", Checkbox).value,
             cwd=self.cwd if p is not None else None,
         )
-
-    def action_confirm(self) -> None:
-        if self.focused is not None and self.focused.id == "cancel":
-            self.dismiss(None)
-            return
-        request = self.build_request()
-        if request is not None:
-            self.dismiss(request)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#confirm")
-    def _confirm_pressed(self) -> None:
-        self.action_confirm()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.dismiss(None)

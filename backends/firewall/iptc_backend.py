@@ -29,9 +29,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
@@ -68,14 +66,13 @@ from netjail.backends.firewall.plan import (
     edit_dispatch,
     edit_jail_chain,
 )
+from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, decode_entry_cached
 from netjail.backends.firewall.xtables_lock import xtables_lock
 from netjail.backends.model import JailCounters
 
 COMMENT = "netjail"
-MAX_ATTEMPTS = 8
-BACKOFF_SECONDS = 0.005
 MOUNTINFO = Path("/proc/self/mountinfo")
 
 Changes = Mapping[str, JailRules | None]  # jail -> wanted rules, None to remove
@@ -166,23 +163,18 @@ class IptcFirewall(Firewall):
         needed = set() if changes is None else {f for r in changes.values() if r for f in families_used(r)}
         pending = list(families)
         committed: dict[str, dict[str, JailRules | None]] = {}  # family -> its jails before
+
+        def attempt() -> bool:
+            self._attempt(changes, pending, needed, committed)
+            return not pending
+
         with self._mutex:
-            for attempt in range(MAX_ATTEMPTS):
-                if attempt:
-                    time.sleep(BACKOFF_SECONDS * attempt * (1 + random.random()))
-                try:
-                    self._attempt(changes, pending, needed, committed)
-                except NetjailError as exc:
-                    self._undo(committed, exc)
-                    raise
-                if not pending:
-                    return
-            failure = OperationFailed(
-                f"gave up after {MAX_ATTEMPTS} attempts: the filter table kept changing under netjail "
-                "(a writer that does not take the xtables lock?)"
+            commit_with_retries(
+                attempt,
+                lambda cause: self._undo(committed, cause),
+                "the filter table kept changing under netjail "
+                "(a writer that does not take the xtables lock?)",
             )
-            self._undo(committed, failure)
-            raise failure
 
     def _attempt(
         self,

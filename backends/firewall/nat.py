@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import random
 import struct
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
+from netjail.backends.errors import NetjailError, UnsupportedEnvironment
 from netjail.backends.firewall.base import Match
 from netjail.backends.firewall.libiptc import CommitConflict, Table, _library, translate
 from netjail.backends.firewall.matches import FAMILIES, check_jail_name
 from netjail.backends.firewall.plan import Append, Current, Delete, Edit, Insert, RuleKey, edit_builtin
+from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN, decode_entry
 from netjail.backends.firewall.xtables_lock import xtables_lock
@@ -42,8 +41,6 @@ BUILTIN = "POSTROUTING"
 COMMENT = "netjail"
 JAIL_COMMENT = "netjail:"
 MASQUERADE = "MASQUERADE"
-MAX_ATTEMPTS = 8
-BACKOFF_SECONDS = 0.005
 _TOOL = {"inet": "iptables-legacy", "inet6": "ip6tables-legacy"}
 _MISSING = {errno.ENOENT, errno.ENOPROTOOPT, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.ENOSYS}
 
@@ -202,22 +199,17 @@ class Masquerade:
         needed = {f for per_fam in (changes or {}).values() for f, keys in per_fam.items() if keys}
         pending = list(FAMILIES)
         committed: dict[str, dict[str, list[RuleKey]]] = {}  # family -> its jails' rules before
+
+        def attempt() -> bool:
+            self._attempt(changes, pending, needed, committed)
+            return not pending
+
         with self._mutex:
-            for attempt in range(MAX_ATTEMPTS):
-                if attempt:
-                    time.sleep(BACKOFF_SECONDS * attempt * (1 + random.random()))
-                try:
-                    self._attempt(changes, pending, needed, committed)
-                except NetjailError as exc:
-                    self._undo(committed, exc)
-                    raise
-                if not pending:
-                    return
-            failure = OperationFailed(
-                f"gave up after {MAX_ATTEMPTS} attempts: the nat table kept changing under netjail"
+            commit_with_retries(
+                attempt,
+                lambda cause: self._undo(committed, cause),
+                "the nat table kept changing under netjail",
             )
-            self._undo(committed, failure)
-            raise failure
 
     def _attempt(
         self,

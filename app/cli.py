@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from netjail.app.cli_output import print_json  # noqa: F401 - re-exported for commands
+from netjail.backends import hardening
 from netjail.backends.errors import EXIT_BAD_INPUT, EXIT_FAILED, NetjailError
 from netjail.backends.version import __version__
 
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
+    hardening.harden()  # from "/", sanitized environment: before anything loads a library
     raise SystemExit(main())
 
 

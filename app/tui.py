@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from netjail.app.netjail_app import NetjailApp
 from netjail.app.netns_labels import named_netns
+from netjail.backends import hardening
 from netjail.backends.engine import Engine
 from netjail.backends.errors import EXIT_BAD_INPUT, NetjailError
 from netjail.backends.version import __version__
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
+    hardening.harden()  # from "/", sanitized environment: before anything loads a library
     raise SystemExit(main())
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import gzip
 import os
 import re
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 
-from netjail.backends import doctor_probes
+from netjail.backends import doctor_probes, tools
 from netjail.backends.cgroupfs import parse_mountinfo, read_cgroup
 from netjail.backends.doctor_parsers import (
     count_save_rules,
@@ -305,10 +304,11 @@ def _sysctl(name: str) -> str | None:
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str] | None:
     """Run a tool (None when it is not installed), never for longer than 10 s."""
-    if shutil.which(argv[0]) is None:
+    path = tools.find(argv[0])
+    if path is None:
         return None
     return subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
+        [path, *argv[1:]], capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
     )
 
 
@@ -425,7 +425,7 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
             "iptables",
             lambda: iptables_check(
                 out.stdout + out.stderr if (out := _run("iptables", "--version")) else None,
-                shutil.which("iptables-legacy-save") is not None,
+                tools.find("iptables-legacy-save") is not None,
             ),
         ),
         ("legacy-rules", lambda: legacy_rules_check(*m.legacy_saves)),

@@ -11,11 +11,11 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import socket
 import subprocess
 from typing import Any
 
+from netjail.backends import tools
 from netjail.backends.firewall.xtables_lock import xtables_lock
 from netjail.backends.stderr_capture import stderr_captured
 
@@ -98,7 +98,7 @@ def probe_sock_destroy(timeout: float = 5.0) -> str | None:
     """Destroy a loopback TCP connection of our own with `ss -K`; None when the kernel did so,
     else why not. The ss filter names our connection's exact addresses and ports, and a TCP
     4-tuple is unique in a network namespace, so no other socket can match."""
-    ss = shutil.which("ss")
+    ss = tools.find("ss")
     if ss is None:
         return "ss not installed"
     with contextlib.ExitStack() as stack:

@@ -305,11 +305,9 @@ class Launches:
             raise BadInput(f"jail {name!r} exists already: pick another jail name")
         cwd = _read_link(f"/proc/{pid}/cwd")
         env = _read_environ(pid)
-        log = self.engine.store.dir / "logs" / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        _terminate(pid, proc.start_time)
         launch = replace(req, argv=proc.cmdline, cwd=cwd, env=env, user=proc.user or None)
-        with log.open("ab") as out:
+        with os.fdopen(self.engine.store.open_log(name), "ab") as out:  # checked dir, O_NOFOLLOW
+            _terminate(pid, proc.start_time)
             result, child = self.launch(
                 launch, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 
+from netjail.backends import tools
 from netjail.backends.errors import UnsupportedEnvironment
 from netjail.backends.model import Socket
 
@@ -17,13 +18,15 @@ def _endpoint(addr: str, port: int) -> str:
 def kill_established(sockets: Iterable[Socket]) -> int:
     """Destroy each established TCP socket given; returns how many the kernel destroyed."""
     killed = 0
+    ss = ""
     for s in sockets:
         if s.proto != "tcp" or s.state != "ESTABLISHED":
             continue
+        ss = ss or tools.require("ss", "iproute2")
         try:
             out = subprocess.run(
                 [
-                    "ss",
+                    ss,
                     "-K",
                     "-H",
                     "-tn",
@@ -41,7 +44,7 @@ def kill_established(sockets: Iterable[Socket]) -> int:
                 timeout=10,
                 check=False,
             )
-        except FileNotFoundError:
-            raise UnsupportedEnvironment("`ss` (iproute2) is needed for --kill-connections") from None
+        except OSError as exc:
+            raise UnsupportedEnvironment(f"`ss` (iproute2) is needed for --kill-connections: {exc}") from None
         killed += sum(1 for line in out.stdout.splitlines() if line.strip())
     return killed

@@ -2,6 +2,10 @@
 atomically (temp file + fsync + rename) and guarded by a lock file so that two netjail commands,
 the watcher and the TUI never interleave their read-modify-write.
 
+Root acts on what this directory says (moves PIDs into cgroups, drops their traffic, writes
+files in it): a directory another user can write is refused (exit 3), and nothing in it is
+opened through a symlink.
+
 The kernel is the source of truth for *what is jailed*; the registry remembers what the kernel
 cannot tell us (original cgroups, allow-lists as typed, which step a block reached).
 """
@@ -9,16 +13,19 @@ cannot tell us (original cgroups, allow-lists as typed, which step a block reach
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
-import tempfile
+import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netjail.backends.errors import InsufficientPrivilege, OperationFailed
+from netjail.backends.errors import BadInput, InsufficientPrivilege, NetjailError, OperationFailed
+from netjail.backends.trusted_paths import stat_problem
 
 SCHEMA = 1
 # A member's status journals what is being done to it, so a netjail killed half-way is finished
@@ -90,38 +97,195 @@ class Registry:
         return json.dumps({"schema": SCHEMA, "jails": [asdict(j) for j in self.jails.values()]}, indent=1)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _refusal(path: str, exc: OSError) -> NetjailError:
+    """One line for a failed open under the state directory."""
+    if exc.errno == errno.ELOOP:
+        return InsufficientPrivilege(f"unsafe state directory: {path} is a symbolic link (refused)")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return InsufficientPrivilege(f"cannot use state directory {path}: {exc.strerror}")
+    return OperationFailed(f"cannot use {path}: {exc.strerror}")
+
+
+def open_checked_dir(path: Path, *, create: bool) -> int | None:
+    """A file descriptor on `path`, opened one component at a time from "/" without following
+    symlinks, each directory checked like OpenSSH's StrictModes: owned by root (or the user
+    netjail runs as), not writable by group or others (sticky directories above it excepted).
+    Missing directories are created with mode 0700 when `create`; else None is returned.
+
+    Files are then opened relative to this descriptor, so swapping a directory on the way
+    cannot redirect them. A symlink above the last component (/var/run -> /run) is resolved
+    once, up front; the state directory itself must not be one."""
+    absolute = Path(os.path.abspath(path))
+    if not absolute.name:
+        raise InsufficientPrivilege(f"unsafe state directory {path}: not a directory of its own")
+    names = [*Path(os.path.realpath(absolute.parent)).parts[1:], absolute.name]
+    fd = os.open("/", _DIR_FLAGS)
+    here = "/"
+    try:
+        _check_dir(fd, absolute, here, last=False)
+        for i, name in enumerate(names):
+            here = os.path.join(here, name)
+            nxt = _open_dir(fd, name, create, absolute, here)
+            if nxt is None:
+                os.close(fd)
+                return None
+            os.close(fd)
+            fd = nxt
+            _check_dir(fd, absolute, here, last=i == len(names) - 1)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _open_dir(parent: int, name: str, create: bool, absolute: Path, here: str) -> int | None:
+    try:
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                return None
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o700, dir_fd=parent)
+            return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            kind = "a symbolic link" if exc.errno == errno.ELOOP else "not a directory"
+            raise InsufficientPrivilege(f"unsafe state directory {absolute}: {here} is {kind}") from None
+        raise _refusal(here, exc) from None
+
+
+def _check_dir(fd: int, absolute: Path, here: str, *, last: bool) -> None:
+    if problem := stat_problem(os.fstat(fd), sticky_ok=not last):
+        raise InsufficientPrivilege(f"unsafe state directory {absolute}: {here} is {problem}")
+
+
 class Store:
-    """Load/save of the registry file, under an exclusive lock held for a whole command."""
+    """Load/save of the registry file, under an exclusive lock held for a whole command.
+
+    The directory is checked (`open_checked_dir`) before every use, and every file in it is
+    opened relative to that checked descriptor with O_NOFOLLOW: a symlink planted there is an
+    error, never followed."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.dir = directory or state_dir()
         self.path = self.dir / "state.json"
         self._locked = False
         self._saved = ""  # the text last read or written: saving it again is a no-op
+        self._held: tuple[int, int] | None = None  # (thread, directory fd) while locked
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def _opened(self, create: bool) -> Iterator[int | None]:
+        """The checked directory's fd: the one the lock holder opened (same thread only: the
+        TUI reads without the lock from other threads), else a fresh one."""
+        if self._held is not None and self._held[0] == threading.get_ident():
+            yield self._held[1]
+            return
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = open_checked_dir(self.dir, create=create)
         except PermissionError as exc:
             raise InsufficientPrivilege(f"cannot use state directory {self.dir}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._locked = True
-            yield
+            yield fd
         finally:
-            self._locked = False
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with self._opened(create=True) as dfd:
+            assert dfd is not None
+            try:
+                fd = os.open("lock", os.O_RDWR | os.O_CREAT | _FILE_FLAGS, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                raise _refusal(str(self.dir / "lock"), exc) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._locked = True
+                self._held = (threading.get_ident(), dfd)
+                yield
+            finally:
+                self._held = None
+                self._locked = False
+                os.close(fd)
+
+    # ---- files in the directory ---------------------------------------------------------------
+
+    def read_text(self, name: str) -> str | None:
+        """A file's text; None when it (or the directory) does not exist."""
+        with self._opened(create=False) as dfd:
+            if dfd is None:
+                return None
+            try:
+                fd = os.open(name, os.O_RDONLY | _FILE_FLAGS, dir_fd=dfd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise _refusal(str(self.dir / name), exc) from None
+            with os.fdopen(fd, "rb") as f:
+                return f.read().decode(errors="replace")
+
+    def _write(self, name: str, text: str, flags: int) -> None:
+        with self._opened(create=True) as dfd:
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | flags | _FILE_FLAGS, 0o600, dir_fd=dfd)
+            except OSError as exc:
+                raise _refusal(str(self.dir / name), exc) from None
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode())
+
+    def write_text(self, name: str, text: str) -> None:
+        self._write(name, text, os.O_TRUNC)
+
+    def append_text(self, name: str, text: str) -> None:
+        self._write(name, text, os.O_APPEND)
+
+    def unlink(self, name: str) -> None:
+        """Remove a file (never what a symlink points to); a missing one is fine."""
+        with self._opened(create=False) as dfd:
+            if dfd is None:
+                return
+            try:
+                os.unlink(name, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _refusal(str(self.dir / name), exc) from None
+
+    def open_log(self, jail: str) -> int:
+        """An O_APPEND fd on logs/<jail>.log, for a launched command's output (root appends
+        to it on the command's behalf)."""
+        if "/" in jail or jail in ("", ".", ".."):
+            raise BadInput(f"not a jail name for a log file: {jail!r}")
+        where = str(self.dir / "logs")
+        with self._opened(create=True) as dfd:
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir("logs", 0o700, dir_fd=dfd)
+                logs = os.open("logs", _DIR_FLAGS, dir_fd=dfd)
+            except OSError as exc:
+                raise _refusal(where, exc) from None
+            try:
+                if problem := stat_problem(os.fstat(logs)):
+                    raise InsufficientPrivilege(f"unsafe state directory: {where} is {problem}")
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | _FILE_FLAGS
+                return os.open(f"{jail}.log", flags, 0o600, dir_fd=logs)
+            except OSError as exc:
+                raise _refusal(f"{where}/{jail}.log", exc) from None
+            finally:
+                os.close(logs)
+
+    # ---- the registry -------------------------------------------------------------------------
 
     def load(self) -> Registry:
         """The registry; a missing file is empty, a corrupt one is reported and set aside."""
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
+        text = self.read_text("state.json")
+        if text is None:
             return Registry()
-        except PermissionError as exc:
-            raise InsufficientPrivilege(f"cannot read {self.path}: {exc.strerror}") from None
         try:
             raw = json.loads(text)
             if raw.get("schema") != SCHEMA:
@@ -131,31 +295,44 @@ class Store:
             self._saved = registry.to_json()
             return registry
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            if self._locked:  # a lock-free reader may be looking at a file being replaced
-                aside = self.path.with_suffix(".corrupt")
-                with contextlib.suppress(OSError):
-                    os.replace(self.path, aside)
+            if self._held is not None:  # a lock-free reader may be looking at a file being replaced
+                with self._opened(create=False) as dfd, contextlib.suppress(OSError):
+                    os.replace("state.json", "state.corrupt", src_dir_fd=dfd, dst_dir_fd=dfd)
             return Registry(problems=[f"state file was corrupt ({exc}); rebuilt from the kernel"])
 
     def save(self, registry: Registry) -> None:
         text = registry.to_json()
-        if text == self._saved and self.path.exists():
-            return  # the watcher reconciles every second: most ticks change nothing
-        try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            self._saved = text
-        except PermissionError as exc:
-            raise InsufficientPrivilege(f"cannot write {self.path}: {exc.strerror}") from None
-        except OSError as exc:
-            raise OperationFailed(f"cannot write {self.path}: {exc.strerror}") from None
+        with self._opened(create=True) as dfd:
+            assert dfd is not None
+            if text == self._saved and _exists(dfd, "state.json"):
+                return  # the watcher reconciles every second: most ticks change nothing
+            tmp = f".state.{secrets.token_hex(8)}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=dfd)
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(text.encode())
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, "state.json", src_dir_fd=dfd, dst_dir_fd=dfd)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=dfd)
+                    raise
+                self._saved = text
+            except OSError as exc:
+                if exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
+                    raise _refusal(str(self.path), exc) from None
+                raise OperationFailed(f"cannot write {self.path}: {exc.strerror}") from None
 
     def remove(self) -> None:
         for name in ("state.json", "state.corrupt", "watcher.pid"):
-            with contextlib.suppress(FileNotFoundError):
-                (self.dir / name).unlink()
+            self.unlink(name)
+
+
+def _exists(dfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

@@ -2,8 +2,9 @@
 so sockets a cgroup rule cannot see (listeners opened inside the jail, DESIGN.md fact 2) get
 covered and a re-created cgroup gets its rule reloaded. It exits when no jail is left.
 
-Started by `block` (`python -m netjail.backends.watcher`), one per state directory, in the
-network namespace of the netjail that started it (the rules live there).
+Started by `block` (`python -I -m netjail.backends.watcher`, from "/" with a sanitized
+environment: see hardening), one per state directory, in the network namespace of the netjail
+that started it (the rules live there).
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ import sys
 import time
 from pathlib import Path
 
-from netjail.backends import identity
+from netjail.backends import hardening, identity
+from netjail.backends.errors import NetjailError
+from netjail.backends.state import Store
 
 INTERVAL_ENV = "NETJAIL_WATCH_INTERVAL"
 
 
-def _pidfile(state_dir: Path) -> Path:
-    return state_dir / "watcher.pid"
+PIDFILE = "watcher.pid"
+LOG = "watcher.log"
 
 
 def running(state_dir: Path) -> int | None:
     """The watcher's PID when one runs for this state directory."""
     try:
-        pid_text, start_text = _pidfile(state_dir).read_text().split()
+        text = Store(state_dir).read_text(PIDFILE)
+        pid_text, start_text = (text or "").split()
         pid, start = int(pid_text), int(start_text)
-    except (OSError, ValueError):
+    except (NetjailError, ValueError):
         return None
     stat = identity.read_stat(pid)
     alive = stat is not None and stat.start_time == start and stat.state not in ("Z", "X")
@@ -41,7 +45,9 @@ def ensure_running(state_dir: Path) -> None:
     if running(state_dir):
         return
     subprocess.Popen(
-        [sys.executable, "-m", "netjail.backends.watcher", str(state_dir)],
+        hardening.helper_command("netjail.backends.watcher", str(state_dir.absolute())),
+        cwd="/",
+        env=hardening.helper_environ(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -60,8 +66,8 @@ def stop(state_dir: Path) -> None:
         if identity.read_stat(pid) is None or running(state_dir) is None:
             break
         time.sleep(0.02)
-    with contextlib.suppress(FileNotFoundError):
-        _pidfile(state_dir).unlink()
+    with contextlib.suppress(NetjailError):
+        Store(state_dir).unlink(PIDFILE)
 
 
 def main(state_dir: Path) -> int:
@@ -70,12 +76,13 @@ def main(state_dir: Path) -> int:
     me = identity.read_stat(os.getpid())
     if me is None or running(state_dir):
         return 0
-    state_dir.mkdir(parents=True, exist_ok=True)
-    _pidfile(state_dir).write_text(f"{me.pid} {me.start_time}\n")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     engine = Engine(state_dir, spawn_watcher=False)
+    try:
+        engine.store.write_text(PIDFILE, f"{me.pid} {me.start_time}\n")
+    except NetjailError:
+        return 3  # an unsafe state directory: the command that started us said so already
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     interval = float(os.environ.get(INTERVAL_ENV, "1.0"))
-    log = state_dir / "watcher.log"
     while running(state_dir) == me.pid:
         time.sleep(interval)
         try:
@@ -83,18 +90,19 @@ def main(state_dir: Path) -> int:
         except Exception as exc:  # keep watching: a failed tick is retried on the next one
             notes = [f"error: {exc}"]
         if notes:
-            with log.open("a") as f:
-                f.writelines(f"{time.strftime('%F %T')} {n}\n" for n in notes)
+            with contextlib.suppress(NetjailError):
+                engine.store.append_text(LOG, "".join(f"{time.strftime('%F %T')} {n}\n" for n in notes))
         # decide to leave under the lock: a block starting now either sees this watcher gone
         # (and starts another) or is seen by it
         with engine.store.locked():
             if not engine.store.load().jails:
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(NetjailError):
                     if running(state_dir) == me.pid:
-                        _pidfile(state_dir).unlink()
+                        engine.store.unlink(PIDFILE)
                 break
     return 0
 
 
 if __name__ == "__main__":
+    hardening.harden()
     raise SystemExit(main(Path(sys.argv[1])))

@@ -57,10 +57,8 @@ def launch_log(state_dir: Path, jail: str) -> Path:
     return state_dir / "logs" / f"{jail}.log"
 
 
-def _open_log(path: Path, request: LaunchRequest) -> int:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # O_NOFOLLOW: root appends to this file on the command's behalf
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+def _open_log(engine: Engine, jail: str, request: LaunchRequest) -> int:
+    fd = engine.store.open_log(jail)  # checked state directory, O_NOFOLLOW: root appends to it
     header = (
         f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} netjail-tui launch [{request.strategy}] "
         f"jail {request.jail}: {shlex.join(request.argv)}\n"
@@ -150,8 +148,9 @@ class EngineCalls(Screen[None]):
 
     @work(thread=True, exit_on_error=False, name=LAUNCH, group="action")
     def launch(self, request: LaunchRequest) -> None:
-        log = launch_log(self.engine.store.dir, request.jail or Path(request.argv[0]).name)
-        fd = _open_log(log, request)
+        jail = request.jail or Path(request.argv[0]).name
+        log = launch_log(self.engine.store.dir, jail)
+        fd = _open_log(self.engine, jail, request)
         try:
             with self.engine_lock:
                 result, proc = self.engine.launch(

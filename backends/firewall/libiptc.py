@@ -17,7 +17,13 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import functools
+import glob
 import os
+import re
+import subprocess
+import sysconfig
+from collections.abc import Iterator
 from typing import Any
 
 from netjail.backends.errors import (
@@ -26,6 +32,7 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
+from netjail.backends.trusted_paths import path_problem
 
 _PRIVILEGE = {errno.EPERM, errno.EACCES}
 _MISSING = {errno.ENOENT, errno.ENOPROTOOPT, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.ENOSYS}
@@ -50,8 +57,77 @@ def has_net_admin(status: str | None = None) -> bool:
     return os.geteuid() == 0
 
 
+# What python-iptables and libxtables read from the environment to find what they load.
+_LIBRARY_ENV = ("IPTABLES_LIBDIR", "XTABLES_LIBDIR", "IPTABLES_LIB_DIR", "PYTHON_IPTABLES_XTABLES_VERSION")
+_LDCONFIG = "/sbin/ldconfig"
+
+
+def _library_dirs() -> Iterator[str]:
+    """Where the system's shared libraries live: the multiarch directories first, then (only if
+    needed: it costs a process) what the root-written ld.so cache names for libxtables, asked
+    of `/sbin/ldconfig -p` by absolute path."""
+    arch = sysconfig.get_config_var("MULTIARCH") or ""
+    seen: set[str] = set()
+    for d in (f"/usr/lib/{arch}", f"/lib/{arch}", "/usr/lib64", "/lib64", "/usr/lib", "/lib"):
+        if (real := os.path.realpath(d)) not in seen:
+            seen.add(real)
+            yield real
+    try:
+        out = subprocess.run(
+            [_LDCONFIG, "-p"], capture_output=True, text=True, timeout=10, env={"LC_ALL": "C"}, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    for path in re.findall(r"=> (/\S+/libxtables\.so\.\d+)$", out, re.M):
+        if (real := os.path.realpath(os.path.dirname(path))) not in seen:
+            seen.add(real)
+            yield real
+
+
+def _trusted_libraries(libdir: str) -> dict[str, str] | None:
+    """The pinned environment for one directory, None unless it holds root-owned libxtables.so.N,
+    libip4tc.so.N and an xtables/ extension directory."""
+    versions = sorted(
+        (int(m.group(1)), path)
+        for path in glob.glob(os.path.join(libdir, "libxtables.so.*"))
+        if (m := re.fullmatch(r".*/libxtables\.so\.(\d+)", path))
+    )
+    iptc = glob.glob(os.path.join(libdir, "libip4tc.so.*"))
+    extensions = os.path.join(libdir, "xtables")
+    if not versions or not iptc or not os.path.isdir(extensions):
+        return None
+    major, library = versions[-1]
+    if any(path_problem(p, {0}) for p in (library, iptc[0], extensions)):
+        return None
+    return {
+        "IPTABLES_LIBDIR": libdir,
+        "XTABLES_LIBDIR": extensions,
+        "PYTHON_IPTABLES_XTABLES_VERSION": str(major),
+    }
+
+
+@functools.cache
+def pin_library_env() -> dict[str, str]:
+    """Point python-iptables at the system's own libraries, never at what the environment says.
+
+    python-iptables honours IPTABLES_LIBDIR, XTABLES_LIBDIR and PYTHON_IPTABLES_XTABLES_VERSION
+    (and libxtables IPTABLES_LIB_DIR): an operator running `sudo -E` with a user's values would
+    load that user's library as root. They are replaced by the first directory holding
+    root-owned libraries (nothing above them writable by others). Returns what was set.
+    python-iptables also resolves bare library names against the working directory: the entry
+    points run from "/" (see hardening)."""
+    for name in _LIBRARY_ENV:
+        os.environ.pop(name, None)
+    for libdir in _library_dirs():
+        if pinned := _trusted_libraries(libdir):
+            os.environ.update(pinned)
+            return pinned
+    return {}  # nothing trusted found: python-iptables' own search fails or finds the system's
+
+
 def load_iptc() -> Any:
     """python-iptables, imported on first use (its import runs modprobe and loads libxtables)."""
+    pin_library_env()
     try:
         import iptc
     except Exception as exc:  # XTablesError, OSError: missing libip4tc / libxtables

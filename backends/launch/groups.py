@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import grp
 import os
-import shutil
 import subprocess
 
-from netjail.backends.errors import BadInput, InsufficientPrivilege, OperationFailed, UnsupportedEnvironment
+from netjail.backends import tools
+from netjail.backends.errors import BadInput, InsufficientPrivilege, OperationFailed
 from netjail.backends.firewall.matches import check_jail_name
 
 GROUP_PREFIX = "netjail-"
@@ -35,10 +35,7 @@ def group_gid(name: str) -> int | None:
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if path is None:
-        raise UnsupportedEnvironment(f"{name} not found (install the passwd package)")
-    return path
+    return tools.require(name, "passwd")
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:

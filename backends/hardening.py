@@ -1,0 +1,109 @@
+"""What every netjail entry point (netjail, netjail-tui, the watcher) does before anything else:
+root must not load code or libraries from places a user controls.
+
+- Remember the caller's working directory and environment (`caller()`): a command given as
+  `./script` or a relative path is resolved against them, not against "/".
+- Replace the environment with a sanitized one (`sanitized_environ`): a fixed system PATH, the
+  terminal and locale settings, sudo's SUDO_USER/SUDO_UID/SUDO_GID and netjail's own NETJAIL_*
+  settings; nothing else (no PYTHON*, LD_*, TMPDIR, IPTABLES_LIBDIR ...). Children (tools, the
+  watcher) inherit only that.
+- chdir("/"): python-iptables resolves the library names it loads (`xtables`, `ip4tc` ...)
+  relative to the working directory, and so would anything else that opens a relative path.
+
+Helpers are Python processes started with `helper_command()`: `python -I` (no working directory
+or PYTHON* variables on sys.path), from "/", with the sanitized environment.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_KEEP = frozenset(
+    {
+        "TERM",
+        "TERM_PROGRAM",
+        "TERM_PROGRAM_VERSION",
+        "COLORTERM",
+        "COLUMNS",
+        "LINES",
+        "NO_COLOR",
+        "FORCE_COLOR",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "SUDO_USER",  # launched commands run as the invoking user by default
+        "SUDO_UID",
+        "SUDO_GID",
+        "XTABLES_LOCKFILE",  # the lock iptables takes: shared with the operator's own iptables
+    }
+)
+_KEEP_PREFIXES = ("LC_", "NETJAIL_")
+STATE_DIR_ENV = "NETJAIL_STATE_DIR"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Where netjail was started from, before hardening: for resolving what the user typed."""
+
+    cwd: str | None  # None when it was deleted or unreadable
+    environ: Mapping[str, str]
+
+
+_caller: Caller | None = None
+
+
+def sanitized_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in environ.items() if k in _KEEP or k.startswith(_KEEP_PREFIXES)}
+    env["PATH"] = SAFE_PATH
+    try:
+        me = pwd.getpwuid(os.geteuid())
+        env.update(HOME=me.pw_dir, USER=me.pw_name, LOGNAME=me.pw_name)
+    except KeyError:
+        pass
+    return env
+
+
+def harden() -> Caller:
+    """Run first by every entry point (idempotent); returns the caller's cwd and environment."""
+    global _caller
+    if _caller is None:
+        try:
+            cwd: str | None = os.getcwd()
+        except OSError:
+            cwd = None
+        _caller = Caller(cwd, MappingProxyType(dict(os.environ)))
+    env = sanitized_environ(os.environ)
+    state = env.get(STATE_DIR_ENV)
+    if state and not os.path.isabs(state) and _caller.cwd:
+        env[STATE_DIR_ENV] = os.path.join(_caller.cwd, state)  # read later, after the chdir
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir("/")
+    return _caller
+
+
+def caller() -> Caller:
+    """The caller's cwd and environment: as captured by `harden()`, else (the engine used as a
+    library, e.g. by tests) the current ones."""
+    if _caller is not None:
+        return _caller
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:
+        cwd = None
+    return Caller(cwd, MappingProxyType(dict(os.environ)))
+
+
+def helper_command(module: str, *args: str) -> list[str]:
+    """argv that runs one of netjail's own modules as a helper process."""
+    return [sys.executable, "-I", "-m", module, *args]
+
+
+def helper_environ() -> dict[str, str]:
+    return sanitized_environ(os.environ)

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -97,6 +98,7 @@ class Registry:
         return json.dumps({"schema": SCHEMA, "jails": [asdict(j) for j in self.jails.values()]}, indent=1)
 
 
+KNOWN_FILES = ("state.json", "state.corrupt", "lock", "watcher.pid", "watcher.log", "logs")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -143,6 +145,7 @@ def open_checked_dir(path: Path, *, create: bool) -> int | None:
 
 
 def _open_dir(parent: int, name: str, create: bool, absolute: Path, here: str) -> int | None:
+    link = False
     try:
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=parent)
@@ -154,7 +157,10 @@ def _open_dir(parent: int, name: str, create: bool, absolute: Path, here: str) -
             return os.open(name, _DIR_FLAGS, dir_fd=parent)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            kind = "a symbolic link" if exc.errno == errno.ELOOP else "not a directory"
+            # O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR: tell the two apart
+            with contextlib.suppress(OSError):
+                link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
+            kind = "a symbolic link" if exc.errno == errno.ELOOP or link else "not a directory"
             raise InsufficientPrivilege(f"unsafe state directory {absolute}: {here} is {kind}") from None
         raise _refusal(here, exc) from None
 
@@ -199,6 +205,7 @@ class Store:
     def locked(self) -> Iterator[None]:
         with self._opened(create=True) as dfd:
             assert dfd is not None
+            self._refuse_symlinks(dfd)
             try:
                 fd = os.open("lock", os.O_RDWR | os.O_CREAT | _FILE_FLAGS, 0o600, dir_fd=dfd)
             except OSError as exc:
@@ -212,6 +219,16 @@ class Store:
                 self._held = None
                 self._locked = False
                 os.close(fd)
+
+    def _refuse_symlinks(self, dfd: int) -> None:
+        """Refuse up front, before a command changes anything, rather than half-way through
+        when the open of one of them fails."""
+        for name in KNOWN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode):
+                    raise InsufficientPrivilege(
+                        f"unsafe state directory: {self.dir / name} is a symbolic link (refused)"
+                    )
 
     # ---- files in the directory ---------------------------------------------------------------
 

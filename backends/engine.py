@@ -172,7 +172,9 @@ class Engine:
             for state in self.store.load().jails.values():
                 by_pid.update((m.pid, state.name) for m in state.members if m.status != LAUNCHER)
         except NetjailError:
-            pass  # unreadable state (not root): cgroup paths still tell
+            if self.privileged():
+                raise  # root: an unsafe state directory (finding 6) refuses this command too
+            # unreadable state (not root): cgroup paths still tell
         prefix = f"/{jail_cgroups.parent_name()}/"
         # a jailed process is worth showing even without sockets (a seccomp'd command has none)
         snap = self.inventory.snapshot(all_processes or bool(by_pid))

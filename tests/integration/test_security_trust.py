@@ -112,6 +112,15 @@ def evil_library(attacker_dir: Path, marker: Path) -> Path:
     return lib
 
 
+def watcher_pid(state: Path) -> Path:
+    """The watcher's pid file, once the watcher (started in the background) wrote it."""
+    for _ in range(100):
+        if (state / "watcher.pid").exists():
+            break
+        time.sleep(0.05)
+    return state / "watcher.pid"
+
+
 def ran(marker: Path, wait: float = 0.0) -> bool:
     end = time.monotonic() + wait
     while not marker.exists() and time.monotonic() < end:
@@ -168,12 +177,7 @@ def test_a_netjail_package_planted_in_the_cwd_does_not_run_as_the_watcher(
     assert out.returncode == 0, out.stderr
     assert not ran(marker, wait=3), "the planted watcher ran as root"
     # the real watcher runs instead (its pid file names a live python -I)
-    state = Path(os.environ["NETJAIL_STATE_DIR"])
-    for _ in range(50):
-        if (state / "watcher.pid").exists():
-            break
-        time.sleep(0.1)
-    pid = int((state / "watcher.pid").read_text().split()[0])
+    pid = int(watcher_pid(Path(os.environ["NETJAIL_STATE_DIR"])).read_text().split()[0])
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     assert b"-I" in argv and b"netjail.backends.watcher" in argv, argv
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
@@ -266,6 +270,7 @@ def test_a_user_owned_state_directory_is_refused(
         ("unblock", "--all"),
         ("reset",),
         ("run", "--netns", "--", "true"),
+        ("ps", "--json"),
     ):
         _refused(netjail(*command, env=env), str(state), f"owned by uid {NOBODY.pw_uid}")
     assert root_only_file.read_text() == "root's secret\n"
@@ -321,7 +326,7 @@ def test_the_default_state_directory_is_created_0700(tmp_path: Path, spawn_peer:
     try:
         for d in (state, state.parent, state.parent.parent):
             assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
-        for f in ("state.json", "lock", "watcher.pid"):
-            assert stat.S_IMODE((state / f).stat().st_mode) == 0o600, f
+        for f in (state / "state.json", state / "lock", watcher_pid(state)):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     finally:
         assert run_cli("reset", env={"NETJAIL_STATE_DIR": str(state)}).returncode == 0

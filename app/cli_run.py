@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from netjail.app.cli_output import print_notes
+from netjail.backends import hardening
 from netjail.backends.engine import Engine
 from netjail.backends.errors import BadInput
 from netjail.backends.model import LaunchRequest
@@ -64,6 +66,8 @@ def _run(a: argparse.Namespace) -> int:
     argv = a.argv[1:] if a.argv[:1] == ["--"] else a.argv
     if not argv:
         raise BadInput("no command given: netjail run --netns -- CMD ARGS...")
+    if "/" in argv[0] and not os.path.isabs(argv[0]) and (cwd := hardening.caller().cwd):
+        argv = [os.path.join(cwd, argv[0]), *argv[1:]]  # typed relative to where netjail started
     strategy = "netns" if a.netns else "seccomp" if a.seccomp else "gid"
     ignored = [
         flag

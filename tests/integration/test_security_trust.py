@@ -330,3 +330,16 @@ def test_the_default_state_directory_is_created_0700(tmp_path: Path, spawn_peer:
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     finally:
         assert run_cli("reset", env={"NETJAIL_STATE_DIR": str(state)}).returncode == 0
+
+
+def test_a_relative_command_is_still_found_from_where_netjail_started(tmp_path: Path) -> None:
+    """netjail itself runs from "/": what the user typed relative to their directory is resolved
+    against it first."""
+    work = tmp_path / "work"
+    work.mkdir()
+    script = work / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello\n")
+    script.chmod(0o755)
+    out = netjail("run", "--seccomp", "--", "./hello.sh", cwd=work)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hello"

@@ -145,7 +145,6 @@ def open_checked_dir(path: Path, *, create: bool) -> int | None:
 
 
 def _open_dir(parent: int, name: str, create: bool, absolute: Path, here: str) -> int | None:
-    link = False
     try:
         try:
             return os.open(name, _DIR_FLAGS, dir_fd=parent)
@@ -157,12 +156,17 @@ def _open_dir(parent: int, name: str, create: bool, absolute: Path, here: str) -
             return os.open(name, _DIR_FLAGS, dir_fd=parent)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            # O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR: tell the two apart
-            with contextlib.suppress(OSError):
-                link = stat.S_ISLNK(os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode)
-            kind = "a symbolic link" if exc.errno == errno.ELOOP or link else "not a directory"
+            kind = "a symbolic link" if _is_link(parent, name) else "not a directory"
             raise InsufficientPrivilege(f"unsafe state directory {absolute}: {here} is {kind}") from None
         raise _refusal(here, exc) from None
+
+
+def _is_link(dfd: int, name: str) -> bool:
+    """O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR, not ELOOP: tell them apart."""
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _check_dir(fd: int, absolute: Path, here: str, *, last: bool) -> None:
@@ -280,11 +284,16 @@ class Store:
             raise BadInput(f"not a jail name for a log file: {jail!r}")
         where = str(self.dir / "logs")
         with self._opened(create=True) as dfd:
+            assert dfd is not None
             try:
                 with contextlib.suppress(FileExistsError):
                     os.mkdir("logs", 0o700, dir_fd=dfd)
                 logs = os.open("logs", _DIR_FLAGS, dir_fd=dfd)
             except OSError as exc:
+                if exc.errno == errno.ENOTDIR and _is_link(dfd, "logs"):
+                    raise InsufficientPrivilege(
+                        f"unsafe state directory: {where} is a symbolic link"
+                    ) from None
                 raise _refusal(where, exc) from None
             try:
                 if problem := stat_problem(os.fstat(logs)):

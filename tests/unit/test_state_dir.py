@@ -1,0 +1,78 @@
+"""The state directory's checks and its no-follow file access (issue 8 finding 6)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from netjail.backends.errors import EXIT_PRIVILEGE, InsufficientPrivilege
+from netjail.backends.state import Registry, Store
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    t = tmp_path / "target"
+    t.write_text("untouched\n")
+    return t
+
+
+def test_missing_directories_are_created_0700(tmp_path: Path) -> None:
+    store = Store(tmp_path / "a" / "b")
+    with store.locked():
+        store.save(Registry())
+    for d in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a" / "b" / "state.json").stat().st_mode) == 0o600
+
+
+def test_reading_a_missing_directory_creates_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "none")
+    assert store.load().jails == {} and store.read_text("watcher.pid") is None
+    store.unlink("watcher.pid")
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize("name", ["watcher.pid", "watcher.log", "state.json"])
+def test_no_file_is_written_through_a_symlink(tmp_path: Path, target: Path, name: str) -> None:
+    store = Store(tmp_path / "state")
+    (tmp_path / "state").mkdir(mode=0o700)
+    (tmp_path / "state" / name).symlink_to(target)
+    with pytest.raises(InsufficientPrivilege, match="symbolic link") as err:
+        if name == "state.json":
+            store.load()
+        else:
+            store.append_text(name, "x\n")
+    assert err.value.exit_code == EXIT_PRIVILEGE
+    with pytest.raises(InsufficientPrivilege, match="symbolic link"), store.locked():
+        pass  # refused up front, before a command changes anything
+    assert target.read_text() == "untouched\n"
+
+
+def test_logs_directory_and_files_are_not_followed(tmp_path: Path, target: Path) -> None:
+    state = tmp_path / "state"
+    store = Store(state)
+    fd = store.open_log("j1")
+    os.write(fd, b"out\n")
+    os.close(fd)
+    assert (state / "logs" / "j1.log").read_text() == "out\n"
+    (state / "logs" / "j2.log").symlink_to(target)
+    with pytest.raises(InsufficientPrivilege, match="symbolic link"):
+        store.open_log("j2")
+    os.rename(state / "logs", state / "logs.old")
+    (state / "logs").symlink_to(tmp_path)
+    with pytest.raises(InsufficientPrivilege, match="symbolic link"):
+        store.open_log("target")
+    assert target.read_text() == "untouched\n"
+
+
+def test_an_open_directory_above_is_refused_unless_sticky(tmp_path: Path) -> None:
+    above = tmp_path / "above"
+    above.mkdir()
+    store = Store(above / "state")
+    os.chmod(above, 0o777)
+    with pytest.raises(InsufficientPrivilege, match=f"{above} is writable by others"):
+        store.load()
+    os.chmod(above, 0o1777)
+    assert store.load().jails == {}

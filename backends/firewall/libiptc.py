@@ -106,6 +106,15 @@ def _trusted_libraries(libdir: str) -> dict[str, str] | None:
     }
 
 
+def _trusted_extensions(directory: str) -> bool:
+    """A caller's extension directory is kept only when it and everything in it is root's."""
+    try:
+        entries = [os.path.join(directory, e) for e in os.listdir(directory)]
+    except OSError:
+        return False
+    return os.path.isabs(directory) and not any(path_problem(p, {0}) for p in (directory, *entries))
+
+
 @functools.cache
 def pin_library_env() -> dict[str, str]:
     """Point python-iptables at the system's own libraries, never at what the environment says.
@@ -113,13 +122,17 @@ def pin_library_env() -> dict[str, str]:
     python-iptables honours IPTABLES_LIBDIR, XTABLES_LIBDIR and PYTHON_IPTABLES_XTABLES_VERSION
     (and libxtables IPTABLES_LIB_DIR): an operator running `sudo -E` with a user's values would
     load that user's library as root. They are replaced by the first directory holding
-    root-owned libraries (nothing above them writable by others). Returns what was set.
+    root-owned libraries (nothing above them writable by others); a given XTABLES_LIBDIR stays
+    only if it passes the same check, entries included. Returns what was set.
     python-iptables also resolves bare library names against the working directory: the entry
     points run from "/" (see hardening)."""
+    given = os.environ.get("XTABLES_LIBDIR", "")
     for name in _LIBRARY_ENV:
         os.environ.pop(name, None)
     for libdir in _library_dirs():
         if pinned := _trusted_libraries(libdir):
+            if given and _trusted_extensions(given):
+                pinned["XTABLES_LIBDIR"] = given  # root's own choice: e.g. a reduced extension set
             os.environ.update(pinned)
             return pinned
     return {}  # nothing trusted found: python-iptables' own search fails or finds the system's

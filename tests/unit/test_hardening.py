@@ -114,3 +114,23 @@ def test_library_environment_is_pinned_over_the_callers(monkeypatch: pytest.Monk
     version = pinned["PYTHON_IPTABLES_XTABLES_VERSION"]
     assert Path(pinned["IPTABLES_LIBDIR"], f"libxtables.so.{version}").exists()
     assert path_problem(pinned["XTABLES_LIBDIR"], {0}) is None
+
+
+def test_a_callers_extension_directory_is_kept_only_if_it_is_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    libiptc.pin_library_env.cache_clear()
+    system = libiptc.pin_library_env()["XTABLES_LIBDIR"]
+    reduced = tmp_path / "xtables"
+    reduced.mkdir()
+    (reduced / "libxt_standard.so").symlink_to(Path(system, "libxt_standard.so"))
+    monkeypatch.setenv("XTABLES_LIBDIR", str(reduced))
+    libiptc.pin_library_env.cache_clear()
+    assert libiptc.pin_library_env()["XTABLES_LIBDIR"] == str(reduced)
+    planted = reduced / "libxt_cgroup.so"
+    planted.write_bytes(b"")
+    os.chown(planted, 65534, 65534)  # a user's library among root's
+    monkeypatch.setenv("XTABLES_LIBDIR", str(reduced))
+    libiptc.pin_library_env.cache_clear()
+    assert libiptc.pin_library_env()["XTABLES_LIBDIR"] == system
+    libiptc.pin_library_env.cache_clear()

@@ -157,6 +157,31 @@ def test_library_directories_from_the_environment_are_ignored(
         assert out.returncode == 0, out.stderr
 
 
+def test_the_dashboard_does_not_load_libraries_from_the_cwd(
+    evil_library: Path, attacker_dir: Path, marker: Path, spawn_peer: Callable[..., Peer]
+) -> None:
+    """netjail-tui as root, in a pseudo-terminal, started in the user's directory."""
+    from tests.tui.test_read_only import Terminal
+
+    peer = spawn_peer("udp-bind", "127.0.0.1", 0)
+    tui = str(Path(NETJAIL).with_name("netjail-tui"))
+    env = {**os.environ, "TERM": "xterm-256color", "LANG": "C.UTF-8"}
+    in_dir = ["/bin/sh", "-c", 'cd "$1" && exec "$2" --interval 0.5', "-", str(attacker_dir), tui]
+    term = Terminal(in_dir, env)
+    try:
+        term.wait_for(f"{peer.pid}")
+        time.sleep(1)  # a counters poll or two
+        term.send("q")
+        for _ in range(100):
+            if term.proc.poll() is not None:
+                break
+            term._read(0.1)
+        assert term.proc.poll() == 0, term.screen_text[-1500:]
+    finally:
+        term.close()
+    assert not ran(marker), "the user's library ran as root"
+
+
 # ---- finding 1a: the watcher from the working directory ---------------------------------------
 
 

@@ -30,6 +30,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import termios
@@ -193,10 +194,16 @@ def spawn_jailed(
     path. `gid`: the primary group to run under (the gid-owner jail). `cwd`: the directory to
     start in (BadInput when the user cannot enter it); without it `preferred_cwd` if the user can
     enter it, else their home, else /. Environment: `credentials.environment` with `keep_env`
-    from ours and `env` on top. `executable`: the program to run, argv[0] only its name.
+    from ours and `env` on top. `executable`: the program to run, argv[0] only its name (default:
+    argv[0] looked up in netjail's PATH, as the operator's shell would).
     Unknown user or command: BadInput.
     """
     args = _check_argv(argv)
+    if executable is None and "/" not in args[0]:
+        # found as the operator's shell would find it; the command itself gets the safe PATH
+        executable = shutil.which(args[0], path=os.environ.get("PATH", os.defpath))
+        if executable is None:
+            raise BadInput(f"command not found: {args[0]}")
     creds = credentials.resolve(user, gid)
     environ = credentials.environment(creds, keep_env, env)
     cwds = (cwd,) if cwd is not None else (*([preferred_cwd] if preferred_cwd else []), creds.home, "/")

@@ -24,6 +24,7 @@ import select
 import signal
 import termios
 import threading
+import time
 import tty
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from types import FrameType
 from typing import Any
 
 STDIO = (0, 1, 2)
+DRAIN_SECONDS = 1.0
 
 
 def terminal_fds() -> tuple[int, ...]:
@@ -144,6 +146,7 @@ def relay(pty: Pty, child_pidfd: int) -> None:
     pending = b""  # keys the pty did not take yet: never block on it while it has output for us
     os.set_blocking(pty.master, False)
     exited = False
+    drain_until = 0.0
     with raw_mode(keys), following_window_size(pty.replaced[0], pty.master):
         while True:
             readers = [pty.master]
@@ -153,7 +156,8 @@ def relay(pty: Pty, child_pidfd: int) -> None:
                     readers.append(keys)
             writers = [pty.master] if pending else []
             # After the child's exit, a short wait drains what it wrote; a descendant that keeps
-            # the slave open does not keep netjail (and the operator's terminal) hostage.
+            # the slave open and writing does not keep netjail (and the operator's terminal)
+            # hostage: at most DRAIN_SECONDS more.
             ready_r, ready_w, _ = select.select(readers, writers, [], 0.1 if exited else None)
             if pty.master in ready_w:
                 with contextlib.suppress(BlockingIOError):
@@ -170,7 +174,6 @@ def relay(pty: Pty, child_pidfd: int) -> None:
                 if out:
                     with contextlib.suppress(OSError):
                         _write_all(screen, out)
-                    continue
             if keys is not None and keys in ready_r:
                 data = os.read(keys, 4096)
                 if data:
@@ -178,6 +181,6 @@ def relay(pty: Pty, child_pidfd: int) -> None:
                 else:
                     keys = None  # netjail's terminal hung up: the command sees no more input
             if child_pidfd in ready_r:
-                exited = True
-            elif exited and not ready_r:
+                exited, drain_until = True, time.monotonic() + DRAIN_SECONDS
+            elif exited and (not ready_r or time.monotonic() > drain_until):
                 return

@@ -187,3 +187,18 @@ def test_ctrl_c_and_ctrl_d_go_through_the_commands_pty(terminal: Callable[..., T
     assert term.proc.poll() is None
     term.type(b"\x03")  # Ctrl-C: SIGINT to the command's foreground job
     assert term.proc.wait(10) == 130
+
+
+def test_a_descendant_holding_the_pty_does_not_keep_netjail(terminal: Callable[..., Terminal]) -> None:
+    """The command exits; what it left behind keeps writing to its pty (and ignores SIGHUP)."""
+    spam = "trap '' HUP; echo READY $$; (while :; do echo spam; done) & exit 7"
+    term = terminal("--seccomp", "--user", "nobody", "--", "sh", "-c", spam)
+    try:
+        term.wait_for(b"READY ")
+        started = time.monotonic()
+        assert term.proc.wait(15) == 7
+        assert time.monotonic() - started < 5
+        assert termios.tcgetattr(term.slave)[3] & termios.ECHO  # given back cooked
+    finally:
+        sid = int(bytes(term.output).split(b"READY ", 1)[1].split()[0])
+        os.killpg(sid, 9)

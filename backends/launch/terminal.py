@@ -129,6 +129,13 @@ def following_window_size(src: int, master: int) -> Iterator[None]:
         signal.signal(signal.SIGWINCH, old)
 
 
+def _foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -141,7 +148,9 @@ def _write_all(fd: int, data: bytes) -> None:
 def relay(pty: Pty, child_pidfd: int) -> None:
     """Copy keys to the pty and its output back until the child has exited and its output is
     drained (or every holder of the slave has closed it)."""
-    keys = 0 if 0 in pty.replaced else None
+    # Only the terminal's foreground job may read it or change its modes (a background netjail
+    # would be stopped by SIGTTIN/SIGTTOU): in the background the command gets no keys.
+    keys = 0 if 0 in pty.replaced and _foreground(0) else None
     screen = next((fd for fd in (1, 2) if fd in pty.replaced), 0)
     pending = b""  # keys the pty did not take yet: never block on it while it has output for us
     os.set_blocking(pty.master, False)

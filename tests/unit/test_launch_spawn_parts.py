@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 from netjail.backends.errors import (
@@ -98,3 +99,20 @@ def test_environment_is_minimal_and_follows_the_target_user() -> None:
     for bad in ("A=B", "", "1X", "X Y"):
         with pytest.raises(BadInput, match="not an environment variable name"):
             credentials.check_env_names([bad])
+
+
+def test_relaunch_target_names_set_ids_and_keeps_only_an_honest_argv0(tmp_path: Path) -> None:
+    from netjail.backends.launch import relaunch_target
+
+    assert relaunch_target._setid("uid", [1000, 1000, 1000, 1000]) == ""
+    assert relaunch_target._setid("uid", [65534, 0, 0, 0]) == (
+        "setuid: real 65534, effective 0, saved 0, filesystem 0"
+    )
+    assert relaunch_target._setid("gid", [5, 5, 0, 5]).startswith("setgid: real 5")  # saved only
+    real = tmp_path / "prog"
+    real.write_text("")
+    (tmp_path / "link").symlink_to(real)
+    (tmp_path / "other").write_text("")
+    assert relaunch_target._argv0(str(real), str(tmp_path / "link")) == str(tmp_path / "link")
+    assert relaunch_target._argv0(str(real), str(tmp_path / "other")) == str(real)
+    assert relaunch_target._argv0(str(real), "prog") == str(real)  # relative: could be anything

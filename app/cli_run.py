@@ -17,7 +17,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "run",
         help="run a command already jailed (--netns, --gid or --seccomp)",
-        description="Run CMD jailed, terminal passed through; netjail exits with CMD's exit code.",
+        description=(
+            "Run CMD jailed in a session of its own: on a new pty relayed to this terminal when "
+            "there is one, in the user's home (or --cwd), with a minimal environment (PATH, HOME, "
+            "USER, LOGNAME, SHELL, TERM, LANG, LC_*; --keep-env for more). netjail exits with "
+            "CMD's exit code."
+        ),
     )
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument(
@@ -48,6 +53,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--allow-loopback", action="store_true", help="gid: keep loopback reachable")
     p.add_argument("--user", metavar="USER", help="run as USER (default: SUDO_USER, else you)")
+    p.add_argument("--cwd", metavar="DIR", help="start in DIR, which USER must be able to enter")
+    p.add_argument(
+        "--keep-env",
+        action="append",
+        default=[],
+        metavar="VAR",
+        help="pass VAR from netjail's environment too (repeatable)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the jail after the command exits")
     p.add_argument("--force", action="store_true", help="--gid N: even if N is root's or already in use")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
@@ -91,6 +104,8 @@ def _run(a: argparse.Namespace) -> int:
             gid=a.gid if a.gid is not None and a.gid >= 0 else None,
             keep=a.keep,
             force=a.force,
+            cwd=os.path.join(hardening.caller().cwd or "/", a.cwd) if a.cwd else None,
+            keep_env=tuple(a.keep_env),
         )
     )
     own = f"jail {result.jail!r} removed"  # expected once the command is done: not news

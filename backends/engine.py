@@ -396,12 +396,11 @@ class Engine:
         stdin: Stdio = None,
         stdout: Stdio = None,
         stderr: Stdio = None,
-        start_new_session: bool = False,
+        detached: bool = False,
     ) -> tuple[LaunchResult, subprocess.Popen[bytes]]:
-        """Start a command already jailed and return at once (the TUI)."""
-        return self.launches.launch(
-            req, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=start_new_session
-        )
+        """Start a command already jailed, in its own session, and return at once (the TUI:
+        `detached`, output to the jail's log, LaunchResult.log)."""
+        return self.launches.launch(req, stdin=stdin, stdout=stdout, stderr=stderr, detached=detached)
 
     def run(self, req: LaunchRequest) -> LaunchResult:
         """Run a command jailed in the foreground; its exit code comes back in the result."""
@@ -415,8 +414,10 @@ class Engine:
     def block_owner(self, req: OwnerBlockRequest, force: bool = False) -> BlockResult:
         return self.launches.block_owner(req, force)
 
-    def relaunch(self, pid: int, start_time: int | None, req: LaunchRequest) -> LaunchResult:
-        return self.launches.relaunch(pid, start_time, req)
+    def relaunch(
+        self, pid: int, start_time: int | None, req: LaunchRequest, force: bool = False
+    ) -> LaunchResult:
+        return self.launches.relaunch(pid, start_time, req, force)
 
     # ---- releasing -------------------------------------------------------------------------
 

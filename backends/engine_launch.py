@@ -12,7 +12,7 @@ import contextlib
 import grp
 import os
 import pwd
-import signal
+import shlex
 import subprocess
 import threading
 import time
@@ -24,8 +24,9 @@ from netjail.backends import identity, policy, watcher
 from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess
 from netjail.backends.firewall.base import MAX_JAIL_NAME
 from netjail.backends.jail_rules import desired_rules
-from netjail.backends.launch import groups, netns
-from netjail.backends.launch.spawn import ForegroundSignals, exit_status, spawn_jailed
+from netjail.backends.launch import credentials, groups, logs, netns, relaunch_target
+from netjail.backends.launch.relaunch_target import Target
+from netjail.backends.launch.spawn import run_foreground, spawn_jailed
 from netjail.backends.model import (
     BlockResult,
     LaunchRequest,
@@ -64,42 +65,88 @@ class Launches:
         stdin: Stdio = None,
         stdout: Stdio = None,
         stderr: Stdio = None,
-        start_new_session: bool = False,
+        ctty: int | None = None,
+        detached: bool = False,
     ) -> tuple[LaunchResult, subprocess.Popen[bytes]]:
-        """Start req.argv jailed and return at once (the TUI; `run` waits)."""
-        jail = self._prepare_launch(req)
+        """Start req.argv jailed, in a session of its own, and return at once (the TUI; `run`
+        waits). `detached`: stdin from /dev/null, output to the jail's log under the state
+        directory (its path in the result), whatever stdio says."""
+        log = self._open_log(req, None) if detached else None
+        return self._launch(req, stdin, stdout, stderr, ctty, log, None)
+
+    def _open_log(self, req: LaunchRequest, target: Target | None) -> tuple[str, int]:
+        """(path, fd) of the log a background launch writes to, opened before anything happens."""
+        name = _jail_name(req)
+        header = (
+            f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} netjail "
+            f"{'relaunch' if target else 'launch'} [{req.strategy}] jail {name}: "
+            f"{shlex.join(target.argv if target else req.argv)}\n"
+        )
+        path, fd = logs.open_log(self.engine.store, name, header)
+        return str(path), fd
+
+    def _launch(
+        self,
+        req: LaunchRequest,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+        ctty: int | None,
+        log: tuple[str, int] | None,
+        target: Target | None,
+    ) -> tuple[LaunchResult, subprocess.Popen[bytes]]:
+        """`log`: (path, fd) from _open_log, closed here, whatever happens."""
+        jail: JailState | None = None
         try:
+            jail = self._prepare_launch(req)
+            if log is not None:
+                stdin, stdout, stderr = subprocess.DEVNULL, log[1], log[1]
+            gid = jail.gid if jail and jail.strategy == "gid" else None
+            if target is not None and gid is None:
+                gid = target.gid
             proc = spawn_jailed(
-                req.argv,
+                target.argv if target else req.argv,
                 user=req.user,
                 netns=jail.netns if jail and jail.netns else None,
-                gid=jail.gid if jail and jail.strategy == "gid" else None,
+                gid=gid,
                 seccomp=req.strategy == "seccomp",
-                cwd=req.cwd,
+                cwd=None if target else req.cwd,
+                preferred_cwd=target.cwd if target else None,
                 env=dict(req.env) if req.env is not None else None,
+                keep_env=req.keep_env,
+                executable=target.exe if target else None,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
-                start_new_session=start_new_session,
+                ctty=ctty,
             )
         except BaseException:
             if jail is not None:
                 self._drop_launch_jail(jail.name)
             raise
-        name = jail.name if jail else ""
+        finally:
+            if log is not None:
+                os.close(log[1])
         if jail is not None:
             self._record_launched(jail.name, proc.pid)
             if self.engine.spawn_watcher:
                 watcher.ensure_running(self.engine.store.dir)
-        return LaunchResult(name, req.strategy, proc.pid), proc
+        path = log[0] if log else ""
+        return LaunchResult(jail.name if jail else "", req.strategy, proc.pid, log=path), proc
 
     def run(self, req: LaunchRequest) -> LaunchResult:
-        """Run req.argv jailed in the foreground (terminal passed through) and return its exit
-        code; the jail goes when its last process has exited, unless req.keep."""
-        with ForegroundSignals() as signals:
-            result, proc = self.launch(req)
-            signals.attach(proc)
-            code = exit_status(proc.wait())
+        """Run req.argv jailed in the foreground and return its exit code: netjail's terminal is
+        never the command's (a relayed pty when interactive, see launch.terminal); the jail goes
+        when its last process has exited, unless req.keep."""
+        started: list[LaunchResult] = []
+
+        def start(stdin: Stdio, stdout: Stdio, stderr: Stdio, ctty: int | None) -> subprocess.Popen[bytes]:
+            result, proc = self.launch(req, stdin=stdin, stdout=stdout, stderr=stderr, ctty=ctty)
+            started.append(result)
+            return proc
+
+        code = run_foreground(start)
+        (result,) = started
         if result.jail:
             with contextlib.suppress(NetjailError):
                 self.engine.reconcile()  # removes the jail now when nothing of it is left
@@ -114,6 +161,7 @@ class Launches:
             )
         if not req.argv:
             raise BadInput("no command given: netjail run --STRATEGY -- CMD ARGS...")
+        credentials.check_env_names(req.keep_env)
         allow = [str(a) for a in policy.parse_allow_list(req.allow)]
         if req.strategy == "seccomp" and allow:
             raise BadInput(
@@ -121,11 +169,7 @@ class Launches:
             )
         if req.strategy == "gid" and req.gid is not None and not req.force:
             self._refuse_shared_gid(req.gid)
-        name = (
-            policy.validate_jail_name(req.jail)
-            if req.jail
-            else _name(Path(req.argv[0]).name, f"-{os.getpid()}")
-        )
+        name = _jail_name(req)
         if not (req.strategy == "seccomp" and not self.engine.privileged()):
             self.engine._require_root(f"netjail run --{req.strategy}")
         return allow, name
@@ -292,28 +336,52 @@ class Launches:
 
     # ---- relaunch --------------------------------------------------------------------------
 
-    def relaunch(self, pid: int, start_time: int | None, req: LaunchRequest) -> LaunchResult:
-        """Terminate a running process and start the same argv, cwd, environment and user under
-        a launch strategy (the process cannot be moved into a netns alive, DESIGN.md fact 5)."""
+    def relaunch(
+        self, pid: int, start_time: int | None, req: LaunchRequest, force: bool = False
+    ) -> LaunchResult:
+        """Terminate a running process and start its program again under a launch strategy (it
+        cannot be moved into a netns alive, DESIGN.md fact 5): the same arguments, as its real
+        user and group, in its directory when that user may enter it (else their home), with the
+        minimal launch environment; output to the jail's log. A setuid/setgid process (real and
+        effective ids differ) is refused unless `force`, which runs it as the real user."""
         proc = self.engine.check_target(pid, start_time)
-        if not proc.cmdline:
-            raise BadInput(f"PID {pid} ({proc.name}) has no command line to start again")
-        if not req.jail:  # named after the process it replaces: a TUI relaunches more than one
-            req = replace(req, jail=_name(Path(proc.cmdline[0]).name, f"-{pid}"))
-        _, name = self._validate(req if req.argv else replace(req, argv=proc.cmdline))
-        if name in self.engine.store.load().jails:  # everything refusable, before killing it
-            raise BadInput(f"jail {name!r} exists already: pick another jail name")
-        cwd = _read_link(f"/proc/{pid}/cwd")
-        env = _read_environ(pid)
-        launch = replace(req, argv=proc.cmdline, cwd=cwd, env=env, user=proc.user or None)
-        with os.fdopen(self.engine.store.open_log(name), "ab") as out:  # checked dir, O_NOFOLLOW
-            _terminate(pid, proc.start_time)
-            result, child = self.launch(
-                launch, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-            )
+        with relaunch_target.hold(pid, proc.start_time) as target:
+            if target.setid and not force:
+                raise BadInput(
+                    f"PID {pid} ({proc.name}) runs with ids it did not start with ({target.setid}): "
+                    "a relaunch would run it as its real user; --force to do that"
+                )
+            if not req.jail:  # named after the process it replaces: a TUI relaunches more than one
+                req = replace(req, jail=_name(Path(target.exe).name, f"-{pid}"))
+            req = replace(req, argv=target.argv, user=_user_name(target.uid), cwd=None)
+            _, name = self._validate(req)
+            if name in self.engine.store.load().jails:  # everything refusable, before killing it
+                raise BadInput(f"jail {name!r} exists already: pick another jail name")
+            if credentials.resolve(req.user).uid != target.uid:
+                raise BadInput(f"PID {pid}: uid {target.uid} is not user {req.user}'s")
+            log = self._open_log(req, target)
+            try:
+                target.terminate()
+            except BaseException:
+                os.close(log[1])
+                raise
+            result, child = self._launch(req, None, None, None, None, log, target)
         # we are its parent: reap it when it exits, or it lingers as a zombie
         threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
         return result
+
+
+def _jail_name(req: LaunchRequest) -> str:
+    if req.jail:
+        return policy.validate_jail_name(req.jail)
+    return _name(Path(req.argv[0]).name, f"-{os.getpid()}")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise BadInput(f"uid {uid} has no user entry: cannot start a command as it") from None
 
 
 def _refuse_own_owner(kind: str, label: str, uid: int | None, gid: int | None) -> None:
@@ -337,37 +405,3 @@ def _refuse_own_owner(kind: str, label: str, uid: int | None, gid: int | None) -
             raise ProtectedProcess(
                 f"refusing to block {kind} {label}: netjail's own session runs as it (--force if you mean it)"
             )
-
-
-def _read_link(path: str) -> str | None:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
-
-
-def _read_environ(pid: int) -> tuple[tuple[str, str], ...] | None:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    pairs = []
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep and key:
-            pairs.append((key.decode(errors="surrogateescape"), value.decode(errors="surrogateescape")))
-    return tuple(pairs)
-
-
-def _terminate(pid: int, start_time: int, grace: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; returns once the process is gone."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            stat = identity.read_stat(pid)
-            if stat is None or stat.start_time != start_time or stat.state == "Z":
-                return
-            time.sleep(0.02)
-    raise NetjailError(f"PID {pid} did not exit after SIGKILL")

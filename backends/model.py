@@ -212,9 +212,10 @@ class LaunchRequest:
     user: str | None = None  # default: SUDO_USER, else the current user
     gid: int | None = None  # gid strategy: use this group instead of creating netjail-<jail>
     keep: bool = False  # keep the jail (netns) after the last process exits
-    cwd: str | None = None
-    env: tuple[tuple[str, str], ...] | None = None  # None: netjail's own environment
+    cwd: str | None = None  # None: the user's home (a relaunch: the process's, if the user may enter it)
+    env: tuple[tuple[str, str], ...] | None = None  # set on top of the minimal environment
     force: bool = False  # gid: accept a --gid N that other processes (or root) already use
+    keep_env: tuple[str, ...] = ()  # more variables from netjail's environment (minimal otherwise)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,7 @@ class LaunchResult:
     strategy: str
     pid: int
     exit_code: int | None = None  # None while it runs (launch), set by run
+    log: str = ""  # where a background launch's output goes ("" for run: the terminal)
 
 
 @dataclass(frozen=True, slots=True)

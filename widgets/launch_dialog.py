@@ -71,8 +71,8 @@ class LaunchDialog(FormDialog[LaunchRequest]):
                 )
                 yield Static(
                     Text(
-                        "terminates it, then starts the same command, directory, environment and user "
-                        "under the strategy below (output to /dev/null, a new session)",
+                        "terminates it, then starts the same program, arguments, directory and real user "
+                        "under the strategy below (minimal environment, output to netjail's log)",
                         style="dim",
                     )
                 )

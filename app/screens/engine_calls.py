@@ -10,8 +10,6 @@ in flight, a key never does.
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -50,21 +48,6 @@ HOST, STRATEGIES, INVENTORY, COUNTERS = "host info", "strategies", "inventory", 
 CHECK, BLOCK, UNBLOCK, RELEASE_ALL = "check", "block", "unblock", "release all"
 LAUNCH, PREVIEW_OWNER, BLOCK_OWNER = "launch", "owner preview", "owner block"
 CHECK_RELAUNCH, RELAUNCH = "relaunch check", "relaunch"
-
-
-def launch_log(state_dir: Path, jail: str) -> Path:
-    """Where a launched command's output goes: next to netjail's state (root's, mode 0700)."""
-    return state_dir / "logs" / f"{jail}.log"
-
-
-def _open_log(engine: Engine, jail: str, request: LaunchRequest) -> int:
-    fd = engine.store.open_log(jail)  # checked state directory, O_NOFOLLOW: root appends to it
-    header = (
-        f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} netjail-tui launch [{request.strategy}] "
-        f"jail {request.jail}: {shlex.join(request.argv)}\n"
-    )
-    os.write(fd, header.encode(errors="replace"))
-    return fd
 
 
 class EngineCalls(Screen[None]):
@@ -148,19 +131,11 @@ class EngineCalls(Screen[None]):
 
     @work(thread=True, exit_on_error=False, name=LAUNCH, group="action")
     def launch(self, request: LaunchRequest) -> None:
-        jail = request.jail or Path(request.argv[0]).name
-        log = launch_log(self.engine.store.dir, jail)
-        fd = _open_log(self.engine, jail, request)
-        try:
-            with self.engine_lock:
-                result, proc = self.engine.launch(
-                    request, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True
-                )
-        finally:
-            os.close(fd)
+        with self.engine_lock:  # the engine opens the jail's log (O_NOFOLLOW, root's 0700 dir)
+            result, proc = self.engine.launch(request, detached=True)
         # the command is our child: something must wait for it, or it lingers as a zombie
         threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
-        self.post_message(Launched(request, result, log))
+        self.post_message(Launched(request, result, Path(result.log)))
 
     @work(thread=True, exit_on_error=False, name=PREVIEW_OWNER, group="action")
     def preview_owner(self, request: OwnerBlockRequest) -> None:

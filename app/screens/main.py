@@ -588,5 +588,6 @@ def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None)
     return (
         f"Terminate PID {process.pid} ({process.name}), then start `{shlex.join(process.cmdline)}` "
         f"in {cwd or 'an unknown directory'} as {process.user or 'its user'} under {request.strategy} "
-        f"({how}{tail}), in jail {request.jail}, with its environment; output goes to /dev/null."
+        f"({how}{tail}), in jail {request.jail}, with a minimal environment (not its own); "
+        "output goes to netjail's launch log."
     )

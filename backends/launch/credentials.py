@@ -1,4 +1,5 @@
-"""Who a jailed command runs as: the user, their groups, and the jail's group, resolved up front.
+"""Who a jailed command runs as (the user, their groups, the jail's group, resolved up front),
+and the minimal environment it starts with.
 
 Everything that needs NSS (getpwnam, getgrouplist) happens here, in the parent: a forked child of
 a threaded process must not call into NSS (nscd/sssd clients take locks a dead thread may hold).
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from netjail.backends import hardening
 from netjail.backends.errors import BadInput, InsufficientPrivilege
 
 
@@ -27,6 +30,7 @@ class Credentials:
     groups: tuple[int, ...]  # supplementary groups: the user's own, as initgroups(3) would set
     home: str
     change: bool  # apply them in the child (root); False: an unprivileged caller runs as itself
+    shell: str = "/bin/sh"
 
 
 def default_user() -> str:
@@ -80,13 +84,47 @@ def resolve(user: str | None = None, gid: int | None = None) -> Credentials:
         groups=groups,
         home=pw.pw_dir,
         change=os.geteuid() == 0,
+        shell=pw.pw_shell or "/bin/sh",
     )
 
 
-def environment(creds: Credentials, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`base` (default: ours) with HOME, USER and LOGNAME of the target user when switching, so
-    a command run back as the sudo user does not write into root's home."""
-    env = dict(os.environ if base is None else base)
-    if creds.uid != os.geteuid():
-        env.update(HOME=creds.home, USER=creds.user, LOGNAME=creds.user)
+# A PATH with nothing a user can write to: root's own PATH may hold ~/bin or ".".
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Taken from netjail's environment when set: how the terminal and the messages look, nothing
+# that changes what a program loads or runs (LD_*, PYTHON*, PERL5LIB, IFS ... need --keep-env).
+PASSED = frozenset({"TERM", "COLORTERM", "LANG", "LANGUAGE"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_names(names: Sequence[str]) -> tuple[str, ...]:
+    """--keep-env names, refused (BadInput) unless they are plain variable names."""
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise BadInput(f"--keep-env {name!r}: not an environment variable name")
+    return tuple(names)
+
+
+def environment(
+    creds: Credentials,
+    keep: Sequence[str] = (),
+    extra: Mapping[str, str] | None = None,
+    source: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The minimal environment of a launched command: a safe PATH; HOME, USER, LOGNAME and SHELL
+    of the target user; TERM, LANG and LC_* from `source` (default: the environment netjail was
+    started with, before hardening.harden() sanitised ours); the variables named in `keep` from
+    `source`; then `extra` as given."""
+    src = hardening.caller().environ if source is None else source
+    env = {
+        "PATH": ROOT_PATH if creds.uid == 0 else SAFE_PATH,
+        "HOME": creds.home,
+        "USER": creds.user,
+        "LOGNAME": creds.user,
+        "SHELL": creds.shell,
+    }
+    env.update((k, v) for k, v in src.items() if k in PASSED or k.startswith("LC_"))
+    env.update((k, src[k]) for k in check_env_names(keep) if k in src)
+    if extra:
+        env.update(extra)
     return env

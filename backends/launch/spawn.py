@@ -2,30 +2,38 @@
 
 The child is set up between fork and exec, in this order:
 
+0. a session of its own (setsid, by Popen), with a fresh pty as its controlling terminal when
+   netjail has a terminal (see `terminal`): it never shares netjail's terminal or job,
 1. enter the network namespace (setns on /run/netns/NAME; needs root, so it comes first),
 2. become the target user: setgroups (their groups), setresgid (the jail group when given,
    else theirs), setresuid, which also drops every capability root had,
-3. chdir to `cwd` as that user, so it cannot start inside a directory only root may enter,
+3. chdir as that user, so it cannot start inside a directory only root may enter: to the
+   `cwd` asked for, else (in order, the first that works) a preferred one, the user's home, /,
 4. set no_new_privs: setuid/setgid bits and file capabilities stop working, so the command
    cannot climb back (sudo to nsenter out of the namespace, a setgid binary whose sockets the
    gid-owner rule no longer matches),
 5. load the seccomp filter when asked,
 
-then exec. Everything that needs a lookup (user, groups, command path, filter program) is done
-in the parent first, so the forked child only makes system calls: safe even when the parent has
-threads. A failure in the child comes back as one line naming the step, through a pipe of ours
-(subprocess only reports "Exception occurred in preexec_fn").
+then exec, with the minimal environment of `credentials.environment`. Everything that needs a
+lookup (user, groups, command path, filter program) is done in the parent first, so the forked
+child only makes system calls: safe even when the parent has threads. A failure in the child
+comes back as one line naming the step, through a pipe of ours (subprocess only reports
+"Exception occurred in preexec_fn").
 
 A jailed root stays root: it may leave a netns or change its group again. Jail users, not root.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import fcntl
 import os
+import shutil
 import signal
 import subprocess
+import termios
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +47,7 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
-from netjail.backends.launch import credentials, seccomp_filter
+from netjail.backends.launch import credentials, seccomp_filter, terminal
 from netjail.backends.launch.credentials import Credentials
 
 CLONE_NEWNET = 0x40000000
@@ -66,13 +74,15 @@ def exit_status(returncode: int) -> int:
 class _ChildPlan:
     netns_fd: int | None
     creds: Credentials
-    cwd: str | None
+    cwds: tuple[str, ...]  # tried in order; the last one's failure is the error
     no_new_privs: bool
+    ctty_fd: int | None  # the pty slave to make the controlling terminal
     seccomp: Any  # a built pyseccomp SyscallFilter, or None
     err_fd: int
 
 
 # Steps of the child's setup, as reported back through the error pipe.
+STEP_TTY = "tty"
 STEP_NETNS = "netns"
 STEP_USER = "user"
 STEP_CWD = "cwd"
@@ -84,8 +94,11 @@ def _child_setup(plan: _ChildPlan) -> Callable[[], None]:
     """The preexec step: only system calls, no imports, no lookups (see module docstring)."""
 
     def setup() -> None:
-        step, what = STEP_NETNS, "enter the network namespace"
+        step, what = STEP_TTY, "take the new terminal"
         try:
+            if plan.ctty_fd is not None:
+                fcntl.ioctl(plan.ctty_fd, termios.TIOCSCTTY, 0)
+            step, what = STEP_NETNS, "enter the network namespace"
             if plan.netns_fd is not None and _setns(plan.netns_fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, os.strerror(err))
@@ -94,9 +107,14 @@ def _child_setup(plan: _ChildPlan) -> Callable[[], None]:
                 os.setgroups(plan.creds.groups)
                 os.setresgid(plan.creds.gid, plan.creds.gid, plan.creds.gid)
                 os.setresuid(plan.creds.uid, plan.creds.uid, plan.creds.uid)
-            if plan.cwd is not None:
-                step, what = STEP_CWD, f"change directory to {plan.cwd} as {plan.creds.user}"
-                os.chdir(plan.cwd)
+            for i, cwd in enumerate(plan.cwds):
+                step, what = STEP_CWD, f"change directory to {cwd} as {plan.creds.user}"
+                try:
+                    os.chdir(cwd)
+                    break
+                except OSError:
+                    if i == len(plan.cwds) - 1:
+                        raise
             if plan.no_new_privs:
                 step, what = STEP_NNP, "set no_new_privs"
                 if _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
@@ -160,35 +178,50 @@ def spawn_jailed(
     seccomp: bool = False,
     no_new_privs: bool = True,
     cwd: str | None = None,
+    preferred_cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    keep_env: Sequence[str] = (),
+    executable: str | None = None,
     stdin: Stdio = None,
     stdout: Stdio = None,
     stderr: Stdio = None,
-    start_new_session: bool = False,
+    ctty: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` jailed and return at once. stdio is inherited unless given (like Popen).
+    """Start `argv` jailed, in a new session, and return at once. stdio is inherited unless
+    given (like Popen); `ctty`: a pty slave to make its controlling terminal.
 
     `user`: default the invoking user (SUDO_USER under sudo). `netns`: a name in /run/netns or a
-    path. `gid`: the primary group to run under (the gid-owner jail). `env`: default ours, with
-    HOME/USER/LOGNAME of the target user. Unknown user or command: BadInput.
+    path. `gid`: the primary group to run under (the gid-owner jail). `cwd`: the directory to
+    start in (BadInput when the user cannot enter it); without it `preferred_cwd` if the user can
+    enter it, else their home, else /. Environment: `credentials.environment` with `keep_env`
+    from ours and `env` on top. `executable`: the program to run, argv[0] only its name (default:
+    argv[0] looked up in netjail's PATH, as the operator's shell would).
+    Unknown user or command: BadInput.
     """
     args = _check_argv(argv)
+    if executable is None and "/" not in args[0]:
+        # found as the operator's shell would find it; the command itself gets the safe PATH
+        executable = shutil.which(args[0], path=os.environ.get("PATH", os.defpath))
+        if executable is None:
+            raise BadInput(f"command not found: {args[0]}")
     creds = credentials.resolve(user, gid)
-    environ = credentials.environment(creds, env)
+    environ = credentials.environment(creds, keep_env, env)
+    cwds = (cwd,) if cwd is not None else (*([preferred_cwd] if preferred_cwd else []), creds.home, "/")
     flt = seccomp_filter.build_socket_filter() if seccomp else None
     netns_fd = _open_netns(netns) if netns is not None else None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    plan = _ChildPlan(netns_fd, creds, cwd, no_new_privs, flt, err_w)
+    plan = _ChildPlan(netns_fd, creds, cwds, no_new_privs, ctty, flt, err_w)
     try:
         return subprocess.Popen(
             args,
+            executable=executable,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             env=environ,
             close_fds=True,
             restore_signals=True,
-            start_new_session=start_new_session,
+            start_new_session=True,
             preexec_fn=_child_setup(plan),
         )
     except subprocess.SubprocessError:
@@ -210,14 +243,15 @@ def spawn_jailed(
 class ForegroundSignals:
     """Signal handling of the parent while the jailed command runs in the foreground.
 
-    The child shares our process group, so the terminal delivers Ctrl-C / Ctrl-\\ to it directly;
-    we only must not die of them. SIGTERM and SIGHUP sent to us are passed on, so the caller
-    still gets to clean up after the child. Handlers are Python functions, not SIG_IGN: the
+    The command runs in a session of its own, so a Ctrl-C that reaches netjail (its terminal's
+    process group, or a kill) is no longer delivered to it directly: SIGINT, SIGQUIT, SIGTERM
+    and SIGHUP sent to us are passed on to the command's process group, and we stay to clean up
+    after it. (A Ctrl-C typed while the pty relay runs never reaches us: the pty's own line
+    discipline sends it to the command.) Handlers are Python functions, not SIG_IGN: the
     disposition of a caught signal resets to default at exec, an ignored one would be inherited.
     """
 
-    RELAYED = (signal.SIGTERM, signal.SIGHUP)
-    SWALLOWED = (signal.SIGINT, signal.SIGQUIT)
+    RELAYED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -227,28 +261,59 @@ class ForegroundSignals:
     def _relay(self, signum: int, _frame: FrameType | None) -> None:
         if self.proc is None:
             self.pending.append(signum)
-        elif self.proc.poll() is None:
-            self.proc.send_signal(signum)
+        else:
+            self._send(self.proc, signum)
 
-    def _swallow(self, _signum: int, _frame: FrameType | None) -> None:
-        pass
+    @staticmethod
+    def _send(proc: subprocess.Popen[bytes], signum: int) -> None:
+        # Our unreaped child: its PID (= its process group, it is a session leader) is not reused.
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signum)
 
     def __enter__(self) -> ForegroundSignals:
         for sig in self.RELAYED:
             self._old[sig] = signal.signal(sig, self._relay)
-        for sig in self.SWALLOWED:
-            self._old[sig] = signal.signal(sig, self._swallow)
         return self
 
     def attach(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         for signum in self.pending:
-            proc.send_signal(signum)
+            self._send(proc, signum)
         self.pending.clear()
 
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+Starter = Callable[[Stdio, Stdio, Stdio, int | None], subprocess.Popen[bytes]]
+
+
+def run_foreground(start: Starter) -> int:
+    """Run what `start(stdin, stdout, stderr, ctty)` spawns in the foreground and return its
+    exit status (128 + N for signal N). When netjail has a terminal on any of fds 0-2, the
+    command gets a fresh pty on those instead, relayed to ours (`terminal`); else the fds as
+    they are. Signals are handled only on the main thread (no other may)."""
+    main = threading.current_thread() is threading.main_thread()
+    with ForegroundSignals() if main else contextlib.nullcontext() as signals:
+        ttys = terminal.terminal_fds()
+        if not ttys:
+            proc = start(None, None, None, None)
+            if signals is not None:
+                signals.attach(proc)
+            return exit_status(proc.wait())
+        with terminal.fresh_pty(ttys) as pty:
+            proc = start(*pty.stdio(), pty.slave)
+            if signals is not None:
+                signals.attach(proc)
+            pty.close_slave()
+            pidfd = os.pidfd_open(proc.pid)
+            try:
+                terminal.relay(pty, pidfd)
+            finally:
+                os.close(pidfd)
+            return exit_status(proc.wait())
 
 
 def run_jailed(
@@ -261,16 +326,21 @@ def run_jailed(
     no_new_privs: bool = True,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    keep_env: Sequence[str] = (),
 ) -> int:
-    """Run `argv` jailed in the foreground, terminal passed through, and return its exit code
-    (128 + N when signal N killed it). Called from a thread other than the main one, signals
-    are left alone (only the main thread may handle them)."""
+    """Run `argv` jailed in the foreground (`run_foreground`) and return its exit code."""
     kwargs: dict[str, Any] = dict(
-        user=user, netns=netns, gid=gid, seccomp=seccomp, no_new_privs=no_new_privs, cwd=cwd, env=env
+        user=user,
+        netns=netns,
+        gid=gid,
+        seccomp=seccomp,
+        no_new_privs=no_new_privs,
+        cwd=cwd,
+        env=env,
+        keep_env=keep_env,
     )
-    if threading.current_thread() is not threading.main_thread():
-        return exit_status(spawn_jailed(argv, **kwargs).wait())
-    with ForegroundSignals() as relay:
-        proc = spawn_jailed(argv, **kwargs)
-        relay.attach(proc)
-        return exit_status(proc.wait())
+
+    def start(stdin: Stdio, stdout: Stdio, stderr: Stdio, ctty: int | None) -> subprocess.Popen[bytes]:
+        return spawn_jailed(argv, stdin=stdin, stdout=stdout, stderr=stderr, ctty=ctty, **kwargs)
+
+    return run_foreground(start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from pathlib import Path
 
 import pytest
 from netjail.backends.errors import (
@@ -78,10 +79,40 @@ def test_resolve_self_and_group(monkeypatch: pytest.MonkeyPatch) -> None:
         credentials.resolve(None, -1)
 
 
-def test_environment_follows_the_target_user() -> None:
-    nobody = credentials.Credentials("nobody", 65534, 65534, (65534,), "/nonexistent", True)
-    env = credentials.environment(nobody, {"HOME": "/root", "USER": "root", "PATH": "/bin", "X": "1"})
-    assert env == {"HOME": "/nonexistent", "USER": "nobody", "LOGNAME": "nobody", "PATH": "/bin", "X": "1"}
-    me = pwd.getpwuid(os.geteuid())
-    same = credentials.Credentials(me.pw_name, me.pw_uid, me.pw_gid, (), me.pw_dir, False)
-    assert credentials.environment(same, {"HOME": "/elsewhere"}) == {"HOME": "/elsewhere"}
+def test_environment_is_minimal_and_follows_the_target_user() -> None:
+    nobody = credentials.Credentials("nobody", 65534, 65534, (65534,), "/nonexistent", True, "/bin/false")
+    ours = {
+        "HOME": "/root", "USER": "root", "PATH": "/root/bin:.:/usr/bin", "X": "1", "TERM": "xterm",
+        "LANG": "C.UTF-8", "LC_TIME": "C", "LD_PRELOAD": "/tmp/evil.so", "PYTHONPATH": "/tmp",
+        "ROOT_API_TOKEN": "secret",
+    }  # fmt: skip
+    env = credentials.environment(nobody, source=ours)
+    assert env == {
+        "HOME": "/nonexistent", "USER": "nobody", "LOGNAME": "nobody", "SHELL": "/bin/false",
+        "PATH": credentials.SAFE_PATH, "TERM": "xterm", "LANG": "C.UTF-8", "LC_TIME": "C",
+    }  # fmt: skip
+    kept = credentials.environment(nobody, ("X", "LD_PRELOAD", "UNSET"), {"Y": "2"}, source=ours)
+    assert kept["X"] == "1" and kept["LD_PRELOAD"] == "/tmp/evil.so" and kept["Y"] == "2"
+    assert "UNSET" not in kept and "PYTHONPATH" not in kept
+    root = credentials.Credentials("root", 0, 0, (0,), "/root", True)
+    assert credentials.environment(root, source=ours)["PATH"] == credentials.ROOT_PATH
+    for bad in ("A=B", "", "1X", "X Y"):
+        with pytest.raises(BadInput, match="not an environment variable name"):
+            credentials.check_env_names([bad])
+
+
+def test_relaunch_target_names_set_ids_and_keeps_only_an_honest_argv0(tmp_path: Path) -> None:
+    from netjail.backends.launch import relaunch_target
+
+    assert relaunch_target._setid("uid", [1000, 1000, 1000, 1000]) == ""
+    assert relaunch_target._setid("uid", [65534, 0, 0, 0]) == (
+        "setuid: real 65534, effective 0, saved 0, filesystem 0"
+    )
+    assert relaunch_target._setid("gid", [5, 5, 0, 5]).startswith("setgid: real 5")  # saved only
+    real = tmp_path / "prog"
+    real.write_text("")
+    (tmp_path / "link").symlink_to(real)
+    (tmp_path / "other").write_text("")
+    assert relaunch_target._argv0(str(real), str(tmp_path / "link")) == str(tmp_path / "link")
+    assert relaunch_target._argv0(str(real), str(tmp_path / "other")) == str(real)
+    assert relaunch_target._argv0(str(real), "prog") == str(real)  # relative: could be anything

@@ -240,7 +240,7 @@ class Reconciler:
             for m in jail.members:
                 if m.cgroup == sub:
                     with contextlib.suppress(NoSuchProcess):
-                        jail_cgroups.move(self.mount, sub, m.pid)
+                        jail_cgroups.move_process(self.mount, sub, m.pid, m.start_time)
         if notes:
             # the old rules still name the dead cgroups: drop the chains so the sync loads them anew
             self.fw.remove_jail(jail.name)
@@ -257,7 +257,8 @@ class Reconciler:
                 continue
             try:
                 now = read_cgroup(m.pid)
-                jail_cgroups.move(self.mount, m.cgroup, m.pid)
+                # seen a scan ago: the pidfd move re-checks (pid, start time) around the write
+                jail_cgroups.move_process(self.mount, m.cgroup, m.pid, m.start_time)
             except NoSuchProcess:
                 continue
             notes.append(f"jail {jail.name!r}: PID {m.pid} had been moved out to {now or '?'}; moved back")
@@ -271,6 +272,7 @@ class Reconciler:
         """Release members: cgroup members (and children born in the jail from them) go back to
         their original cgroups and their rules are dropped. Other strategies release only as a
         whole jail. The jail goes when asked or when left empty. Returns notes."""
+        notes: list[str] = []
         leaving = {m.pid for m in members}
         origins = {m.pid: m.original_cgroup for m in members}
         subs: set[str] = set()
@@ -280,9 +282,18 @@ class Reconciler:
             for sub in subs:
                 default = next((m.original_cgroup for m in members if m.cgroup == sub), "/")
                 for pid in jail_cgroups.procs(self.mount, sub):
-                    with contextlib.suppress(NoSuchProcess):
-                        jail_cgroups.move(self.mount, origins.get(pid, default), pid)
                     leaving.add(pid)
+                    origin = origins.get(pid, default)
+                    try:
+                        # listed in the sub-cgroup a moment ago: moved only if still in it
+                        went = jail_cgroups.move_process(self.mount, origin, pid, inside=sub)
+                    except NoSuchProcess:
+                        continue
+                    if went != origin:
+                        notes.append(
+                            f"PID {pid}: its cgroup {origin} no longer exists; released to {went}"
+                            " (the nearest existing ancestor)"
+                        )
         staying = [m for m in jail.members if m.pid not in leaving]
         remaining = (
             jail_cgroups.all_procs(self.mount, jail.cgroup)
@@ -290,7 +301,7 @@ class Reconciler:
             else {}
         )
         if remove_jail or (not staying and not remaining and not jail.keep):
-            return self._remove(reg, jail, origins)  # jail.members still says who was inside
+            return notes + self._remove(reg, jail, origins)  # jail.members still says who was inside
         jail.members = staying
         for sub in subs:
             jail.cgroups.pop(sub, None)
@@ -300,7 +311,7 @@ class Reconciler:
         if self.mount:
             for sub in subs:  # after the sync: a rule naming a removed cgroup poisons the table
                 jail_cgroups.remove(self.mount, sub, origins)
-        return []
+        return notes
 
     def _remove(self, reg: Registry, jail: JailState, origins: dict[int, str] | None = None) -> list[str]:
         """Undo every kernel object of the jail. Rules go first: a `-m cgroup` rule naming a

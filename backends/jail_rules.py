@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.model import AllowEntry, Socket
@@ -34,18 +34,21 @@ def allow_matches(
     return tuple(out), tuple(inn)
 
 
-def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> JailRules | None:
+def desired_rules(
+    jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: Collection[int] = ()
+) -> JailRules | None:
     """The rules one jail needs, by strategy (None: netfilter has no part in it, seccomp).
 
     Selectors say who is jailed: the cgroup (OUTPUT only: INPUT never matches by cgroup), the
-    owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and TCP/UDP to
-    this host), plus sockets the first selector cannot see: those the members already had when
-    they were jailed (`jail.pre_inodes`) and every listener or bound UDP socket (INPUT). A
-    connected socket opened inside the jail needs none: the first selector drops all it sends.
-    Then the allow-list.
+    owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and everything it
+    sends to this host), plus sockets the first selector cannot see: those the members already
+    had when they were jailed (`jail.pre_inodes`), those created outside the jail that a member
+    holds now (`unseen`, by inode: see socket_cgroups) and every listener or bound UDP socket
+    (INPUT). A connected socket opened inside the jail needs none: the first selector drops all
+    it sends. Then the allow-list.
     """
     entries = [parse_allow(a) for a in jail.allow]
-    pre = set(jail.pre_inodes)
+    pre = set(jail.pre_inodes).union(unseen)
     out_sel, in_sel = selectors_for_all(
         s for socks in sockets.values() for s in socks if s.inode in pre or _serves(s)
     )

@@ -119,12 +119,12 @@ def move_process(
     except ProcessLookupError:
         raise NoSuchProcess(f"no such process: {pid}") from None
     except OSError:  # no pidfds (Linux < 5.3): a check just before the write is all there is
-        _expect(pid, start_time, inside)
+        _expect(mount, pid, start_time, inside)
         return move(mount, rel, pid)
     try:
         # after the pidfd: a PID never goes back to an older process, so a match now means the
         # pidfd holds the very process checked
-        start = _expect(pid, start_time, inside)
+        start = _expect(mount, pid, start_time, inside)
         where = move(mount, rel, pid)
         alive = not select.select([pidfd], [], [], 0)[0]  # a pidfd reads ready once it exited
         if alive:
@@ -134,9 +134,10 @@ def move_process(
         os.close(pidfd)
 
 
-def _expect(pid: int, start_time: int | None, inside: str | None) -> int:
+def _expect(mount: Path, pid: int, start_time: int | None, inside: str | None) -> int:
     stat = identity.current(pid, start_time)
-    if inside is not None and read_cgroup(pid) != inside:
+    # cgroup.procs, not /proc/PID/cgroup: the same path space as `inside` (relative to the mount)
+    if inside is not None and pid not in procs(mount, inside):
         raise NoSuchProcess(f"PID {pid} left {inside}")
     return int(stat.start_time)
 

@@ -61,3 +61,11 @@ def test_this_kernel_reports_the_creating_cgroup_as_its_directory_inode() -> Non
         cache.retain(set())
         cache.ids([sock])
         assert cache.dumps == 2
+
+
+def test_without_the_kernels_answer_every_held_socket_is_unseen() -> None:
+    sock = Socket("inet", "tcp", "127.0.0.1", 40000, "127.0.0.1", 80, "ESTABLISHED", 12345)
+    cache = SocketCgroups()
+    cache.available = False  # what a refused dump or a kernel before 5.7 leaves
+    assert cache.unseen([sock], {1, 2, 3}) == {12345}
+    assert cache.dumps == 0

@@ -73,7 +73,7 @@ class Reconciler:
             desired.append(rules)
         if desired:
             self.fw.sync_jails(desired)
-        socket_cgroups.SHARED.retain(set(self._socket_table(procs).values()))
+        socket_cgroups.SHARED.retain(self._socket_table(procs))  # by inode
         if self.mount:
             for sub in self._retired:  # their selectors are gone now: the cgroups may go too
                 jail_cgroups.remove(self.mount, sub)
@@ -100,14 +100,14 @@ class Reconciler:
             inodes = socket_cgroups.held_inodes(m.pid)
             if inodes is None:
                 continue  # exited
-            held[m.pid] = tuple(dict.fromkeys(table[i] for i in inodes if i in table))
+            held[m.pid] = tuple(table[i] for i in dict.fromkeys(inodes) if i in table)
         return held
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
         """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
         if jail.strategy != "cgroup" or not self.mount:
             return set()
-        held = {s for socks in sockets.values() for s in socks}
+        held = [s for socks in sockets.values() for s in socks]
         if not held:
             return set()
         inside = socket_cgroups.subtree_inodes(self.mount, jail.cgroups)

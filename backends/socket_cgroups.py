@@ -16,16 +16,16 @@ Who holds what is read fresh for every member (a readlink of each of its fds) ra
 taken from the inventory's incremental scan, which rescans a process only when its fd count
 moves: a member that receives a socket onto the fd number of one it closes keeps its count.
 
-The cgroup id of a socket never changes, so it is remembered per socket (the Socket value:
-inode, addresses, state) and the tables are dumped only when a member holds a socket not seen
-before.
+The cgroup id of a socket never changes, so it is remembered per socket (inode, checked
+against the addresses and state) and the tables are dumped only when a member holds a socket not
+seen before.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Container, Iterable
 from pathlib import Path
 
 from netjail.backends import sockdiag
@@ -43,12 +43,14 @@ def held_inodes(pid: int) -> list[int] | None:
         return None
     try:
         found = []
-        for fd in os.listdir(dfd):
+        readlink = os.readlink
+        # bytes names and links, as the inventory does: decoding them costs more than the reads
+        for fd in os.listdir(path.encode()):
             try:
-                link = os.readlink(fd, dir_fd=dfd)
+                link = readlink(fd, dir_fd=dfd)
             except OSError:
                 continue  # closed meanwhile
-            if link.startswith("socket:["):
+            if link[:8] == b"socket:[":
                 found.append(int(link[8:-1]))
         return found
     except OSError:
@@ -71,38 +73,52 @@ def subtree_inodes(mount: Path, subs: Iterable[str]) -> set[int]:
 
 
 class SocketCgroups:
-    """Remembered cgroup ids of sockets, refreshed from sock_diag when new ones turn up."""
+    """Remembered cgroup ids of sockets, refreshed from sock_diag when new ones turn up.
+
+    Keyed by inode and checked against the Socket (the inventory hands back the same object for
+    an unchanged socket, so that check is mostly an identity test): hashing thousands of
+    dataclasses every period would cost more than the rest of this check."""
 
     def __init__(self) -> None:
-        self._known: dict[Socket, int] = {}
+        self._known: dict[int, tuple[Socket, int]] = {}
         self.available = True  # until the kernel refuses a dump
         self.dumps = 0  # how many table dumps were needed (for tests and the bench)
 
+    def _get(self, sock: Socket) -> int | None:
+        known = self._known.get(sock.inode)
+        if known is None or (known[0] is not sock and known[0] != sock):
+            return None
+        return known[1]
+
+    def _fill(self, sockets: Collection[Socket]) -> None:
+        new = [s for s in sockets if self._get(s) is None]
+        if not new or not self.available:
+            return
+        tables = sorted({(_AF[s.family], s.proto) for s in new if s.family in _AF})
+        try:
+            with sockdiag.open_socket() as nl:
+                found = sockdiag.cgroup_ids(nl, tables)
+            self.dumps += 1
+        except sockdiag.Unavailable:
+            self.available = False
+            return
+        for s in new:
+            if s.inode in found:
+                self._known[s.inode] = (s, found[s.inode])
+
     def ids(self, sockets: Collection[Socket]) -> dict[Socket, int]:
         """The cgroup id of each socket the kernel reports one for (absent: unknown)."""
-        new = [s for s in sockets if s not in self._known]
-        if new and self.available:
-            tables = sorted({(_AF[s.family], s.proto) for s in new if s.family in _AF})
-            try:
-                with sockdiag.open_socket() as nl:
-                    found = sockdiag.cgroup_ids(nl, tables)
-                self.dumps += 1
-            except sockdiag.Unavailable:
-                self.available = False
-                found = {}
-            for s in new:
-                if s.inode in found:
-                    self._known[s] = found[s.inode]
-        return {s: self._known[s] for s in sockets if s in self._known}
+        self._fill(sockets)
+        return {s: i for s in sockets if (i := self._get(s)) is not None}
 
-    def retain(self, alive: Collection[Socket]) -> None:
-        """Forget sockets that no longer exist."""
-        self._known = {s: i for s, i in self._known.items() if s in alive}
+    def retain(self, alive: Container[int]) -> None:
+        """Forget sockets whose inode no longer exists."""
+        self._known = {i: v for i, v in self._known.items() if i in alive}
 
     def unseen(self, sockets: Collection[Socket], jail_cgroups: set[int]) -> set[int]:
         """Inodes of the sockets whose creating cgroup is not inside the jail (or unknown)."""
-        ids = self.ids(sockets)
-        return {s.inode for s in sockets if ids.get(s) not in jail_cgroups}
+        self._fill(sockets)
+        return {s.inode for s in sockets if self._get(s) not in jail_cgroups}
 
 
 SHARED = SocketCgroups()  # one per process: the watcher builds a new Reconciler every period

@@ -77,7 +77,7 @@ def main() -> int:
             print(f"  fresh fd read + cgroup check, ids known (after): {fresh_view}")
 
             def cold() -> None:
-                socket_cgroups.SHARED.retain(set())
+                socket_cgroups.SHARED.retain(())
                 engine.reconcile()
 
             print(f"  period with a table dump: {median_ms(cold, args.runs)}")

@@ -58,7 +58,7 @@ def test_this_kernel_reports_the_creating_cgroup_as_its_directory_inode() -> Non
         assert cache.unseen([sock], {mine}) == set()
         assert cache.unseen([sock], {mine + 1}) == {inode}
         assert cache.dumps == 1  # remembered: asked once
-        cache.retain(set())
+        cache.retain(())
         cache.ids([sock])
         assert cache.dumps == 2
 

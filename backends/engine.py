@@ -351,8 +351,8 @@ class Engine:
         _fault_point("rules")
         for m in list(members):
             try:
-                identity.current(m.pid, m.start_time)  # the PID must still be the same process
-                jail_cgroups.move(mount, m.cgroup, m.pid)
+                # the PID must still be the same process, during the write too (a pidfd)
+                jail_cgroups.move_process(mount, m.cgroup, m.pid, m.start_time)
             except NoSuchProcess:
                 if m.pid == m.root:
                     raise

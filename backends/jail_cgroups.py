@@ -18,10 +18,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import posixpath
+import select
 import time
 from pathlib import Path
 
-from netjail.backends.errors import InsufficientPrivilege, NoSuchProcess, OperationFailed
+from netjail.backends import identity, move_check
+from netjail.backends.cgroupfs import read_cgroup
+from netjail.backends.errors import InsufficientPrivilege, NetjailError, NoSuchProcess, OperationFailed
 
 
 def _own_netns() -> int:
@@ -73,11 +77,91 @@ def inode(mount: Path, rel: str) -> int | None:
         return None
 
 
-def move(mount: Path, rel: str, pid: int) -> None:
-    path = _abs(mount, rel)
-    if not path.is_dir():
-        # the original cgroup is gone (its service restarted): fall back to the root
-        path = mount
+def nearest_existing(mount: Path, rel: str) -> str:
+    """rel, or its nearest ancestor that still exists (a service restarted, a test's cgroup
+    removed): never the root while a closer ancestor is there, or a released process would
+    escape its slice's limits."""
+    path = posixpath.normpath("/" + rel.lstrip("/"))
+    while path != "/" and not _abs(mount, path).is_dir():
+        path = posixpath.dirname(path)
+    return path
+
+
+def move(mount: Path, rel: str, pid: int) -> str:
+    """Move pid into rel, or its nearest existing ancestor; returns the cgroup it went to.
+
+    An ancestor may refuse processes (cgroup2's no-internal-process rule: EBUSY when it has
+    domain controllers enabled for its children), then the next one up is tried; the root
+    always accepts."""
+    target = nearest_existing(mount, rel)
+    while True:
+        try:
+            _write_pid(_abs(mount, target), pid)
+            return target
+        except OperationFailed as exc:
+            if target == "/" or exc.__cause__ is None or getattr(exc.__cause__, "errno", 0) not in _NO_PROCS:
+                raise
+            target = posixpath.dirname(target)
+
+
+_NO_PROCS = (errno.EBUSY, errno.EOPNOTSUPP)
+
+
+def move_process(
+    mount: Path, rel: str, pid: int, start_time: int | None = None, inside: str | None = None
+) -> str:
+    """move(), for exactly the process meant: (pid, start_time) when given, else whatever is in
+    the cgroup `inside` now. Returns the cgroup it went to; NoSuchProcess when it is gone (or
+    died during the move: see move_check for what a write that may have hit a PID's next owner
+    is followed by)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise NoSuchProcess(f"no such process: {pid}") from None
+    except OSError:  # no pidfds (Linux < 5.3): a check just before the write is all there is
+        _expect(mount, pid, start_time, inside)
+        return move(mount, rel, pid)
+    try:
+        # after the pidfd: a PID never goes back to an older process, so a match now means the
+        # pidfd holds the very process checked
+        start = _expect(mount, pid, start_time, inside)
+        where = move(mount, rel, pid)
+        alive = not select.select([pidfd], [], [], 0)[0]  # a pidfd reads ready once it exited
+        if alive:
+            return where
+        return _after_death(mount, pid, start, where)
+    finally:
+        os.close(pidfd)
+
+
+def _expect(mount: Path, pid: int, start_time: int | None, inside: str | None) -> int:
+    stat = identity.current(pid, start_time)
+    # cgroup.procs, not /proc/PID/cgroup: the same path space as `inside` (relative to the mount)
+    if inside is not None and pid not in procs(mount, inside):
+        raise NoSuchProcess(f"PID {pid} left {inside}")
+    return int(stat.start_time)
+
+
+def _after_death(mount: Path, pid: int, start: int, where: str) -> str:
+    now_stat = identity.read_stat(pid)
+    now = parent = None
+    with contextlib.suppress(NoSuchProcess):
+        if now_stat is not None:
+            now = move_check.Seen(now_stat.start_time, read_cgroup(pid))
+            parent = read_cgroup(now_stat.ppid)
+    verdict, back = move_check.after_write(start, False, now, parent, where)
+    if verdict == move_check.RESTORE and back is not None:
+        with contextlib.suppress(NetjailError):
+            move(mount, back, pid)
+        raise NoSuchProcess(f"PID {pid} exited while being moved; its next owner went back to {back}")
+    if verdict == move_check.UNKNOWN:
+        raise NoSuchProcess(
+            f"PID {pid} exited while being moved; PID {pid} may now be another process, left in {where}"
+        )
+    raise NoSuchProcess(f"PID {pid} exited while being moved")
+
+
+def _write_pid(path: Path, pid: int) -> None:
     try:
         (path / "cgroup.procs").write_text(f"{pid}\n")
     except ProcessLookupError:
@@ -87,7 +171,7 @@ def move(mount: Path, rel: str, pid: int) -> None:
     except OSError as exc:
         if exc.errno == errno.ESRCH:
             raise NoSuchProcess(f"no such process: {pid}") from None
-        raise OperationFailed(f"cannot move PID {pid} into {path}: {exc.strerror}") from None
+        raise OperationFailed(f"cannot move PID {pid} into {path}: {exc.strerror}") from exc
 
 
 def procs(mount: Path, rel: str) -> list[int]:
@@ -127,7 +211,7 @@ def remove(mount: Path, rel: str, release_to: dict[int, str] | None = None) -> N
     for _ in range(50):
         for pid in procs(mount, rel):
             with contextlib.suppress(NoSuchProcess):
-                move(mount, origins.get(pid, "/"), pid)
+                move_process(mount, origins.get(pid, "/"), pid, inside=rel)
         try:
             path.rmdir()
             break

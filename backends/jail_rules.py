@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.model import AllowEntry, Socket
@@ -34,18 +34,21 @@ def allow_matches(
     return tuple(out), tuple(inn)
 
 
-def desired_rules(jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> JailRules | None:
+def desired_rules(
+    jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: Collection[int] = ()
+) -> JailRules | None:
     """The rules one jail needs, by strategy (None: netfilter has no part in it, seccomp).
 
     Selectors say who is jailed: the cgroup (OUTPUT only: INPUT never matches by cgroup), the
-    owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and TCP/UDP to
-    this host), plus sockets the first selector cannot see: those the members already had when
-    they were jailed (`jail.pre_inodes`) and every listener or bound UDP socket (INPUT). A
-    connected socket opened inside the jail needs none: the first selector drops all it sends.
-    Then the allow-list.
+    owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and everything it
+    sends to this host), plus sockets the first selector cannot see: those the members already
+    had when they were jailed (`jail.pre_inodes`), those created outside the jail that a member
+    holds now (`unseen`, by inode: see socket_cgroups) and every listener or bound UDP socket
+    (INPUT). A connected socket opened inside the jail needs none: the first selector drops all
+    it sends. Then the allow-list.
     """
     entries = [parse_allow(a) for a in jail.allow]
-    pre = set(jail.pre_inodes)
+    pre = set(jail.pre_inodes).union(unseen)
     out_sel, in_sel = selectors_for_all(
         s for socks in sockets.values() for s in socks if s.inode in pre or _serves(s)
     )
@@ -74,24 +77,40 @@ def _serves(sock: Socket) -> bool:
     return sock.state == "LISTEN" or (sock.proto == "udp" and sock.remote_port == 0)
 
 
+# IPv6 neighbour discovery a host on the link sends: router and neighbour solicitations and
+# neighbour advertisements. Without them the jail cannot resolve its IPv6 gateway (this host):
+# measured, its connections over IPv6 then fail with EHOSTUNREACH.
+NDP_TYPES = (133, 135, 136)
+
+
 def _netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None:
-    """A netns reaches the world only through its veth: what it forwards (both ways) and what it
-    sends to this host's own TCP/UDP services pass its jail chains. ICMP to the host stays open:
-    IPv6 neighbour discovery over the link needs it."""
+    """A netns reaches the world only through its veth: what it forwards (both ways) passes its
+    allow-list, and whatever it sends to this host's own addresses, in any protocol (UDP-Lite,
+    SCTP, ICMP echo ... not only TCP/UDP: issue 8 finding 8), is dropped. The host itself is
+    not the world the allow-list describes: an allowed prefix that happens to hold one of this
+    host's addresses admits forwarded traffic only. The one exception is IPv6 neighbour
+    discovery over the link, which the link needs (ARP is not IP: netfilter never sees it)."""
     if not jail.veth:
         return None  # loopback only: there is nothing to filter or count
     v = jail.veth
     fwd_sel = tuple(Match(fam, in_iface=v) for fam in FAMILIES) + tuple(
         Match(fam, out_iface=v) for fam in FAMILIES
     )
-    in_sel = tuple(Match(fam, proto, in_iface=v) for fam in FAMILIES for proto in ("tcp", "udp"))
+    in_sel = tuple(Match(fam, in_iface=v) for fam in FAMILIES)
+    in_allow = tuple(Match("inet6", "icmpv6", in_iface=v, icmp6_type=t) for t in NDP_TYPES)
     fwd_allow: list[Match] = []
     for e in entries:
         protos: tuple[str | None, ...] = (None,) if e.port is None else ("tcp", "udp")
         for proto in protos:
             fwd_allow.append(Match(e.family, proto, dst=e.cidr, dport=e.port, in_iface=v))
             fwd_allow.append(Match(e.family, proto, src=e.cidr, sport=e.port, out_iface=v))
-    return JailRules(name=jail.name, in_selectors=in_sel, fwd_selectors=fwd_sel, fwd_allow=tuple(fwd_allow))
+    return JailRules(
+        name=jail.name,
+        in_selectors=in_sel,
+        in_allow=in_allow,
+        fwd_selectors=fwd_sel,
+        fwd_allow=tuple(fwd_allow),
+    )
 
 
 def allow_from_rules(rules: JailRules) -> tuple[list[str], bool]:

@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups
+from netjail.backends import identity, jail_cgroups, socket_cgroups
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
@@ -45,6 +45,7 @@ class Reconciler:
         self.inventory = inventory
         self._procs: dict[int, Process] | None = None
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
+        self._table: tuple[Mapping[int, Process], dict[int, Socket]] | None = None
 
     def run(self, reg: Registry) -> list[str]:
         in_kernel = self.fw.jail_names()
@@ -61,10 +62,10 @@ class Reconciler:
             if jail.strategy == "cgroup":
                 notes += self._ensure_cgroup(jail)
                 notes += self._bring_back_escapees(jail)
-            sockets = _sockets_of(jail, procs)
+            sockets = self._held_sockets(jail, procs)
             live = {s.inode for socks in sockets.values() for s in socks}
             jail.pre_inodes = [i for i in jail.pre_inodes if i in live]  # closed ones are done
-            rules = desired_rules(jail, sockets)
+            rules = desired_rules(jail, sockets, self._unseen(jail, sockets))
             if rules is None:
                 continue
             if jail.name not in in_kernel:
@@ -72,11 +73,45 @@ class Reconciler:
             desired.append(rules)
         if desired:
             self.fw.sync_jails(desired)
+        socket_cgroups.SHARED.retain(self._socket_table(procs))  # by inode
         if self.mount:
             for sub in self._retired:  # their selectors are gone now: the cgroups may go too
                 jail_cgroups.remove(self.mount, sub)
         self._retired.clear()
         return notes
+
+    # ---- sockets a jail's own selector cannot see ----------------------------------------
+
+    def _socket_table(self, procs: Mapping[int, Process]) -> dict[int, Socket]:
+        if self._table is None or self._table[0] is not procs:
+            self._table = (procs, {s.inode: s for p in procs.values() for s in p.sockets})
+        return self._table[1]
+
+    def _held_sockets(self, jail: JailState, procs: Mapping[int, Process]) -> dict[int, Iterable[Socket]]:
+        """The members' sockets; for a cgroup jail read from each member's fds right now (see
+        socket_cgroups: the inventory may not have rescanned a member that got a socket)."""
+        if jail.strategy != "cgroup":
+            return _sockets_of(jail, procs)
+        table = self._socket_table(procs)
+        held: dict[int, Iterable[Socket]] = {}
+        for m in jail.members:
+            if m.status == LAUNCHER:
+                continue
+            inodes = socket_cgroups.held_inodes(m.pid)
+            if inodes is None:
+                continue  # exited
+            held[m.pid] = tuple(table[i] for i in dict.fromkeys(inodes) if i in table)
+        return held
+
+    def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
+        """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
+        if jail.strategy != "cgroup" or not self.mount:
+            return set()
+        held = [s for socks in sockets.values() for s in socks]
+        if not held:
+            return set()
+        inside = socket_cgroups.subtree_inodes(self.mount, jail.cgroups)
+        return socket_cgroups.SHARED.unseen(held, inside)
 
     def processes(self, fresh: bool = False) -> dict[int, Process]:
         if fresh or self._procs is None:
@@ -240,7 +275,7 @@ class Reconciler:
             for m in jail.members:
                 if m.cgroup == sub:
                     with contextlib.suppress(NoSuchProcess):
-                        jail_cgroups.move(self.mount, sub, m.pid)
+                        jail_cgroups.move_process(self.mount, sub, m.pid, m.start_time)
         if notes:
             # the old rules still name the dead cgroups: drop the chains so the sync loads them anew
             self.fw.remove_jail(jail.name)
@@ -257,7 +292,8 @@ class Reconciler:
                 continue
             try:
                 now = read_cgroup(m.pid)
-                jail_cgroups.move(self.mount, m.cgroup, m.pid)
+                # seen a scan ago: the pidfd move re-checks (pid, start time) around the write
+                jail_cgroups.move_process(self.mount, m.cgroup, m.pid, m.start_time)
             except NoSuchProcess:
                 continue
             notes.append(f"jail {jail.name!r}: PID {m.pid} had been moved out to {now or '?'}; moved back")
@@ -271,6 +307,7 @@ class Reconciler:
         """Release members: cgroup members (and children born in the jail from them) go back to
         their original cgroups and their rules are dropped. Other strategies release only as a
         whole jail. The jail goes when asked or when left empty. Returns notes."""
+        notes: list[str] = []
         leaving = {m.pid for m in members}
         origins = {m.pid: m.original_cgroup for m in members}
         subs: set[str] = set()
@@ -280,9 +317,18 @@ class Reconciler:
             for sub in subs:
                 default = next((m.original_cgroup for m in members if m.cgroup == sub), "/")
                 for pid in jail_cgroups.procs(self.mount, sub):
-                    with contextlib.suppress(NoSuchProcess):
-                        jail_cgroups.move(self.mount, origins.get(pid, default), pid)
                     leaving.add(pid)
+                    origin = origins.get(pid, default)
+                    try:
+                        # listed in the sub-cgroup a moment ago: moved only if still in it
+                        went = jail_cgroups.move_process(self.mount, origin, pid, inside=sub)
+                    except NoSuchProcess:
+                        continue
+                    if went != origin:
+                        notes.append(
+                            f"PID {pid}: its cgroup {origin} no longer exists; released to {went}"
+                            " (the nearest existing ancestor)"
+                        )
         staying = [m for m in jail.members if m.pid not in leaving]
         remaining = (
             jail_cgroups.all_procs(self.mount, jail.cgroup)
@@ -290,17 +336,19 @@ class Reconciler:
             else {}
         )
         if remove_jail or (not staying and not remaining and not jail.keep):
-            return self._remove(reg, jail, origins)  # jail.members still says who was inside
+            return notes + self._remove(reg, jail, origins)  # jail.members still says who was inside
         jail.members = staying
         for sub in subs:
             jail.cgroups.pop(sub, None)
-        rules = desired_rules(jail, _sockets_of(jail, self.processes(fresh=True)))
+        procs = self.processes(fresh=True)
+        sockets = self._held_sockets(jail, procs)
+        rules = desired_rules(jail, sockets, self._unseen(jail, sockets))
         if rules is not None:
             self.fw.sync_jail(rules)
         if self.mount:
             for sub in subs:  # after the sync: a rule naming a removed cgroup poisons the table
                 jail_cgroups.remove(self.mount, sub, origins)
-        return []
+        return notes
 
     def _remove(self, reg: Registry, jail: JailState, origins: dict[int, str] | None = None) -> list[str]:
         """Undo every kernel object of the jail. Rules go first: a `-m cgroup` rule naming a

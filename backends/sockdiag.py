@@ -245,3 +245,59 @@ def dump(
     except OSError as exc:
         raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc
     return out
+
+
+# ---- the cgroup a socket was created in ---------------------------------------------------
+
+INET_DIAG_CGROUP_ID = 21  # u64 attribute of every record since Linux 5.7 (CONFIG_SOCK_CGROUP_DATA)
+_HEAD = struct.Struct("=IH")
+_ATTR = struct.Struct("=HH")
+_U64 = struct.Struct("=Q")
+_U32 = struct.Struct("=I")
+_MSG_END = _NLMSG.size + 72  # nlmsghdr + inet_diag_msg: the attributes follow
+_INODE_AT = _MSG_END - 4
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+
+
+def parse_cgroup_ids(data: bytes, out: dict[int, int]) -> bool:
+    """inode -> cgroup id of each record of one recv() buffer into out; True at NLMSG_DONE.
+
+    A record without the attribute (Linux < 5.7) adds nothing: the caller treats it as unknown.
+    On cgroup2 the id is the inode number of the cgroup's directory (64-bit kernels)."""
+    off, end = 0, len(data)
+    while off + _NLMSG.size <= end:
+        length, kind = _HEAD.unpack_from(data, off)
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR:
+            errno = -_ERRNO.unpack_from(data, off + _NLMSG.size)[0]
+            raise Unavailable(errno, f"sock_diag dump refused: {os.strerror(errno)}")
+        if length < _NLMSG.size or off + length > end:
+            raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
+        if kind == SOCK_DIAG_BY_FAMILY and length >= _MSG_END:
+            (inode,) = _U32.unpack_from(data, off + _INODE_AT)
+            at, stop = off + _MSG_END, off + length
+            while at + _ATTR.size <= stop:
+                alen, atype = _ATTR.unpack_from(data, at)
+                if alen < _ATTR.size:
+                    break
+                if atype & NLA_TYPE_MASK == INET_DIAG_CGROUP_ID and alen >= _ATTR.size + 8:
+                    if inode:
+                        out[inode] = _U64.unpack_from(data, at + _ATTR.size)[0]
+                    break
+                at += (alen + 3) & ~3
+        off += (length + 3) & ~3
+    return False
+
+
+def cgroup_ids(nl: socket.socket, tables: Iterable[tuple[int, str]]) -> dict[int, int]:
+    """inode -> cgroup id of every socket of the given (family, proto) tables in nl's namespace."""
+    out: dict[int, int] = {}
+    try:
+        for seq, (family, proto) in enumerate(tables, 1):
+            nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
+            while not parse_cgroup_ids(nl.recv(1 << 16), out):
+                pass
+    except OSError as exc:
+        raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc
+    return out

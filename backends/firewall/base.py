@@ -40,7 +40,7 @@ class Match:
     """One packet match, for a selector (who) or an allow entry (what). Unset fields match all."""
 
     family: str  # "inet" | "inet6": the table it goes into
-    proto: str | None = None  # "tcp" | "udp"
+    proto: str | None = None  # "tcp" | "udp" | "icmpv6" (inet6 only)
     src: str | None = None  # CIDR
     dst: str | None = None
     sport: int | None = None
@@ -50,6 +50,7 @@ class Match:
     gid_owner: int | None = None
     in_iface: str | None = None
     out_iface: str | None = None
+    icmp6_type: int | None = None  # with proto "icmpv6": one ICMPv6 type (neighbour discovery)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from netjail.backends.firewall.base import MAX_JAIL_NAME, JailRules, Match
 
 DIRECTIONS = ("out", "in", "fwd")
 FAMILIES = ("inet", "inet6")
-PROTOS = ("tcp", "udp")
+PROTOS = ("tcp", "udp", "icmpv6")
 IFNAMSIZ = 16
 CGROUP_PATH_MAX = 512  # XT_CGROUP_PATH_MAX of xt_cgroup revision 2, NUL included
 _JAIL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_JAIL_NAME - 1}}}")
@@ -86,9 +86,13 @@ def canonical_match(m: Match, direction: str) -> Match:
     if m.family not in FAMILIES:
         raise BadInput(f"bad address family {m.family!r} (inet or inet6)")
     if m.proto is not None and m.proto not in PROTOS:
-        raise BadInput(f"bad protocol {m.proto!r} (tcp or udp)")
-    if (m.sport is not None or m.dport is not None) and m.proto is None:
+        raise BadInput(f"bad protocol {m.proto!r} (tcp, udp or icmpv6)")
+    if (m.sport is not None or m.dport is not None) and m.proto not in ("tcp", "udp"):
         raise BadInput("a port needs a protocol (tcp or udp)")
+    if m.proto == "icmpv6" and m.family != "inet6":
+        raise BadInput("icmpv6 is an IPv6 protocol")
+    if m.icmp6_type is not None and (m.proto != "icmpv6" or not 0 <= m.icmp6_type <= 255):
+        raise BadInput(f"bad ICMPv6 type {m.icmp6_type!r}: 0-255, with protocol icmpv6")
     if (m.uid_owner is not None or m.gid_owner is not None) and direction != "out":
         raise BadInput("owner (uid/gid) matches work on outgoing traffic only")
     if m.cgroup is not None and direction == "fwd":

@@ -48,7 +48,7 @@ def warm_up() -> None:
     """Load every extension netjail uses now, before a UI owns the terminal: the first load is
     the one whose warnings must be kept off the screen."""
     for family in ("inet", "inet6"):
-        for name in ("tcp", "udp", "cgroup", "owner", "comment"):
+        for name in ("tcp", "udp", "cgroup", "owner", "comment") + (("icmp6",) if family == "inet6" else ()):
             with contextlib.suppress(UnsupportedEnvironment):
                 _create_match(_new_rule(family), name)
 
@@ -88,6 +88,8 @@ def _build(match: Match, target: str, comment: str | None) -> bytes:
             rule.out_interface = match.out_iface
         if match.proto:
             rule.protocol = match.proto
+            if match.icmp6_type is not None:
+                _create_match(rule, "icmp6").icmpv6_type = str(match.icmp6_type)
             if match.sport is not None or match.dport is not None:
                 m = _create_match(rule, match.proto)
                 if match.sport is not None:

@@ -25,7 +25,7 @@ VERDICT_DROP = -1  # NF_DROP 0
 VERDICT_ACCEPT = -2  # NF_ACCEPT 1
 VERDICT_RETURN = -5  # XT_RETURN = -NF_REPEAT - 1
 
-_PROTO_NAMES = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp"}
+_PROTO_NAMES = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMPV6: "icmpv6"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         raise _NotOurs("protocol")
     proto = _PROTO_NAMES.get(proto_num)
 
-    sport = dport = uid = gid = None
+    sport = dport = uid = gid = icmp6_type = None
     cgroup = comment = None
     (target_offset,) = struct.unpack_from("=H", entry, layout.target_offset)
     off = layout.size
@@ -199,6 +199,11 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
             if any(entry[data + 8 : data + (12 if name == "tcp" else 9)]):
                 raise _NotOurs("tcp/udp options")
             sport, dport = _port(slo, shi), _port(dlo, dhi)
+        elif name == "icmp6" and proto == "icmpv6":
+            # ip6t_icmp: type, code range [min, max], invflags
+            if entry[data + 1 : data + 4] != b"\x00\xff\x00":
+                raise _NotOurs("icmp6 options")
+            icmp6_type = entry[data]
         elif name == "owner" and revision == 1:
             uid_min, uid_max, gid_min, gid_max, what, invert = struct.unpack_from("=IIIIBB", entry, data)
             if invert or what & ~(XT_OWNER_UID | XT_OWNER_GID):
@@ -227,5 +232,6 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         gid_owner=gid,
         in_iface=in_iface,
         out_iface=out_iface,
+        icmp6_type=icmp6_type,
     )
     return DecodedRule(match, comment)

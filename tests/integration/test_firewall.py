@@ -271,7 +271,11 @@ def test_read_jail_round_trips_and_absent_jail_is_none(fw: IptcFirewall) -> None
         out_selectors=(Match("inet", uid_owner=65534), Match("inet6", gid_owner=100, proto="udp", sport=5)),
         in_selectors=(Match("inet6", "tcp", src="fd00::/8", dport=22, in_iface="lo"),),
         out_allow=(Match("inet6", dst="::1"), Match("inet", "tcp", dst="10.0.0.0/8", dport=443)),
-        in_allow=(Match("inet", src="10.1.0.0/16"),),
+        in_allow=(
+            Match("inet", src="10.1.0.0/16"),
+            Match("inet6", "icmpv6", in_iface="lo", icmp6_type=135),
+            Match("inet6", "icmpv6", icmp6_type=136),
+        ),
     )
     fw.sync_jail(rules)
     assert canonical_rules(fw.read_jail("rt")) == canonical_rules(rules)  # type: ignore[arg-type]

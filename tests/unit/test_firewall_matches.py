@@ -34,6 +34,10 @@ def test_cgroup_path_normalised() -> None:
         (Match("inet", in_iface="eth0"), "out", "input interface"),
         (Match("inet", out_iface="a-name-far-too-long"), "fwd", "1-15 characters"),
         (Match("ipx"), "out", "address family"),
+        (Match("inet", "icmpv6"), "in", "IPv6 protocol"),
+        (Match("inet6", "icmpv6", dport=1), "in", "needs a protocol"),
+        (Match("inet6", "udp", icmp6_type=135), "in", "ICMPv6 type"),
+        (Match("inet6", "icmpv6", icmp6_type=256), "in", "ICMPv6 type"),
     ],
 )
 def test_bad_matches_refused(match: Match, direction: str, fragment: str) -> None:

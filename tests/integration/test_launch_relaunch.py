@@ -166,7 +166,7 @@ def test_relaunch_log_refuses_a_planted_symlink(tmp_path: Path, state_dir: Path)
         (state_dir / "logs" / "planted.log").unlink()
         (state_dir / "logs").rmdir()
         (state_dir / "logs").symlink_to(tmp_path)
-        with pytest.raises(InsufficientPrivilege, match="symbolic link|not a plain directory"):
+        with pytest.raises(InsufficientPrivilege, match=r"symbolic link|not a plain directory"):
             Engine(spawn_watcher=False).relaunch(proc.pid, None, LaunchRequest((), "seccomp", jail="planted"))
         assert proc.poll() is None and not (tmp_path / "planted.log").exists()
     finally:

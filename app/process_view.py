@@ -13,7 +13,7 @@ from typing import Any
 from netjail.app.netns_labels import netns_label
 from netjail.backends.model import Process
 from netjail.widgets.format import human_count, listening_ports, remote_endpoints, summarise
-from netjail.widgets.process_table import COLUMNS, Cell, ProcessRow, row_key
+from netjail.widgets.process_table import COLUMNS, Cell, Plain, ProcessRow, row_key
 from netjail.widgets.safe_text import printable
 from rich.text import Text
 
@@ -103,22 +103,25 @@ def _netns_cell(label: str) -> Cell:
 def _cells(
     process: Process, dropped: Mapping[str, int | None], prefix: str, dim: bool, netns: str
 ) -> tuple[Cell, ...]:
-    # Name and user are the process's (and its user's) choice: escaped, and every cell is Text,
-    # since DataTable reads a str cell as markup (a process named `[/x]` raised MarkupError).
+    # Name and user are the process's (and its user's) choice: escaped, and Plain (never
+    # markup); so are the endpoints, since `[fd00::1]:443` reads as a markup tag.
     style = "dim" if dim else ""
     name = _tree_name(prefix, printable(process.name, 256), _WIDTH["name"])
     jail: Cell = Text(printable(process.jail), style="bold red") if process.jail else ""
     drop = dropped_cell(process, dropped)
     plain = (
         str(process.pid),
-        _fit(printable(process.user, 64), _WIDTH["user"]),
-        name,
+        Plain(_fit(printable(process.user, 64), _WIDTH["user"])),
+        Plain(name),
         Text(str(len(process.sockets)), justify="right", style=style) if process.sockets else "",
-        summarise(remote_endpoints(process.sockets), _WIDTH["remote"]),
+        Plain(summarise(remote_endpoints(process.sockets), _WIDTH["remote"])),
         summarise(listening_ports(process.sockets), _WIDTH["listen"]),
     )
     ns = _netns_cell(netns)
-    return (*(Text(c, style=style) if isinstance(c, str) else c for c in plain), jail, drop, ns)
+    if style:
+        dimmed = (Text(str(c), style=style) if isinstance(c, (str, Plain)) else c for c in plain)
+        return (*dimmed, jail, drop, ns)
+    return (*plain, jail, drop, ns)
 
 
 def build_rows(

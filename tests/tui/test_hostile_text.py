@@ -16,7 +16,7 @@ from netjail.app.netjail_app import NetjailApp
 from netjail.app.tui import create_app
 from netjail.backends.engine import Engine
 from netjail.backends.errors import ProtectedProcess
-from netjail.backends.model import LaunchRequest, LaunchResult, Process
+from netjail.backends.model import LaunchRequest, LaunchResult, Process, Socket
 from netjail.widgets.block_dialog import BlockDialog
 from netjail.widgets.confirm_dialog import ConfirmDialog
 from netjail.widgets.launch_dialog import LaunchDialog
@@ -35,7 +35,7 @@ from tests.tui.rendered import assert_screen_safe, invisible, screen_text, widge
 from tests.tui.test_block_flow import find
 
 CURL = PROCESSES[4]  # has a socket: listed in the default (networked) view
-MARKUP, OSC, BYTES = 3_999_901, 3_999_902, 3_999_903  # PIDs no real process here has
+MARKUP, OSC, BYTES = HOSTILE_PIDS = (3_999_901, 3_999_902, 3_999_903)  # no real process has them
 
 HOSTILE = (
     replace(
@@ -46,6 +46,7 @@ HOSTILE = (
         cmdline=(MARKUP_NAME, HIDE_REST, "--tail"),
         user="root",
         uid=0,
+        sockets=(Socket("inet6", "tcp", "fd00::5", 40500, "fd00::1", 443, "ESTABLISHED", 99),),
     ),
     replace(
         CURL,
@@ -144,6 +145,11 @@ async def test_fake_engine_hostile_names_render_escaped_everywhere(notes: Notes)
         assert table.cell_text(OSC, "name") == printable(OSC52_NAME)[:17] + "…"
         assert table.cell_text(BYTES, "name") == "bad\\xffname"
         assert table.cell_text(BYTES, "user") == "eve\\x1b…"
+        drawn = screen_text(app).splitlines()
+        lines = {pid: next(r for r in drawn if f" {pid} " in r) for pid in HOSTILE_PIDS}
+        assert f" {MARKUP_NAME} " in lines[MARKUP]  # drawn, not read as a tag
+        assert " [fd00::1]:443 " in lines[MARKUP]  # an IPv6 endpoint is no tag either
+        assert f" {table.cell_text(OSC, 'name')} " in lines[OSC] and " bad\\xffname " in lines[BYTES]
         assert_screen_safe(app)
 
         # the detail panel, maximised: every field escaped, nothing hidden

@@ -16,7 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-NOTIFY_LIMIT = 600  # characters of one notification (a relaunched command line can be huge)
+NOTIFY_LIMIT = 2000  # characters of one notification: a backstop (callers bound what they quote)
 
 
 class NetjailApp(App[None]):

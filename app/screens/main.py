@@ -440,7 +440,8 @@ class MainScreen(EngineCalls):
     def on_launched(self, message: Launched) -> None:
         r = message.result
         self.notify(
-            f"PID {r.pid} started in jail {r.jail} ({r.strategy}): {shlex.join(message.request.argv)}; "
+            f"PID {r.pid} started in jail {r.jail} ({r.strategy}): "
+            f"{printable(shlex.join(message.request.argv), 300)}; "
             f"output in {message.log}",
             title="launched",
             timeout=10,

@@ -16,6 +16,7 @@ from netjail.app.cli_output import print_json  # noqa: F401 - re-exported for co
 from netjail.backends import hardening
 from netjail.backends.errors import EXIT_BAD_INPUT, EXIT_FAILED, NetjailError
 from netjail.backends.version import __version__
+from netjail.widgets.safe_text import printable
 
 EXIT_CODES_HELP = """exit codes:
   0  ok
@@ -32,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that exits with our bad-input code and a one-line message."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"netjail: {message}\n")
+        sys.stderr.write(f"netjail: {printable(message)}\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except NetjailError as exc:
-        sys.stderr.write(f"netjail: {exc}\n")
+        sys.stderr.write(f"netjail: {printable(str(exc))}\n")  # errors name processes, paths
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -73,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("NETJAIL_DEBUG"):
             raise
         sys.stderr.write(
-            f"netjail: internal error: {type(exc).__name__}: {exc} (NETJAIL_DEBUG=1 for details)\n"
+            f"netjail: internal error: {type(exc).__name__}: {printable(str(exc))} "
+            "(NETJAIL_DEBUG=1 for details)\n"
         )
         return EXIT_FAILED
 

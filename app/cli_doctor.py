@@ -10,6 +10,7 @@ from typing import Any
 from netjail.app.cli_output import print_json
 from netjail.backends.errors import EXIT_FAILED, EXIT_OK
 from netjail.backends.model import Check
+from netjail.widgets.safe_text import printable
 
 
 def register(sub: Any) -> None:
@@ -25,7 +26,8 @@ def register(sub: Any) -> None:
 
 def format_checks(checks: Sequence[Check]) -> str:
     width = max((len(c.name) for c in checks), default=0)
-    return "".join(f"{c.status:<6}{c.name:<{width}}  {c.detail}\n" for c in checks)
+    # details quote tool output and paths (another firewall's rule comments, a cgroup mount)
+    return "".join(f"{c.status:<6}{c.name:<{width}}  {printable(c.detail)}\n" for c in checks)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
-from netjail.app.cli_output import print_json, print_notes, table
+from netjail.app.cli_output import json_text, print_json, print_notes, table
 from netjail.backends.engine import Engine
 from netjail.backends.errors import BadInput
 from netjail.backends.model import (
@@ -19,6 +18,7 @@ from netjail.backends.model import (
     OwnerBlockRequest,
     UnblockRequest,
 )
+from netjail.widgets.safe_text import printable
 
 
 def register(sub: Any) -> None:
@@ -97,9 +97,9 @@ def _block(a: argparse.Namespace) -> int:
     if a.json:
         print_json(result)
         return 0
-    pids = ", ".join(f"{m.pid} ({m.name})" for m in result.members)
+    pids = ", ".join(f"{m.pid} ({printable(m.name, 64)})" for m in result.members)
     print(
-        f"blocked {pids} in jail {result.jail} [{result.strategy}]: "
+        f"blocked {pids} in jail {printable(result.jail)} [{result.strategy}]: "
         f"{result.socket_rules} rules for existing sockets"
         + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
     )
@@ -114,7 +114,7 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
     if ignored:
         raise BadInput(f"{', '.join(ignored)} does not apply to --user/--group")
     procs = engine.preview_owner(a.user, a.group, force=a.force)
-    who = f"user {a.user}" if a.user else f"group {a.group}"
+    who = printable(f"user {a.user}" if a.user else f"group {a.group}")
     out = sys.stderr if a.json else sys.stdout
     print(
         f"blocking {who} affects {len(procs)} running process(es), and every one it starts later:", file=out
@@ -148,7 +148,7 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(
-            f"blocked {who} in jail {result.jail} [owner]: {len(result.members)} process(es) now, "
+            f"blocked {who} in jail {printable(result.jail)} [owner]: {len(result.members)} process(es) now, "
             f"{result.socket_rules} rules for their existing sockets"
         )
     return 0
@@ -162,7 +162,8 @@ def _unblock(a: argparse.Namespace) -> int:
         print_json(result)
         return 0
     pids = ", ".join(str(m.pid) for m in result.released) or "nothing"
-    removed = f"; removed jail(s) {', '.join(result.removed_jails)}" if result.removed_jails else ""
+    removed_jails = printable(", ".join(result.removed_jails))
+    removed = f"; removed jail(s) {removed_jails}" if result.removed_jails else ""
     print(f"released {pids}{removed}")
     return 0
 
@@ -243,7 +244,7 @@ def _counters(a: argparse.Namespace) -> int:
                 for c in items
             ]
             if a.watch:  # a stream: one JSON document per line, per tick
-                print(json.dumps(rows), flush=True)
+                print(json_text(rows, indent=None), flush=True)
             else:
                 print_json(rows)
         elif items:

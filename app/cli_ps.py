@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
+from netjail.app.cli_output import print_json, print_notes
 from netjail.backends.engine import Engine
 from netjail.backends.errors import NoSuchProcess
-from netjail.backends.model import Process, Snapshot, Socket, to_jsonable
+from netjail.backends.model import Process, Snapshot, Socket
+from netjail.widgets.safe_text import printable
 
 COLUMNS = ("PID", "USER", "NAME", "SOCKS", "LISTEN", "REMOTE", "NETNS", "JAIL")
 _SHOWN = 3  # endpoints listed per cell before "+N"
@@ -43,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
             raise NoSuchProcess(f"no such process: {args.pid}")
     if args.filter:
         procs = [p for p in procs if matches(p, args.filter)]
-    for note in snap.denied:
-        sys.stderr.write(f"netjail: note: {note}\n")
+    print_notes(snap.denied)
     if args.json:
-        json.dump(to_jsonable(procs), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(procs)
     else:
         sys.stdout.write(render_table(procs, snap.own_netns))
     return 0
@@ -82,16 +81,17 @@ def remotes(sockets: tuple[Socket, ...]) -> str:
 
 
 def row(p: Process, own_netns: int | None) -> tuple[str, ...]:
+    """One table row; every text a process or user chose is shown escaped (`printable`)."""
     netns = "-" if p.netns is None else str(p.netns) + ("" if p.netns == own_netns else "*")
     return (
         str(p.pid),
-        p.user or "?",
-        p.name[:24],
+        printable(p.user or "?", 32),
+        printable(p.name, 24),
         str(len(p.sockets)),
         listening(p.sockets),
         remotes(p.sockets),
         netns,
-        p.jail or "-",
+        printable(p.jail or "-"),
     )
 
 

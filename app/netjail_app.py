@@ -10,9 +10,13 @@ from netjail.app.netns_labels import named_netns
 from netjail.app.screens.help import HelpScreen
 from netjail.app.screens.main import MainScreen
 from netjail.backends.engine import Engine
+from netjail.widgets.safe_text import printable
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
+
+NOTIFY_LIMIT = 2000  # characters of one notification: a backstop (callers bound what they quote)
 
 
 class NetjailApp(App[None]):
@@ -38,6 +42,25 @@ class NetjailApp(App[None]):
         self.counters_interval = counters_interval
         self.clock = clock
         self.netns_names = netns_names
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification (widgets' and screens' end here too) is plain text, escaped:
+        they quote process names, command lines and engine errors, never markup."""
+        super().notify(
+            printable(message, NOTIFY_LIMIT),
+            title=printable(title, 80),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def get_default_screen(self) -> Screen[None]:
         return MainScreen(self.engine, self.interval, self.counters_interval, self.clock, self.netns_names)

@@ -13,7 +13,8 @@ from typing import Any
 from netjail.app.netns_labels import netns_label
 from netjail.backends.model import Process
 from netjail.widgets.format import human_count, listening_ports, remote_endpoints, summarise
-from netjail.widgets.process_table import COLUMNS, Cell, ProcessRow, row_key
+from netjail.widgets.process_table import COLUMNS, Cell, Plain, ProcessRow, row_key
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 
 SortKey = Callable[[Process], Any]
@@ -93,6 +94,7 @@ def dropped_cell(process: Process, dropped: Mapping[str, int | None]) -> Cell:
 
 def _netns_cell(label: str) -> Cell:
     width = _WIDTH["netns"]
+    label = printable(label)  # an `ip netns` name is whatever its creator chose
     if len(label) > width:  # names of netjail's namespaces differ at the end: keep that
         label = "…" + label[len(label) - width + 1 :]
     return Text(label, style="yellow") if label else ""
@@ -101,21 +103,24 @@ def _netns_cell(label: str) -> Cell:
 def _cells(
     process: Process, dropped: Mapping[str, int | None], prefix: str, dim: bool, netns: str
 ) -> tuple[Cell, ...]:
+    # Name and user are the process's (and its user's) choice: escaped, and Plain (never
+    # markup); so are the endpoints, since `[fd00::1]:443` reads as a markup tag.
     style = "dim" if dim else ""
-    name = _tree_name(prefix, process.name, _WIDTH["name"])
-    jail: Cell = Text(process.jail, style="bold red") if process.jail else ""
+    name = _tree_name(prefix, printable(process.name, 256), _WIDTH["name"])
+    jail: Cell = Text(printable(process.jail), style="bold red") if process.jail else ""
     drop = dropped_cell(process, dropped)
     plain = (
         str(process.pid),
-        _fit(process.user, _WIDTH["user"]),
-        name,
+        Plain(_fit(printable(process.user, 64), _WIDTH["user"])),
+        Plain(name),
         Text(str(len(process.sockets)), justify="right", style=style) if process.sockets else "",
-        summarise(remote_endpoints(process.sockets), _WIDTH["remote"]),
+        Plain(summarise(remote_endpoints(process.sockets), _WIDTH["remote"])),
         summarise(listening_ports(process.sockets), _WIDTH["listen"]),
     )
     ns = _netns_cell(netns)
     if style:
-        return (*(Text(c, style=style) if isinstance(c, str) else c for c in plain), jail, drop, ns)
+        dimmed = (Text(str(c), style=style) if isinstance(c, (str, Plain)) else c for c in plain)
+        return (*dimmed, jail, drop, ns)
     return (*plain, jail, drop, ns)
 
 

@@ -15,6 +15,7 @@ from netjail.backends import hardening
 from netjail.backends.engine import Engine
 from netjail.backends.errors import EXIT_BAD_INPUT, NetjailError
 from netjail.backends.version import __version__
+from netjail.widgets.safe_text import printable
 
 
 def create_app(
@@ -41,7 +42,7 @@ def _seconds(text: str) -> float:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"netjail-tui: {message}\n")
+        sys.stderr.write(f"netjail-tui: {printable(message)}\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = create_app(interval=args.interval, counters_interval=args.counters_interval)
     except NetjailError as exc:
-        sys.stderr.write(f"netjail-tui: {exc}\n")
+        sys.stderr.write(f"netjail-tui: {printable(str(exc))}\n")
         return exc.exit_code
     if os.geteuid() == 0:
         # before Textual owns the terminal: it draws on fd 2, which a first extension load

@@ -78,7 +78,7 @@ def read_cgroup(pid: int | str = "self") -> str:
 
     Raises NoSuchProcess when the process is gone.
     """
-    try:
-        return parse_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
+    try:  # a delegated subtree's names are the user's bytes, not always UTF-8
+        return parse_cgroup(Path(f"/proc/{pid}/cgroup").read_text(errors="surrogateescape"))
     except (FileNotFoundError, ProcessLookupError) as exc:
         raise NoSuchProcess(f"no process {pid}") from exc

@@ -35,8 +35,8 @@ def parse_stat(text: str) -> ProcStat:
 
 
 def read_stat(pid: int, proc_root: str = "/proc") -> ProcStat | None:
-    try:
-        return parse_stat(Path(f"{proc_root}/{pid}/stat").read_text())
+    try:  # comm holds whatever bytes the process chose: not a reason to think it gone
+        return parse_stat(Path(f"{proc_root}/{pid}/stat").read_text(errors="surrogateescape"))
     except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
         return None
 

@@ -45,6 +45,9 @@ from netjail.backends.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
 _GONE = (FileNotFoundError, ProcessLookupError)
+# comm, argv and cgroup names are bytes a process or a user chose, not always UTF-8: keep them
+# (surrogates), never fail the whole scan on one of them
+_RAW = "surrogateescape"
 
 
 class _Gone(Exception):
@@ -122,7 +125,7 @@ class Inventory:
             if not sockets and not all_processes:
                 continue
             try:
-                cgroup = parse_cgroup_v2(read_small(f"{self._root}/{p.pid}/cgroup").decode())
+                cgroup = parse_cgroup_v2(read_small(f"{self._root}/{p.pid}/cgroup").decode(errors=_RAW))
             except _GONE:
                 continue
             except PermissionError:
@@ -153,10 +156,10 @@ class Inventory:
             return None
         base = f"{self._root}/{pid}"
         try:
-            stat = parse_stat(read_small(f"{base}/stat").decode())
+            stat = parse_stat(read_small(f"{base}/stat").decode(errors=_RAW))
             static = self._read_static(base, stat)
             netns, _ = self._read_netns(base)
-            cgroup = parse_cgroup_v2(read_small(f"{base}/cgroup").decode())
+            cgroup = parse_cgroup_v2(read_small(f"{base}/cgroup").decode(errors=_RAW))
             inodes = None if stat.kernel_thread else self._scan_fds(base)
             sockets: tuple[Socket, ...] = ()
             if inodes:
@@ -185,7 +188,7 @@ class Inventory:
             pid = int(name)
             base = f"{root}/{name}"
             try:
-                stat = parse_stat(read_small(f"{base}/stat").decode())
+                stat = parse_stat(read_small(f"{base}/stat").decode(errors=_RAW))
                 key = (pid, stat.start_time)
                 static = self._static.get(key)
                 if static is None or static.comm != stat.comm:
@@ -210,7 +213,7 @@ class Inventory:
             return _Static(stat.comm, stat.comm, "", (), 0, 0, "root", False)
         try:
             cmdline = parse_cmdline(read_all(f"{base}/cmdline"))
-            uid, gid = parse_status_ids(read_small(f"{base}/status").decode())
+            uid, gid = parse_status_ids(read_small(f"{base}/status").decode(errors=_RAW))
         except _GONE as exc:
             raise _Gone from exc
         exe, exe_denied = "", False

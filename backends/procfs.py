@@ -190,7 +190,8 @@ def parse_cmdline(data: bytes) -> tuple[str, ...]:
         return ()
     if data.endswith(b"\0"):
         data = data[:-1]
-    return tuple(arg.decode("utf-8", "replace") for arg in data.split(b"\0"))
+    # surrogateescape: argv that is not UTF-8 is kept byte for byte (a relaunch runs it unchanged)
+    return tuple(arg.decode("utf-8", "surrogateescape") for arg in data.split(b"\0"))
 
 
 def parse_cgroup_v2(text: str) -> str:

@@ -17,6 +17,8 @@ Modes:
   send-on-signal HOST PORT       no socket until SIGUSR1, then udp-send (socket born after a block)
   fork-on-signal HOST PORT       on SIGUSR1 forks a child running udp-send; READY child_pid again
   sleep                          no sockets
+  named NAME ARG...              a bound, idle UDP socket on 127.0.0.1, in a process named NAME
+                                 (any text, control characters too) with ARG... in its cmdline
 """
 
 from __future__ import annotations
@@ -122,6 +124,17 @@ def udp_bind(bind: str, port: int) -> None:
         time.sleep(3600)
 
 
+def named(name: str) -> None:
+    """Become a process every /proc reader calls `name`: argv[0] is `name` (re-exec), comm its
+    first 15 bytes (what a process may set for itself), so `ps`-like tools complete it from
+    argv[0]. Bytes that are not UTF-8 arrive here as surrogates (fsdecode) and go out as bytes."""
+    if sys.orig_argv[0] != name:
+        os.execv(sys.executable, [name, *sys.orig_argv[1:]])
+    with open("/proc/self/comm", "wb") as comm:
+        comm.write(os.fsencode(name)[:15])
+    udp_bind("127.0.0.1", 0)
+
+
 def udp_send_fresh(host: str, port: int, interval: float) -> None:
     ready()
     sent = errors = 0
@@ -208,6 +221,9 @@ def main() -> None:
         ready()
         while True:
             time.sleep(3600)
+    if a.mode == "named":
+        named(a.args[0])
+        return
     if a.mode == "udp-send-multi":
         udp_send_multi(a.args, a.interval)
         return

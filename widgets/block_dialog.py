@@ -16,6 +16,7 @@ from typing import ClassVar
 from netjail.backends.model import BlockRequest, OwnerBlockRequest, Process, StrategyInfo
 from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from netjail.widgets.form_dialog import FormDialog
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -36,14 +37,15 @@ def _group_name(gid: int) -> str:
 
 
 def owner_scopes(p: Process) -> list[tuple[str, str]]:
-    """The owner strategy's scopes for this process: its user, its group (when known)."""
+    """The owner strategy's scopes for this process: its user, its group (when known); names
+    escaped (a passwd or group entry is text too)."""
     scopes = []
     if p.uid is not None:
-        scopes.append(("user", f"user {p.user} (uid {p.uid}): all its processes, now and later"))
+        user = printable(p.user, 64)
+        scopes.append(("user", f"user {user} (uid {p.uid}): all its processes, now and later"))
     if p.gid is not None:
-        scopes.append(
-            ("group", f"group {_group_name(p.gid)} (gid {p.gid}): all its processes, now and later")
-        )
+        group = printable(_group_name(p.gid), 64)
+        scopes.append(("group", f"group {group} (gid {p.gid}): all its processes, now and later"))
     return scopes
 
 
@@ -63,9 +65,14 @@ class BlockDialog(FormDialog[BlockRequest | OwnerBlockRequest]):
         p = self.process
         with Vertical(id="dialog", classes="dialog"):
             yield Static(
-                Text.assemble(("Block ", "bold"), (f"{p.pid} {p.name}", "bold red"), f"  ({p.user})")
+                Text.assemble(
+                    ("Block ", "bold"),
+                    (f"{p.pid} {printable(p.name, 64)}", "bold red"),
+                    f"  ({printable(p.user, 64)})",
+                )
             )
-            yield Static(Text(" ".join(p.cmdline) or p.exe, style="dim", overflow="ellipsis", no_wrap=True))
+            command = printable(" ".join(p.cmdline) or p.exe, 1024)
+            yield Static(Text(command, style="dim", overflow="ellipsis", no_wrap=True))
             yield Label("Strategy", classes="field-label")
             yield OptionList(
                 *(
@@ -75,7 +82,7 @@ class BlockDialog(FormDialog[BlockRequest | OwnerBlockRequest]):
                 id="strategy",
             )
             yield Label("Scope", classes="field-label", id="scope-label")
-            yield OptionList(*(Option(text, id=key) for key, text in SCOPES), id="scope")
+            yield OptionList(*(Option(Text(text), id=key) for key, text in SCOPES), id="scope")
             yield Label(
                 "Allow-list: CIDR or CIDR:PORT, comma or space separated (empty: none)", classes="field-label"
             )
@@ -115,7 +122,7 @@ class BlockDialog(FormDialog[BlockRequest | OwnerBlockRequest]):
             self._scopes = scopes
             scope = self.query_one("#scope", OptionList)
             scope.clear_options()
-            scope.add_options([Option(text, id=key) for key, text in scopes])
+            scope.add_options([Option(Text(text), id=key) for key, text in scopes])  # not markup
             scope.highlighted = 0 if scopes else None
             label = "Whose processes (shown before anything is blocked)" if owner else "Scope"
             self.query_one("#scope-label", Label).update(label)
@@ -138,7 +145,7 @@ class BlockDialog(FormDialog[BlockRequest | OwnerBlockRequest]):
         try:
             entries = parse_allow_list(field.value) if not field.disabled else ()
         except AllowListError as exc:
-            error.update(Text(str(exc), style="bold red"))
+            error.update(Text(printable(str(exc)), style="bold red"))
             field.add_class("-invalid")
             return None
         error.update("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -20,13 +21,15 @@ class ConfirmDialog(ModalScreen[bool]):
     ]
 
     def __init__(self, title: str, question: str, yes: str = "Yes") -> None:
+        """`title` and `question` are plain text (they quote names and command lines): shown
+        escaped, never as markup, so nothing in them can hide the rest of the question."""
         super().__init__()
         self._title, self._question, self._yes = title, question, yes
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog confirm"):
-            yield Static(Text(self._title, style="bold"))
-            yield Static(self._question, id="question")
+            yield Static(Text(printable(self._title), style="bold"))
+            yield Static(Text(printable(self._question)), id="question")
             with Horizontal(id="buttons"):
                 yield Button(self._yes, variant="error", id="yes", compact=True)
                 yield Button("Cancel", id="no", compact=True)

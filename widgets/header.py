@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from netjail.backends.model import HostInfo
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual.widgets import Static
 
@@ -10,15 +11,15 @@ from textual.widgets import Static
 def host_line(host: HostInfo | None, error: str | None = None) -> Text:
     text = Text.assemble(("netjail", "bold"), "  ")
     if error:
-        return text.append(f"host info unavailable: {error}", style="red")
+        return text.append(f"host info unavailable: {printable(error)}", style="red")
     if host is None:
         return text.append("reading host…", style="dim")
     mode = ("root", "bold green") if host.privileged else ("read-only", "bold yellow")
     parts: list[tuple[str, str | tuple[str, str]]] = [
-        ("host", host.hostname),
-        ("kernel", host.kernel),
+        ("host", printable(host.hostname, 64)),  # a UTS name is any bytes root (or a container) set
+        ("kernel", printable(host.kernel, 64)),
         ("mode", mode),
-        ("firewall", host.firewall or "none"),
+        ("firewall", printable(host.firewall or "none", 64)),
     ]
     for i, (label, value) in enumerate(parts):
         if i:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from netjail.backends.model import Counters, JailCounters, JailInfo
 from netjail.widgets.format import human_bytes, human_count, human_rate
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -31,22 +32,24 @@ def _totals(view: JailView) -> Counters:
 def describe(view: JailView) -> Text:
     info, total = view.info, _totals(view)
     alive = [m for m in info.members if m.alive]
-    members = ", ".join(f"{m.pid} {m.name}".strip() for m in alive[:_MAX_MEMBERS_LISTED])
+    members = ", ".join(f"{m.pid} {printable(m.name, 64)}".strip() for m in alive[:_MAX_MEMBERS_LISTED])
     if len(alive) > _MAX_MEMBERS_LISTED:
         members += f" +{len(alive) - _MAX_MEMBERS_LISTED}"
     gone = len(info.members) - len(alive)
     allow = list(info.allow) + (["loopback"] if info.allow_loopback else [])
-    text = Text.assemble((info.name, "bold red"), "  ", (info.strategy, "cyan"))
+    # names come from the registry and the kernel (an adopted jail's cgroup name): escaped
+    text = Text.assemble((printable(info.name), "bold red"), "  ", (printable(info.strategy), "cyan"))
     text.append(f"  {len(alive)} member{'s' if len(alive) != 1 else ''}", style="dim")
     if gone:
         text.append(f" ({gone} exited)", style="dim")
     text.append("\n")
     text.append("members ", style="dim").append(members or "none").append("\n")
-    text.append("allow   ", style="dim").append(", ".join(allow) if allow else "nothing")
+    text.append("allow   ", style="dim").append(printable(", ".join(allow)) if allow else "nothing")
     text.append("\n")
     text.append("dropped ", style="dim")
     if not view.countable:
-        return text.append(f"not countable: {info.strategy} jails never reach netfilter", style="dim")
+        strategy = printable(info.strategy)
+        return text.append(f"not countable: {strategy} jails never reach netfilter", style="dim")
     text.append(
         f"{human_count(total.dropped_packets)} pkts", style="bold red" if total.dropped_packets else ""
     )
@@ -108,7 +111,7 @@ class JailsPanel(VerticalScroll):
 
     def show_error(self, error: str | None) -> None:
         widget = self.query_one("#jails-error", Static)
-        widget.update(Text(f"counters: {error}") if error else "")
+        widget.update(Text(f"counters: {printable(error)}") if error else "")
         widget.display = bool(error)
 
     @property

@@ -23,6 +23,7 @@ from netjail.widgets.launch_form import (
     default_jail_name,
     parse_command,
 )
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -33,7 +34,7 @@ from textual.widgets.option_list import Option
 
 
 def _error(message: str) -> Text:
-    return Text(message, style="bold red")
+    return Text(printable(message), style="bold red")  # quotes what was typed or pasted
 
 
 class LaunchDialog(FormDialog[LaunchRequest]):
@@ -67,7 +68,9 @@ class LaunchDialog(FormDialog[LaunchRequest]):
                 yield Static(Text("Launch a command jailed", style="bold"))
             else:
                 yield Static(
-                    Text.assemble(("Relaunch ", "bold"), (f"{p.pid} {p.name}", "bold red"), " jailed")
+                    Text.assemble(
+                        ("Relaunch ", "bold"), (f"{p.pid} {printable(p.name, 64)}", "bold red"), " jailed"
+                    )
                 )
                 yield Static(
                     Text(
@@ -82,10 +85,16 @@ class LaunchDialog(FormDialog[LaunchRequest]):
             else:
                 yield Label("Command", classes="field-label")
                 yield Static(
-                    Text(shlex.join(p.cmdline), overflow="ellipsis", no_wrap=True), id="command-fixed"
+                    Text(printable(shlex.join(p.cmdline), 1024), overflow="ellipsis", no_wrap=True),
+                    id="command-fixed",
                 )
                 yield Static(
-                    Text.assemble(("in ", "dim"), self.cwd or "?", ("  as ", "dim"), p.user or "?"),
+                    Text.assemble(
+                        ("in ", "dim"),
+                        printable(self.cwd or "?", 256),
+                        ("  as ", "dim"),
+                        printable(p.user or "?", 64),
+                    ),
                     id="where",
                 )
             yield Static("", id="command-error", classes="field-error")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from netjail.backends.model import Process
+from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -36,7 +37,7 @@ class OwnerPreviewDialog(ModalScreen[bool]):
         own_netns: int | None = None,
     ) -> None:
         super().__init__()
-        self.who = who  # "user nobody (uid 65534)"
+        self.who = printable(who)  # "user nobody (uid 65534)"
         self.processes = tuple(sorted(processes, key=lambda p: p.pid))
         self.allow = tuple(allow)
         self.own_netns = own_netns
@@ -54,7 +55,7 @@ class OwnerPreviewDialog(ModalScreen[bool]):
                     f"Cuts {_plural(n, 'running process')} off the network now",
                     " (below)" if n else "",
                     ", and every process it starts later, until the jail is released. Still allowed: ",
-                    (allowed, "bold"),
+                    (printable(allowed), "bold"),
                     ".",
                 ),
                 id="question",
@@ -85,13 +86,13 @@ class OwnerPreviewDialog(ModalScreen[bool]):
         for label, width in columns:
             table.add_column(label, width=width, key=label.lower())
         for p in self.processes:
-            cells = (
+            cells = (  # Text cells: DataTable reads a str cell as markup
                 str(p.pid),
-                p.user,
+                printable(p.user, 64),
                 "?" if p.gid is None else str(p.gid),
-                p.name,
+                printable(p.name, 64),
                 str(len(p.sockets)) if p.sockets else "",
-                " ".join(p.cmdline) or f"[{p.name}]",
+                printable(" ".join(p.cmdline) or f"[{p.name}]", 1024),
             )
             style = "dim" if self._elsewhere(p) else ""
             table.add_row(*(Text(c, style=style) for c in cells), key=str(p.pid))

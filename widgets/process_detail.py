@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from netjail.backends.model import Process
 from netjail.widgets.format import endpoint
+from netjail.widgets.safe_text import printable
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -11,16 +12,25 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+CMDLINE_LIMIT = 4096  # characters shown of a command line (the kernel allows megabytes)
+
 
 def _field(label: str, value: str | Text) -> Text:
-    return Text.assemble((f"{label:<8}", "dim"), value)
+    """`value`: a str is text a process or user chose (escaped here); a Text is ours."""
+    return Text.assemble((f"{label:<8}", "dim"), printable(value) if isinstance(value, str) else value)
+
+
+def title(process: Process | None) -> Text:
+    """The panel's border title: a Text, since a str border title is read as markup."""
+    return Text(f"Process {process.pid} {printable(process.name, 64)}" if process else "Process")
 
 
 def render_process(process: Process | None, own_netns: int | None, netns_name: str = "") -> RenderableType:
     """`netns_name`: the process's namespace as `ip netns` names it ("" when it has no name)."""
     if process is None:
         return Text("no process selected", style="dim")
-    cmdline = " ".join(process.cmdline) or f"[{process.name}]"
+    cmdline = printable(" ".join(process.cmdline) or f"[{process.name}]", CMDLINE_LIMIT)
+    netns_name = printable(netns_name)
     if process.netns is None:
         netns = Text("unknown (access denied)", style="dim")
     elif own_netns is not None and process.netns != own_netns:
@@ -29,7 +39,7 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         netns = Text(str(process.netns))
         if netns_name:
             netns.append(f" {netns_name}")
-    jail = Text(process.jail, style="bold red") if process.jail else Text("—", style="dim")
+    jail = Text(printable(process.jail), style="bold red") if process.jail else Text("—", style="dim")
     uid, gid = ("?" if v is None else str(v) for v in (process.uid, process.gid))
     ids = f"uid {uid}  gid {gid}"
     fields = [
@@ -52,7 +62,8 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         state = Text(
             s.state, style="green" if s.state == "ESTABLISHED" else "cyan" if s.state == "LISTEN" else ""
         )
-        table.add_row(proto, endpoint(s.local_addr, s.local_port), remote, state)
+        # Text, not str: a Rich table reads str as markup, and `[fd00::1]:443` looks like a tag
+        table.add_row(Text(proto), Text(endpoint(s.local_addr, s.local_port)), Text(remote), state)
     return Group(*fields, Text(""), table)
 
 
@@ -73,4 +84,4 @@ class ProcessDetail(VerticalScroll):
     def show(self, process: Process | None, own_netns: int | None, netns_name: str = "") -> None:
         self.process = process
         self.query_one("#detail-body", Static).update(render_process(process, own_netns, netns_name))
-        self.border_title = f"Process {process.pid} {process.name}" if process else "Process"
+        self.border_title = title(process)

@@ -68,6 +68,8 @@ from netjail.widgets.launch_dialog import LaunchDialog
 from netjail.widgets.owner_preview import OwnerPreviewDialog
 from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
+from netjail.widgets.safe_text import printable
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -265,7 +267,7 @@ class MainScreen(EngineCalls):
 
     def _show_source_error(self, selector: str, error: str | None) -> None:
         widget = self.query_one(selector, Static)
-        widget.update(error or "")
+        widget.update(Text(printable(error or "")))  # errors quote paths and names: not markup
         widget.display = bool(error)
 
     @on(ProcessTable.Selected)
@@ -438,7 +440,8 @@ class MainScreen(EngineCalls):
     def on_launched(self, message: Launched) -> None:
         r = message.result
         self.notify(
-            f"PID {r.pid} started in jail {r.jail} ({r.strategy}): {shlex.join(message.request.argv)}; "
+            f"PID {r.pid} started in jail {r.jail} ({r.strategy}): "
+            f"{printable(shlex.join(message.request.argv), 300)}; "
             f"output in {message.log}",
             title="launched",
             timeout=10,
@@ -579,15 +582,21 @@ class MainScreen(EngineCalls):
 
 
 def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None) -> str:
-    """What `y` will do, exactly: the confirmation names the process, command, place and jail."""
+    """What `y` will do, exactly: the confirmation names the process, command, place and jail.
+    Each quoted part is escaped and bounded, so none can hide or push away the rest."""
     how = STRATEGY_EFFECT.get(request.strategy, "")
+    name, user = printable(process.name, 64), printable(process.user or "its user", 64)
+    command, where = (
+        printable(shlex.join(process.cmdline), 1000),
+        printable(cwd or "an unknown directory", 1024),
+    )
     allow = ", ".join([*request.allow, *(["loopback"] if request.allow_loopback else [])])
     tail = f", allowing only {allow}" if allow else ""
     if request.strategy == "seccomp":
         tail = ""
     return (
-        f"Terminate PID {process.pid} ({process.name}), then start `{shlex.join(process.cmdline)}` "
-        f"in {cwd or 'an unknown directory'} as {process.user or 'its user'} under {request.strategy} "
+        f"Terminate PID {process.pid} ({name}), then start `{command}` "
+        f"in {where} as {user} under {request.strategy} "
         f"({how}{tail}), in jail {request.jail}, with a minimal environment (not its own); "
         "output goes to netjail's launch log."
     )

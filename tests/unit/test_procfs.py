@@ -6,6 +6,8 @@ TIME_WAIT leftover, IPv6 and v4-mapped connections, and connected/unconnected UD
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from netjail.backends.model import Socket
 from netjail.backends.procfs import (
@@ -167,7 +169,9 @@ def test_parse_cmdline() -> None:
     assert parse_cmdline(b"python3\0-c\0\0") == ("python3", "-c", "")
     assert parse_cmdline(b"nginx: worker process") == ("nginx: worker process",)
     assert parse_cmdline(b"") == ()
-    assert parse_cmdline(b"caf\xe9\0") == ("caf\ufffd",)
+    # not UTF-8: kept byte for byte (surrogateescape), so relaunching runs the same argv
+    assert parse_cmdline(b"caf\xe9\0") == ("caf\udce9",)
+    assert os.fsencode(parse_cmdline(b"caf\xe9\0")[0]) == b"caf\xe9"
 
 
 def test_parse_cgroup_v2_on_hybrid_and_pure_hosts() -> None:

@@ -257,7 +257,7 @@ class Store:
             except OSError as exc:
                 raise _refusal(str(self.dir / name), exc) from None
             with os.fdopen(fd, "wb") as f:
-                f.write(text.encode())
+                f.write(text.encode(errors="backslashreplace"))  # names may carry non-UTF-8 bytes
 
     def write_text(self, name: str, text: str) -> None:
         self._write(name, text, os.O_TRUNC)

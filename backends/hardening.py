@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+from netjail.backends.errors import EXIT_BAD_INPUT
+from netjail.backends.trusted_paths import path_problem
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _KEEP = frozenset(
@@ -69,6 +73,38 @@ def sanitized_environ(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+_NAME_SETTINGS = ("NETJAIL_NETNS_PREFIX", "NETJAIL_CGROUP_PARENT")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def settings_problem(env: Mapping[str, str]) -> str | None:
+    """Why a setting netjail reads from its environment cannot be used (None when all can).
+
+    Root runs with them (`sudo -E`, env_keep): a prefix with a slash put namespace mounts and
+    jail cgroups under a user's directory, a huge watch interval switched the watcher off, and
+    a lock file path is where root creates a file.
+    """
+    for key in _NAME_SETTINGS:
+        value = env.get(key)
+        if value is not None and not (_PLAIN_NAME.fullmatch(value) and len(value) <= 64):
+            return f"{key}={value!r}: a plain name of letters, digits, '_', '.' and '-' (no '/')"
+    interval = env.get("NETJAIL_WATCH_INTERVAL")
+    if interval is not None:
+        try:
+            ok = 0.05 <= float(interval) <= 3600
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"NETJAIL_WATCH_INTERVAL={interval!r}: seconds between 0.05 and 3600"
+    lock = env.get("XTABLES_LOCKFILE")
+    if lock is not None:
+        if not os.path.isabs(lock):
+            return f"XTABLES_LOCKFILE={lock!r}: an absolute path"
+        if problem := path_problem(os.path.dirname(lock)):
+            return f"XTABLES_LOCKFILE={lock!r}: {problem}"
+    return None
+
+
 def harden() -> Caller:
     """Run first by every entry point (idempotent); returns the caller's cwd and environment."""
     global _caller
@@ -79,6 +115,9 @@ def harden() -> Caller:
             cwd = None
         _caller = Caller(cwd, MappingProxyType(dict(os.environ)))
     env = sanitized_environ(os.environ)
+    if problem := settings_problem(env):
+        sys.stderr.write(f"netjail: refusing {problem}\n")
+        raise SystemExit(EXIT_BAD_INPUT)
     state = env.get(STATE_DIR_ENV)
     if state and not os.path.isabs(state) and _caller.cwd:
         env[STATE_DIR_ENV] = os.path.join(_caller.cwd, state)  # read later, after the chdir

@@ -30,10 +30,12 @@ def xtables_lock(timeout: float = 10.0) -> Iterator[None]:
     """Hold the xtables lock (exclusive flock), waiting at most `timeout` seconds for it."""
     path = lock_path()
     try:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except PermissionError:
         raise InsufficientPrivilege(f"cannot open the xtables lock {path}: needs root") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a planted symlink: root would create or lock its target
+            raise InsufficientPrivilege(f"refusing the xtables lock {path}: it is a symbolic link") from None
         raise OperationFailed(f"cannot open the xtables lock {path}: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + timeout

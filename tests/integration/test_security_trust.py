@@ -368,3 +368,54 @@ def test_a_relative_command_is_still_found_from_where_netjail_started(tmp_path: 
     out = netjail("run", "--seccomp", "--", "./hello.sh", cwd=work)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "hello"
+
+
+# ---- settings root may run with (sudo -E, env_keep) -----------------------------------------
+
+
+def test_a_planted_xtables_lock_symlink_is_refused(
+    attacker_dir: Path, tmp_path: Path, spawn_peer: Callable[..., Peer]
+) -> None:
+    """The attack: XTABLES_LOCKFILE -> a user's symlink to a file root would then create."""
+    victim = tmp_path / "created-by-root"
+    as_nobody("ln", "-s", str(victim), str(attacker_dir / "lk"))
+    peer = spawn_peer("sleep")
+    out = netjail("block", str(peer.pid), "--jail", "lk", env={"XTABLES_LOCKFILE": str(attacker_dir / "lk")})
+    assert out.returncode in (2, 3), (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not victim.exists()
+    assert "NETJAIL" not in Path(f"/proc/{peer.pid}/cgroup").read_text().upper()
+
+
+def test_a_lock_symlink_in_a_trusted_directory_is_not_followed(
+    tmp_path: Path, spawn_peer: Callable[..., Peer]
+) -> None:
+    """Even where the directory passes (sticky /tmp), the lock is opened without following."""
+    victim = tmp_path / "created-by-root"
+    link = Path(tempfile.mkdtemp(prefix="netjail-lock-")) / "lk"
+    peer = spawn_peer("sleep")
+    try:
+        link.symlink_to(victim)
+        out = netjail("block", str(peer.pid), "--jail", "lk", env={"XTABLES_LOCKFILE": str(link)})
+        assert out.returncode == 3 and "symbolic link" in out.stderr, out.stderr
+        assert not victim.exists()
+    finally:
+        shutil.rmtree(link.parent)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        ("NETJAIL_NETNS_PREFIX", "../../tmp/u/pfx-"),
+        ("NETJAIL_CGROUP_PARENT", "../user.slice/x"),
+        ("NETJAIL_WATCH_INTERVAL", "1e9"),
+        ("NETJAIL_WATCH_INTERVAL", "nan"),
+        ("XTABLES_LOCKFILE", "relative.lock"),
+    ],
+)
+def test_settings_that_would_steer_root_are_refused(setting: tuple[str, str]) -> None:
+    key, value = setting
+    out = netjail("run", "--netns", "--", "true", env={key: value})
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], out.stderr

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netjail.backends.engine import Engine
+from netjail.app.cli_output import print_json
 from netjail.backends.errors import NoSuchProcess
-from netjail.backends.model import Process, Snapshot, Socket, to_jsonable
+
+if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from netjail.backends.model import Process, Snapshot, Socket
 
 COLUMNS = ("PID", "USER", "NAME", "SOCKS", "LISTEN", "REMOTE", "NETNS", "JAIL")
 _SHOWN = 3  # endpoints listed per cell before "+N"
@@ -31,7 +32,12 @@ def register(sub: Any) -> None:
 
 
 def take_snapshot(all_processes: bool) -> Snapshot:
-    return Engine().snapshot(all_processes=all_processes)
+    # not Engine().snapshot: the same call without importing the firewall and launch code
+    from netjail.backends.inventory import Inventory
+    from netjail.backends.labelled import labelled_snapshot
+    from netjail.backends.state import Store
+
+    return labelled_snapshot(Store(), Inventory(), all_processes=all_processes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for note in snap.denied:
         sys.stderr.write(f"netjail: note: {note}\n")
     if args.json:
-        json.dump(to_jsonable(procs), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(procs)
     else:
         sys.stdout.write(render_table(procs, snap.own_netns))
     return 0

@@ -144,6 +144,8 @@ class _Scope:
                 if isinstance(inner, ast.Name) and self.lookup(inner.id, "argvs"):
                     return self.argv0(inner)
                 return set()  # e.g. *python_for(user): the interpreter
+            if isinstance(e, (ast.List, ast.Tuple)):  # a wrapper's argv given as a list
+                return self.argv0(e)
             strings = self.strings(e)
             return {s.split()[0] for s in strings if s.strip()}  # empty: sys.executable, a path ...
         return set()

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netjail.app.cli_output import print_json, print_notes, table
-from netjail.backends.engine import Engine
 from netjail.backends.errors import BadInput
-from netjail.backends.model import (
-    BlockRequest,
-    Counters,
-    JailCounters,
-    JailInfo,
-    OwnerBlockRequest,
-    UnblockRequest,
-)
+
+if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from netjail.backends.engine import Engine
+    from netjail.backends.model import Counters, JailCounters, JailInfo
+
+
+def _engine() -> Engine:
+    from netjail.backends.engine import Engine  # only the commands that act load it
+
+    return Engine()
 
 
 def register(sub: Any) -> None:
@@ -80,9 +80,11 @@ def _positive(text: str) -> float:
 
 
 def _block(a: argparse.Namespace) -> int:
-    engine = Engine()
+    engine = _engine()
     if a.pid is None:
         return _block_owner(engine, a)
+    from netjail.backends.model import BlockRequest
+
     req = BlockRequest(
         pid=a.pid,
         tree=a.tree,
@@ -139,6 +141,8 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing blocked", file=out)
             return 1
+    from netjail.backends.model import OwnerBlockRequest
+
     req = OwnerBlockRequest(
         user=a.user, group=a.group, jail=a.jail, allow=tuple(a.allow), allow_loopback=a.allow_loopback
     )
@@ -155,7 +159,9 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _unblock(a: argparse.Namespace) -> int:
-    engine = Engine()
+    engine = _engine()
+    from netjail.backends.model import UnblockRequest
+
     result = engine.unblock(UnblockRequest(pid=a.pid, jail=a.jail, all=a.all))
     print_notes(engine.notes)
     if a.json:
@@ -167,9 +173,16 @@ def _unblock(a: argparse.Namespace) -> int:
     return 0
 
 
+# `list` trusts a watcher that reconciled this recently (it does so every second) instead of
+# reconciling itself: a reconciliation reads every jail's processes and re-syncs their rules.
+FRESH_WATCHER = 3.0
+
+
 def _list(a: argparse.Namespace) -> int:
-    engine = Engine()
-    jails = engine.jails()
+    from netjail.backends import watcher
+
+    engine = _engine()
+    jails = engine.jails(reconcile=not watcher.reconciled_within(engine.store.dir, FRESH_WATCHER))
     print_notes(engine.notes)
     if a.json:
         print_json(list(jails))
@@ -228,7 +241,7 @@ def _cells(c: Counters) -> list[str]:
 
 
 def _counters(a: argparse.Namespace) -> int:
-    engine = Engine()
+    engine = _engine()
     while True:
         items = engine.counters()
         if a.json:
@@ -242,10 +255,7 @@ def _counters(a: argparse.Namespace) -> int:
                 }
                 for c in items
             ]
-            if a.watch:  # a stream: one JSON document per line, per tick
-                print(json.dumps(rows), flush=True)
-            else:
-                print_json(rows)
+            print_json(rows, stream=bool(a.watch))  # a stream: one JSON document per line, per tick
         elif items:
             print(
                 table(
@@ -273,7 +283,7 @@ def _flat(c: Counters) -> dict[str, int]:
 
 
 def _reset(a: argparse.Namespace) -> int:
-    result = Engine().reset()
+    result = _engine().reset()
     if a.json:
         print_json(result)
     else:

@@ -35,6 +35,7 @@ from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import allow_from_rules, desired_rules
 from netjail.backends.launch import groups, netns
 from netjail.backends.model import Process, Socket
+from netjail.backends.scoped_processes import ScopedProcesses
 from netjail.backends.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
 
 
@@ -43,7 +44,7 @@ class Reconciler:
         self.mount = mount
         self.fw = firewall
         self.inventory = inventory
-        self._procs: dict[int, Process] | None = None
+        self._procs: ScopedProcesses | None = None
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
 
     def run(self, reg: Registry) -> list[str]:
@@ -51,7 +52,7 @@ class Reconciler:
         notes = self.adopt_kernel_jails(reg, in_kernel)
         for jail in list(reg.jails.values()):
             notes += self._finish_interrupted(reg, jail)
-        procs = self.processes(fresh=True)
+        procs = self.processes(fresh=True, prefetch=[m.pid for j in reg.jails.values() for m in j.members])
         desired: list[JailRules] = []
         for jail in list(reg.jails.values()):
             if not self._refresh_members(jail, procs):
@@ -78,10 +79,12 @@ class Reconciler:
         self._retired.clear()
         return notes
 
-    def processes(self, fresh: bool = False) -> dict[int, Process]:
+    def processes(self, fresh: bool = False, prefetch: Iterable[int] = ()) -> Mapping[int, Process]:
+        """Processes by PID, read only as asked (scoped_processes.py): a reconciliation of
+        cgroup and netns jails reads their members, not the whole system."""
         if fresh or self._procs is None:
-            snap = self.inventory.snapshot(all_processes=True)
-            self._procs = {p.pid: p for p in snap.processes}
+            self._procs = ScopedProcesses(self.inventory)
+        self._procs.prefetch(prefetch)
         return self._procs
 
     def sockets(self) -> dict[int, tuple[Socket, ...]]:

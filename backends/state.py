@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,6 +142,8 @@ class Store:
             return  # the watcher reconciles every second: most ticks change nothing
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            import tempfile  # writers only: ps and the counters just read
+
             fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
             with os.fdopen(fd, "w") as f:
                 f.write(text)

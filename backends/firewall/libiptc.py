@@ -52,8 +52,10 @@ def has_net_admin(status: str | None = None) -> bool:
 
 def load_iptc() -> Any:
     """python-iptables, imported on first use (its import runs modprobe and loads libxtables)."""
+    from netjail.backends.firewall.iptc_import import import_iptc
+
     try:
-        import iptc
+        iptc = import_iptc()
     except Exception as exc:  # XTablesError, OSError: missing libip4tc / libxtables
         if not has_net_admin():  # unprivileged, its import can fail on unreadable paths first
             raise InsufficientPrivilege("changing firewall rules needs root (CAP_NET_ADMIN)") from None

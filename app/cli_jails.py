@@ -179,11 +179,17 @@ FRESH_WATCHER = 3.0
 
 
 def _list(a: argparse.Namespace) -> int:
-    from netjail.backends import watcher
+    from netjail.backends import jail_views, watcher
+    from netjail.backends.state import Store
 
-    engine = _engine()
-    jails = engine.jails(reconcile=not watcher.reconciled_within(engine.store.dir, FRESH_WATCHER))
-    print_notes(engine.notes)
+    store = Store()
+    if watcher.reconciled_within(store.dir, FRESH_WATCHER):
+        jail_views.require_root("reading netjail's jails")
+        jails = jail_views.jail_infos(*jail_views.read_now(store))
+    else:
+        engine = _engine()
+        jails = engine.jails()
+        print_notes(engine.notes)
     if a.json:
         print_json(list(jails))
         return 0
@@ -241,9 +247,14 @@ def _cells(c: Counters) -> list[str]:
 
 
 def _counters(a: argparse.Namespace) -> int:
-    engine = _engine()
+    # the engine's counters(), without importing the engine (see jail_views.py)
+    from netjail.backends import jail_views
+    from netjail.backends.state import Store
+
+    store = Store()
     while True:
-        items = engine.counters()
+        jail_views.require_root("reading netjail's counters")
+        items = jail_views.jail_counters(*jail_views.read_now(store))
         if a.json:
             rows = [
                 {

@@ -31,12 +31,12 @@ from netjail.backends.errors import (
 from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
 from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import desired_rules
+from netjail.backends.jail_views import alive, jail_counters, jail_infos
 from netjail.backends.labelled import labelled_snapshot
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
     Check,
-    Counters,
     HostInfo,
     JailCounters,
     JailInfo,
@@ -62,7 +62,7 @@ from netjail.backends.state import (
     Registry,
     Store,
 )
-from netjail.backends.strategies import STRATEGIES, by_name
+from netjail.backends.strategies import STRATEGIES
 
 if TYPE_CHECKING:  # each command imports only what it runs (`list` no launch code ...)
     import subprocess
@@ -223,21 +223,11 @@ class Engine:
         else:
             reg = self.store.load()
         found = {c.jail: c for c in counters} if counters is not None else self.firewall.counters()
-        return tuple(_jail_info(j, found.get(j.name)) for j in reg.jails.values())
+        return jail_infos(reg, found)
 
     def counters(self) -> tuple[JailCounters, ...]:
         self._require_root("reading netjail's counters")
-        reg = self.store.load()
-        found = self.firewall.counters()
-        names = list(reg.jails) + sorted(set(found) - set(reg.jails))
-        zero = Counters()
-        uncountable = {j.name for j in reg.jails.values() if not _countable(j.strategy)}
-        return tuple(
-            JailCounters(n, zero, zero, zero, countable=False)
-            if n in uncountable
-            else found.get(n) or JailCounters(n, zero, zero, zero)
-            for n in names
-        )
+        return jail_counters(self.store.load(), self.firewall.counters())
 
     # ---- blocking --------------------------------------------------------------------------
 
@@ -497,7 +487,7 @@ class Engine:
 
             for jail in list(reg.jails.values()):
                 released += [
-                    Member(m.pid, m.start_time, _alive(m), m.name)
+                    Member(m.pid, m.start_time, alive(m), m.name)
                     for m in jail.members
                     if m.status != LAUNCHER
                 ]
@@ -525,12 +515,6 @@ def _own_netns() -> int | None:
         return None
 
 
-def _alive(m: MemberState) -> bool:
-    """reconcile.is_alive, without importing reconcile (and its launch code) for `list`."""
-    stat = identity.read_stat(m.pid)
-    return stat is not None and stat.start_time == m.start_time
-
-
 def _remember_sockets(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> None:
     known = set(jail.pre_inodes)
     jail.pre_inodes += [s.inode for socks in sockets.values() for s in socks if s.inode not in known]
@@ -550,22 +534,3 @@ def _cgroup_of(pid: int) -> str:
         return read_cgroup(pid)
     except NetjailError:
         return "/"
-
-
-def _countable(strategy: str) -> bool:
-    info = by_name(strategy)
-    return info is None or info.counters
-
-
-def _jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
-    return JailInfo(
-        name=jail.name,
-        strategy=jail.strategy,
-        allow=tuple(jail.allow),
-        members=tuple(
-            Member(m.pid, m.start_time, _alive(m), m.name) for m in jail.members if m.status != LAUNCHER
-        ),
-        counters=counters.total if counters else Counters(),
-        countable=_countable(jail.strategy),
-        allow_loopback=jail.allow_loopback,
-    )

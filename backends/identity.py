@@ -142,12 +142,3 @@ def descendants(pid: int, proc_root: str = "/proc") -> list[int]:
             out.append(child)
             todo.extend(children_of(child))
     return out
-    kids = children_map(proc_root)
-    out: list[int] = []
-    todo = list(kids.get(pid, []))
-    while todo:
-        child = todo.pop(0)
-        if child not in out:
-            out.append(child)
-            todo.extend(kids.get(child, []))
-    return out

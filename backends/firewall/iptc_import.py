@@ -77,10 +77,35 @@ def _environment(values: dict[str, str] | None) -> Iterator[None]:
                 os.environ[k] = old
 
 
+@contextlib.contextmanager
+def _system_find_library(values: dict[str, str] | None) -> Iterator[None]:
+    """ctypes.util.find_library answered from the pinned directory (`lib<name>.so.<N>`), for
+    the import only: python-iptables asks it for libc, ip4tc and ip6tc, and each call otherwise
+    runs `ldconfig -p`. Names not found there go to the real one."""
+    import ctypes.util
+
+    real = ctypes.util.find_library
+    libdir = Path(values["IPTABLES_LIBDIR"].split(":")[0]) if values else None
+
+    def find_library(name: str) -> str | None:
+        if libdir is not None:
+            found = sorted(libdir.glob(f"lib{name}.so.[0-9]*"), key=lambda p: len(p.name))
+            if found:
+                return found[0].name  # a soname, as find_library returns it
+        return real(name)
+
+    ctypes.util.find_library = find_library
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = real
+
+
 def import_iptc() -> Any:
     if "iptc" in sys.modules:
         return sys.modules["iptc"]
-    with _environment(pins()), warnings.catch_warnings():
+    values = pins()
+    with _environment(values), _system_find_library(values), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the stdlib's distutils says so
         import iptc
     return iptc

@@ -6,25 +6,45 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.netjail-installed
-SYSTEM_TOOLS := iptables-legacy ip ss unshare setpriv nsenter gcc
+# Every program netjail, the suite and bench/ run, as program:debian-package (tests/unit/
+# test_system_tools.py scans tests/ and bench/ and fails when one is missing here).
+SYSTEM_TOOLS := iptables:iptables iptables-legacy:iptables ip6tables-legacy:iptables \
+  iptables-legacy-save:iptables ip6tables-legacy-save:iptables \
+  iptables-legacy-restore:iptables ip6tables-legacy-restore:iptables \
+  nft:nftables ip:iproute2 ss:iproute2 \
+  unshare:util-linux setpriv:util-linux nsenter:util-linux flock:util-linux \
+  groupadd:passwd groupdel:passwd getent:libc-bin sh:dash sleep:coreutils true:coreutils \
+  gcc:gcc
+# `make test` exits with this (netjail's "unsupported environment") when a program is missing.
+EXIT_MISSING_TOOL := 4
 PYTEST_ARGS ?=
 
-.PHONY: all setup system run test check bench clean
+.PHONY: all setup system check-tools run test check bench clean
 
 all: test
 
+# Installs only the packages of what is missing.
 system:
-	@missing=""; \
-	for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || missing="$$missing libseccomp"; \
-	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	@missing=""; packages=""; \
+	for t in $(SYSTEM_TOOLS); do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || { missing="$$missing $${t%%:*}"; packages="$$packages $${t##*:}"; }; \
+	done; \
+	ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || { missing="$$missing libseccomp"; packages="$$packages libseccomp2"; }; \
+	[ -e /usr/include/stdio.h ] || { missing="$$missing libc-headers"; packages="$$packages libc6-dev"; }; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { missing="$$missing python3-venv"; packages="$$packages python3-venv"; }; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing system packages for:$$missing"; \
+	  packages=$$(printf '%s\n' $$packages | sort -u | tr '\n' ' '); \
+	  echo "installing system packages for:$$missing ($$packages)"; \
 	  if [ "$$(id -u)" -ne 0 ]; then echo "make: need root to apt-get install (missing:$$missing)" >&2; exit 3; fi; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-	    iptables iproute2 util-linux libseccomp2 python3-venv gcc libc6-dev >/dev/null; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$packages >/dev/null; \
 	fi
+
+# One line naming what is missing, before pytest starts (exit $(EXIT_MISSING_TOOL)).
+check-tools:
+	@missing=""; \
+	for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t%%:*} ($${t##*:})"; done; \
+	if [ -n "$$missing" ]; then echo "make test: missing programs:$$missing" >&2; exit $(EXIT_MISSING_TOOL); fi
 
 $(STAMP): pyproject.toml | system
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,7 +59,7 @@ run: setup
 
 # The suite runs in a private network namespace (loopback up): nothing touches this machine's
 # real firewall. pytest's exit 5 (no tests collected) fails the target like any other failure.
-test: setup
+test: setup check-tools
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test: needs root (private netns, cgroups, iptables)" >&2; exit 3; fi
 	unshare --net -- sh -c 'ip link set lo up && exec $(PY) -m pytest -q -ra $(PYTEST_ARGS)'
 

@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from netjail.app import cli_output
 from netjail.app.cli_output import print_json  # noqa: F401 - re-exported for commands
 from netjail.backends import hardening
 from netjail.backends.errors import EXIT_BAD_INPUT, EXIT_FAILED, NetjailError
-from netjail.backends.version import __version__
 from netjail.widgets.safe_text import printable
 
 EXIT_CODES_HELP = """exit codes:
@@ -27,6 +27,19 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Version(argparse.Action):
+    """`--version`, reading package metadata only when asked (importlib.metadata: ~15 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        from netjail.backends.version import __version__
+
+        sys.stdout.write(f"netjail {__version__}\n")
+        parser.exit()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,18 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"netjail {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     for module in (cli_ps, cli_jails, cli_run, cli_doctor):
         module.register(sub)
+    pretty = "indented JSON (default: compact, one line, like `ip -j`)"
+    parser.add_argument("-p", "--pretty", action="store_true", help=pretty)
+    for command in sub.choices.values():  # `netjail -p ps --json` and `netjail ps --json -p`
+        command.add_argument("-p", "--pretty", action="store_true", default=argparse.SUPPRESS, help=pretty)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cli_output.PRETTY = args.pretty
     handler: Handler = args.func
     try:
         return handler(args)

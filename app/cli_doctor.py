@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netjail.app.cli_output import print_json
 from netjail.backends.errors import EXIT_FAILED, EXIT_OK
-from netjail.backends.model import Check
 from netjail.widgets.safe_text import printable
+
+if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from netjail.backends.model import Check
 
 
 def register(sub: Any) -> None:

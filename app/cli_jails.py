@@ -5,20 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netjail.app.cli_output import json_text, print_json, print_notes, table
-from netjail.backends.engine import Engine
+from netjail.app.cli_output import print_json, print_notes, table
 from netjail.backends.errors import BadInput
-from netjail.backends.model import (
-    BlockRequest,
-    Counters,
-    JailCounters,
-    JailInfo,
-    OwnerBlockRequest,
-    UnblockRequest,
-)
 from netjail.widgets.safe_text import printable
+
+if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from netjail.backends.engine import Engine
+    from netjail.backends.model import Counters, JailCounters, JailInfo
+
+
+def _engine() -> Engine:
+    from netjail.backends.engine import Engine  # only the commands that act load it
+
+    return Engine()
 
 
 def register(sub: Any) -> None:
@@ -80,9 +81,11 @@ def _positive(text: str) -> float:
 
 
 def _block(a: argparse.Namespace) -> int:
-    engine = Engine()
+    engine = _engine()
     if a.pid is None:
         return _block_owner(engine, a)
+    from netjail.backends.model import BlockRequest
+
     req = BlockRequest(
         pid=a.pid,
         tree=a.tree,
@@ -139,6 +142,8 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing blocked", file=out)
             return 1
+    from netjail.backends.model import OwnerBlockRequest
+
     req = OwnerBlockRequest(
         user=a.user, group=a.group, jail=a.jail, allow=tuple(a.allow), allow_loopback=a.allow_loopback
     )
@@ -155,7 +160,9 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
 
 
 def _unblock(a: argparse.Namespace) -> int:
-    engine = Engine()
+    engine = _engine()
+    from netjail.backends.model import UnblockRequest
+
     result = engine.unblock(UnblockRequest(pid=a.pid, jail=a.jail, all=a.all))
     print_notes(engine.notes)
     if a.json:
@@ -168,10 +175,23 @@ def _unblock(a: argparse.Namespace) -> int:
     return 0
 
 
+# `list` trusts a watcher that reconciled this recently (it does so every second) instead of
+# reconciling itself: a reconciliation reads every jail's processes and re-syncs their rules.
+FRESH_WATCHER = 3.0
+
+
 def _list(a: argparse.Namespace) -> int:
-    engine = Engine()
-    jails = engine.jails()
-    print_notes(engine.notes)
+    from netjail.backends import jail_views, watcher
+    from netjail.backends.state import Store
+
+    store = Store()
+    if watcher.reconciled_within(store.dir, FRESH_WATCHER):
+        jail_views.require_root("reading netjail's jails")
+        jails = jail_views.jail_infos(*jail_views.read_now(store))
+    else:
+        engine = _engine()
+        jails = engine.jails()
+        print_notes(engine.notes)
     if a.json:
         print_json(list(jails))
         return 0
@@ -229,9 +249,14 @@ def _cells(c: Counters) -> list[str]:
 
 
 def _counters(a: argparse.Namespace) -> int:
-    engine = Engine()
+    # the engine's counters(), without importing the engine (see jail_views.py)
+    from netjail.backends import jail_views
+    from netjail.backends.state import Store
+
+    store = Store()
     while True:
-        items = engine.counters()
+        jail_views.require_root("reading netjail's counters")
+        items = jail_views.jail_counters(*jail_views.read_now(store))
         if a.json:
             rows = [
                 {
@@ -243,10 +268,7 @@ def _counters(a: argparse.Namespace) -> int:
                 }
                 for c in items
             ]
-            if a.watch:  # a stream: one JSON document per line, per tick
-                print(json_text(rows, indent=None), flush=True)
-            else:
-                print_json(rows)
+            print_json(rows, stream=bool(a.watch))  # a stream: one JSON document per line, per tick
         elif items:
             print(
                 table(
@@ -274,7 +296,7 @@ def _flat(c: Counters) -> dict[str, int]:
 
 
 def _reset(a: argparse.Namespace) -> int:
-    result = Engine().reset()
+    result = _engine().reset()
     if a.json:
         print_json(result)
     else:

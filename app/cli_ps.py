@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netjail.app.cli_output import print_json, print_notes
-from netjail.backends.engine import Engine
 from netjail.backends.errors import NoSuchProcess
-from netjail.backends.model import Process, Snapshot, Socket
 from netjail.widgets.safe_text import printable
+
+if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from netjail.backends.model import Process, Snapshot, Socket
 
 COLUMNS = ("PID", "USER", "NAME", "SOCKS", "LISTEN", "REMOTE", "NETNS", "JAIL")
 _SHOWN = 3  # endpoints listed per cell before "+N"
@@ -32,7 +33,12 @@ def register(sub: Any) -> None:
 
 
 def take_snapshot(all_processes: bool) -> Snapshot:
-    return Engine().snapshot(all_processes=all_processes)
+    # not Engine().snapshot: the same call without importing the firewall and launch code
+    from netjail.backends.inventory import Inventory
+    from netjail.backends.labelled import labelled_snapshot
+    from netjail.backends.state import Store
+
+    return labelled_snapshot(Store(), Inventory(), all_processes=all_processes)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,9 +8,7 @@ from typing import Any
 
 from netjail.app.cli_output import print_notes
 from netjail.backends import hardening
-from netjail.backends.engine import Engine
 from netjail.backends.errors import BadInput
-from netjail.backends.model import LaunchRequest
 
 
 def register(sub: Any) -> None:
@@ -92,6 +90,9 @@ def _run(a: argparse.Namespace) -> int:
     ]
     if ignored:
         raise BadInput(f"{', '.join(ignored)} does not apply to --{strategy}")
+    from netjail.backends.engine import Engine  # keep `--help` import-light
+    from netjail.backends.model import LaunchRequest
+
     engine = Engine()
     result = engine.run(
         LaunchRequest(

@@ -9,20 +9,17 @@ rolled back to nothing by the next command; on any error the call undoes its own
 from __future__ import annotations
 
 import os
-import platform
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netjail.backends import identity, jail_cgroups, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
-from netjail.backends.engine_launch import Launches, Stdio
 from netjail.backends.errors import (
     BadInput,
     InsufficientPrivilege,
@@ -32,16 +29,14 @@ from netjail.backends.errors import (
     UnsupportedEnvironment,
 )
 from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
-from netjail.backends.firewall.nat import Masquerade
 from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import desired_rules
-from netjail.backends.kill_connections import kill_established
-from netjail.backends.launch import netns
+from netjail.backends.jail_views import alive, jail_counters, jail_infos
+from netjail.backends.labelled import labelled_snapshot
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
     Check,
-    Counters,
     HostInfo,
     JailCounters,
     JailInfo,
@@ -57,7 +52,6 @@ from netjail.backends.model import (
     UnblockRequest,
     UnblockResult,
 )
-from netjail.backends.reconcile import Reconciler, is_alive
 from netjail.backends.state import (
     ACTIVE,
     LAUNCHER,
@@ -68,7 +62,13 @@ from netjail.backends.state import (
     Registry,
     Store,
 )
-from netjail.backends.strategies import STRATEGIES, by_name
+from netjail.backends.strategies import STRATEGIES
+
+if TYPE_CHECKING:  # each command imports only what it runs (`list` no launch code ...)
+    import subprocess
+
+    from netjail.backends.engine_launch import Launches, Stdio
+    from netjail.backends.reconcile import Reconciler
 
 FAULT_ENV = "NETJAIL_FAULT_AT"
 
@@ -98,10 +98,18 @@ class Engine:
         self.inventory = inventory or Inventory()
         self.spawn_watcher = spawn_watcher
         self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
-        self.launches = Launches(self)
+        self._launches: Launches | None = None
         self._last_reconcile: Reconciler | None = None  # its process scan is reused by block
 
     # ---- environment -----------------------------------------------------------------------
+
+    @property
+    def launches(self) -> Launches:
+        if self._launches is None:
+            from netjail.backends.engine_launch import Launches
+
+            self._launches = Launches(self)
+        return self._launches
 
     @property
     def firewall(self) -> Firewall:
@@ -137,6 +145,8 @@ class Engine:
         return Path(mount.path)
 
     def host_info(self) -> HostInfo:
+        import platform
+
         mount = find_cgroup2()
         try:
             fw_name = self.firewall.name
@@ -161,31 +171,14 @@ class Engine:
     # ---- reading ---------------------------------------------------------------------------
 
     def _reconciler(self) -> Reconciler:
+        from netjail.backends.reconcile import Reconciler
+
         mount = find_cgroup2()  # optional: only cgroup jails need it
         return Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory)
 
     def snapshot(self, *, all_processes: bool = True) -> Snapshot:
-        """Processes and sockets, labelled with their jail (read without the lock: the state
-        file is replaced atomically)."""
-        by_pid: dict[int, str] = {}
-        try:
-            for state in self.store.load().jails.values():
-                by_pid.update((m.pid, state.name) for m in state.members if m.status != LAUNCHER)
-        except NetjailError:
-            if self.privileged():
-                raise  # root: an unsafe state directory (finding 6) refuses this command too
-            # unreadable state (not root): cgroup paths still tell
-        prefix = f"/{jail_cgroups.parent_name()}/"
-        # a jailed process is worth showing even without sockets (a seccomp'd command has none)
-        snap = self.inventory.snapshot(all_processes or bool(by_pid))
-        labelled = []
-        for p in snap.processes:
-            name = p.cgroup[len(prefix) :].split("/")[0] if p.cgroup.startswith(prefix) else None
-            name = name or by_pid.get(p.pid)
-            if name is None and not all_processes and not p.sockets:
-                continue
-            labelled.append(p if name is None else replace(p, jail=name))
-        return Snapshot(tuple(labelled), snap.taken_at, snap.own_netns, snap.denied)
+        """Processes and sockets, labelled with their jail (see labelled.py)."""
+        return labelled_snapshot(self.store, self.inventory, all_processes=all_processes)
 
     def check_target(self, pid: int, start_time: int | None = None, force: bool = False) -> Process:
         stat = identity.current(pid, start_time)
@@ -230,21 +223,11 @@ class Engine:
         else:
             reg = self.store.load()
         found = {c.jail: c for c in counters} if counters is not None else self.firewall.counters()
-        return tuple(_jail_info(j, found.get(j.name)) for j in reg.jails.values())
+        return jail_infos(reg, found)
 
     def counters(self) -> tuple[JailCounters, ...]:
         self._require_root("reading netjail's counters")
-        reg = self.store.load()
-        found = self.firewall.counters()
-        names = list(reg.jails) + sorted(set(found) - set(reg.jails))
-        zero = Counters()
-        uncountable = {j.name for j in reg.jails.values() if not _countable(j.strategy)}
-        return tuple(
-            JailCounters(n, zero, zero, zero, countable=False)
-            if n in uncountable
-            else found.get(n) or JailCounters(n, zero, zero, zero)
-            for n in names
-        )
+        return jail_counters(self.store.load(), self.firewall.counters())
 
     # ---- blocking --------------------------------------------------------------------------
 
@@ -365,6 +348,8 @@ class Engine:
         self.firewall.sync_jail(rules)
         _fault_point("rescan")
         if kill:
+            from netjail.backends.kill_connections import kill_established
+
             return rules, kill_established([s for m in members for s in sockets.get(m.pid, ())])
         return rules, 0
 
@@ -376,12 +361,14 @@ class Engine:
 
     def _member_sockets(self, jail: JailState, fresh: bool = True) -> dict[int, tuple[Socket, ...]]:
         reconciler = self._last_reconcile or self._reconciler()
-        procs = reconciler.processes(fresh=fresh)
+        procs = reconciler.processes(fresh=fresh, prefetch=[m.pid for m in jail.members])
         return {m.pid: procs[m.pid].sockets for m in jail.members if m.pid in procs}
 
     def _rollback(
         self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool
     ) -> None:
+        from netjail.backends.reconcile import Reconciler
+
         self.notes += Reconciler(mount, self.firewall, self.inventory).release(
             reg, jail, members, remove_jail=new_jail
         )
@@ -478,6 +465,10 @@ class Engine:
     def reset(self) -> ResetResult:
         """Remove every netjail rule, chain, cgroup, namespace, group it created and the state
         file; processes keep running, unjailed (a seccomp filter stays with its processes)."""
+        from netjail.backends.firewall.nat import Masquerade
+        from netjail.backends.launch import netns
+        from netjail.backends.reconcile import Reconciler
+
         self._require_root("reset")
         mount = find_cgroup2()
         with self.store.locked():
@@ -497,7 +488,7 @@ class Engine:
 
             for jail in list(reg.jails.values()):
                 released += [
-                    Member(m.pid, m.start_time, is_alive(m), m.name)
+                    Member(m.pid, m.start_time, alive(m), m.name)
                     for m in jail.members
                     if m.status != LAUNCHER
                 ]
@@ -544,22 +535,3 @@ def _cgroup_of(pid: int) -> str:
         return read_cgroup(pid)
     except NetjailError:
         return "/"
-
-
-def _countable(strategy: str) -> bool:
-    info = by_name(strategy)
-    return info is None or info.counters
-
-
-def _jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
-    return JailInfo(
-        name=jail.name,
-        strategy=jail.strategy,
-        allow=tuple(jail.allow),
-        members=tuple(
-            Member(m.pid, m.start_time, is_alive(m), m.name) for m in jail.members if m.status != LAUNCHER
-        ),
-        counters=counters.total if counters else Counters(),
-        countable=_countable(jail.strategy),
-        allow_loopback=jail.allow_loopback,
-    )

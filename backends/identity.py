@@ -101,14 +101,44 @@ def children_map(proc_root: str = "/proc") -> dict[int, list[int]]:
     return kids
 
 
+def _children(pid: int, proc_root: str) -> list[int] | None:
+    """pid's children from /proc/PID/task/*/children (CONFIG_PROC_CHILDREN): no system-wide
+    scan. None when the kernel lacks those files."""
+    try:
+        tasks = os.listdir(f"{proc_root}/{pid}/task")
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    kids: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"{proc_root}/{pid}/task/{tid}/children") as f:
+                kids += [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            if not os.path.exists(f"{proc_root}/{pid}/task/{tid}"):
+                continue  # the thread exited
+            return None
+        except OSError:
+            return None
+    return kids
+
+
 def descendants(pid: int, proc_root: str = "/proc") -> list[int]:
     """Every current descendant of pid (not pid itself), parents before children."""
-    kids = children_map(proc_root)
+    first = _children(pid, proc_root)  # the tree itself when the kernel lists children
+    kids = children_map(proc_root) if first is None else {pid: first}
+
+    def children_of(p: int) -> list[int]:
+        if p in kids:
+            return kids[p]
+        return _children(p, proc_root) or [] if first is not None else []
+
     out: list[int] = []
-    todo = list(kids.get(pid, []))
+    todo = list(children_of(pid))
     while todo:
         child = todo.pop(0)
         if child not in out:
             out.append(child)
-            todo.extend(kids.get(child, []))
+            todo.extend(children_of(child))
     return out

@@ -152,25 +152,47 @@ class Inventory:
 
     def lookup(self, pid: int) -> Process | None:
         """One process read fresh (nothing cached), with its sockets; None if it does not exist."""
-        if pid <= 0:
-            return None
-        base = f"{self._root}/{pid}"
-        try:
-            stat = parse_stat(read_small(f"{base}/stat").decode(errors=_RAW))
-            static = self._read_static(base, stat)
-            netns, _ = self._read_netns(base)
-            cgroup = parse_cgroup_v2(read_small(f"{base}/cgroup").decode(errors=_RAW))
-            inodes = None if stat.kernel_thread else self._scan_fds(base)
+        return self.lookup_many([pid]).get(pid)
+
+    def lookup_many(self, pids: Iterable[int]) -> dict[int, Process]:
+        """These processes read fresh, with their sockets; those that do not exist are left out.
+
+        What a block needs, without a system-wide pass: each process's own /proc files and fd
+        links, and one socket-table read per network namespace among them, kept for the
+        inodes they hold (sock_diag cannot filter a dump by inode: that takes the socket cookie)."""
+        found: list[tuple[_Live, str, tuple[int, ...] | None]] = []
+        for pid in dict.fromkeys(pids):
+            if pid <= 0:
+                continue
+            base = f"{self._root}/{pid}"
+            try:
+                stat = parse_stat(read_small(f"{base}/stat").decode(errors=_RAW))
+                static = self._read_static(base, stat)
+                netns, _ = self._read_netns(base)
+                cgroup = parse_cgroup_v2(read_small(f"{base}/cgroup").decode(errors=_RAW))
+                inodes = None if stat.kernel_thread else self._scan_fds(base)
+            except (_Gone, *_GONE):
+                continue
+            except PermissionError:
+                continue  # hidepid: the process is not ours to see
+            live = _Live(pid, (pid, stat.start_time), stat, static, netns, False, None)
+            found.append((live, cgroup, inodes))
+        tables: dict[int | None, dict[int, Socket]] = {}
+        out: dict[int, Process] = {}
+        for live, cgroup, inodes in found:
             sockets: tuple[Socket, ...] = ()
             if inodes:
-                table = {s.inode: s for s in self._tables.of_process(pid)}
+                table = tables.get(live.netns)
+                if table is None:
+                    try:
+                        table = {s.inode: s for s in self._tables.of_process(live.pid)}
+                    except (*_GONE, PermissionError):
+                        continue  # left meanwhile, or its namespace is not ours to read
+                    if live.netns is not None:
+                        tables[live.netns] = table  # one read per namespace
                 sockets = tuple(filter(None, map(table.get, inodes)))
-        except (_Gone, *_GONE):
-            return None
-        except PermissionError:
-            return None  # hidepid: the process is not ours to see
-        live = _Live(pid, (pid, stat.start_time), stat, static, netns, False, None)
-        return self._process(live, cgroup, sockets)
+            out[live.pid] = self._process(live, cgroup, sockets)
+        return out
 
     # ---- processes ---------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import allow_from_rules, desired_rules
 from netjail.backends.launch import groups, netns
 from netjail.backends.model import Process, Socket
+from netjail.backends.scoped_processes import ScopedProcesses
 from netjail.backends.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
 
 
@@ -43,16 +44,16 @@ class Reconciler:
         self.mount = mount
         self.fw = firewall
         self.inventory = inventory
-        self._procs: dict[int, Process] | None = None
+        self._procs: ScopedProcesses | None = None
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
-        self._table: tuple[Mapping[int, Process], dict[int, Socket]] | None = None
+        self._held: dict[int, Socket] = {}  # every socket members held in this pass, by inode
 
     def run(self, reg: Registry) -> list[str]:
         in_kernel = self.fw.jail_names()
         notes = self.adopt_kernel_jails(reg, in_kernel)
         for jail in list(reg.jails.values()):
             notes += self._finish_interrupted(reg, jail)
-        procs = self.processes(fresh=True)
+        procs = self.processes(fresh=True, prefetch=[m.pid for j in reg.jails.values() for m in j.members])
         desired: list[JailRules] = []
         for jail in list(reg.jails.values()):
             if not self._refresh_members(jail, procs):
@@ -73,7 +74,8 @@ class Reconciler:
             desired.append(rules)
         if desired:
             self.fw.sync_jails(desired)
-        socket_cgroups.SHARED.retain(self._socket_table(procs))  # by inode
+        socket_cgroups.SHARED.retain(self._held)  # by inode
+        self._held = {}
         if self.mount:
             for sub in self._retired:  # their selectors are gone now: the cgroups may go too
                 jail_cgroups.remove(self.mount, sub)
@@ -82,25 +84,12 @@ class Reconciler:
 
     # ---- sockets a jail's own selector cannot see ----------------------------------------
 
-    def _socket_table(self, procs: Mapping[int, Process]) -> dict[int, Socket]:
-        if self._table is None or self._table[0] is not procs:
-            self._table = (procs, {s.inode: s for p in procs.values() for s in p.sockets})
-        return self._table[1]
-
     def _held_sockets(self, jail: JailState, procs: Mapping[int, Process]) -> dict[int, Iterable[Socket]]:
-        """The members' sockets; for a cgroup jail read from each member's fds right now (see
-        socket_cgroups: the inventory may not have rescanned a member that got a socket)."""
-        if jail.strategy != "cgroup":
-            return _sockets_of(jail, procs)
-        table = self._socket_table(procs)
-        held: dict[int, Iterable[Socket]] = {}
-        for m in jail.members:
-            if m.status == LAUNCHER:
-                continue
-            inodes = socket_cgroups.held_inodes(m.pid)
-            if inodes is None:
-                continue  # exited
-            held[m.pid] = tuple(table[i] for i in dict.fromkeys(inodes) if i in table)
+        """The sockets members hold. `procs` reads each member fresh in this pass (its fd
+        links and its namespace's socket tables: Inventory.lookup_many), so a socket handed
+        to a member since the last pass is among them (see socket_cgroups)."""
+        held = _sockets_of(jail, procs)
+        self._held.update((s.inode, s) for socks in held.values() for s in socks)
         return held
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
@@ -113,10 +102,12 @@ class Reconciler:
         inside = socket_cgroups.subtree_inodes(self.mount, jail.cgroups)
         return socket_cgroups.SHARED.unseen(held, inside)
 
-    def processes(self, fresh: bool = False) -> dict[int, Process]:
+    def processes(self, fresh: bool = False, prefetch: Iterable[int] = ()) -> Mapping[int, Process]:
+        """Processes by PID, read only as asked (scoped_processes.py): a reconciliation of
+        cgroup and netns jails reads their members, not the whole system."""
         if fresh or self._procs is None:
-            snap = self.inventory.snapshot(all_processes=True)
-            self._procs = {p.pid: p for p in snap.processes}
+            self._procs = ScopedProcesses(self.inventory)
+        self._procs.prefetch(prefetch)
         return self._procs
 
     def sockets(self) -> dict[int, tuple[Socket, ...]]:

@@ -98,7 +98,7 @@ class Registry:
         return json.dumps({"schema": SCHEMA, "jails": [asdict(j) for j in self.jails.values()]}, indent=1)
 
 
-KNOWN_FILES = ("state.json", "state.corrupt", "lock", "watcher.pid", "watcher.log", "logs")
+KNOWN_FILES = ("state.json", "state.corrupt", "lock", "watcher.pid", "watcher.log", "watcher.tick", "logs")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -352,7 +352,7 @@ class Store:
                 raise OperationFailed(f"cannot write {self.path}: {exc.strerror}") from None
 
     def remove(self) -> None:
-        for name in ("state.json", "state.corrupt", "watcher.pid"):
+        for name in ("state.json", "state.corrupt", "watcher.pid", "watcher.tick"):
             self.unlink(name)
 
 

@@ -41,6 +41,25 @@ def running(state_dir: Path) -> int | None:
     return pid if alive else None
 
 
+TICKFILE = "watcher.tick"
+
+
+def _tickfile(state_dir: Path) -> Path:
+    return state_dir / TICKFILE
+
+
+def reconciled_within(state_dir: Path, seconds: float) -> bool:
+    """Whether a live watcher finished a reconciliation without error in the last `seconds`
+    and nobody changed the state file since (a block, a crash half-way, a corrupt file)."""
+    try:
+        tick = os.stat(_tickfile(state_dir), follow_symlinks=False).st_mtime_ns
+        state = os.stat(state_dir / "state.json", follow_symlinks=False).st_mtime_ns
+    except OSError:
+        return False
+    age = time.time() - tick / 1e9
+    return 0 <= age <= seconds and state < tick and running(state_dir) is not None
+
+
 def ensure_running(state_dir: Path) -> None:
     if running(state_dir):
         return
@@ -85,8 +104,14 @@ def main(state_dir: Path) -> int:
     interval = float(os.environ.get(INTERVAL_ENV, "1.0"))
     while running(state_dir) == me.pid:
         time.sleep(interval)
+        started = time.time()
         try:
             notes = engine.reconcile()
+            # heartbeat, dated when this reconciliation began: a state file written after that
+            # (by anyone, this tick included) is newer and makes `list` reconcile itself
+            with contextlib.suppress(OSError, NetjailError):
+                engine.store.write_text(TICKFILE, "")  # no-follow, like every state file
+                os.utime(_tickfile(state_dir), (started, started), follow_symlinks=False)
         except Exception as exc:  # keep watching: a failed tick is retried on the next one
             notes = [f"error: {exc}"]
         if notes:

@@ -160,6 +160,20 @@ class Peer:
             err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
             raise AssertionError(f"peer not ready: {self.proc.args} {err}")
 
+    def wait_asleep(self, timeout: float = 30.0) -> None:
+        """Until the kernel shows the peer asleep in its hour-long `time.sleep` (state S, in
+        nanosleep): a mode that only sleeps after READY stays so, however loaded the machine.
+        Where wchan is hidden ("0"), state S alone."""
+        end = time.monotonic() + timeout
+        while True:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            wchan = Path(f"/proc/{self.pid}/wchan").read_text()
+            if stat[stat.rindex(")") + 2] == "S" and ("nanosleep" in wchan or wchan in ("", "0")):
+                return
+            if time.monotonic() > end:
+                raise AssertionError(f"peer {self.pid} not asleep after {timeout}s: {stat!r} {wchan!r}")
+            time.sleep(0.01)
+
     def value(self, key: str) -> int:
         return int(self.latest.get(key, 0))  # type: ignore[call-overload]
 

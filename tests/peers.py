@@ -71,9 +71,9 @@ def udp_recv(bind: str, port: int) -> None:
         try:
             s.recv(2048)
             received += 1
+            count(received=received)
         except TimeoutError:
-            pass
-        count(received=received)
+            count(received=received, idle=True)  # waited 0.2 s on an empty queue
 
 
 def tcp_listen(bind: str, port: int) -> None:

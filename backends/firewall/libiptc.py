@@ -140,9 +140,11 @@ def pin_library_env() -> dict[str, str]:
 
 def load_iptc() -> Any:
     """python-iptables, imported on first use (its import runs modprobe and loads libxtables)."""
-    pin_library_env()
+    pin_library_env()  # first: the caller's library variables are replaced by trusted ones
+    from netjail.backends.firewall.iptc_import import import_iptc
+
     try:
-        import iptc
+        iptc = import_iptc()
     except Exception as exc:  # XTablesError, OSError: missing libip4tc / libxtables
         if not has_net_admin():  # unprivileged, its import can fail on unreadable paths first
             raise InsufficientPrivilege("changing firewall rules needs root (CAP_NET_ADMIN)") from None

@@ -33,7 +33,20 @@ def jail(cli: CLI, name: str) -> dict[str, Any]:
 
 
 def settle_count(peer: Peer, key: str, quiet: float = 0.4, timeout: float = 5.0) -> int:
-    """The receiver's count once it stopped moving (in-flight packets delivered)."""
+    """The receiver's count once it stopped moving (in-flight packets delivered).
+
+    A udp-recv peer says when it waited on an empty queue (`idle`): two such lines in a row,
+    both written after this call, mean everything queued was read, even when a loaded machine
+    kept the receiver off the CPU for longer than `quiet`."""
+    if key == "received":
+        start = len(peer.lines)
+        end = time.monotonic() + max(timeout, 30)
+        while time.monotonic() < end:
+            fresh = [ln for ln in peer.lines[start:] if ln.startswith("COUNT ")]
+            if len(fresh) >= 2 and all('"idle": true' in ln for ln in fresh[-2:]):
+                return int(json.loads(fresh[-1][6:])["received"])
+            time.sleep(0.05)
+        raise AssertionError(f"{key} still rising: the block let traffic through ({peer.value(key)})")
     end = time.monotonic() + timeout
     last = peer.value(key)
     while time.monotonic() < end:

@@ -183,3 +183,23 @@ def test_unknown_pid_is_bad_input(cli: Cli) -> None:
         assert out.stdout == ""
         assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("netjail: ")
     assert f"no such process: {gone.pid}" in cli("ps", "--pid", str(gone.pid)).stderr
+
+
+def test_json_is_compact_by_default_and_indented_with_pretty(
+    cli: Cli, spawn_peer: Callable[..., Peer]
+) -> None:
+    """Like `ip -j` / `ip -j -p`: one line by default, `--pretty`/`-p` (before or after the
+    command) indents the same document."""
+    peer = spawn_peer("udp-bind", "127.0.0.1", 0)
+    compact = cli("ps", "--json", "--pid", str(peer.pid))
+    assert compact.returncode == 0, compact.stderr
+    assert compact.stdout.endswith("\n") and compact.stdout.count("\n") == 1
+    assert ", " not in compact.stdout and '": ' not in compact.stdout  # no separator padding
+    for args in (
+        ("ps", "--json", "--pid", str(peer.pid), "--pretty"),
+        ("-p", "ps", "--json", "--pid", str(peer.pid)),
+    ):
+        pretty = cli(*args)
+        assert pretty.returncode == 0, pretty.stderr
+        assert pretty.stdout.startswith('[\n  {\n    "pid": ')
+        assert json.loads(pretty.stdout) == json.loads(compact.stdout)

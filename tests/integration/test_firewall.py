@@ -509,16 +509,37 @@ def test_xtables_lock_is_the_one_iptables_legacy_waits_for(
     monkeypatch.setenv("XTABLES_LOCKFILE", str(lock))  # iptables honours it too
     with xtables_lock():
         lister = subprocess.Popen(["iptables-legacy", "-w", "-L", "-n"], stdout=subprocess.DEVNULL)
-        time.sleep(0.3)
-        assert lister.poll() is None  # waiting for us
-    assert lister.wait(5) == 0
+        wait_in_proc_locks(lister.pid, waiting=True)  # blocked in flock() on our lock
+        assert lister.poll() is None
+    assert lister.wait(30) == 0
 
-    holder = subprocess.Popen(["flock", str(lock), "sleep", "0.5"])
-    time.sleep(0.1)
+    # Someone else holds it until told to let go (stdin closed), not for a while.
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "read _ || :"], stdin=subprocess.PIPE)
+    assert holder.stdin is not None
+    wait_in_proc_locks(holder.pid, waiting=False)
     with pytest.raises(OperationFailed, match="held"), xtables_lock(timeout=0.1):
         pass
-    started = time.monotonic()
-    with xtables_lock(timeout=5):
-        assert holder.poll() is not None  # we got it only once the other holder let go
-    assert time.monotonic() - started < 5
-    holder.wait(5)
+    released = threading.Event()
+
+    def let_go() -> None:
+        released.set()
+        holder.stdin.close()  # type: ignore[union-attr]
+
+    threading.Timer(0.3, let_go).start()
+    with xtables_lock(timeout=60):
+        assert released.is_set()  # we got it only once the other holder let go
+    assert holder.wait(30) == 0
+
+
+def wait_in_proc_locks(pid: int, waiting: bool, timeout: float = 30) -> None:
+    """Until /proc/locks shows `pid` holding a flock (waiting=False) or blocked on one ("->")."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            is_waiter = fields[1] == "->"
+            rest = fields[2:] if is_waiter else fields[1:]
+            if rest[0] == "FLOCK" and int(rest[3]) == pid and is_waiter == waiting:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"PID {pid} never {'waited for' if waiting else 'held'} a flock")

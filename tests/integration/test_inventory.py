@@ -124,6 +124,7 @@ def ports(p: Process) -> set[tuple[str, int, str]]:
 
 def test_identity_and_static_fields_of_a_helper(spawn_peer: Callable[..., Peer]) -> None:
     peer = spawn_peer("udp-bind", "127.0.0.1", 0)
+    peer.wait_asleep()  # READY is printed before the sleep: under load it may still be runnable
     snap = Inventory().snapshot()
     p = by_pid(snap, peer.pid)
     assert p.ppid == os.getpid()
@@ -317,7 +318,9 @@ def test_listed_pid_that_is_gone_and_a_zombie_are_handled(
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     zombie = subprocess.Popen([sys.executable, "-c", "import socket; s = socket.socket(); s.listen()"])
+    deadline = time.monotonic() + 30
     while Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] != "Z":
+        assert time.monotonic() < deadline, "the child never became a zombie"
         time.sleep(0.01)
     root = tmp_path / "proc"
     root.mkdir()

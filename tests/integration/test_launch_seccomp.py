@@ -103,11 +103,13 @@ def test_ctrl_c_reaches_the_child_and_the_launcher_survives(signum: int, to_grou
     try:
         assert driver.stdout is not None
         assert driver.stdout.readline().strip() == "START"
-        deadline = time.monotonic() + 10
-        while not _children(driver.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _children(driver.pid), "the jailed sleep never started"
-        time.sleep(0.2)  # the launcher is in wait() with its handlers installed
+        # The launcher installs its handlers before it forks; a signal reaching the child
+        # between fork and exec would be lost (Python's handler, reset only at exec): wait
+        # until the child is `sleep` itself.
+        deadline = time.monotonic() + 30
+        while not _execed(driver.pid, "sleep") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _execed(driver.pid, "sleep"), "the jailed sleep never started"
         if to_group:
             os.killpg(driver.pid, signum)
         else:
@@ -119,6 +121,17 @@ def test_ctrl_c_reaches_the_child_and_the_launcher_survives(signum: int, to_grou
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
             driver.wait(5)
+
+
+def _execed(pid: int, comm: str) -> bool:
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/comm") as f:
+                if f.read().strip() == comm:
+                    return True
+        except OSError:
+            pass
+    return False
 
 
 def _children(pid: int) -> list[int]:

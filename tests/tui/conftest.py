@@ -4,6 +4,7 @@ a guard for pilot tests with real kernel effects (root, private netns, everythin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
 
-from tests.conftest import in_private_netns
+from tests.conftest import Peer, in_private_netns
 
 
 @dataclass
@@ -61,6 +62,19 @@ async def wait_until(
         await pilot.pause(0.05)
     if not predicate():
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def settled(pilot: Pilot[None], receiver: Peer, timeout: float = 30.0) -> int:
+    """A udp-recv peer's count once it has read everything queued: two `idle` lines (each
+    0.2 s waited on an empty queue) written after this call; the app keeps running meanwhile."""
+    start = len(receiver.lines)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        fresh = [ln for ln in receiver.lines[start:] if ln.startswith("COUNT ")]
+        if len(fresh) >= 2 and all('"idle": true' in ln for ln in fresh[-2:]):
+            return int(json.loads(fresh[-1][6:])["received"])
+        await pilot.pause(0.05)
+    raise AssertionError(f"the receiver kept receiving for {timeout}s ({receiver.value('received')})")
 
 
 async def sleep_in_app(pilot: Pilot[None], seconds: float) -> None:

@@ -15,7 +15,7 @@ from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
 
 from tests.conftest import Peer
-from tests.tui.conftest import Notes, count, sleep_in_app, wait_until
+from tests.tui.conftest import Notes, count, settled, sleep_in_app, wait_until
 
 
 async def find(pilot, table: ProcessTable, pid: int) -> None:  # type: ignore[no-untyped-def]
@@ -51,8 +51,7 @@ async def test_block_by_keyboard_drops_counts_and_unblock_restores(
         assert jail
 
         # the kernel drops the sender's packets: the receiver's count stops rising
-        await sleep_in_app(pilot, 0.5)  # packets in flight at the block arrive
-        frozen = recv.value("received")
+        frozen = await settled(pilot, recv)  # packets in flight at the block arrive
         await sleep_in_app(pilot, 1.5)
         assert recv.value("received") == frozen, "packets crossed after the block"
 
@@ -132,7 +131,7 @@ async def test_release_all_asks_first_then_frees_every_jail(
             await pilot.press("enter")
             await wait_until(pilot, lambda s=sender: table.cell_text(s.pid, "jail"), what="jailed")  # type: ignore[misc]
         await wait_until(pilot, lambda: len(jails.views) == 2, what="two jail cards")
-        frozen = recv.value("received")
+        frozen = await settled(pilot, recv)
 
         await pilot.press("exclamation_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="confirmation")

@@ -38,7 +38,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from tests.conftest import Peer
-from tests.tui.conftest import Notes, count, sleep_in_app, wait_until
+from tests.tui.conftest import Notes, count, settled, sleep_in_app, wait_until
 from tests.tui.test_block_flow import find
 
 PROBE = Path(__file__).resolve().parent / "udp_probe.py"
@@ -253,8 +253,8 @@ async def test_owner_strategy_lists_the_users_processes_then_drops_only_theirs(
         await pilot.press("enter")
 
         await wait_until(pilot, lambda: notes.having("jailed in user-nobody"), what="block notification")
-        await sleep_in_app(pilot, 0.5)  # packets in flight arrive
-        frozen, before = to_theirs.value("received"), to_ours.value("received")
+        frozen = await settled(pilot, to_theirs)  # packets in flight arrive
+        before = to_ours.value("received")
         await sleep_in_app(pilot, 1.5)
         assert to_theirs.value("received") == frozen, "the blocked user's packets still arrive"
         assert to_ours.value("received") > before + 10, "root's sender was blocked too"

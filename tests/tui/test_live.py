@@ -28,6 +28,8 @@ class SlowEngine(Engine):
         self.most_at_once = 0
         self.calls = 0
         self.completed = 0
+        self.gate: threading.Event | None = None  # when set: polls wait for it instead of `delay`
+        self.held = 0  # polls that have waited at the gate
         self.in_flight = threading.Event()
         self._lock = threading.Lock()
 
@@ -38,7 +40,13 @@ class SlowEngine(Engine):
             self.most_at_once = max(self.most_at_once, self.running)
         self.in_flight.set()
         try:
-            time.sleep(self.delay)
+            gate = self.gate
+            if gate is not None:
+                with self._lock:
+                    self.held += 1
+                gate.wait(120)
+            else:
+                time.sleep(self.delay)
             return super().snapshot(all_processes=all_processes)
         finally:
             with self._lock:
@@ -50,25 +58,28 @@ class SlowEngine(Engine):
 
 async def test_polls_never_overlap_and_keys_do_not_wait(spawn_peer: Callable[..., Peer]) -> None:
     spawn_peer("udp-bind", "127.0.0.1", 0)
-    engine = SlowEngine(delay=1.5)
+    engine = SlowEngine(delay=0.3)
     app = create_app(engine, interval=0.05, counters_interval=0.05)
     async with app.run_test(size=(140, 40)) as pilot:
         table = app.main.query_one(ProcessTable)
-        await wait_until(pilot, lambda: table.shown_keys, what="first snapshot")
-        await wait_until(pilot, engine.in_flight.is_set, what="a poll in flight")
+        await wait_until(pilot, lambda: table.shown_keys, timeout=60, what="first snapshot")
+        # A poll held in flight until the key has been handled: a key that waited for the
+        # poll would never be handled, however slow or fast the machine is.
+        gate = engine.gate = threading.Event()
+        await wait_until(pilot, lambda: engine.held > 0, timeout=60, what="a poll in flight")
         completed = engine.completed
-        started = time.monotonic()
-        # Pilot.press also waits for the process to look idle; time the key itself instead.
+        # Pilot.press also waits for the process to look idle; watch the key itself instead.
         press = asyncio.create_task(pilot.press("s"))
+        deadline = time.monotonic() + 30
         while app.main.options.sort != "name":
+            assert time.monotonic() < deadline, "the key waited for the poll in flight"
             await asyncio.sleep(0.005)
-        handled = time.monotonic() - started
+        assert engine.completed == completed and engine.in_flight.is_set()
+        engine.gate = None
+        gate.set()
         await press
-        assert engine.completed == completed, "the key waited for the poll in flight"
-        assert handled < 0.5
         assert "sort name" in str(app.main.query_one("#view-status").render())
 
-        engine.delay = 0.3
         calls = engine.calls
         for _ in range(5):
             await pilot.press("r")  # refresh-now during a poll queues one more, never a second at once

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from netjail.backends.errors import NoSuchProcess, ProtectedProcess
@@ -69,12 +70,8 @@ def test_tree_walk_finds_grandchildren() -> None:
     )
     p = subprocess.Popen([sys.executable, "-c", code])
     try:
-        for _ in range(100):
-            tree = descendants(p.pid)
-            if tree:
-                break
-            import time
-
+        deadline = time.monotonic() + 30  # a Python start on a loaded machine: seconds
+        while not (tree := descendants(p.pid)) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(tree) == 1 and read_stat(tree[0]) is not None
         assert read_stat(tree[0]).ppid == p.pid  # type: ignore[union-attr]

@@ -7,6 +7,8 @@ no strict JSON parser accepts as lone surrogates: they become U+FFFD there.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -43,11 +45,22 @@ def dumps(data: Any, *, pretty: bool | None = None) -> bytes:
     if PRETTY if pretty is None else pretty:
         options |= orjson.OPT_INDENT_2
     try:
-        return orjson.dumps(data, option=options)
+        out = orjson.dumps(data, option=options)
     except orjson.JSONEncodeError:
         from netjail.backends.model import to_jsonable
 
-        return orjson.dumps(_valid_unicode(to_jsonable(data)), option=options)
+        out = orjson.dumps(_valid_unicode(to_jsonable(data)), option=options)
+    # orjson writes UTF-8 as is, C1 controls and bidi overrides included: `ps --json` on a
+    # terminal would show a process's chosen sequences. ASCII with \u escapes, as json.dumps
+    # does by default (non-ASCII is rare: the scan is all it costs).
+    return _NON_ASCII.sub(_escape_utf8, out)
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]+")
+
+
+def _escape_utf8(m: re.Match[bytes]) -> bytes:
+    return json.dumps(m.group().decode())[1:-1].encode()
 
 
 def json_text(data: Any, *, pretty: bool = False) -> str:

@@ -38,7 +38,9 @@ def test_ps_loads_no_firewall_no_netlink_library_no_tui() -> None:
 
 def test_help_loads_no_engine_and_no_data_model() -> None:
     mods = loaded_by("--help")
-    assert not {m for m in mods if m.startswith("netjail.backends.") and m != "netjail.backends.errors"}
+    # hardening runs first in every command (docs/security.md §1): small, no data model
+    allowed = {"netjail.backends.errors", "netjail.backends.hardening", "netjail.backends.trusted_paths"}
+    assert not {m for m in mods if m.startswith("netjail.backends.") and m not in allowed}
     assert "orjson" not in mods and "importlib.metadata" not in mods
 
 

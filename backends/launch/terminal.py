@@ -20,6 +20,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import select
 import signal
 import termios
@@ -90,10 +91,45 @@ def copy_window_size(src: int, master: int) -> None:
         fcntl.ioctl(master, termios.TIOCSWINSZ, size)
 
 
+# The terminal's answer to "who are you" (DA1, ESC [ c): ESC [ ? <params> c. Every terminal
+# answers it, in order after whatever it was asked before.
+_DA1_QUERY = b"\x1b[c"
+_DA1_REPLY = re.compile(rb"\x1b\[\?[0-9;]*c")
+REPLY_WAIT_SECONDS = 0.25
+
+
+def swallow_replies(fd: int, screen: int, wait: float = REPLY_WAIT_SECONDS) -> None:
+    """Discard the terminal's answers to what the command asked it (cursor position, device
+    attributes, title reports ...) before the operator's shell reads the terminal again: they
+    would arrive as typed input, and a terminal that echoes chosen text in a reply would type
+    the command's words into root's shell. Asking DA1 last and reading up to its answer
+    collects every earlier one; then the input queue is flushed. Keys typed meanwhile go too."""
+    with contextlib.suppress(OSError):
+        _write_all(screen, _DA1_QUERY)
+    end, tail = time.monotonic() + wait, b""
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tail = (tail + chunk)[-64:]
+        if _DA1_REPLY.search(tail):
+            break
+    with contextlib.suppress(termios.error):
+        termios.tcflush(fd, termios.TCIFLUSH)
+
+
 @contextlib.contextmanager
-def raw_mode(fd: int | None) -> Iterator[None]:
+def raw_mode(fd: int | None, screen: int | None = None) -> Iterator[None]:
     """netjail's terminal in raw mode while relaying, its settings restored however we leave
-    (an exception, a relayed signal): the operator's shell must get its terminal back as it was."""
+    (an exception, a relayed signal): the operator's shell must get its terminal back as it was.
+    With `screen` (where the command's output went), the terminal's late answers to the
+    command's queries are swallowed first (swallow_replies)."""
     if fd is None:
         yield
         return
@@ -108,8 +144,10 @@ def raw_mode(fd: int | None) -> Iterator[None]:
         tty.setraw(fd, termios.TCSANOW)
         yield
     finally:
+        if screen is not None:
+            swallow_replies(fd, screen)
         with contextlib.suppress(termios.error):
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
 
 
 @contextlib.contextmanager
@@ -156,7 +194,7 @@ def relay(pty: Pty, child_pidfd: int) -> None:
     os.set_blocking(pty.master, False)
     exited = False
     drain_until = 0.0
-    with raw_mode(keys), following_window_size(pty.replaced[0], pty.master):
+    with raw_mode(keys, screen), following_window_size(pty.replaced[0], pty.master):
         while True:
             readers = [pty.master]
             if not exited:

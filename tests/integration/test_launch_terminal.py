@@ -7,6 +7,7 @@ it would under root's shell), the master read and written by the test like a ter
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import termios
 import threading
 import time
+import tty
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -202,3 +204,40 @@ def test_a_descendant_holding_the_pty_does_not_keep_netjail(terminal: Callable[.
     finally:
         sid = int(bytes(term.output).split(b"READY ", 1)[1].split()[0])
         os.killpg(sid, 9)
+
+
+def _answer_queries_late(term: Terminal, delay: float, stop: threading.Event) -> None:
+    """A terminal that answers what it is asked (cursor position, device attributes) in order,
+    each answer `delay` seconds late (a slow link, an ssh hop)."""
+    answers = {b"\x1b[6n": b"\x1b[3;1R", b"\x1b[c": b"\x1b[?1;2c"}
+    seen = 0
+    while not stop.is_set():
+        data = bytes(term.output)
+        found = sorted((i, q) for q in answers for i in range(seen, len(data)) if data.startswith(q, i))
+        for i, query in found:
+            time.sleep(delay)
+            with contextlib.suppress(OSError):
+                os.write(term.master, answers[query])
+            seen = max(seen, i + len(query))
+        time.sleep(0.01)
+
+
+def test_the_terminals_late_answers_do_not_reach_the_operators_shell(
+    terminal: Callable[..., Terminal],
+) -> None:
+    """Attack: the command asks the terminal a question and exits; the answer arrives after
+    netjail gave the terminal back, as typed input of root's shell (a terminal that echoes
+    chosen text in an answer would type the command's words there)."""
+    term = terminal("--seccomp", "--user", "nobody", "--", "printf", r"\033[6n")
+    stop = threading.Event()
+    responder = threading.Thread(target=_answer_queries_late, args=(term, 0.15, stop), daemon=True)
+    responder.start()
+    try:
+        assert term.proc.wait(15) == 0
+        time.sleep(0.6)  # every late answer has arrived by now
+        # a shell reads its terminal raw (readline): canonical mode would hide a partial line
+        tty.setraw(term.slave, termios.TCSANOW)
+        assert b"\x1b[3;1R" not in term.pending_input()
+    finally:
+        stop.set()
+        responder.join(2)

@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.netjail-installed
-SYSTEM_TOOLS := iptables-legacy ip ss unshare setpriv nsenter gcc
+SYSTEM_TOOLS := iptables-legacy ip ss unshare setpriv nsenter gcc ping
 PYTEST_ARGS ?=
 
 .PHONY: all setup system run test check bench clean
@@ -23,7 +23,7 @@ system:
 	  if [ "$$(id -u)" -ne 0 ]; then echo "make: need root to apt-get install (missing:$$missing)" >&2; exit 3; fi; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-	    iptables iproute2 util-linux libseccomp2 python3-venv gcc libc6-dev >/dev/null; \
+	    iptables iproute2 util-linux libseccomp2 python3-venv gcc libc6-dev iputils-ping >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml | system

@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, socket_cgroups
+from netjail.backends import identity, jail_cgroups, jail_marks, socket_cgroups
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
@@ -46,6 +46,7 @@ class Reconciler:
         self._procs: dict[int, Process] | None = None
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
         self._table: tuple[Mapping[int, Process], dict[int, Socket]] | None = None
+        self._raw_held: set[int] = set()  # every socket inode a cgroup member holds (any kind)
 
     def run(self, reg: Registry) -> list[str]:
         in_kernel = self.fw.jail_names()
@@ -65,7 +66,10 @@ class Reconciler:
             sockets = self._held_sockets(jail, procs)
             live = {s.inode for socks in sockets.values() for s in socks}
             jail.pre_inodes = [i for i in jail.pre_inodes if i in live]  # closed ones are done
-            rules = desired_rules(jail, sockets, self._unseen(jail, sockets))
+            unseen = self._unseen(jail, sockets)
+            if jail.strategy == "cgroup":
+                notes += self._mark(jail, sockets, unseen)
+            rules = desired_rules(jail, sockets, unseen)
             if rules is None:
                 continue
             if jail.name not in in_kernel:
@@ -74,6 +78,7 @@ class Reconciler:
         if desired:
             self.fw.sync_jails(desired)
         socket_cgroups.SHARED.retain(self._socket_table(procs))  # by inode
+        jail_marks.forget_other(self._raw_held)
         if self.mount:
             for sub in self._retired:  # their selectors are gone now: the cgroups may go too
                 jail_cgroups.remove(self.mount, sub)
@@ -100,8 +105,16 @@ class Reconciler:
             inodes = socket_cgroups.held_inodes(m.pid)
             if inodes is None:
                 continue  # exited
+            self._raw_held.update(inodes)
             held[m.pid] = tuple(table[i] for i in dict.fromkeys(inodes) if i in table)
         return held
+
+    def _mark(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: set[int]) -> list[str]:
+        """Mark what members hold and the cgroup rule cannot see: sockets sock_diag lists with a
+        cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...)."""
+        jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
+        inside = {s.inode for socks in sockets.values() for s in socks} - unseen
+        return jail_marks.mark_members(jail, jail.members, inside)
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
         """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
@@ -314,6 +327,10 @@ class Reconciler:
         if jail.strategy == "cgroup" and self.mount:
             # a member leaves with its whole sub-cgroup (its --tree and the children born there)
             subs = set(jail.cgroups) if remove_jail else {m.cgroup for m in members if m.cgroup}
+            # marks first: a socket still marked once the jail's mark rule is gone would be
+            # unjailed anyway, but it must carry its own mark again, not netjail's
+            holders = leaving | {pid for sub in subs for pid in jail_cgroups.procs(self.mount, sub)}
+            jail_marks.restore(jail, sorted(holders))
             for sub in subs:
                 default = next((m.original_cgroup for m in members if m.cgroup == sub), "/")
                 for pid in jail_cgroups.procs(self.mount, sub):

@@ -48,7 +48,9 @@ def warm_up() -> None:
     """Load every extension netjail uses now, before a UI owns the terminal: the first load is
     the one whose warnings must be kept off the screen."""
     for family in ("inet", "inet6"):
-        for name in ("tcp", "udp", "cgroup", "owner", "mark", "comment") + (("icmp6",) if family == "inet6" else ()):
+        for name in ("tcp", "udp", "cgroup", "owner", "mark", "comment") + (
+            ("icmp6",) if family == "inet6" else ()
+        ):
             with contextlib.suppress(UnsupportedEnvironment):
                 _create_match(_new_rule(family), name)
 

@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import Peer, python_for, setpriv_as
 from tests.integration.test_block import CLI, legacy_rules, rises, settle_count
+from tests.integration.test_block_marks import sock_mark
 
 PROBE = Path(__file__).with_name("fd_pass_probe.py")
 WATCH = 1.0  # NETJAIL_WATCH_INTERVAL of these tests: the bound below is one period + margin
@@ -112,7 +113,9 @@ def test_tcp_socket_handed_to_a_jailed_process_is_cut(
     time.sleep(WATCH + 0.5)
     assert counter.received == frozen, "bytes arrived after the watcher's period"
     assert rises(member, "sent", by=10), "the member should still be trying"  # (queued, unacked)
-    assert selectors("fdtcp") == before + 1  # the handed socket's 5-tuple, out
+    # the handed socket carries the jail's mark (one rule per jail), not a rule of its own
+    assert selectors("fdtcp") == before
+    assert sock_mark(member.pid, int(member.info["placeholder"])) != 0  # type: ignore[call-overload]
 
 
 def test_sockets_created_inside_the_jail_get_no_selector(

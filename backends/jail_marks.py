@@ -27,11 +27,16 @@ def marked(jail: JailState) -> set[int]:
     return {inode for inode, _ in jail.marks}
 
 
+def checked(jail: JailState) -> set[int]:
+    """Inodes that need no look: marked, left alone, or not filtered by netfilter at all."""
+    return marked(jail) | set(jail.mark_foreign) | _OTHER
+
+
 def mark_members(jail: JailState, members: Iterable[MemberState], inside: Container[int] = ()) -> list[str]:
     """Mark the sockets these members hold, except those created inside the jail (`inside`:
     the cgroup rule sees them) and those already checked. Returns notes."""
-    if not jail.mark:
-        return []
+    if not jail.mark or jail.marks_unavailable:
+        return []  # refused once: address rules only, without trying every period again
     notes: list[str] = []
     done = marked(jail)
     foreign = set(jail.mark_foreign)

@@ -47,6 +47,7 @@ class Reconciler:
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
         self._table: tuple[Mapping[int, Process], dict[int, Socket]] | None = None
         self._raw_held: set[int] = set()  # every socket inode a cgroup member holds (any kind)
+        self._raw_by_pid: dict[int, list[int]] = {}
 
     def run(self, reg: Registry) -> list[str]:
         in_kernel = self.fw.jail_names()
@@ -106,6 +107,7 @@ class Reconciler:
             if inodes is None:
                 continue  # exited
             self._raw_held.update(inodes)
+            self._raw_by_pid[m.pid] = inodes
             held[m.pid] = tuple(table[i] for i in dict.fromkeys(inodes) if i in table)
         return held
 
@@ -114,7 +116,10 @@ class Reconciler:
         cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...)."""
         jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
         inside = {s.inode for socks in sockets.values() for s in socks} - unseen
-        return jail_marks.mark_members(jail, jail.members, inside)
+        checked = jail_marks.checked(jail) | inside
+        # a member holding nothing new costs no pidfd: its fds were read by _held_sockets
+        todo = [m for m in jail.members if not checked.issuperset(self._raw_by_pid.get(m.pid, ()))]
+        return jail_marks.mark_members(jail, todo, inside)
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
         """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
@@ -153,6 +158,11 @@ class Reconciler:
                 notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
                 continue
             jail.allow, jail.allow_loopback, jail.rebuilt = allow, loopback, True
+            # its sockets still carry its mark: keep the rule that catches them (originals are
+            # unknown now; the next period records them as 0)
+            marks = [m for m in (rules.out_selectors if rules else ()) if m.mark and m.mark_mask]
+            if marks:
+                jail.mark, jail.mark_mask = marks[0].mark or 0, marks[0].mark_mask or 0
             # which sockets predate the jail is unknown now: keep covering every one it has
             procs = self.processes()
             jail.pre_inodes = [s.inode for m in jail.members if m.pid in procs for s in procs[m.pid].sockets]

@@ -120,7 +120,9 @@ def held(pid: int, start_time: int, wanted: Callable[[int], bool] | None = None)
             return  # the PID names another process now: the pidfd holds that one
         try:
             names = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):  # no ptrace access: fds unreadable too
+                raise Unavailable(exc.strerror) from None
             return
         seen: set[int] = set()
         for name in names:

@@ -200,3 +200,46 @@ def test_one_mark_rule_per_jail_and_family(cli: CLI, spawn_probe: Callable[..., 
     fds = member.info["fds"]
     assert isinstance(fds, list)
     assert {sock_mark(member.pid, fd) for fd in fds} == {mark}
+
+
+def test_bad_mark_mask_is_refused_before_anything_is_applied(
+    cli: CLI, spawn_probe: Callable[..., Peer]
+) -> None:
+    listener = Connections()
+    member = spawn_probe("pool", 1, "127.0.0.1", listener.port)
+    out = cli("block", str(member.pid), "--jail", "badmask", env={"NETJAIL_MARK_MASK": "0x101"})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "NETJAIL_MARK_MASK" in out.stderr, out.stderr
+    assert "NJ-O-badmask" not in legacy_rules()
+
+
+# The CLI under a seccomp filter answering pidfd_getfd with ENOSYS, as a kernel < 5.6 does; the
+# watcher it starts inherits the filter.
+NO_PIDFD_GETFD = """
+import errno, os, sys
+import pyseccomp as sc
+f = sc.SyscallFilter(sc.ALLOW)
+f.add_rule(sc.ERRNO(errno.ENOSYS), "pidfd_getfd")
+f.load()
+os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[1:]])
+"""
+
+
+def test_without_pidfd_getfd_block_falls_back_to_address_rules(
+    spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
+) -> None:
+    """Block says so once and keeps address rules, which still hold a connected UDP socket's
+    sendto() to another port (its local port, not its peer, is matched)."""
+    decoy = spawn_peer("udp-recv", "127.0.0.1", 0)
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_probe("sendto", "127.0.0.1", decoy.info["lport"], recv.info["lport"])
+    cmd = [*python_for(None), "-c", NO_PIDFD_GETFD, "block", str(member.pid), "--jail", "nogetfd"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("cannot mark the sockets") == 1, out.stderr
+    assert "Function not implemented" in out.stderr, out.stderr
+    fd = int(member.info["fd"])  # type: ignore[call-overload]
+    assert sock_mark(member.pid, fd) == 0
+    member.proc.send_signal(10)
+    assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
+    assert settle_count(recv, "received") == 0

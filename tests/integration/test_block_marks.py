@@ -91,6 +91,15 @@ def sock_mark(pid: int, fd: int, new: int | None = None) -> int:
         s.close()
 
 
+def drops(jail: str) -> int:
+    """Packets counted by the jail's IPv4 DROP rule (the NJ-O chain the mark rule jumps to)."""
+    save = subprocess.run(["iptables-legacy-save", "-c"], capture_output=True, text=True, check=True)
+    for line in save.stdout.splitlines():
+        if f"-A NJ-O-{jail} " in line and line.endswith("-j DROP"):
+            return int(line[1:].split(":")[0])
+    raise AssertionError(f"no DROP rule in NJ-O-{jail}")
+
+
 def block(cli: CLI, pid: int, name: str) -> subprocess.CompletedProcess[str]:
     out = cli("block", str(pid), "--jail", name)
     assert out.returncode == 0, out.stderr
@@ -114,6 +123,7 @@ def test_pool_of_unbound_tcp_sockets_is_cut_and_restored(cli: CLI, spawn_probe: 
     wait_round(member, N)
     time.sleep(0.5)
     assert listener.count == 0, f"{listener.count} of {N} connections got through the block"
+    assert drops("pool") >= N, "the jail's DROP rule must count every SYN it dropped"
     fds = member.info["fds"]
     assert isinstance(fds, list)
     unblock(cli, member.pid)

@@ -169,8 +169,9 @@ def _rising(peer: Peer, seconds: float) -> int:
     return _replies(peer) - before
 
 
-def test_running_ping_stops_and_resumes(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
-    ping = spawn_probe(cmd=["ping", "-n", "-i", "0.2", "127.0.0.1"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_running_ping_stops_and_resumes(cli: CLI, spawn_probe: Callable[..., Peer], host: str) -> None:
+    ping = spawn_probe(cmd=["ping", "-n", "-i", "0.2", host])
     deadline = time.monotonic() + 5
     while _replies(ping) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjail.backends import identity, jail_cgroups, policy, watcher
+from netjail.backends import identity, jail_cgroups, jail_marks, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import (
     BadInput,
@@ -268,6 +268,7 @@ class Engine:
                     f"jail {name!r} exists with allow-list {jail.allow or ['none']}: "
                     "block into a new --jail to use another allow-list"
                 )
+            jail_marks.assign(jail, [j.mark for j in reg.jails.values() if j is not jail])
             jail.members.extend(members)
             self.store.save(reg)
             _fault_point("pending")
@@ -282,7 +283,9 @@ class Engine:
             _fault_point("done")
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
-        socket_rules = [m for m in rules.out_selectors + rules.in_selectors if m.cgroup is None]
+        socket_rules = [
+            m for m in rules.out_selectors + rules.in_selectors if m.cgroup is None and m.mark is None
+        ]
         return BlockResult(
             jail=name,
             strategy="cgroup",
@@ -344,6 +347,9 @@ class Engine:
         # sockets opened between the first scan and the move are not covered by the cgroup rule
         sockets = self._member_sockets(jail)
         _remember_sockets(jail, sockets)  # opened since the first scan, maybe before the move
+        # every socket they hold now predates the move (or is seen by the cgroup rule anyway):
+        # the jail's mark rule is loaded, so a marked socket is cut from its next packet on
+        self.notes += jail_marks.mark_members(jail, members)
         rules = self._cgroup_rules(jail, sockets)
         self.firewall.sync_jail(rules)
         _fault_point("rescan")

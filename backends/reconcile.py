@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, socket_cgroups
+from netjail.backends import identity, jail_cgroups, jail_marks, socket_cgroups
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
@@ -47,6 +47,8 @@ class Reconciler:
         self._procs: ScopedProcesses | None = None
         self._retired: list[str] = []  # sub-cgroups left empty, removed once their rules are
         self._held: dict[int, Socket] = {}  # every socket members held in this pass, by inode
+        self._raw_held: set[int] = set()  # every socket inode a cgroup member holds (any kind)
+        self._raw_by_pid: dict[int, list[int]] = {}
 
     def run(self, reg: Registry) -> list[str]:
         in_kernel = self.fw.jail_names()
@@ -66,7 +68,10 @@ class Reconciler:
             sockets = self._held_sockets(jail, procs)
             live = {s.inode for socks in sockets.values() for s in socks}
             jail.pre_inodes = [i for i in jail.pre_inodes if i in live]  # closed ones are done
-            rules = desired_rules(jail, sockets, self._unseen(jail, sockets))
+            unseen = self._unseen(jail, sockets)
+            if jail.strategy == "cgroup":
+                notes += self._mark(jail, sockets, unseen)
+            rules = desired_rules(jail, sockets, unseen)
             if rules is None:
                 continue
             if jail.name not in in_kernel:
@@ -76,6 +81,7 @@ class Reconciler:
             self.fw.sync_jails(desired)
         socket_cgroups.SHARED.retain(self._held)  # by inode
         self._held = {}
+        jail_marks.forget_other(self._raw_held)
         if self.mount:
             for sub in self._retired:  # their selectors are gone now: the cgroups may go too
                 jail_cgroups.remove(self.mount, sub)
@@ -87,10 +93,32 @@ class Reconciler:
     def _held_sockets(self, jail: JailState, procs: Mapping[int, Process]) -> dict[int, Iterable[Socket]]:
         """The sockets members hold. `procs` reads each member fresh in this pass (its fd
         links and its namespace's socket tables: Inventory.lookup_many), so a socket handed
-        to a member since the last pass is among them (see socket_cgroups)."""
+        to a member since the last pass is among them (see socket_cgroups). For a cgroup jail
+        every socket inode a member holds is also noted, listed by sock_diag or not (unbound,
+        raw, ICMP ...): those are what jail_marks marks."""
         held = _sockets_of(jail, procs)
         self._held.update((s.inode, s) for socks in held.values() for s in socks)
+        if jail.strategy == "cgroup":
+            for m in jail.members:
+                if m.status == LAUNCHER:
+                    continue
+                inodes = socket_cgroups.held_inodes(m.pid)
+                if inodes is None:
+                    held.pop(m.pid, None)  # exited
+                    continue
+                self._raw_held.update(inodes)
+                self._raw_by_pid[m.pid] = inodes
         return held
+
+    def _mark(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: set[int]) -> list[str]:
+        """Mark what members hold and the cgroup rule cannot see: sockets sock_diag lists with a
+        cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...)."""
+        jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
+        inside = {s.inode for socks in sockets.values() for s in socks} - unseen
+        checked = jail_marks.checked(jail) | inside
+        # a member holding nothing new costs no pidfd: its fds were read by _held_sockets
+        todo = [m for m in jail.members if not checked.issuperset(self._raw_by_pid.get(m.pid, ()))]
+        return jail_marks.mark_members(jail, todo, inside)
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
         """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
@@ -131,6 +159,11 @@ class Reconciler:
                 notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
                 continue
             jail.allow, jail.allow_loopback, jail.rebuilt = allow, loopback, True
+            # its sockets still carry its mark: keep the rule that catches them (originals are
+            # unknown now; the next period records them as 0)
+            marks = [m for m in (rules.out_selectors if rules else ()) if m.mark and m.mark_mask]
+            if marks:
+                jail.mark, jail.mark_mask = marks[0].mark or 0, marks[0].mark_mask or 0
             # which sockets predate the jail is unknown now: keep covering every one it has
             procs = self.processes()
             jail.pre_inodes = [s.inode for m in jail.members if m.pid in procs for s in procs[m.pid].sockets]
@@ -305,6 +338,10 @@ class Reconciler:
         if jail.strategy == "cgroup" and self.mount:
             # a member leaves with its whole sub-cgroup (its --tree and the children born there)
             subs = set(jail.cgroups) if remove_jail else {m.cgroup for m in members if m.cgroup}
+            # marks first: a socket still marked once the jail's mark rule is gone would be
+            # unjailed anyway, but it must carry its own mark again, not netjail's
+            holders = leaving | {pid for sub in subs for pid in jail_cgroups.procs(self.mount, sub)}
+            jail_marks.restore(jail, sorted(holders))
             for sub in subs:
                 default = next((m.original_cgroup for m in members if m.cgroup == sub), "/")
                 for pid in jail_cgroups.procs(self.mount, sub):

@@ -3,10 +3,15 @@
 A socket's cgroup is fixed when the socket is created (DESIGN.md fact 1), and INPUT never
 matches by cgroup (fact 2), so each existing socket gets explicit selectors, both directions:
 
-- connected (TCP flow in any state with a peer, connected UDP): its exact 5-tuple, out and in;
+- connected (TCP flow in any state with a peer, connected UDP): its exact 5-tuple, out and in,
+  except UDP going out: a connected UDP socket may still sendto() another peer and pick its
+  source address per datagram (IP_PKTINFO), so only its local port and family identify it;
 - TCP listener: its port in (no handshake completes) and out (SYN-ACKs, and accepted children,
   which share the listener's port and its old cgroup);
-- bound, unconnected UDP: its port in and out.
+- bound, unconnected UDP: its port in and out (out without its address, as above).
+
+A socket netjail could mark (jail_marks) needs none of these going out: its mark covers every
+packet it sends.
 
 A dual-stack socket bound to `::` also serves IPv4, so it gets selectors in both families.
 """
@@ -44,9 +49,12 @@ def selectors_for(sock: Socket) -> tuple[list[Match], list[Match]]:
     if connected:
         fam, remote = _host(sock.remote_addr)
         local = None if sock.local_addr in _WILDCARDS else _host(sock.local_addr)[1]
-        out.append(
-            Match(fam, sock.proto, src=local, dst=remote, sport=sock.local_port, dport=sock.remote_port)
-        )
+        if sock.proto == "udp":
+            out.append(Match(fam, "udp", sport=sock.local_port))  # sendto() picks any peer
+        else:
+            out.append(
+                Match(fam, sock.proto, src=local, dst=remote, sport=sock.local_port, dport=sock.remote_port)
+            )
         inn.append(
             Match(fam, sock.proto, src=remote, dst=local, sport=sock.remote_port, dport=sock.local_port)
         )
@@ -55,7 +63,8 @@ def selectors_for(sock: Socket) -> tuple[list[Match], list[Match]]:
         return out, inn  # unbound, or a TCP socket between states: nothing to match yet
     for fam in _families(sock):
         local = None if sock.local_addr in _WILDCARDS else _host(sock.local_addr)[1]
-        out.append(Match(fam, sock.proto, src=local, sport=sock.local_port))
+        # UDP: IP_PKTINFO / IP_SENDSRCADDR pick another source address per datagram
+        out.append(Match(fam, sock.proto, src=None if sock.proto == "udp" else local, sport=sock.local_port))
         inn.append(Match(fam, sock.proto, dst=local, dport=sock.local_port))
     return out, inn
 

@@ -72,6 +72,14 @@ class JailState:
     # inodes of sockets members had when they were jailed: they keep their selectors
     pre_inodes: list[int] = field(default_factory=list)
     members: list[MemberState] = field(default_factory=list)
+    # cgroup: the socket mark of this jail (socket_marks): its value inside mark_mask, the
+    # sockets netjail marked as [inode, original mark] (put back on release), those left alone
+    # because they carry a mark outside netjail's range, and whether pidfd_getfd was refused
+    mark: int = 0
+    mark_mask: int = 0
+    marks: list[list[int]] = field(default_factory=list)
+    mark_foreign: list[int] = field(default_factory=list)
+    marks_unavailable: bool = False
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown
     # owner, gid, netns and seccomp strategies

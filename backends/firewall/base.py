@@ -6,7 +6,8 @@ Shape of what a backend builds, per address family, in the filter table:
     FORWARD -> (rule 1) -j NETJAIL-FWD      (only once a jail has forward selectors)
 
     NETJAIL-OUT:  <selector of jail A> -j NJ-O-A     (one jump per selector: cgroup path,
-                  <selector of jail A> -j NJ-O-A      5-tuple of an existing socket, owner ...)
+                  <selector of jail A> -j NJ-O-A      the jail's socket mark, 5-tuple of an
+                                                      existing socket, owner ...)
                   <selector of jail B> -j NJ-O-B
     NJ-O-A:       <allow entry> -j RETURN            (allowed: counted, then the packet goes on
                   <allow entry> -j RETURN             through the rest of the user's OUTPUT rules)
@@ -51,6 +52,8 @@ class Match:
     in_iface: str | None = None
     out_iface: str | None = None
     icmp6_type: int | None = None  # with proto "icmpv6": one ICMPv6 type (neighbour discovery)
+    mark: int | None = None  # `-m mark --mark MARK/MARK_MASK`: the packet's mark (socket_marks)
+    mark_mask: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

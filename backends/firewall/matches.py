@@ -101,6 +101,13 @@ def canonical_match(m: Match, direction: str) -> Match:
         raise BadInput("an input interface cannot match outgoing traffic")
     if m.out_iface is not None and direction == "in":
         raise BadInput("an output interface cannot match incoming traffic")
+    if (m.mark is None) != (m.mark_mask is None):
+        raise BadInput("a mark match needs both a mark and a mask")
+    if m.mark is not None and m.mark_mask is not None:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (m.mark, m.mark_mask)):
+            raise BadInput(f"bad mark {m.mark!r}/{m.mark_mask!r}")
+        if not 0 < m.mark_mask <= 0xFFFFFFFF or m.mark & ~m.mark_mask or not m.mark:
+            raise BadInput(f"bad mark {m.mark:#x}/{m.mark_mask:#x}: a non-zero value inside a 32-bit mask")
     return replace(
         m,
         src=None if m.src is None else _cidr(m.src, m.family, "source"),

@@ -48,7 +48,9 @@ def warm_up() -> None:
     """Load every extension netjail uses now, before a UI owns the terminal: the first load is
     the one whose warnings must be kept off the screen."""
     for family in ("inet", "inet6"):
-        for name in ("tcp", "udp", "cgroup", "owner", "comment") + (("icmp6",) if family == "inet6" else ()):
+        for name in ("tcp", "udp", "cgroup", "owner", "mark", "comment") + (
+            ("icmp6",) if family == "inet6" else ()
+        ):
             with contextlib.suppress(UnsupportedEnvironment):
                 _create_match(_new_rule(family), name)
 
@@ -104,6 +106,8 @@ def _build(match: Match, target: str, comment: str | None) -> bytes:
                 m.uid_owner = str(match.uid_owner)
             if match.gid_owner is not None:
                 m.gid_owner = str(match.gid_owner)
+        if match.mark is not None:
+            _create_match(rule, "mark").mark = f"{match.mark:#x}/{match.mark_mask:#x}"
         if comment is not None:
             _create_match(rule, "comment").comment = comment
         try:

@@ -3,7 +3,7 @@
 The kernel hands rules out as `struct ipt_entry` / `struct ip6t_entry` followed by their matches
 and target (include/uapi/linux/netfilter_ipv4/ip_tables.h, .../netfilter_ipv6/ip6_tables.h).
 Only what netjail writes is decoded: address/interface/protocol fields, tcp/udp ports, owner,
-cgroup path and comment. Anything else (inversions, port ranges, other matches) decodes to None,
+cgroup path, mark and comment. Anything else (inversions, port ranges, other matches) decodes to None,
 which callers treat as "not ours as written": sync replaces it, read_jail skips it.
 """
 
@@ -182,7 +182,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         raise _NotOurs("protocol")
     proto = _PROTO_NAMES.get(proto_num)
 
-    sport = dport = uid = gid = icmp6_type = None
+    sport = dport = uid = gid = icmp6_type = mark = mark_mask = None
     cgroup = comment = None
     (target_offset,) = struct.unpack_from("=H", entry, layout.target_offset)
     off = layout.size
@@ -215,6 +215,10 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
                 raise _NotOurs("cgroup options")
             path_max = 512 if revision == 2 else 4096
             cgroup = _cstr(entry[data + 4 : data + 4 + path_max])
+        elif name == "mark" and revision == 1:
+            mark, mark_mask, invert = struct.unpack_from("=IIB", entry, data)  # xt_mark_mtinfo1
+            if invert:
+                raise _NotOurs("inverted mark")
         elif name == "comment":
             comment = _cstr(entry[data : data + 256])
         else:
@@ -233,5 +237,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         in_iface=in_iface,
         out_iface=out_iface,
         icmp6_type=icmp6_type,
+        mark=mark,
+        mark_mask=mark_mask,
     )
     return DecodedRule(match, comment)

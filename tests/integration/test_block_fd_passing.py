@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import Peer, python_for, setpriv_as
 from tests.integration.test_block import CLI, legacy_rules, rises, settle_count
+from tests.integration.test_block_marks import sock_mark
 
 PROBE = Path(__file__).with_name("fd_pass_probe.py")
 WATCH = 1.0  # NETJAIL_WATCH_INTERVAL of these tests: the bound below is one period + margin
@@ -112,7 +113,9 @@ def test_tcp_socket_handed_to_a_jailed_process_is_cut(
     time.sleep(WATCH + 0.5)
     assert counter.received == frozen, "bytes arrived after the watcher's period"
     assert rises(member, "sent", by=10), "the member should still be trying"  # (queued, unacked)
-    assert selectors("fdtcp") == before + 1  # the handed socket's 5-tuple, out
+    # the handed socket carries the jail's mark (one rule per jail), not a rule of its own
+    assert selectors("fdtcp") == before
+    assert sock_mark(member.pid, int(member.info["placeholder"])) != 0  # type: ignore[call-overload]
 
 
 def test_sockets_created_inside_the_jail_get_no_selector(
@@ -145,3 +148,18 @@ def test_udp_socket_handed_to_a_jailed_process_is_cut(
     time.sleep(WATCH + 0.5)
     assert recv.value("received") == frozen
     assert rises(member, "errors", by=10), "sends through the handed socket should fail now"
+
+
+def test_unbound_tcp_socket_handed_over_is_marked_before_it_connects(
+    cli: CLI, spawn_probe: Callable[..., Peer], rendezvous: str
+) -> None:
+    """sock_diag does not list an unbound socket, so no address rule can be made for it: the
+    watcher marks it within its period, and what it connects afterwards is dropped."""
+    counter = ByteCounter()
+    member = spawn_probe("take", rendezvous, "127.0.0.1", counter.port, WATCH + 1.5)
+    jail_it(cli, member.pid, "fdunbound")
+    spawn_probe("give", rendezvous, "tcp-unbound", "127.0.0.1", counter.port)
+    member.proc.send_signal(10)
+    assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) > 0, WATCH + 6)
+    time.sleep(1.0)
+    assert counter.received == 0, f"{counter.received} bytes through a handed-over unbound socket"

@@ -39,6 +39,8 @@ ROUND_TRIP = [
     Match("inet6", "udp", src="fd00::/64", dst="::1/128", sport=1, dport=65535),
     Match("inet6", "tcp"),
     Match("inet6", cgroup="/x", out_iface="lo", gid_owner=0),
+    Match("inet", mark=0x01000000, mark_mask=0xFF000000),
+    Match("inet6", mark=0x300, mark_mask=0xF00),
 ]
 
 

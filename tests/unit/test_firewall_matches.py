@@ -38,6 +38,10 @@ def test_cgroup_path_normalised() -> None:
         (Match("inet6", "icmpv6", dport=1), "in", "needs a protocol"),
         (Match("inet6", "udp", icmp6_type=135), "in", "ICMPv6 type"),
         (Match("inet6", "icmpv6", icmp6_type=256), "in", "ICMPv6 type"),
+        (Match("inet", mark=1), "out", "both a mark and a mask"),
+        (Match("inet", mark=0x100, mark_mask=0xFF), "out", "inside a 32-bit mask"),
+        (Match("inet", mark=0, mark_mask=0xFF), "out", "non-zero"),
+        (Match("inet", mark=1, mark_mask=2**32), "out", "32-bit mask"),
     ],
 )
 def test_bad_matches_refused(match: Match, direction: str, fragment: str) -> None:

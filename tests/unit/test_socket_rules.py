@@ -36,8 +36,11 @@ def test_v4_mapped_peer_becomes_ipv4() -> None:
 
 def test_ipv6_udp_connected_and_bound() -> None:
     out, inn = selectors_for(sock("inet6", "udp", "fd00::1", 5353, "fd00::2", 53, "ESTABLISHED"))
-    assert out == [Match("inet6", "udp", "fd00::1/128", "fd00::2/128", 5353, 53)]
+    # going out only the local port: sendto() picks another peer, IP_PKTINFO another source
+    assert out == [Match("inet6", "udp", sport=5353)]
+    assert inn == [Match("inet6", "udp", "fd00::2/128", "fd00::1/128", 53, 5353)]
     out, inn = selectors_for(sock("inet6", "udp", "fd00::1", 5353, "::", 0, "UNCONN"))
+    assert out == [Match("inet6", "udp", sport=5353)]
     assert inn == [Match("inet6", "udp", dst="fd00::1/128", dport=5353)]
 
 

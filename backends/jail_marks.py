@@ -1,0 +1,96 @@
+"""A cgroup jail's socket marks: put on every socket its members hold that the jail's cgroup
+rule cannot see, remembered in the jail's state, and taken off again on release.
+
+Checked once per socket: an inode marked, left alone (a foreign mark) or found not to be
+AF_INET/AF_INET6 is never duplicated again; the mark itself lives in the kernel's socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Container, Iterable
+
+from netjail.backends import identity, socket_marks
+from netjail.backends.state import LAUNCHER, JailState, MemberState
+
+_OTHER: set[int] = set()  # inodes of sockets netfilter does not filter (unix, netlink, packet)
+
+
+def assign(jail: JailState, used: Iterable[int]) -> None:
+    """Give a jail its mark value (once; NETJAIL_MARK_MASK read now, then kept in its state)."""
+    if jail.mark:
+        return
+    jail.mark_mask = socket_marks.mark_mask()
+    jail.mark = socket_marks.allocate(jail.mark_mask, used)
+
+
+def marked(jail: JailState) -> set[int]:
+    return {inode for inode, _ in jail.marks}
+
+
+def checked(jail: JailState) -> set[int]:
+    """Inodes that need no look: marked, left alone, or not filtered by netfilter at all."""
+    return marked(jail) | set(jail.mark_foreign) | _OTHER
+
+
+def mark_members(jail: JailState, members: Iterable[MemberState], inside: Container[int] = ()) -> list[str]:
+    """Mark the sockets these members hold, except those created inside the jail (`inside`:
+    the cgroup rule sees them) and those already checked. Returns notes."""
+    if not jail.mark or jail.marks_unavailable:
+        return []  # refused once: address rules only, without trying every period again
+    notes: list[str] = []
+    done = marked(jail)
+    foreign = set(jail.mark_foreign)
+
+    def skip(inode: int) -> bool:
+        return inode in done or inode in foreign or inode in _OTHER or inode in inside
+
+    for m in members:
+        if m.status == LAUNCHER:
+            continue
+        result = socket_marks.mark_sockets(m.pid, m.start_time, jail.mark, jail.mark_mask, skip)
+        if result.unavailable is not None:
+            if not jail.marks_unavailable:
+                jail.marks_unavailable = True
+                notes.append(
+                    f"jail {jail.name!r}: cannot mark the sockets of PID {m.pid} "
+                    f"(pidfd_getfd: {result.unavailable}); its existing sockets keep address "
+                    "rules only, which do not cover unbound, raw or ICMP sockets"
+                )
+            continue
+        for inode, old in result.marked.items():
+            jail.marks.append([inode, old])
+            done.add(inode)
+        for inode, old in result.foreign.items():
+            jail.mark_foreign.append(inode)
+            foreign.add(inode)
+            notes.append(
+                f"jail {jail.name!r}: socket:[{inode}] of PID {m.pid} already carries mark "
+                f"{old:#x}, outside netjail's range {jail.mark_mask:#x} (another program's "
+                "routing or VPN may rely on it): not re-marked; it keeps address rules only"
+            )
+        _OTHER.update(result.other)
+    return notes
+
+
+def restore(jail: JailState, pids: Iterable[int]) -> None:
+    """Put the original marks back on the sockets these processes still hold; the inodes done
+    are forgotten (a member that stays and shares one gets it marked again next period)."""
+    if not jail.marks:
+        return
+    originals = {inode: old for inode, old in jail.marks}
+    done: set[int] = set()
+    for pid in pids:
+        stat = identity.read_stat(pid)
+        if stat is not None:
+            done |= socket_marks.restore(pid, stat.start_time, originals, jail.mark_mask)
+    jail.marks = [pair for pair in jail.marks if pair[0] not in done]
+
+
+def prune(jail: JailState, live: Collection[int]) -> None:
+    """Forget sockets no member holds any more (closed: their mark went with them)."""
+    jail.marks = [pair for pair in jail.marks if pair[0] in live]
+    jail.mark_foreign = [i for i in jail.mark_foreign if i in live]
+
+
+def forget_other(live: Collection[int]) -> None:
+    _OTHER.intersection_update(live)

@@ -1,0 +1,204 @@
+"""Per-socket identity for a cgroup jail: the socket's own mark (SO_MARK), set from outside.
+
+A socket created before its holder was jailed (or handed to it later) keeps the cgroup it was
+created in (DESIGN.md fact 1), so the jail's `-m cgroup` rule never sees it. Address selectors
+cover only sockets sock_diag lists with an address: an unbound TCP socket that connects after
+the block, a raw/ICMP socket (ping) or UDP-Lite have none. `pidfd_getfd(2)` gives root a
+duplicate of the holder's fd, and `setsockopt(SO_MARK)` on it marks the *same* socket (fact 9):
+every later packet of it, whatever it connects to, carries the mark, and one `-m mark` rule per
+jail sends it to the jail's chain.
+
+netjail owns one bit range of the mark (`NETJAIL_MARK_MASK`); a socket already carrying a mark
+outside that range belongs to someone else's scheme (policy routing, a VPN) and is left alone.
+The original mark of every socket marked is remembered (by inode) and put back on release.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from netjail.backends import identity
+from netjail.backends.errors import BadInput, OperationFailed
+
+MASK_ENV = "NETJAIL_MARK_MASK"
+# Bits 24-31. Well-known users of the mark sit below: WireGuard's wg-quick (51820, low 16 bits),
+# kube-proxy (0x4000, 0x8000), Cilium's magic marks (0x0f00), Istio (0x539), Tailscale
+# (0x40000/0x80000 under mask 0xff0000). Calico's default mask 0xffff0000 and Cilium's identity
+# bits overlap any choice above bit 16: set NETJAIL_MARK_MASK on such hosts.
+DEFAULT_MASK = 0xFF000000
+_PIDFD_GETFD = 438  # every architecture but alpha
+_SO_DOMAIN = getattr(socket, "SO_DOMAIN", 39)
+_SO_MARK = getattr(socket, "SO_MARK", 36)
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Unavailable(Exception):
+    """pidfd_getfd cannot be used here (EPERM: no ptrace access; ENOSYS: kernel < 5.6)."""
+
+
+def mark_mask(text: str | None = None) -> int:
+    """The mask netjail owns: NETJAIL_MARK_MASK as a hex integer, one contiguous run of bits."""
+    raw = os.environ.get(MASK_ENV) if text is None else text
+    if raw is None or raw == "":
+        return DEFAULT_MASK
+    try:
+        mask = int(raw, 16)
+    except ValueError:
+        raise BadInput(f"bad {MASK_ENV} {raw!r}: a hex integer such as 0xff000000") from None
+    low = mask & -mask
+    if not 0 < mask <= 0xFFFFFFFF or (mask + low) & mask:
+        raise BadInput(f"bad {MASK_ENV} {raw!r}: one contiguous run of bits within 32 bits")
+    return mask
+
+
+def allocate(mask: int, used: Iterable[int]) -> int:
+    """The smallest mark value inside `mask` no other jail uses."""
+    step = mask & -mask
+    taken = {u & mask for u in used}
+    for value in range(step, mask + 1, step):
+        if value & mask == value and value not in taken:
+            return value
+    raise OperationFailed(f"no free socket mark left in {MASK_ENV} {mask:#x}: unblock a jail first")
+
+
+def _pidfd_getfd(pidfd: int, fd: int) -> int:
+    got = int(_libc.syscall(_PIDFD_GETFD, pidfd, fd, 0))
+    if got < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return got
+
+
+@dataclass(slots=True)
+class Held:
+    """One socket fd of a process, duplicated into ours (close it: `sock.detach()` is not ours)."""
+
+    inode: int
+    dup: int
+
+    def domain(self) -> int:
+        return _getsockopt(self.dup, _SO_DOMAIN)
+
+    def mark(self) -> int:
+        return _getsockopt(self.dup, _SO_MARK)
+
+    def set_mark(self, value: int) -> None:
+        s = socket.socket(fileno=os.dup(self.dup))
+        try:
+            s.setsockopt(socket.SOL_SOCKET, _SO_MARK, value)
+        finally:
+            s.close()
+
+
+def _getsockopt(fd: int, opt: int) -> int:
+    s = socket.socket(fileno=os.dup(fd))
+    try:
+        return int(s.getsockopt(socket.SOL_SOCKET, opt))
+    finally:
+        s.close()
+
+
+def held(pid: int, start_time: int, wanted: Callable[[int], bool] | None = None) -> Iterator[Held]:
+    """Duplicates of pid's socket fds, one per inode (a socket on two fds is one socket), each
+    closed once the caller moves on. `wanted(inode) -> bool` skips the rest without a syscall.
+    Raises Unavailable when the kernel refuses pidfd_getfd itself; a process that exited or
+    changed identity yields nothing."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        stat = identity.read_stat(pid)
+        if stat is None or stat.start_time != start_time:
+            return  # the PID names another process now: the pidfd holds that one
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):  # no ptrace access: fds unreadable too
+                raise Unavailable(exc.strerror) from None
+            return
+        seen: set[int] = set()
+        for name in names:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if not link.startswith("socket:["):
+                continue
+            inode = int(link[8:-1])
+            if inode in seen or (wanted is not None and not wanted(inode)):
+                continue
+            seen.add(inode)
+            try:
+                dup = _pidfd_getfd(pidfd, int(name))
+            except OSError as exc:
+                if exc.errno in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+                    raise Unavailable(exc.strerror) from None
+                continue  # closed meanwhile (EBADF)
+            try:
+                if os.fstat(dup).st_ino == inode:  # the fd number was not reused meanwhile
+                    yield Held(inode, dup)
+            finally:
+                os.close(dup)
+    finally:
+        os.close(pidfd)
+
+
+@dataclass(slots=True)
+class MarkResult:
+    marked: dict[int, int] = field(default_factory=dict)  # inode -> original mark
+    foreign: dict[int, int] = field(default_factory=dict)  # inode -> mark not ours, left alone
+    other: set[int] = field(default_factory=set)  # not AF_INET/AF_INET6: netfilter-blind or local
+    unavailable: str | None = None
+
+
+def mark_sockets(
+    pid: int, start_time: int, value: int, mask: int, skip: Callable[[int], bool] | None = None
+) -> MarkResult:
+    """Put `value` on every AF_INET/AF_INET6 socket pid holds, except inodes `skip(inode)` says."""
+    result = MarkResult()
+
+    def wanted(inode: int) -> bool:
+        return skip is None or not skip(inode)
+
+    try:
+        for h in held(pid, start_time, wanted):
+            try:
+                if h.domain() not in _INET:
+                    result.other.add(h.inode)
+                    continue
+                old = h.mark()
+                if old & ~mask:
+                    result.foreign[h.inode] = old
+                    continue
+                if old != value:
+                    h.set_mark(value)
+                result.marked[h.inode] = 0 if old & mask else old
+            except OSError:
+                continue  # not a socket after all, or gone
+    except Unavailable as exc:
+        result.unavailable = str(exc)
+    return result
+
+
+def restore(pid: int, start_time: int, originals: Mapping[int, int], mask: int) -> set[int]:
+    """Put the original mark back on the sockets pid still holds; the inodes restored."""
+    done: set[int] = set()
+    try:
+        for h in held(pid, start_time, lambda i: i in originals):
+            try:
+                if h.mark() & mask:  # untouched by anyone since we set it
+                    h.set_mark(originals[h.inode])
+                done.add(h.inode)
+            except OSError:
+                continue
+    except Unavailable:
+        pass
+    return done

@@ -1,0 +1,98 @@
+"""Sockets a process made before it was jailed and uses only afterwards (socket marks).
+
+  pool N HOST PORT         2N unbound TCP sockets made at start; each SIGUSR1 spends N of them:
+                           connect to HOST:PORT, send, close, 0.1 s at most each
+  sendto HOST PORT OTHER   a UDP socket connected to PORT; on SIGUSR1 it sendto()s OTHER
+  pktinfo HOST PORT SRC    a UDP socket bound to HOST; on SIGUSR1 it sends to PORT with
+                           IP_PKTINFO choosing the source address SRC
+
+Prints `READY {json}` once set up and `COUNT {json}` lines (sent, errors) like tests/peers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # linux/in.h; Python names it only from 3.14 on
+
+
+def ready(**info: object) -> None:
+    print("READY " + json.dumps({"pid": os.getpid(), **info}), flush=True)
+
+
+def count(sent: int, errors: int) -> None:
+    print("COUNT " + json.dumps({"sent": sent, "errors": errors}), flush=True)
+
+
+def on_signal(**info: object) -> threading.Semaphore:
+    go = threading.Semaphore(0)
+    signal.signal(signal.SIGUSR1, lambda *_: go.release())
+    ready(**info)
+    return go
+
+
+def pool(n: int, host: str, port: int) -> None:
+    socks = [socket.socket() for _ in range(2 * n)]  # unbound: nothing for sock_diag to list
+    go = on_signal(fds=[s.fileno() for s in socks])
+    sent = errors = 0
+    for round_ in range(2):
+        go.acquire()
+        for s in socks[round_ * n : (round_ + 1) * n]:
+            s.settimeout(0.1)
+            try:
+                s.connect((host, port))
+                s.sendall(b"z" * 100)
+                sent += 1
+            except OSError:
+                errors += 1
+            s.close()
+            count(sent, errors)
+        print("ROUND " + json.dumps({"round": round_}), flush=True)
+    go.acquire()
+
+
+def send_loop(send: object) -> None:
+    sent = errors = 0
+    while True:
+        try:
+            send()  # type: ignore[operator]
+            sent += 1
+        except OSError:
+            errors += 1
+        count(sent, errors)
+        time.sleep(0.05)
+
+
+def sendto(host: str, port: int, other: int) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, port))  # fixes the peer, sends nothing
+    go = on_signal(fd=s.fileno(), lport=s.getsockname()[1])
+    go.acquire()
+    send_loop(lambda: s.sendto(b"u" * 50, (host, other)))
+
+
+def pktinfo(host: str, port: int, src: str) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    go = on_signal(fd=s.fileno(), lport=s.getsockname()[1])
+    go.acquire()
+    # struct in_pktinfo: ifindex, spec_dst (the source to use), addr
+    info = struct.pack("=i4s4s", 0, socket.inet_aton(src), b"\0" * 4)
+    send_loop(lambda: s.sendmsg([b"p" * 50], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, (host, port)))
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    if mode == "pool":
+        pool(int(args[0]), args[1], int(args[2]))
+    elif mode == "sendto":
+        sendto(args[0], int(args[1]), int(args[2]))
+    else:
+        pktinfo(args[0], int(args[1]), args[2])

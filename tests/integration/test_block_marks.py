@@ -1,0 +1,256 @@
+"""Sockets made before a block and used only after it: each gets the jail's socket mark.
+
+A socket's cgroup is fixed when it is made (DESIGN.md fact 1), and sock_diag lists neither an
+unbound TCP socket nor a raw/ICMP one, so no address rule can name them. Marked through
+pidfd_getfd (fact 9), every later packet of such a socket meets the jail's `-m mark` rule.
+Attackers run as `nobody`; what arrives is counted at the receiver.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Peer, python_for, setpriv_as
+from tests.integration.test_block import CLI, legacy_rules, settle_count
+
+PROBE = Path(__file__).with_name("mark_probe.py")
+N = 60
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@pytest.fixture
+def spawn_probe() -> Iterator[Callable[..., Peer]]:
+    peers: list[Peer] = []
+
+    def spawn(*args: object, cmd: list[str] | None = None) -> Peer:
+        argv = cmd or [*python_for("nobody"), str(PROBE), *map(str, args)]
+        proc = subprocess.Popen(
+            [*setpriv_as("nobody"), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        peer = Peer(proc)
+        threading.Thread(target=peer._read, daemon=True).start()
+        peers.append(peer)
+        if cmd is None:
+            peer.wait_ready()
+        return peer
+
+    yield spawn
+    for p in peers:
+        p.kill()
+
+
+class Connections:
+    """A TCP listener on loopback counting the connections that delivered data."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self.port = self.sock.getsockname()[1]
+        self.count = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            conn, _ = self.sock.accept()
+            conn.settimeout(2)
+            try:
+                if conn.recv(100):
+                    self.count += 1
+            except OSError:
+                pass
+            conn.close()
+
+
+def sock_mark(pid: int, fd: int, new: int | None = None) -> int:
+    """The mark of another process's socket (pidfd_getfd, as root); set it first when `new`."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        dup = _libc.syscall(438, pidfd, fd, 0)
+        assert dup >= 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=dup)
+    try:
+        if new is not None:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, new)
+        return s.getsockopt(socket.SOL_SOCKET, socket.SO_MARK)
+    finally:
+        s.close()
+
+
+def drops(jail: str) -> int:
+    """Packets counted by the jail's IPv4 DROP rule (the NJ-O chain the mark rule jumps to)."""
+    save = subprocess.run(["iptables-legacy-save", "-c"], capture_output=True, text=True, check=True)
+    for line in save.stdout.splitlines():
+        if f"-A NJ-O-{jail} " in line and line.endswith("-j DROP"):
+            return int(line[1:].split(":")[0])
+    raise AssertionError(f"no DROP rule in NJ-O-{jail}")
+
+
+def block(cli: CLI, pid: int, name: str) -> subprocess.CompletedProcess[str]:
+    out = cli("block", str(pid), "--jail", name)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def unblock(cli: CLI, pid: int) -> None:
+    out = cli("unblock", str(pid))
+    assert out.returncode == 0, out.stderr
+
+
+def wait_round(peer: Peer, n: int) -> None:
+    assert peer.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= n, 30), peer.lines[-3:]
+
+
+def test_pool_of_unbound_tcp_sockets_is_cut_and_restored(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    listener = Connections()
+    member = spawn_probe("pool", N, "127.0.0.1", listener.port)
+    block(cli, member.pid, "pool")
+    member.proc.send_signal(10)  # SIGUSR1: connect + send + close through N pre-made sockets
+    wait_round(member, N)
+    time.sleep(0.5)
+    assert listener.count == 0, f"{listener.count} of {N} connections got through the block"
+    assert drops("pool") >= N, "the jail's DROP rule must count every SYN it dropped"
+    fds = member.info["fds"]
+    assert isinstance(fds, list)
+    unblock(cli, member.pid)
+    assert all(sock_mark(member.pid, fd) == 0 for fd in fds[N:]), "original mark 0 not restored"
+    member.proc.send_signal(10)
+    wait_round(member, 2 * N)
+    deadline = time.monotonic() + 3
+    while listener.count < N and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert listener.count == N, f"after unblock only {listener.count} of {N} connections"
+
+
+def test_connected_udp_socket_cannot_sendto_another_port(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
+) -> None:
+    decoy = spawn_peer("udp-recv", "127.0.0.1", 0)
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_probe("sendto", "127.0.0.1", decoy.info["lport"], recv.info["lport"])
+    block(cli, member.pid, "sendto")
+    member.proc.send_signal(10)
+    assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
+    assert settle_count(recv, "received") == 0
+
+
+def test_bound_udp_socket_cannot_pick_another_source(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
+) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_probe("pktinfo", "127.0.0.1", recv.info["lport"], "127.0.0.2")
+    block(cli, member.pid, "pktinfo")
+    member.proc.send_signal(10)
+    assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
+    assert settle_count(recv, "received") == 0
+
+
+def _replies(peer: Peer) -> int:
+    return sum("bytes from" in line for line in list(peer.lines))
+
+
+def _rising(peer: Peer, seconds: float) -> int:
+    before = _replies(peer)
+    time.sleep(seconds)
+    return _replies(peer) - before
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_running_ping_stops_and_resumes(cli: CLI, spawn_probe: Callable[..., Peer], host: str) -> None:
+    ping = spawn_probe(cmd=["ping", "-n", "-i", "0.2", host])
+    deadline = time.monotonic() + 5
+    while _replies(ping) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _replies(ping) >= 3, ping.lines[-3:]
+    block(cli, ping.proc.pid, "ping")
+    time.sleep(0.5)  # a reply already on its way
+    assert _rising(ping, 2.0) == 0, "ping still gets replies while blocked"
+    unblock(cli, ping.proc.pid)
+    assert _rising(ping, 2.0) >= 5, "ping did not resume after unblock"
+
+
+def test_foreign_mark_is_kept_and_named(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
+) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_probe("sendto", "127.0.0.1", recv.info["lport"], recv.info["lport"])
+    fd = int(member.info["fd"])  # type: ignore[call-overload]
+    assert sock_mark(member.pid, fd, new=0x1) == 0x1
+    out = block(cli, member.pid, "foreign")
+    assert re.search(r"socket:\[\d+\] of PID \d+ already carries mark 0x1", out.stderr), out.stderr
+    assert sock_mark(member.pid, fd) == 0x1
+    member.proc.send_signal(10)
+    assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
+    assert settle_count(recv, "received") == 0, "its address rule (--sport) must still hold it"
+    unblock(cli, member.pid)
+    assert sock_mark(member.pid, fd) == 0x1
+
+
+def test_one_mark_rule_per_jail_and_family(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    listener = Connections()
+    member = spawn_probe("pool", 5, "127.0.0.1", listener.port)
+    block(cli, member.pid, "onerule")
+    rules = [line for line in legacy_rules().splitlines() if line.endswith("-j NJ-O-onerule")]
+    marks = [line for line in rules if "-m mark --mark" in line]
+    assert len(marks) == 2, rules  # IPv4 and IPv6, whatever the number of sockets
+    mark = int(re.search(r"--mark (0x[0-9a-f]+)/", marks[0]).group(1), 16)  # type: ignore[union-attr]
+    fds = member.info["fds"]
+    assert isinstance(fds, list)
+    assert {sock_mark(member.pid, fd) for fd in fds} == {mark}
+
+
+def test_bad_mark_mask_is_refused_before_anything_is_applied(
+    cli: CLI, spawn_probe: Callable[..., Peer]
+) -> None:
+    listener = Connections()
+    member = spawn_probe("pool", 1, "127.0.0.1", listener.port)
+    out = cli("block", str(member.pid), "--jail", "badmask", env={"NETJAIL_MARK_MASK": "0x101"})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.count("\n") == 1 and "NETJAIL_MARK_MASK" in out.stderr, out.stderr
+    assert "NJ-O-badmask" not in legacy_rules()
+
+
+# The CLI under a seccomp filter answering pidfd_getfd with ENOSYS, as a kernel < 5.6 does; the
+# watcher it starts inherits the filter.
+NO_PIDFD_GETFD = """
+import errno, os, sys
+import pyseccomp as sc
+f = sc.SyscallFilter(sc.ALLOW)
+f.add_rule(sc.ERRNO(errno.ENOSYS), "pidfd_getfd")
+f.load()
+os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[1:]])
+"""
+
+
+def test_without_pidfd_getfd_block_falls_back_to_address_rules(
+    spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
+) -> None:
+    """Block says so once and keeps address rules, which still hold a connected UDP socket's
+    sendto() to another port (its local port, not its peer, is matched)."""
+    decoy = spawn_peer("udp-recv", "127.0.0.1", 0)
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_probe("sendto", "127.0.0.1", decoy.info["lport"], recv.info["lport"])
+    cmd = [*python_for(None), "-c", NO_PIDFD_GETFD, "block", str(member.pid), "--jail", "nogetfd"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("cannot mark the sockets") == 1, out.stderr
+    assert "Function not implemented" in out.stderr, out.stderr
+    fd = int(member.info["fd"])  # type: ignore[call-overload]
+    assert sock_mark(member.pid, fd) == 0
+    member.proc.send_signal(10)
+    assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
+    assert settle_count(recv, "received") == 0

@@ -28,15 +28,26 @@ import socket
 from collections.abc import Collection, Container, Iterable
 from pathlib import Path
 
-from netjail.backends import sockdiag
+from netjail.backends import fd_tables, sockdiag
 from netjail.backends.model import Socket
 
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 
 
 def held_inodes(pid: int) -> list[int] | None:
-    """Socket inodes of every fd pid holds right now; None when it is gone."""
-    path = f"/proc/{pid}/fd"
+    """Socket inodes of every fd pid holds right now, in every fd table it has (fd_tables);
+    None when it is gone."""
+    found: list[int] = []
+    alive = False
+    for tid in fd_tables.table_holders(pid):
+        inodes = _inodes_in(fd_tables.fd_dir(pid, tid))
+        if inodes is not None:
+            alive = True
+            found += inodes
+    return found if alive else None
+
+
+def _inodes_in(path: str) -> list[int] | None:
     try:
         dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

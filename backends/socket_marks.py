@@ -19,10 +19,12 @@ import ctypes
 import errno
 import os
 import socket
+import struct
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from netjail.backends import identity
+from netjail.backends import fd_tables, identity
 from netjail.backends.errors import BadInput, OperationFailed
 
 MASK_ENV = "NETJAIL_MARK_MASK"
@@ -107,27 +109,39 @@ def _getsockopt(fd: int, opt: int) -> int:
 
 def held(pid: int, start_time: int, wanted: Callable[[int], bool] | None = None) -> Iterator[Held]:
     """Duplicates of pid's socket fds, one per inode (a socket on two fds is one socket), each
-    closed once the caller moves on. `wanted(inode) -> bool` skips the rest without a syscall.
-    Raises Unavailable when the kernel refuses pidfd_getfd itself; a process that exited or
-    changed identity yields nothing."""
+    closed once the caller moves on, from every fd table the process has (fd_tables: threads
+    with tables of their own, a zombie leader's live threads). `wanted(inode) -> bool` skips the
+    rest without a syscall. Raises Unavailable when the kernel refuses pidfd_getfd itself; a
+    process that exited or changed identity yields nothing."""
+    stat = identity.read_stat(pid)
+    if stat is None or stat.start_time != start_time:
+        return
+    seen: set[int] = set()
+    for tid in fd_tables.table_holders(pid):
+        yield from _held_in(pid, tid, start_time, seen, wanted)
+
+
+def _held_in(
+    pid: int, tid: int, start_time: int, seen: set[int], wanted: Callable[[int], bool] | None
+) -> Iterator[Held]:
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = fd_tables.open_pidfd(pid, tid)
     except OSError:
         return
     try:
         stat = identity.read_stat(pid)
         if stat is None or stat.start_time != start_time:
             return  # the PID names another process now: the pidfd holds that one
+        path = fd_tables.fd_dir(pid, tid)
         try:
-            names = os.listdir(f"/proc/{pid}/fd")
+            names = os.listdir(path)
         except OSError as exc:
             if exc.errno in (errno.EPERM, errno.EACCES):  # no ptrace access: fds unreadable too
                 raise Unavailable(exc.strerror) from None
             return
-        seen: set[int] = set()
         for name in names:
             try:
-                link = os.readlink(f"/proc/{pid}/fd/{name}")
+                link = os.readlink(f"{path}/{name}")
             except OSError:
                 continue
             if not link.startswith("socket:["):
@@ -146,9 +160,30 @@ def held(pid: int, start_time: int, wanted: Callable[[int], bool] | None = None)
                 if os.fstat(dup).st_ino == inode:  # the fd number was not reused meanwhile
                     yield Held(inode, dup)
             finally:
-                os.close(dup)
+                _close(dup)
     finally:
         os.close(pidfd)
+
+
+_LINGER = struct.Struct("ii")
+
+
+def _close(dup: int) -> None:
+    """Close our duplicate. If the member closed its fd meanwhile, ours is the last reference,
+    and a socket with SO_LINGER set and unsent data would block the close for the linger time:
+    such a close goes to a thread of its own, so a jailed process cannot stall netjail."""
+    try:
+        s = socket.socket(fileno=os.dup(dup))
+        try:
+            onoff, seconds = _LINGER.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER.size))
+        finally:
+            s.close()  # the extra dup: never the last reference while `dup` is open
+    except OSError:
+        onoff, seconds = 0, 0
+    if onoff and seconds > 0:
+        threading.Thread(target=os.close, args=(dup,), name="close-lingering", daemon=True).start()
+    else:
+        os.close(dup)
 
 
 @dataclass(slots=True)

@@ -2,6 +2,8 @@
 
   pool N HOST PORT         2N unbound TCP sockets made at start; each SIGUSR1 spends N of them:
                            connect to HOST:PORT, send, close, 0.1 s at most each
+  threadpool N HOST PORT   pool, its sockets in a thread's own fd table (unshare(CLONE_FILES)):
+                           /proc/PID/fd does not show them
   sendto HOST PORT OTHER   a UDP socket connected to PORT; on SIGUSR1 it sendto()s OTHER
   pktinfo HOST PORT SRC    a UDP socket bound to HOST; on SIGUSR1 it sends to PORT with
                            IP_PKTINFO choosing the source address SRC
@@ -40,7 +42,10 @@ def on_signal(**info: object) -> threading.Semaphore:
 
 def pool(n: int, host: str, port: int) -> None:
     socks = [socket.socket() for _ in range(2 * n)]  # unbound: nothing for sock_diag to list
-    go = on_signal(fds=[s.fileno() for s in socks])
+    spend(socks, on_signal(fds=[s.fileno() for s in socks]), n, host, port)
+
+
+def spend(socks: list[socket.socket], go: threading.Semaphore, n: int, host: str, port: int) -> None:
     sent = errors = 0
     for round_ in range(2):
         go.acquire()
@@ -56,6 +61,29 @@ def pool(n: int, host: str, port: int) -> None:
             count(sent, errors)
         print("ROUND " + json.dumps({"round": round_}), flush=True)
     go.acquire()
+
+
+def threadpool(n: int, host: str, port: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    go = threading.Semaphore(0)
+    signal.signal(signal.SIGUSR1, lambda *_: go.release())  # handlers live in the main thread
+    made = threading.Event()
+    socks: list[socket.socket] = []
+
+    def own_table() -> None:
+        if libc.unshare(0x400) != 0:  # CLONE_FILES: this thread's fds are its own from here on
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_FILES)")
+        socks.extend(socket.socket() for _ in range(2 * n))
+        made.set()
+        spend(socks, go, n, host, port)
+
+    worker = threading.Thread(target=own_table, daemon=True)
+    worker.start()
+    made.wait()
+    ready(fds=[])  # the fd numbers name the thread's table, not the process's
+    worker.join()
 
 
 def send_loop(send: object) -> None:
@@ -92,6 +120,8 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "pool":
         pool(int(args[0]), args[1], int(args[2]))
+    elif mode == "threadpool":
+        threadpool(int(args[0]), args[1], int(args[2]))
     elif mode == "sendto":
         sendto(args[0], int(args[1]), int(args[2]))
     else:

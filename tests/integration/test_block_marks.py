@@ -136,6 +136,18 @@ def test_pool_of_unbound_tcp_sockets_is_cut_and_restored(cli: CLI, spawn_probe: 
     assert listener.count == N, f"after unblock only {listener.count} of {N} connections"
 
 
+def test_sockets_in_a_threads_own_fd_table_are_cut(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    """Attack: a thread that unshared its fd table holds pre-made sockets /proc/PID/fd does not
+    list (10 of 10 connections got through before fd_tables)."""
+    listener = Connections()
+    member = spawn_probe("threadpool", 10, "127.0.0.1", listener.port)
+    block(cli, member.pid, "thr")
+    member.proc.send_signal(10)
+    wait_round(member, 10)
+    time.sleep(0.5)
+    assert listener.count == 0, f"{listener.count} of 10 connections got through the block"
+
+
 def test_connected_udp_socket_cannot_sendto_another_port(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
 ) -> None:

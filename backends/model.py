@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -141,98 +141,58 @@ class StrategyInfo:
     counters: bool
 
 
-@dataclass(frozen=True, slots=True)
-class BlockRequest:
-    pid: int
-    start_time: int | None = None  # when known (TUI): refuse if the PID now names another process
-    tree: bool = False
-    jail: str | None = None
-    allow: tuple[str, ...] = ()
-    allow_loopback: bool = False
-    kill_connections: bool = False
-    force: bool = False
-    strategy: str = "cgroup"
+# Requests and results live in model_actions, imported on first use (PEP 562): see there.
+_ACTIONS = frozenset(
+    {
+        "BlockRequest",
+        "BlockResult",
+        "UnblockRequest",
+        "UnblockResult",
+        "Check",
+        "HostInfo",
+        "ResetResult",
+        "LaunchRequest",
+        "LaunchResult",
+        "OwnerBlockRequest",
+    }
+)
+
+if TYPE_CHECKING:
+    from netjail.backends.model_actions import (
+        BlockRequest as BlockRequest,
+    )
+    from netjail.backends.model_actions import (
+        BlockResult as BlockResult,
+    )
+    from netjail.backends.model_actions import (
+        Check as Check,
+    )
+    from netjail.backends.model_actions import (
+        HostInfo as HostInfo,
+    )
+    from netjail.backends.model_actions import (
+        LaunchRequest as LaunchRequest,
+    )
+    from netjail.backends.model_actions import (
+        LaunchResult as LaunchResult,
+    )
+    from netjail.backends.model_actions import (
+        OwnerBlockRequest as OwnerBlockRequest,
+    )
+    from netjail.backends.model_actions import (
+        ResetResult as ResetResult,
+    )
+    from netjail.backends.model_actions import (
+        UnblockRequest as UnblockRequest,
+    )
+    from netjail.backends.model_actions import (
+        UnblockResult as UnblockResult,
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class BlockResult:
-    jail: str
-    strategy: str
-    members: tuple[Member, ...]
-    socket_rules: int
-    killed_connections: int = 0
+def __getattr__(name: str) -> Any:
+    if name in _ACTIONS:
+        from netjail.backends import model_actions
 
-
-@dataclass(frozen=True, slots=True)
-class UnblockRequest:
-    pid: int | None = None
-    jail: str | None = None
-    all: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class UnblockResult:
-    released: tuple[Member, ...]
-    removed_jails: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One `netjail doctor` line."""
-
-    name: str
-    status: str  # "ok" | "warn" | "fail"
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class HostInfo:
-    hostname: str
-    kernel: str
-    privileged: bool  # root: blocking possible; otherwise read-only
-    firewall: str  # backend name, e.g. "iptables-legacy (python-iptables)"
-    cgroup2: str  # mount point, "" when missing
-
-
-@dataclass(frozen=True, slots=True)
-class ResetResult:
-    removed_jails: tuple[str, ...]
-    released: tuple[Member, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchRequest:
-    """Start a command already jailed (`netjail run`, the TUI's launch dialog, relaunch)."""
-
-    argv: tuple[str, ...]
-    strategy: str  # "netns" | "gid" | "seccomp"
-    jail: str | None = None
-    allow: tuple[str, ...] = ()
-    allow_loopback: bool = False  # gid: loopback stays reachable (netns: its own lo always works)
-    user: str | None = None  # default: SUDO_USER, else the current user
-    gid: int | None = None  # gid strategy: use this group instead of creating netjail-<jail>
-    keep: bool = False  # keep the jail (netns) after the last process exits
-    cwd: str | None = None  # None: the user's home (a relaunch: the process's, if the user may enter it)
-    env: tuple[tuple[str, str], ...] | None = None  # set on top of the minimal environment
-    force: bool = False  # gid: accept a --gid N that other processes (or root) already use
-    keep_env: tuple[str, ...] = ()  # more variables from netjail's environment (minimal otherwise)
-
-
-@dataclass(frozen=True, slots=True)
-class LaunchResult:
-    jail: str
-    strategy: str
-    pid: int
-    exit_code: int | None = None  # None while it runs (launch), set by run
-    log: str = ""  # where a background launch's output goes ("" for run: the terminal)
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerBlockRequest:
-    """Block every process of a user or of a group (iptables -m owner), now and later."""
-
-    user: str | None = None  # name or uid
-    group: str | None = None  # name or gid
-    jail: str | None = None
-    allow: tuple[str, ...] = ()
-    allow_loopback: bool = False
+        return getattr(model_actions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import stat
 import threading
 from collections.abc import Iterator
@@ -340,7 +339,7 @@ class Store:
             assert dfd is not None
             if text == self._saved and _exists(dfd, "state.json"):
                 return  # the watcher reconciles every second: most ticks change nothing
-            tmp = f".state.{secrets.token_hex(8)}"
+            tmp = f".state.{os.urandom(8).hex()}"  # what secrets.token_hex does, without its import (~6 ms)
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=dfd)
                 try:

@@ -210,6 +210,7 @@ while time.monotonic() < deadline:
         s.sendto(b"x", ("127.0.0.1", port))
     except PermissionError:
         print(time.monotonic(), flush=True)
+        time.sleep(30)  # stay alive: a blocker may still be moving it (dropped before moved)
         break
     except BlockingIOError:
         pass

@@ -81,7 +81,9 @@ def _environment(values: dict[str, str] | None) -> Iterator[None]:
 def _system_find_library(values: dict[str, str] | None) -> Iterator[None]:
     """ctypes.util.find_library answered from the pinned directory (`lib<name>.so.<N>`), for
     the import only: python-iptables asks it for libc, ip4tc and ip6tc, and each call otherwise
-    runs `ldconfig -p`. Names not found there go to the real one."""
+    runs `ldconfig -p`. Names not found there (its own libxtwrapper extension) get None: the real
+    search runs gcc and ldconfig (~85 ms), and python-iptables then finds the extension in its
+    own site-packages directory. Unpinned, every name goes to the real one."""
     import ctypes.util
 
     real = ctypes.util.find_library
@@ -92,6 +94,7 @@ def _system_find_library(values: dict[str, str] | None) -> Iterator[None]:
             found = sorted(libdir.glob(f"lib{name}.so.[0-9]*"), key=lambda p: len(p.name))
             if found:
                 return found[0].name  # a soname, as find_library returns it
+            return None
         return real(name)
 
     ctypes.util.find_library = find_library

@@ -274,6 +274,8 @@ class Engine:
             _fault_point("pending")
             try:
                 rules, killed = self._apply_block(mount, jail, members, req.kill_connections)
+                if req.tree:
+                    rules = self._catch_late_children(reg, mount, jail, members, target, req.force, rules)
             except BaseException:
                 self._rollback(mount, reg, jail, members, new_jail)
                 raise
@@ -293,6 +295,39 @@ class Engine:
             socket_rules=len(socket_rules),
             killed_connections=killed,
         )
+
+    def _catch_late_children(
+        self,
+        reg: Registry,
+        mount: Path,
+        jail: JailState,
+        members: list[MemberState],
+        target: Process,
+        force: bool,
+        rules: JailRules,
+    ) -> JailRules:
+        """--tree: children forked between the descendant list and the move were born outside
+        the jail (a fork storm left 28 out). List again until a pass finds none outside: from
+        the move on, new children are born inside. Bounded: a tree that forks faster than it can
+        be moved is reported, not chased forever."""
+        for _ in range(8):
+            known = {m.pid for m in jail.members}
+            late = [
+                pid
+                for pid in identity.descendants(target.pid)
+                if pid not in known and not _cgroup_of(pid).startswith(jail.cgroup + "/")
+            ]
+            extra = self._new_members(reg, jail.name, late, target, force) if late else []
+            if not extra:
+                return rules
+            jail.members.extend(extra)
+            members.extend(extra)
+            self.store.save(reg)
+            rules, _ = self._apply_block(mount, jail, extra, False)
+        self.notes.append(
+            f"jail {jail.name!r}: its tree kept forking outside the jail; run block --tree again"
+        )
+        return rules
 
     def _new_members(
         self, reg: Registry, name: str, pids: list[int], target: Process, force: bool

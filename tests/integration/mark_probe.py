@@ -4,6 +4,9 @@
                            connect to HOST:PORT, send, close, 0.1 s at most each
   threadpool N HOST PORT   pool, its sockets in a thread's own fd table (unshare(CLONE_FILES)):
                            /proc/PID/fd does not show them
+  forkstorm HOST PORT S    forks a child every 2 ms for S seconds; each child, 0.4 s after its
+                           birth, connects to HOST:PORT and sends if its cgroup is not its
+                           parent's (born outside the jail its parent was moved into)
   sendto HOST PORT OTHER   a UDP socket connected to PORT; on SIGUSR1 it sendto()s OTHER
   pktinfo HOST PORT SRC    a UDP socket bound to HOST; on SIGUSR1 it sends to PORT with
                            IP_PKTINFO choosing the source address SRC
@@ -13,6 +16,7 @@ Prints `READY {json}` once set up and `COUNT {json}` lines (sent, errors) like t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -86,6 +90,30 @@ def threadpool(n: int, host: str, port: int) -> None:
     worker.join()
 
 
+def forkstorm(host: str, port: int, seconds: float) -> None:
+    def cgroup(pid: int | str) -> str:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
+
+    ready()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if os.fork() == 0:
+            time.sleep(0.4)
+            try:
+                if cgroup("self") != cgroup(os.getppid()):
+                    with socket.create_connection((host, port), timeout=0.5) as s:
+                        s.sendall(b"escaped")
+            except OSError:
+                pass
+            os._exit(0)
+        time.sleep(0.002)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+    time.sleep(3600)
+
+
 def send_loop(send: object) -> None:
     sent = errors = 0
     while True:
@@ -120,6 +148,8 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "pool":
         pool(int(args[0]), args[1], int(args[2]))
+    elif mode == "forkstorm":
+        forkstorm(args[0], int(args[1]), float(args[2]))
     elif mode == "threadpool":
         threadpool(int(args[0]), args[1], int(args[2]))
     elif mode == "sendto":

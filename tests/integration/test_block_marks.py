@@ -148,6 +148,18 @@ def test_sockets_in_a_threads_own_fd_table_are_cut(cli: CLI, spawn_probe: Callab
     assert listener.count == 0, f"{listener.count} of 10 connections got through the block"
 
 
+def test_tree_catches_children_forked_during_the_block(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    """Attack: a parent forking every 2 ms; children born between the descendant list and the
+    move stayed outside the jail for good (28 escaped one block before the re-listing)."""
+    listener = Connections()
+    parent = spawn_probe("forkstorm", "127.0.0.1", listener.port, 4)
+    time.sleep(0.5)
+    out = cli("block", str(parent.pid), "--tree", "--jail", "storm")
+    assert out.returncode == 0, out.stderr
+    time.sleep(4.5)  # the storm is over and every child made its check
+    assert listener.count == 0, f"{listener.count} children forked during the block stayed outside"
+
+
 def test_connected_udp_socket_cannot_sendto_another_port(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
 ) -> None:

@@ -283,6 +283,7 @@ class Engine:
                 m.status = ACTIVE
             self.store.save(reg)
             _fault_point("done")
+            self.notes += _io_uring_notes(members)
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
         socket_rules = [
@@ -576,3 +577,25 @@ def _cgroup_of(pid: int) -> str:
         return read_cgroup(pid)
     except NetjailError:
         return "/"
+
+
+def _io_uring_notes(members: list[MemberState]) -> list[str]:
+    """Sockets registered with an io_uring instance and then closed are in no fd table: no
+    rule or mark can reach them (docs/security.md, known limits). Say so for each such member."""
+    notes = []
+    for m in members:
+        try:
+            names = os.listdir(f"/proc/{m.pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                if os.readlink(f"/proc/{m.pid}/fd/{name}") == "anon_inode:[io_uring]":
+                    notes.append(
+                        f"PID {m.pid} holds an io_uring instance: sockets registered with it cannot "
+                        "be seen or cut; relaunch it (R / netjail run --netns or --seccomp) to be sure"
+                    )
+                    break
+            except OSError:
+                continue
+    return notes

@@ -7,6 +7,7 @@
   forkstorm HOST PORT S    forks a child every 2 ms for S seconds; each child, 0.4 s after its
                            birth, connects to HOST:PORT and sends if its cgroup is not its
                            parent's (born outside the jail its parent was moved into)
+  iouring                  holds an io_uring instance (io_uring_setup) and sleeps
   sendto HOST PORT OTHER   a UDP socket connected to PORT; on SIGUSR1 it sendto()s OTHER
   pktinfo HOST PORT SRC    a UDP socket bound to HOST; on SIGUSR1 it sends to PORT with
                            IP_PKTINFO choosing the source address SRC
@@ -114,6 +115,14 @@ def forkstorm(host: str, port: int, seconds: float) -> None:
     time.sleep(3600)
 
 
+def iouring() -> None:
+    import ctypes
+
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params, zeroed
+    ready(ring=ctypes.CDLL(None, use_errno=True).syscall(425, 4, params))  # io_uring_setup
+    time.sleep(3600)
+
+
 def send_loop(send: object) -> None:
     sent = errors = 0
     while True:
@@ -148,6 +157,8 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "pool":
         pool(int(args[0]), args[1], int(args[2]))
+    elif mode == "iouring":
+        iouring()
     elif mode == "forkstorm":
         forkstorm(args[0], int(args[1]), float(args[2]))
     elif mode == "threadpool":

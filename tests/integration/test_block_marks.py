@@ -160,6 +160,14 @@ def test_tree_catches_children_forked_during_the_block(cli: CLI, spawn_probe: Ca
     assert listener.count == 0, f"{listener.count} children forked during the block stayed outside"
 
 
+def test_a_member_holding_an_io_uring_is_named(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    """io_uring fixed files are in no fd table: block cannot cut them, and says so."""
+    member = spawn_probe("iouring")
+    assert member.info["ring"] >= 0, "io_uring_setup failed on this kernel"
+    out = block(cli, member.pid, "uring")
+    assert f"PID {member.pid} holds an io_uring instance" in out.stderr, out.stderr
+
+
 def test_connected_udp_socket_cannot_sendto_another_port(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
 ) -> None:

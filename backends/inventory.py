@@ -40,7 +40,7 @@ from netjail.backends.procfs import (
     parse_status_ids,
     process_state,
 )
-from netjail.backends.procio import read_all, read_small
+from netjail.backends.procio import read_all, read_small, socket_inodes
 from netjail.backends.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
@@ -330,30 +330,12 @@ class Inventory:
 
     def _scan_fds(self, base: str) -> tuple[int, ...] | None:
         """Socket inodes held by one process (ascending); None when its fds may not be listed."""
-        path = f"{base}/fd"
         try:
-            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            inodes = socket_inodes(f"{base}/fd")
         except PermissionError:
             return None
         except _GONE as exc:
             raise _Gone from exc
-        try:
-            inodes = []
-            readlink = os.readlink
-            # bytes names and links: no decoding of thousands of links that are mostly dropped
-            for fd in os.listdir(path.encode()):
-                try:
-                    link = readlink(fd, dir_fd=dfd)
-                except OSError:
-                    continue  # closed meanwhile
-                if link[:8] == b"socket:[":
-                    inodes.append(int(link[8:-1]))
-        except PermissionError:
-            return None
-        except _GONE as exc:
-            raise _Gone from exc
-        finally:
-            os.close(dfd)
         inodes.sort()
         return tuple(inodes)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from netjail.backends import fd_tables, sockdiag
 from netjail.backends.model import Socket
+from netjail.backends.procio import socket_inodes
 
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 
@@ -49,25 +50,9 @@ def held_inodes(pid: int) -> list[int] | None:
 
 def _inodes_in(path: str) -> list[int] | None:
     try:
-        dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return socket_inodes(path)
     except OSError:
         return None
-    try:
-        found = []
-        readlink = os.readlink
-        # bytes names and links, as the inventory does: decoding them costs more than the reads
-        for fd in os.listdir(path.encode()):
-            try:
-                link = readlink(fd, dir_fd=dfd)
-            except OSError:
-                continue  # closed meanwhile
-            if link[:8] == b"socket:[":
-                found.append(int(link[8:-1]))
-        return found
-    except OSError:
-        return None
-    finally:
-        os.close(dfd)
 
 
 def subtree_inodes(mount: Path, subs: Iterable[str]) -> set[int]:

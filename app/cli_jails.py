@@ -103,7 +103,8 @@ def _block(a: argparse.Namespace) -> int:
     pids = ", ".join(f"{m.pid} ({printable(m.name, 64)})" for m in result.members)
     print(
         f"blocked {pids} in jail {printable(result.jail)} [{result.strategy}]: "
-        f"{result.socket_rules} rules for existing sockets"
+        f"{result.marked_sockets} existing sockets marked"
+        + (f", {result.socket_rules} address rules for the rest" if result.socket_rules else "")
         + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
     )
     return 0

@@ -295,6 +295,7 @@ class Engine:
             members=tuple(Member(m.pid, m.start_time, True, m.name) for m in members),
             socket_rules=len(socket_rules),
             killed_connections=killed,
+            marked_sockets=len(jail.marks),
         )
 
     def _catch_late_children(

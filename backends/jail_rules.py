@@ -39,28 +39,34 @@ def desired_rules(
 ) -> JailRules | None:
     """The rules one jail needs, by strategy (None: netfilter has no part in it, seccomp).
 
-    Selectors say who is jailed: the cgroup and the jail's socket mark (OUTPUT only: INPUT
-    never matches by cgroup; see jail_marks for which sockets carry the mark), the
+    Selectors say who is jailed: the cgroup (OUTPUT only: INPUT never matches by cgroup) and
+    the jail's socket mark (both ways; see jail_marks for which sockets carry it), the
     owner uid/gid (OUTPUT only, xt_owner), the netns link (FORWARD both ways, and everything it
     sends to this host), plus sockets the first selector cannot see: those the members already
     had when they were jailed (`jail.pre_inodes`), those created outside the jail that a member
     holds now (`unseen`, by inode: see socket_cgroups) and every listener or bound UDP socket
-    (INPUT). A connected socket opened inside the jail needs none: the first selector drops all
-    it sends. Then the allow-list.
+    (INPUT), unless they carry the jail's mark. A connected socket opened inside the jail needs
+    none: the first selector drops all it sends. Then the allow-list.
     """
     entries = [parse_allow(a) for a in jail.allow]
     pre = set(jail.pre_inodes).union(unseen)
-    chosen = [s for socks in sockets.values() for s in socks if s.inode in pre or _serves(s)]
-    _, in_sel = selectors_for_all(chosen)
-    # a marked socket is matched by its mark, every packet of it whatever it connects to or
-    # sends from: its address selectors out would only cost every packet of the machine
+    # a marked socket is matched by its mark, every packet of it both ways (lanes.py): address
+    # selectors for it would only cost every packet of the machine
     marked = {inode for inode, _ in jail.marks}
-    out_sel, _ = selectors_for_all(s for s in chosen if s.inode not in marked)
+    chosen = [
+        s
+        for socks in sockets.values()
+        for s in socks
+        if s.inode not in marked and (s.inode in pre or serves(s))
+    ]
+    out_sel, in_sel = selectors_for_all(chosen)
     out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
     if jail.strategy == "cgroup":
         owners = tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
         if jail.mark:
-            owners += tuple(Match(fam, mark=jail.mark, mark_mask=jail.mark_mask) for fam in FAMILIES)
+            marks = tuple(Match(fam, mark=jail.mark, mark_mask=jail.mark_mask) for fam in FAMILIES)
+            owners += marks
+            in_sel += marks
     elif jail.strategy == "owner" and jail.uid is not None:
         owners = tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES)
     elif jail.strategy in ("owner", "gid") and jail.gid is not None:
@@ -78,7 +84,7 @@ def desired_rules(
     )
 
 
-def _serves(sock: Socket) -> bool:
+def serves(sock: Socket) -> bool:
     """Listening TCP, or UDP without a peer: reachable from outside whoever created it."""
     return sock.state == "LISTEN" or (sock.proto == "udp" and sock.remote_port == 0)
 

@@ -30,8 +30,9 @@ class BlockResult:
     jail: str
     strategy: str
     members: tuple[Member, ...]
-    socket_rules: int
+    socket_rules: int  # address selectors (sockets that could not be marked)
     killed_connections: int = 0
+    marked_sockets: int = 0  # sockets carrying the jail's mark (socket_marks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
-from netjail.backends.jail_rules import allow_from_rules, desired_rules
+from netjail.backends.jail_rules import allow_from_rules, desired_rules, serves
 from netjail.backends.launch import groups, netns
 from netjail.backends.model import Process, Socket
 from netjail.backends.scoped_processes import ScopedProcesses
@@ -112,9 +112,12 @@ class Reconciler:
 
     def _mark(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: set[int]) -> list[str]:
         """Mark what members hold and the cgroup rule cannot see: sockets sock_diag lists with a
-        cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...)."""
+        cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...); and
+        listeners and unconnected UDP sockets opened inside, which INPUT can only tell apart by
+        their mark (the cgroup rule covers what they send, except a listener's SYN-ACKs:
+        DESIGN.md fact 2)."""
         jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
-        inside = {s.inode for socks in sockets.values() for s in socks} - unseen
+        inside = {s.inode for socks in sockets.values() for s in socks if not serves(s)} - unseen
         checked = jail_marks.checked(jail) | inside
         # a member holding nothing new costs no pidfd: its fds were read by _held_sockets
         todo = [m for m in jail.members if not checked.issuperset(self._raw_by_pid.get(m.pid, ()))]

@@ -375,7 +375,9 @@ class MainScreen(EngineCalls):
         killed = f", {_plural(r.killed_connections, 'connection')} killed" if r.killed_connections else ""
         self.notify(
             f"PID {message.request.pid} jailed in {r.jail} ({r.strategy}): {_plural(len(alive), 'member')}, "
-            f"{_plural(r.socket_rules, 'socket rule')}{killed}",
+            f"{_plural(r.marked_sockets, 'socket')} marked"
+            + (f", {_plural(r.socket_rules, 'address rule')}" if r.socket_rules else "")
+            + killed,
             title="blocked",
         )
         self._refresh_sources()

@@ -13,6 +13,9 @@ Shape of what a backend builds, per address family, in the filter table:
                   <allow entry> -j RETURN             through the rest of the user's OUTPUT rules)
                   -j DROP                            (dropped: counted)
 
+Selectors of one kind that grow with the jails (member cgroups, socket marks) sit in lane chains
+behind a few gate rules instead (lanes.py), so traffic of no jail walks a constant few rules.
+
 Selectors decide *who* is jailed, the jail chain decides *what* they may still reach. Allowed
 traffic RETURNs instead of ACCEPTing so netjail only ever narrows what the machine's own rules
 allow. Everything else in the tables (Docker, ufw, user rules) is never touched.
@@ -54,6 +57,9 @@ class Match:
     icmp6_type: int | None = None  # with proto "icmpv6": one ICMPv6 type (neighbour discovery)
     mark: int | None = None  # `-m mark --mark MARK/MARK_MASK`: the packet's mark (socket_marks)
     mark_mask: int | None = None
+    # `-m socket --nowildcard --restore-skmark` (incoming only): the packet takes the mark of the
+    # local socket it is for, so the mark fields after it test that socket (lanes.py)
+    socket_mark: bool = False
 
 
 @dataclass(frozen=True, slots=True)

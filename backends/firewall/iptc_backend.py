@@ -44,6 +44,7 @@ from netjail.backends.firewall.base import (
     jail_chain,
 )
 from netjail.backends.firewall.counters import read_counters
+from netjail.backends.firewall.lanes import LANES, Lane, lane_for
 from netjail.backends.firewall.libiptc import CommitConflict, Table
 from netjail.backends.firewall.matches import (
     DIRECTIONS,
@@ -65,6 +66,7 @@ from netjail.backends.firewall.plan import (
     edit_builtin,
     edit_dispatch,
     edit_jail_chain,
+    edit_lane,
 )
 from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
@@ -242,12 +244,15 @@ class IptcFirewall(Firewall):
         chains = set(table.chains())
         out: dict[str, JailRules | None] = {}
         names = list(names)
-        dispatch = {
-            d: self._current(table, DISPATCH[d], {jail_chain(d, n) for n in names})
-            if DISPATCH[d] in chains
-            else []
-            for d in DIRECTIONS
-        }
+        dispatch: dict[str, list[CurrentRule]] = {}
+        for d in DIRECTIONS:
+            targets = {jail_chain(d, n) for n in names}
+            dispatch[d] = [
+                rule
+                for chain in (DISPATCH[d], *(lane.chain for lane in LANES[d]))
+                if chain in chains
+                for rule in self._current(table, chain, targets)
+            ]
         for name in names:
             if not any(jail_chain(d, name) in chains for d in DIRECTIONS):
                 out[name] = None
@@ -294,21 +299,36 @@ class IptcFirewall(Firewall):
                 self._run(table, chain, edit_jail_chain(current, body, ("DROP", everything, None)))
 
             dispatch = DISPATCH[d]
+            # each changed jail's selectors: into the dispatch chain or into their lane's
+            wanted: dict[str, list[RuleKey]] = {}
+            lane_wanted: dict[Lane, dict[str, list[RuleKey]]] = {lane: {} for lane in LANES[d]}
+            for name, rules in changes.items():
+                chain = jail_chain(d, name)
+                if rules is None or chain not in live:
+                    continue
+                wanted[chain] = []
+                for lane in LANES[d]:
+                    lane_wanted[lane][chain] = []
+                for m in selectors(rules, d):
+                    if m.family == fam:
+                        into = lane_for(d, m)
+                        (lane_wanted[into][chain] if into else wanted[chain]).append((chain, m, None))
+            targets = set(live)
+            emptied: list[str] = []
+            for lane in LANES[d]:
+                lane_body = self._stage_lane(table, lane, chains, lane_wanted[lane], live, cgroups_root)
+                wanted[lane.chain] = lane.gates(fam, lane_body)
+                if lane_body:
+                    targets.add(lane.chain)
+                elif lane.chain in chains:
+                    emptied.append(lane.chain)
             if live:
                 current = []
                 if dispatch in chains:
-                    touched = {jail_chain(d, name) for name in changes}
-                    current = _without_dead_cgroups(self._current(table, dispatch, touched), cgroups_root)
+                    current = _without_dead_cgroups(self._current(table, dispatch, set(wanted)), cgroups_root)
                 else:
                     table.create_chain(dispatch)
-                wanted = {
-                    jail_chain(d, name): [
-                        (jail_chain(d, name), m, None) for m in selectors(rules, d) if m.family == fam
-                    ]
-                    for name, rules in changes.items()
-                    if rules is not None and jail_chain(d, name) in live
-                }
-                self._run(table, dispatch, edit_dispatch(current, wanted, live))
+                self._run(table, dispatch, edit_dispatch(current, wanted, targets))
 
             if live or dispatch in chains:
                 builtin = BUILTIN[d]
@@ -318,10 +338,36 @@ class IptcFirewall(Firewall):
                 )
             if not live and dispatch in chains:
                 table.delete_chain(dispatch)
+            for chain in emptied:  # its gates are gone with the edit or the chain above
+                table.delete_chain(chain)
             for name in changes:
                 chain = jail_chain(d, name)
                 if chain in chains and chain not in live:
                     table.delete_chain(chain)
+
+    def _stage_lane(
+        self,
+        table: Table,
+        lane: Lane,
+        chains: Collection[str],
+        wanted: Mapping[str, list[RuleKey]],
+        live: Collection[str],
+        cgroups_root: Path | None,
+    ) -> list[Match]:
+        """Edit one lane chain to hold `wanted` for the jails changed and what it holds for the
+        others; returns every selector it holds then (empty: the lane is not needed)."""
+        fam = table.family
+        current: list[CurrentRule] = []
+        if lane.chain in chains:
+            current = _without_dead_cgroups(self._current(table, lane.chain), cgroups_root)
+        body = [key[1] for target, key in current if key and target in live and target not in wanted]
+        body += [key[1] for keys in wanted.values() for key in keys]
+        if body:
+            if lane.chain not in chains:
+                table.create_chain(lane.chain)
+            head, tail = lane.head(fam, body), lane.tail(fam)
+            self._run(table, lane.chain, edit_lane(current, head, wanted, set(live), tail))
+        return body
 
     def _run(self, table: Table, chain: str, edits: list[Edit]) -> None:
         for e in edits:

@@ -101,6 +101,8 @@ def canonical_match(m: Match, direction: str) -> Match:
         raise BadInput("an input interface cannot match outgoing traffic")
     if m.out_iface is not None and direction == "in":
         raise BadInput("an output interface cannot match incoming traffic")
+    if m.socket_mark and direction != "in":
+        raise BadInput("a socket's mark is looked up for incoming traffic only")
     if (m.mark is None) != (m.mark_mask is None):
         raise BadInput("a mark match needs both a mark and a mask")
     if m.mark is not None and m.mark_mask is not None:

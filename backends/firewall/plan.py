@@ -89,3 +89,40 @@ def edit_builtin(current: Current, dispatch: str, jump: RuleKey | None) -> list[
     if jump is not None:
         edits.append(Insert(0, jump))
     return edits
+
+
+def edit_lane(
+    current: Current,
+    head: Sequence[RuleKey],
+    wanted: Mapping[str, Sequence[RuleKey]],
+    live: Set[str],
+    tail: Sequence[RuleKey],
+) -> list[Edit]:
+    """A lane chain (lanes.py): fixed `head` rules, the selector jumps as in a dispatch chain,
+    fixed `tail` rules. A lane whose head or tail changed (a jail with another mark mask came
+    or went) is rebuilt whole: the lane holds a few rules per jail and no counters of value."""
+    n_head, n_tail = len(head), len(tail)
+    keys = [key for _, key in current]
+    if (
+        len(current) >= n_head + n_tail
+        and keys[:n_head] == list(head)
+        and keys[len(keys) - n_tail :] == list(tail)
+    ):
+        body = current[n_head : len(current) - n_tail]
+        edits: list[Edit] = []
+        kept = len(body)
+        for e in edit_dispatch(body, wanted, live):
+            if isinstance(e, Delete):
+                edits.append(Delete(e.position + n_head))
+                kept -= 1
+            elif isinstance(e, Append):
+                edits.append(Insert(n_head + kept, e.key))
+                kept += 1
+        return edits
+    body_keys = [
+        key for target, key in current if key is not None and target in live and target not in wanted
+    ]
+    body_keys = [k for k in dict.fromkeys(body_keys) if k not in head and k not in tail]
+    wanted_keys = [k for keys_ in wanted.values() for k in dict.fromkeys(keys_)]
+    rebuilt: list[Edit] = [Delete(i) for i in reversed(range(len(current)))]
+    return rebuilt + [Append(k) for k in (*head, *body_keys, *wanted_keys, *tail)]

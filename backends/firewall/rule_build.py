@@ -15,6 +15,7 @@ from typing import Any
 
 from netjail.backends.errors import OperationFailed, UnsupportedEnvironment
 from netjail.backends.firewall.base import Match
+from netjail.backends.firewall.lanes import ALL_BITS, CLEAR_MARK
 from netjail.backends.firewall.libiptc import load_iptc
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN
 from netjail.backends.stderr_capture import stderr_captured
@@ -48,7 +49,7 @@ def warm_up() -> None:
     """Load every extension netjail uses now, before a UI owns the terminal: the first load is
     the one whose warnings must be kept off the screen."""
     for family in ("inet", "inet6"):
-        for name in ("tcp", "udp", "cgroup", "owner", "mark", "comment") + (
+        for name in ("tcp", "udp", "cgroup", "owner", "mark", "socket", "comment") + (
             ("icmp6",) if family == "inet6" else ()
         ):
             with contextlib.suppress(UnsupportedEnvironment):
@@ -61,7 +62,7 @@ VERDICTS = ("ACCEPT", "DROP", "RETURN")
 def build_entry(match: Match, target: str, comment: str | None = None) -> bytes:
     """The entry bytes for `<match> [-m comment] -j <target>`; `match` must be canonical and
     `target` a verdict or a chain name (libiptc resolves the name when the entry is added)."""
-    if target in VERDICTS:
+    if target in VERDICTS or target == CLEAR_MARK:
         return _build(match, target, comment)
     # A jump is a standard target carrying the chain's name. python-iptables would look the name
     # up in its own process-wide table handles, which do not know chains created in ours.
@@ -108,10 +109,16 @@ def _build(match: Match, target: str, comment: str | None) -> bytes:
                 m.gid_owner = str(match.gid_owner)
         if match.mark is not None:
             _create_match(rule, "mark").mark = f"{match.mark:#x}/{match.mark_mask:#x}"
+        if match.socket_mark:  # after the mark test: the lookup overwrites the packet's mark
+            m = _create_match(rule, "socket")
+            m.nowildcard = ""
+            m.restore_skmark = ""
         if comment is not None:
             _create_match(rule, "comment").comment = comment
         try:
-            rule.create_target(target)
+            t = rule.create_target(target)
+            if target == CLEAR_MARK:
+                t.set_xmark = f"0x0/{ALL_BITS:#x}"
         except Exception as exc:  # XTablesError: libxt_standard.so missing
             raise UnsupportedEnvironment(f"iptables target '{target}' unavailable: {exc}") from None
         rule.final_check()

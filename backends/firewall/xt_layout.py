@@ -3,8 +3,9 @@
 The kernel hands rules out as `struct ipt_entry` / `struct ip6t_entry` followed by their matches
 and target (include/uapi/linux/netfilter_ipv4/ip_tables.h, .../netfilter_ipv6/ip6_tables.h).
 Only what netjail writes is decoded: address/interface/protocol fields, tcp/udp ports, owner,
-cgroup path, mark and comment. Anything else (inversions, port ranges, other matches) decodes to None,
-which callers treat as "not ours as written": sync replaces it, read_jail skips it.
+cgroup path, mark, socket (as lanes.py writes it) and comment. Anything else (inversions, port
+ranges, other matches) decodes to None, which callers treat as "not ours as written": sync
+replaces it, read_jail skips it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ IP6T_F_PROTO = 0x01  # IPv6: proto field is meaningful
 IP6T_F_TOS = 0x02
 XT_OWNER_UID = 0x01
 XT_OWNER_GID = 0x02
+XT_SOCKET_NOWILDCARD = 0x02
+XT_SOCKET_RESTORESKMARK = 0x04
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
 
     sport = dport = uid = gid = icmp6_type = mark = mark_mask = None
     cgroup = comment = None
+    socket_mark = False
     (target_offset,) = struct.unpack_from("=H", entry, layout.target_offset)
     off = layout.size
     while off < target_offset:
@@ -219,6 +223,10 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
             mark, mark_mask, invert = struct.unpack_from("=IIB", entry, data)  # xt_mark_mtinfo1
             if invert:
                 raise _NotOurs("inverted mark")
+        elif name == "socket" and revision == 3:
+            if entry[data] != XT_SOCKET_NOWILDCARD | XT_SOCKET_RESTORESKMARK:  # xt_socket_mtinfo3
+                raise _NotOurs("socket options")
+            socket_mark = True
         elif name == "comment":
             comment = _cstr(entry[data : data + 256])
         else:
@@ -239,5 +247,6 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         icmp6_type=icmp6_type,
         mark=mark,
         mark_mask=mark_mask,
+        socket_mark=socket_mark,
     )
     return DecodedRule(match, comment)

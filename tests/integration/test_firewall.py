@@ -452,7 +452,9 @@ def test_cgroup_selector_drops_and_counts_a_real_process(fw: IptcFirewall, cgrou
         assert drain(rx, settle=0) == 0
         assert peer.wait_for(lambda c: int(c.get("errors", 0)) >= 10)  # type: ignore[call-overload]
         assert fw.counters()["cg"].inet.dropped_packets >= 10
-        assert f'-A NETJAIL-OUT -m cgroup --path "{rel}" -j NJ-O-cg' in ours("inet")
+        # a gate in the chain every packet walks, the member's selector in the cgroup lane
+        assert f'-A NETJAIL-OUT -m cgroup --path "{rel}" -j NETJAIL-OUT-CG' in ours("inet")
+        assert f'-A NETJAIL-OUT-CG -m cgroup --path "{rel}" -j NJ-O-cg' in ours("inet")
     finally:
         peer.kill()
         rx.close()
@@ -543,3 +545,31 @@ def wait_in_proc_locks(pid: int, waiting: bool, timeout: float = 30) -> None:
                 return
         time.sleep(0.01)
     raise AssertionError(f"PID {pid} never {'waited for' if waiting else 'held'} a flock")
+
+
+def test_incoming_mark_lane_matches_the_sockets_mark_and_survives_a_resync(fw: IptcFirewall) -> None:
+    """A packet for a socket carrying the jail's mark is dropped and counted coming in; one for
+    an unmarked socket on the next port passes, and leaves with mark 0 (the lane's tail). The
+    gate rule decodes back as written: a second sync replaces nothing (its counter stays)."""
+    mark = Match("inet", mark=0x5000000, mark_mask=0xFF000000)
+    marked, plain = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    for s in (marked, plain):
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.3)
+    marked.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 0x5000000)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx, marked, plain:
+        fw.sync_jail(JailRules("inmark", in_selectors=(mark,)))
+        tx.sendto(b"x", marked.getsockname())
+        tx.sendto(b"y", plain.getsockname())
+        assert plain.recv(10) == b"y"
+        with pytest.raises(TimeoutError):
+            marked.recv(10)
+        assert fw.counters()["inmark"].inet.dropped_packets == 1
+        gate = [ln for ln in save("inet", counters=True) if "-j NETJAIL-IN-MK" in ln]
+        assert len(gate) == 1 and "--restore-skmark" in gate[0] and "--nowildcard" in gate[0], gate
+        assert "-A NETJAIL-IN-MK -j MARK --set-xmark 0x0/0xffffffff" in ours("inet")
+        fw.sync_jail(JailRules("inmark", in_selectors=(mark,)))
+        assert [ln for ln in save("inet", counters=True) if "-j NETJAIL-IN-MK" in ln] == gate
+        assert fw.read_jail("inmark") == canonical_rules(JailRules("inmark", in_selectors=(mark,)))
+    fw.remove_jail("inmark")
+    assert ours("inet") == []

@@ -42,7 +42,7 @@ def test_block_tree_and_unblock_read_only_their_processes(
     engine = Engine(state_dir, inventory=inv, spawn_watcher=False)
     result = engine.block(BlockRequest(parent.pid, tree=True, jail="scoped"))
     assert {m.pid for m in result.members} == {parent.pid, child}
-    assert result.socket_rules > 0  # the child's existing UDP socket was found and covered
+    assert result.marked_sockets > 0  # the child's existing UDP socket was found and covered
     assert inv.snapshots == 0, "block took a system-wide snapshot"
     assert inv.looked_up == {parent.pid, child}
     assert other.pid not in inv.looked_up

@@ -1,0 +1,120 @@
+"""Lanes: selectors of one kind kept out of the dispatch chain every packet walks (pure).
+
+A dispatch chain (NETJAIL-OUT, NETJAIL-IN) is walked by every packet of the machine, so what it
+holds is paid by traffic that has nothing to do with any jail: 4,007 per-socket rules cut two
+unrelated processes' small UDP packets to 0.06x of their rate (docs/firewall.md). Selectors
+that grow with the number of jails or members go into a lane chain instead, reached through a
+few gate rules that unjailed packets fail fast:
+
+    NETJAIL-OUT:    -m cgroup --path /netjail/net-X -j NETJAIL-OUT-CG     (gate: one per root)
+                    -j NETJAIL-OUT-MK                                      (gate)
+    NETJAIL-OUT-CG: -m cgroup --path /netjail/net-X/web/1234.5 -j NJ-O-web (one per member)
+    NETJAIL-OUT-MK: -m mark --mark 0x0/0xff000000 -j RETURN               (head: unmarked)
+                    -m mark --mark 0x1000000/0xff000000 -j NJ-O-web        (one per jail)
+
+    NETJAIL-IN:     -m mark --mark 0x0/0xffffffff -m socket --nowildcard --restore-skmark
+                        -j NETJAIL-IN-MK                                   (gate)
+    NETJAIL-IN-MK:  -m mark --mark 0x0/0xffffffff -j RETURN               (head: socket unmarked)
+                    -m mark --mark 0x1000000/0xff000000 -j NJ-I-web        (one per jail)
+                    -j MARK --set-xmark 0x0/0xffffffff                     (tail)
+
+An unjailed packet going out walks three rules (a cgroup gate, the mark gate, the head); coming
+in, the socket lookup the stack does anyway (early demux) or one hash lookup, and one rule.
+
+Incoming packets carry no socket identity of their own: `--restore-skmark` copies the mark of
+the socket the packet is for into the packet, for TCP and UDP (DESIGN.md fact 10). It overwrites
+the packet's mark, so only packets arriving unmarked are looked up (a mark someone else's rules
+set before netjail's is never touched) and the tail puts 0 back on every packet the lookup
+marked, jailed or not, once the jail chains had their say: the packet leaves netjail's chains
+with the mark it came with. `--nowildcard` also finds sockets bound to 0.0.0.0 / ::.
+
+A gate only has to match a superset of its lane's selectors: a cgroup gate is an ancestor of the
+member cgroups (xt_cgroup matches descendants), the mark head's mask is the union of the jails'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from netjail.backends.firewall.base import DISPATCH, Match
+
+RuleKey = tuple[str, Match, str | None]  # as in plan.py: (target, match, comment)
+
+ALL_BITS = 0xFFFFFFFF
+CLEAR_MARK = "MARK"  # the one non-verdict target netjail writes: --set-xmark 0x0/0xffffffff
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    chain: str
+    direction: str
+    kind: str  # "cgroup" | "mark"
+
+    def takes(self, m: Match) -> bool:
+        if self.kind == "cgroup":
+            return m.cgroup is not None
+        return m.mark is not None and not m.socket_mark
+
+    def gates(self, family: str, body: Iterable[Match]) -> list[RuleKey]:
+        """Rules in the direction's dispatch chain that lead into this lane (none while empty)."""
+        body = list(body)
+        if not body:
+            return []
+        if self.kind == "cgroup":
+            return [(self.chain, Match(family, cgroup=root), None) for root in cgroup_roots(body)]
+        if self.direction == "out":
+            return [(self.chain, Match(family), None)]
+        lookup = Match(family, mark=0, mark_mask=ALL_BITS, socket_mark=True)
+        return [(self.chain, lookup, None)]
+
+    def head(self, family: str, body: Iterable[Match]) -> list[RuleKey]:
+        if self.kind != "mark":
+            return []
+        mask = ALL_BITS if self.direction == "in" else 0
+        for m in body:
+            mask |= m.mark_mask or 0
+        return [("RETURN", Match(family, mark=0, mark_mask=mask), None)] if mask else []
+
+    def tail(self, family: str) -> list[RuleKey]:
+        if self.kind == "mark" and self.direction == "in":
+            return [(CLEAR_MARK, Match(family), None)]
+        return []
+
+
+LANES: dict[str, tuple[Lane, ...]] = {
+    "out": (
+        Lane(f"{DISPATCH['out']}-CG", "out", "cgroup"),
+        Lane(f"{DISPATCH['out']}-MK", "out", "mark"),
+    ),
+    "in": (Lane(f"{DISPATCH['in']}-MK", "in", "mark"),),
+    "fwd": (),
+}
+
+
+def lane_for(direction: str, m: Match) -> Lane | None:
+    for lane in LANES[direction]:
+        if lane.takes(m):
+            return lane
+    return None
+
+
+def lane_chains() -> set[str]:
+    return {lane.chain for lanes in LANES.values() for lane in lanes}
+
+
+def cgroup_root(path: str) -> str:
+    """The gate for one member cgroup `/<parent>/net-<ns>/<jail>/<member>`: its jail's parent.
+    Any ancestor would be correct; the nearest common one keeps unjailed sockets out."""
+    parts = path.strip("/").split("/")
+    return "/" + "/".join(parts[:-2]) if len(parts) > 2 else path
+
+
+def cgroup_roots(body: Iterable[Match]) -> list[str]:
+    """The fewest gates covering every cgroup selector: roots below another root are dropped."""
+    roots = sorted({cgroup_root(m.cgroup) for m in body if m.cgroup is not None})
+    kept: list[str] = []
+    for r in roots:  # sorted: an ancestor comes before its descendants
+        if not any(r == k or r.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(r)
+    return kept

@@ -1,0 +1,254 @@
+"""A jail holds exactly its members' sockets, both ways, whatever shares their addresses.
+
+Every socket a member holds carries the jail's mark (socket_marks); going out, one rule per
+jail matches it, coming in, the packet takes the mark of the socket it is for
+(`--restore-skmark`, firewall/lanes.py). Neither depends on ports: a SO_REUSEPORT peer on the
+same port stays untouched, and the rules loaded do not grow with the sockets held.
+"""
+
+from __future__ import annotations
+
+import collections
+import select
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Peer, python_for, setpriv_as
+from tests.integration.test_block import CLI, legacy_rules
+from tests.integration.test_block_marks import block, sock_mark, unblock
+
+PROBE = Path(__file__).with_name("exact_probe.py")
+
+
+@pytest.fixture
+def probe() -> Iterator[Callable[..., Peer]]:
+    peers: list[Peer] = []
+
+    def spawn(*args: object) -> Peer:
+        argv = [*setpriv_as("nobody"), *python_for("nobody"), str(PROBE), *map(str, args)]
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        peer = Peer(proc)
+        threading.Thread(target=peer._read, daemon=True).start()
+        peers.append(peer)
+        peer.wait_ready()
+        return peer
+
+    yield spawn
+    for p in peers:
+        p.kill()
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def udp_answers(port: int, n: int = 120, wait: float = 1.5) -> collections.Counter[int]:
+    """Datagrams from n fresh source ports (SO_REUSEPORT spreads them by 4-tuple hash): how
+    many answers came back from each PID."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    got: collections.Counter[int] = collections.Counter()
+    try:
+        for s in socks:
+            s.setblocking(False)
+            s.sendto(b"ping", ("127.0.0.1", port))
+        pending = set(socks)
+        end = time.monotonic() + wait
+        while pending and time.monotonic() < end:
+            ready, _, _ = select.select(list(pending), [], [], 0.1)
+            for s in ready:
+                got[int(s.recv(100).split()[0])] += 1
+                pending.discard(s)
+    finally:
+        for s in socks:
+            s.close()
+    return got
+
+
+def tcp_greetings(port: int, n: int = 60, wait: float = 1.5) -> collections.Counter[int]:
+    """n connections at once: how many got the greeting (the PID) of each listener."""
+    socks = [socket.socket() for _ in range(n)]
+    got: collections.Counter[int] = collections.Counter()
+    try:
+        for s in socks:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        pending = set(socks)
+        end = time.monotonic() + wait
+        while pending and time.monotonic() < end:
+            ready, _, _ = select.select(list(pending), [], [], 0.1)
+            for s in ready:
+                try:
+                    data = s.recv(100)
+                except OSError:
+                    data = b""
+                if data:
+                    got[int(data.split()[0])] += 1
+                pending.discard(s)
+    finally:
+        for s in socks:
+            s.close()
+    return got
+
+
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_reuseport_peer_keeps_its_traffic(cli: CLI, probe: Callable[..., Peer], kind: str) -> None:
+    port = free_port(socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    jailed, other = (
+        probe(f"reuseport-{kind}", "127.0.0.1", port),
+        probe(f"reuseport-{kind}", "127.0.0.1", port),
+    )
+    ask = udp_answers if kind == "udp" else tcp_greetings
+    before = ask(port)
+    assert before[jailed.pid] > 0 and before[other.pid] > 0, before  # the kernel spreads them
+    block(cli, jailed.pid, f"rp{kind}")
+    during = ask(port)
+    assert during[jailed.pid] == 0, during
+    # the peer on the same port is untouched, in and out; its share is roughly half
+    assert during[other.pid] >= 10 and set(during) == {other.pid}, during
+    unblock(cli, jailed.pid)
+    after = ask(port)
+    assert after[jailed.pid] > 0 and after[other.pid] > 0, after
+
+
+class Counterpart:
+    """The test's end of the probe's flow (TCP) and of its connected UDP socket: counts what
+    arrives, and sends something back every 50 ms."""
+
+    def __init__(self) -> None:
+        self.tcp = socket.create_server(("127.0.0.1", 0))
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.stopped = threading.Event()  # no traffic may outlive the test: later ones count
+        threading.Thread(target=self._tcp, daemon=True).start()
+        threading.Thread(target=self._udp, daemon=True).start()
+
+    def _tcp(self) -> None:
+        conn, _ = self.tcp.accept()
+        conn.settimeout(0.05)
+        while not self.stopped.is_set():
+            try:
+                if conn.recv(100):
+                    self.counts["flow"] += 1
+            except TimeoutError:
+                pass
+            except OSError:
+                return
+            try:
+                conn.send(b"y\n")
+            except OSError:
+                return  # the probe is gone
+
+    def _udp(self) -> None:
+        self.udp.settimeout(0.05)
+        peer = None
+        while not self.stopped.is_set():
+            try:
+                _, peer = self.udp.recvfrom(100)
+                self.counts["connected"] += 1
+            except TimeoutError:
+                pass
+            if peer is not None:
+                self.udp.sendto(b"y", peer)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        time.sleep(0.1)  # both loops see it within one 50 ms timeout
+        self.tcp.close()
+        self.udp.close()
+
+
+@pytest.fixture
+def side() -> Iterator[Counterpart]:
+    counterpart = Counterpart()
+    yield counterpart
+    counterpart.stop()
+
+
+def reaches(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.settimeout(0.7)
+        try:
+            if kind == socket.SOCK_STREAM:
+                s.connect(("127.0.0.1", port))
+                return True
+            s.sendto(b"hello", ("127.0.0.1", port))
+            return bool(s.recv(100))
+        except OSError:
+            return False
+
+
+def moving(peer: Peer, side: Counterpart, seconds: float = 1.0, until_all: bool = False) -> dict[str, bool]:
+    """Which of the probe's sockets saw traffic in, and which of its sends arrived, within
+    `seconds` (`until_all`: as soon as every one did)."""
+    keys = ("flow", "connected")
+    before_in = {k: peer.value(k) for k in keys}
+    before_out = {k: side.counts[k] for k in keys}
+    end = time.monotonic() + seconds
+    while True:
+        time.sleep(0.05)
+        out = {f"{k} in": peer.value(k) > before_in[k] for k in keys}
+        out.update({f"{k} out": side.counts[k] > before_out[k] for k in keys})
+        if time.monotonic() > end or (until_all and all(out.values())):
+            return out
+
+
+def test_every_kind_of_socket_is_cut_both_ways_and_restored(
+    cli: CLI, probe: Callable[..., Peer], side: Counterpart
+) -> None:
+    member = probe("many", "127.0.0.1", side.tcp.getsockname()[1], side.udp.getsockname()[1])
+    ports, fds = member.info["ports"], member.info["fds"]
+    assert isinstance(ports, dict) and isinstance(fds, dict)
+    tcp_ports = (ports["wild"], ports["specific"])
+    assert all(moving(member, side, 10.0, until_all=True).values())
+    assert all(reaches(p, socket.SOCK_STREAM) for p in tcp_ports)
+    assert reaches(ports["unconnected"], socket.SOCK_DGRAM)
+
+    block(cli, member.pid, "many")
+    marks = {k: sock_mark(member.pid, fd) for k, fd in fds.items()}
+    assert len(set(marks.values())) == 1 and 0 not in marks.values(), marks  # the jail's one mark
+    time.sleep(0.3)  # what was on its way
+    assert not any(moving(member, side).values())
+    assert not any(reaches(p, socket.SOCK_STREAM) for p in tcp_ports)
+    assert not reaches(ports["unconnected"], socket.SOCK_DGRAM)
+
+    unblock(cli, member.pid)
+    assert {k: sock_mark(member.pid, fd) for k, fd in fds.items()} == dict.fromkeys(fds, 0)
+    # TCP retransmits what waited, after a backoff that doubled during the block
+    assert all(moving(member, side, 15.0, until_all=True).values())
+    assert all(reaches(p, socket.SOCK_STREAM) for p in tcp_ports)
+    assert reaches(ports["unconnected"], socket.SOCK_DGRAM)
+
+
+def netjail_rule_count() -> int:
+    return sum(
+        line.startswith("-A ") and ("NETJAIL" in line or "NJ-" in line)
+        for line in legacy_rules().splitlines()
+    )
+
+
+def test_rules_loaded_do_not_grow_with_the_sockets_held(cli: CLI, probe: Callable[..., Peer]) -> None:
+    counts = []
+    for n in (5, 300):
+        server = probe("reuseport-tcp", "127.0.0.1", free_port(socket.SOCK_STREAM))
+        clients = [socket.create_connection(("127.0.0.1", int(server.info["port"]))) for _ in range(n)]  # type: ignore[call-overload]
+        try:
+            assert server.wait_for(lambda c, n=n: int(c.get("accepted", 0)) >= n, 20)  # type: ignore[misc]
+            block(cli, server.pid, f"grow{n}")
+            counts.append(netjail_rule_count())
+            unblock(cli, server.pid)
+        finally:
+            for c in clients:
+                c.close()
+    assert counts[0] == counts[1], counts
+    assert counts[1] <= 30, legacy_rules()

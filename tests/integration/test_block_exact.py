@@ -46,21 +46,25 @@ def probe() -> Iterator[Callable[..., Peer]]:
         p.kill()
 
 
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
+def family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_port(kind: int, host: str = "127.0.0.1") -> int:
+    with socket.socket(family(host), kind) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def udp_answers(port: int, n: int = 120, wait: float = 1.5) -> collections.Counter[int]:
+def udp_answers(host: str, port: int, n: int = 120, wait: float = 1.5) -> collections.Counter[int]:
     """Datagrams from n fresh source ports (SO_REUSEPORT spreads them by 4-tuple hash): how
     many answers came back from each PID."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    socks = [socket.socket(family(host), socket.SOCK_DGRAM) for _ in range(n)]
     got: collections.Counter[int] = collections.Counter()
     try:
         for s in socks:
             s.setblocking(False)
-            s.sendto(b"ping", ("127.0.0.1", port))
+            s.sendto(b"ping", (host, port))
         pending = set(socks)
         end = time.monotonic() + wait
         while pending and time.monotonic() < end:
@@ -74,14 +78,14 @@ def udp_answers(port: int, n: int = 120, wait: float = 1.5) -> collections.Count
     return got
 
 
-def tcp_greetings(port: int, n: int = 60, wait: float = 1.5) -> collections.Counter[int]:
+def tcp_greetings(host: str, port: int, n: int = 60, wait: float = 1.5) -> collections.Counter[int]:
     """n connections at once: how many got the greeting (the PID) of each listener."""
-    socks = [socket.socket() for _ in range(n)]
+    socks = [socket.socket(family(host)) for _ in range(n)]
     got: collections.Counter[int] = collections.Counter()
     try:
         for s in socks:
             s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
+            s.connect_ex((host, port))
         pending = set(socks)
         end = time.monotonic() + wait
         while pending and time.monotonic() < end:
@@ -100,23 +104,24 @@ def tcp_greetings(port: int, n: int = 60, wait: float = 1.5) -> collections.Coun
     return got
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 @pytest.mark.parametrize("kind", ["udp", "tcp"])
-def test_reuseport_peer_keeps_its_traffic(cli: CLI, probe: Callable[..., Peer], kind: str) -> None:
-    port = free_port(socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+def test_reuseport_peer_keeps_its_traffic(cli: CLI, probe: Callable[..., Peer], kind: str, host: str) -> None:
+    port = free_port(socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM, host)
     jailed, other = (
-        probe(f"reuseport-{kind}", "127.0.0.1", port),
-        probe(f"reuseport-{kind}", "127.0.0.1", port),
+        probe(f"reuseport-{kind}", host, port),
+        probe(f"reuseport-{kind}", host, port),
     )
     ask = udp_answers if kind == "udp" else tcp_greetings
-    before = ask(port)
+    before = ask(host, port)
     assert before[jailed.pid] > 0 and before[other.pid] > 0, before  # the kernel spreads them
-    block(cli, jailed.pid, f"rp{kind}")
-    during = ask(port)
+    block(cli, jailed.pid, f"rp{kind}{int(family(host))}")
+    during = ask(host, port)
     assert during[jailed.pid] == 0, during
     # the peer on the same port is untouched, in and out; its share is roughly half
     assert during[other.pid] >= 10 and set(during) == {other.pid}, during
     unblock(cli, jailed.pid)
-    after = ask(port)
+    after = ask(host, port)
     assert after[jailed.pid] > 0 and after[other.pid] > 0, after
 
 

@@ -150,11 +150,12 @@ class Inventory:
             denied=_denied_lines(denied),
         )
 
-    def lookup(self, pid: int) -> Process | None:
-        """One process read fresh (nothing cached), with its sockets; None if it does not exist."""
-        return self.lookup_many([pid]).get(pid)
+    def lookup(self, pid: int, sockets: bool = True) -> Process | None:
+        """One process read fresh (nothing cached), with its sockets unless told not to (they
+        cost an fd-table walk and a socket-table dump); None if it does not exist."""
+        return self.lookup_many([pid], sockets).get(pid)
 
-    def lookup_many(self, pids: Iterable[int]) -> dict[int, Process]:
+    def lookup_many(self, pids: Iterable[int], with_sockets: bool = True) -> dict[int, Process]:
         """These processes read fresh, with their sockets; those that do not exist are left out.
 
         What a block needs, without a system-wide pass: each process's own /proc files and fd
@@ -170,7 +171,7 @@ class Inventory:
                 static = self._read_static(base, stat)
                 netns, _ = self._read_netns(base)
                 cgroup = parse_cgroup_v2(read_small(f"{base}/cgroup").decode(errors=_RAW))
-                inodes = None if stat.kernel_thread else self._scan_fds(base)
+                inodes = None if stat.kernel_thread or not with_sockets else self._scan_fds(base)
             except (_Gone, *_GONE):
                 continue
             except PermissionError:

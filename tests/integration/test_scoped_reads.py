@@ -26,10 +26,10 @@ class CountingInventory(Inventory):
         self.snapshots += 1
         return super().snapshot(all_processes)
 
-    def lookup_many(self, pids: Iterable[int]) -> dict[int, Process]:
+    def lookup_many(self, pids: Iterable[int], with_sockets: bool = True) -> dict[int, Process]:
         pids = list(pids)
         self.looked_up.update(pids)
-        return super().lookup_many(pids)
+        return super().lookup_many(pids, with_sockets)
 
 
 def test_block_tree_and_unblock_read_only_their_processes(

@@ -340,7 +340,7 @@ class Launches:
         self, pid: int, start_time: int | None, req: LaunchRequest, force: bool = False
     ) -> LaunchResult:
         """Terminate a running process and start its program again under a launch strategy (it
-        cannot be moved into a netns alive, DESIGN.md fact 5): the same arguments, as its real
+        cannot be moved into a netns alive, docs/kernel-facts.md #5): the same arguments, as its real
         user and group, in its directory when that user may enter it (else their home), with the
         minimal launch environment; output to the jail's log. A setuid/setgid process (real and
         effective ids differ) is refused unless `force`, which runs it as the real user."""

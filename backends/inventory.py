@@ -1,6 +1,6 @@
 """Processes and their inet sockets, in one system-wide pass over /proc, incremental across calls.
 
-Costs (DESIGN.md, kernel fact 7, and bench/inventory.py) decide the shape:
+Costs (docs/kernel-facts.md #7, and bench/inventory.py) decide the shape:
 
 * Socket tables are read once per distinct network namespace (socket_tables): our own over
   sock_diag netlink, the others through /proc/<pid>/net/* of one process in each (that file

@@ -1,6 +1,6 @@
 """What a write of a PID to `cgroup.procs` moved, when the process meant died around it (pure).
 
-A PID is not an identity (DESIGN.md fact 8), and `cgroup.procs` only takes PIDs: between the
+A PID is not an identity (docs/kernel-facts.md #8), and `cgroup.procs` only takes PIDs: between the
 check of a target and the write, the target may exit, be reaped, and its PID be handed to a new
 process (a stranger), which the write then moves. A pidfd opened before the check pins the
 target itself (not its number): when it says the target has exited after the write, the write

@@ -15,7 +15,7 @@ Rules, in order:
    the cgroup is empty; never a `--keep` launch jail); owner jails only by unblock/reset, since
    they are about the user's processes to come as much as the current ones.
 4. cgroup jails: a missing cgroup is re-created and, since a `-m cgroup --path` rule binds to
-   the cgroup that existed when it was loaded (DESIGN.md fact 3), a re-created cgroup reloads
+   the cgroup that existed when it was loaded (docs/kernel-facts.md #3), a re-created cgroup reloads
    the jail's rules; a member moved out by someone else is moved back.
 5. Every live jail's rules are synced (one commit per table): socket selectors follow the
    members' current sockets (new listeners get covered), missing rules are re-created.
@@ -115,7 +115,7 @@ class Reconciler:
         cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...); and
         listeners and unconnected UDP sockets opened inside, which INPUT can only tell apart by
         their mark (the cgroup rule covers what they send, except a listener's SYN-ACKs:
-        DESIGN.md fact 2)."""
+        docs/kernel-facts.md #2)."""
         jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
         inside = {s.inode for socks in sockets.values() for s in socks if not serves(s)} - unseen
         checked = jail_marks.checked(jail) | inside

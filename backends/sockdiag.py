@@ -142,7 +142,7 @@ def open_sockets_in(netns_paths: Sequence[str]) -> list[socket.socket | Exceptio
     """A sock_diag netlink socket inside each namespace named (/proc/PID/ns/net), or why not.
 
     A netlink socket answers for the namespace it was created in, so entering one is needed
-    only for the moment of creation. setns() moves just the calling thread (DESIGN.md, fact 5),
+    only for the moment of creation. setns() moves just the calling thread (docs/kernel-facts.md #5),
     so one throwaway thread visits every namespace in turn and ends; the caller's thread never
     leaves its own. Needs CAP_SYS_ADMIN. A path that cannot be opened gives its OSError (the
     process left); the kernel refusing setns or netlink gives Unavailable.

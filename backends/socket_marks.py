@@ -1,7 +1,7 @@
 """Per-socket identity for a cgroup jail: the socket's own mark (SO_MARK), set from outside.
 
 A socket created before its holder was jailed (or handed to it later) keeps the cgroup it was
-created in (DESIGN.md fact 1), so the jail's `-m cgroup` rule never sees it. Address selectors
+created in (docs/kernel-facts.md #1), so the jail's `-m cgroup` rule never sees it. Address selectors
 cover only sockets sock_diag lists with an address: an unbound TCP socket that connects after
 the block, a raw/ICMP socket (ping) or UDP-Lite have none. `pidfd_getfd(2)` gives root a
 duplicate of the holder's fd, and `setsockopt(SO_MARK)` on it marks the *same* socket (fact 9):

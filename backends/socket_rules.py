@@ -1,6 +1,6 @@
 """Selectors for sockets a process already had before it was jailed (pure).
 
-A socket's cgroup is fixed when the socket is created (DESIGN.md fact 1), and INPUT never
+A socket's cgroup is fixed when the socket is created (docs/kernel-facts.md #1), and INPUT never
 matches by cgroup (fact 2), so each existing socket gets explicit selectors, both directions:
 
 - connected (TCP flow in any state with a peer, connected UDP): its exact 5-tuple, out and in,

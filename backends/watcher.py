@@ -1,5 +1,5 @@
 """The watcher: while jails exist, one background process re-runs reconciliation every second,
-so sockets a cgroup rule cannot see (listeners opened inside the jail, DESIGN.md fact 2) get
+so sockets a cgroup rule cannot see (listeners opened inside the jail, docs/kernel-facts.md #2) get
 covered and a re-created cgroup gets its rule reloaded. It exits when no jail is left.
 
 Started by `block` (`python -I -m netjail.backends.watcher`, from "/" with a sanitized

@@ -1,8 +1,8 @@
 """Jail counters straight from the kernel's rule blob: one getsockopt per family, one linear walk.
 
-Building python-iptables Rule objects for every rule costs ~146 ms per 1000 rules (DESIGN.md
-fact 7); `iptables-legacy-save -c` does the same job in ~3 ms as a whole process. This reader asks
-the kernel for the filter table exactly like libiptc does (IPT_SO_GET_INFO, then
+Building python-iptables Rule objects for every rule costs ~146 ms per 1000 rules
+(docs/kernel-facts.md #7); `iptables-legacy-save -c` does the same job in ~3 ms as a whole
+process. This reader asks the kernel for the filter table exactly like libiptc does (IPT_SO_GET_INFO, then
 IPT_SO_GET_ENTRIES into a buffer of the announced size) and walks the entries with
 `struct.unpack_from`, looking only at what counting needs:
 

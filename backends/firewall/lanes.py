@@ -22,7 +22,7 @@ An unjailed packet going out walks three rules (a cgroup gate, the mark gate, th
 in, the socket lookup the stack does anyway (early demux) or one hash lookup, and one rule.
 
 Incoming packets carry no socket identity of their own: `--restore-skmark` copies the mark of
-the socket the packet is for into the packet, for TCP and UDP (DESIGN.md fact 10). It overwrites
+the socket the packet is for into the packet, for TCP and UDP (docs/kernel-facts.md #10). It overwrites
 the packet's mark, so only packets arriving unmarked are looked up (a mark someone else's rules
 set before netjail's is never touched) and the tail puts 0 back on every packet the lookup
 marked, jailed or not, once the jail chains had their say: the packet leaves netjail's chains

@@ -136,7 +136,7 @@ def test_unblock_restores_original_cgroup(cli: CLI, spawn_peer: Callable[..., Pe
 
 def test_escaped_member_and_recreated_cgroup_are_rejailed(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
     """Someone moves the member out, then re-creates the jail's cgroup: the old `-m cgroup` rule
-    no longer matches the new cgroup (DESIGN.md fact 3); reconciliation must reload it."""
+    no longer matches the new cgroup (docs/kernel-facts.md #3); reconciliation must reload it."""
     recv = spawn_peer("udp-recv", "127.0.0.1", 0)
     sender = spawn_peer("udp-send-fresh", "127.0.0.1", recv.info["lport"])
     quiet_watcher = {"NETJAIL_WATCH_INTERVAL": "3600"}  # this test plays the watcher's part

@@ -1,7 +1,7 @@
 """Issue 8 finding 5: a socket handed to a cgroup-jailed process over a unix socket.
 
 The socket was created by an unjailed helper, so it carries the helper's cgroup and the jail's
-`-m cgroup` rule never matches it (DESIGN.md fact 1). The watcher must give it a selector of its
+`-m cgroup` rule never matches it (docs/kernel-facts.md #1). The watcher must give it a selector of its
 own within one period: both sides run as `nobody`, and the receiver counts what arrives.
 """
 

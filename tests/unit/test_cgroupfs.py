@@ -102,5 +102,5 @@ def test_read_cgroup_of_a_gone_process() -> None:
 
 
 def test_find_cgroup2_reads_this_machine() -> None:
-    # This machine is hybrid; DESIGN.md's measured fact.
+    # This machine is hybrid; docs/kernel-facts.md, intro.
     assert find_cgroup2() == Cgroup2Mount("/sys/fs/cgroup/unified", "hybrid", "/")

@@ -3,9 +3,9 @@
 `-m cgroup --path SUB` matches a packet by the cgroup its socket was *created* in
 (docs/kernel-facts.md #1), never by who holds the socket now. A member holds sockets created
 elsewhere: those it had when jailed, and any handed to it later over a unix socket (SCM_RIGHTS)
-by a process outside the jail (issue 8, finding 5). Each such socket needs a selector of its
-own; a socket created inside the jail needs none (its cgroup rule drops it), so it must not
-churn the tables.
+by a process outside the jail (issue 8, finding 5). Each such socket gets the jail's mark
+(jail_marks), or an address selector where it cannot be marked; a connected socket created
+inside the jail needs neither (its cgroup rule drops what it sends).
 
 sock_diag reports each socket's cgroup id (INET_DIAG_CGROUP_ID, Linux >= 5.7), which on cgroup2
 is the inode number of the cgroup's directory: a socket is seen by the jail's rule exactly when

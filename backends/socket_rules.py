@@ -1,7 +1,8 @@
-"""Selectors for sockets a process already had before it was jailed (pure).
+"""Address selectors for sockets netjail could not mark (pure): the fallback of jail_marks, for
+hosts without pidfd_getfd and sockets whose mark belongs to someone else.
 
 A socket's cgroup is fixed when the socket is created (docs/kernel-facts.md #1), and INPUT never
-matches by cgroup (fact 2), so each existing socket gets explicit selectors, both directions:
+matches by cgroup (#2), so each such socket gets explicit selectors, both directions:
 
 - connected (TCP flow in any state with a peer, connected UDP): its exact 5-tuple, out and in,
   except UDP going out: a connected UDP socket may still sendto() another peer and pick its
@@ -10,8 +11,8 @@ matches by cgroup (fact 2), so each existing socket gets explicit selectors, bot
   which share the listener's port and its old cgroup);
 - bound, unconnected UDP: its port in and out (out without its address, as above).
 
-A socket netjail could mark (jail_marks) needs none of these going out: its mark covers every
-packet it sends.
+A socket netjail could mark needs none of these: its mark covers every packet it sends and,
+looked up, every TCP/UDP packet it is sent (firewall/lanes.py).
 
 A dual-stack socket bound to `::` also serves IPv4, so it gets selectors in both families.
 """

@@ -18,15 +18,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from netjail.backends import doctor_probes, socket_marks, tools
+from netjail.backends import doctor_probes, sockdiag, socket_marks, tools
 from netjail.backends.cgroupfs import parse_mountinfo, read_cgroup
 from netjail.backends.doctor_parsers import (
     FULL_MARK,
     FwmarkRule,
+    MarkedSocket,
     MarkSeen,
     count_save_rules,
     fwmark_marks,
     parse_cap_eff,
+    parse_diag_marks,
     parse_iptables_version,
     parse_kernel_config,
     parse_nft_marks,
@@ -34,9 +36,12 @@ from netjail.backends.doctor_parsers import (
     parse_save_marks,
     save_chains,
     save_tables,
+    socket_marks_seen,
 )
-from netjail.backends.errors import BadInput
+from netjail.backends.errors import BadInput, NetjailError
 from netjail.backends.model import Check, MarkUse
+from netjail.backends.procio import socket_inodes
+from netjail.backends.state import Store
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 NO_ROOT = "cannot probe without root"
@@ -192,7 +197,7 @@ def marks_check(seen: Sequence[MarkSeen], mask: int | str, unread: Sequence[str]
             f"(NETJAIL_MARK_MASK): {named}; set NETJAIL_MARK_MASK to bits nobody else uses{missing}",
             uses,
         )
-    found = f"{len(uses)} marks in use, none in" if uses else "no marks in use (rules, ip rule) overlap"
+    found = f"{len(uses)} marks in use, none in" if uses else "no marks in use (rules, ip rule, sockets) overlap"
     return Check("marks", WARN if unread else OK, f"{found} netjail's range {mask:#x}{missing}", uses)
 
 
@@ -484,6 +489,10 @@ class _Machine:
             seen += fwmark_marks(read_fwmark_rules())
         except Exception as exc:  # no pyroute2, netlink refused: the rest still counts
             unread.append(f"ip rule ({type(exc).__name__}: {exc})")
+        try:
+            seen += read_socket_marks()
+        except Exception as exc:
+            unread.append(f"socket marks ({type(exc).__name__}: {exc})")
         return marks_check(seen, mask, unread)
 
 
@@ -509,6 +518,43 @@ def read_fwmark_rules() -> list[FwmarkRule]:
                     )
                 )
     return rules
+
+
+def read_socket_marks() -> list[MarkSeen]:
+    """TCP and UDP sockets (IPv4, IPv6) of this network namespace with a mark (SO_MARK) that
+    is not one of netjail's jails', named with their process. One sock_diag dump per table
+    (the kernel reports each socket's mark to a CAP_NET_ADMIN reader); /proc is scanned for
+    owners only when such a socket exists. Raw and ICMP sockets are not listed by it."""
+    found: list[tuple[str, MarkedSocket]] = []
+    with sockdiag.open_socket() as nl:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for proto in ("tcp", "udp"):
+                nl.send(sockdiag.dump_request(family, proto))
+                done = False
+                while not done:
+                    marked, done = parse_diag_marks(nl.recv(1 << 16))
+                    found += [(proto, s) for s in marked]
+    try:
+        own = {j.mark for j in Store().load().jails.values() if j.mark}
+    except NetjailError:
+        own = set()
+    found = [(proto, s) for proto, s in found if s.mark not in own]
+    return socket_marks_seen(found, _owners({s.inode for _, s in found}) if found else {}, own)
+
+
+def _owners(inodes: set[int]) -> dict[int, str]:
+    owners: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            held = set(socket_inodes(f"{entry}/fd")) & inodes
+        except OSError:
+            continue
+        comm = (_read(entry / "comm") or "?").strip()
+        for inode in held:
+            owners.setdefault(inode, f"PID {entry.name} ({comm})")
+    return owners
 
 
 def _xt_check(machine: _Machine, match: str) -> Check:

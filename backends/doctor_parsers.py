@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import socket
+import struct
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
 # Chains and chain-name prefixes netjail owns (see firewall/base.py); everything else is foreign.
@@ -95,7 +97,8 @@ OWN_NFT_TABLE_PREFIX = "netjail"
 
 class MarkSeen(NamedTuple):
     """One use of a mark: `kind` MATCH compares (mark & mask) with value, SET changes the bits
-    in mask and value (an xor-mark: mask 0); `where` names the rule, routing rule or socket."""
+    in mask and value (an xor-mark: mask 0), SOCKET is a socket's own mark (value, mask all
+    bits); `where` names the rule, routing rule or socket."""
 
     value: int
     mask: int
@@ -316,4 +319,67 @@ def fwmark_marks(rules: Iterable[FwmarkRule]) -> list[MarkSeen]:
         sel = f"{'not ' if r.invert else ''}fwmark {mark}"
         where = f"ip rule ({r.family}) pref {r.priority}: {sel} lookup {r.table}"
         seen.append(MarkSeen(r.fwmark & r.fwmask, r.fwmask, MATCH, where))
+    return seen
+
+
+SOCKET = "socket"  # a socket's own mark (SO_MARK): every packet of it carries the value
+_NLMSG = struct.Struct("=IH")
+_DIAG_MSG = struct.Struct("=BB2x2s2x16s44xI")  # inet_diag_msg: family, state, sport, src, ..., inode
+_RTATTR = struct.Struct("=HH")
+INET_DIAG_MARK = 15  # linux/inet_diag.h; the kernel adds it for a CAP_NET_ADMIN requester
+
+
+class MarkedSocket(NamedTuple):
+    family: int
+    inode: int
+    local_addr: str
+    local_port: int
+    mark: int
+
+
+def parse_diag_marks(data: bytes) -> tuple[list[MarkedSocket], bool]:
+    """Sockets with a non-zero INET_DIAG_MARK in one recv() of a sock_diag dump; True at
+    NLMSG_DONE. An NLMSG_ERROR (no udp_diag ...) ends the dump too: nothing more to read."""
+    found: list[MarkedSocket] = []
+    off = 0
+    while off + _NLMSG.size <= len(data):
+        length, kind = _NLMSG.unpack_from(data, off)
+        if kind in (2, 3):  # NLMSG_ERROR, NLMSG_DONE
+            return found, True
+        end = off + length
+        if length < 16 + 72 or end > len(data):
+            return found, True
+        family, _, port, src, inode = _DIAG_MSG.unpack_from(data, off + 16)
+        at = off + 16 + 72
+        while at + _RTATTR.size <= end:
+            alen, atype = _RTATTR.unpack_from(data, at)
+            if alen < _RTATTR.size:
+                break
+            if (
+                atype == INET_DIAG_MARK
+                and alen >= 8
+                and (mark := int.from_bytes(data[at + 4 : at + 8], "little"))
+            ):
+                width = 4 if family == socket.AF_INET else 16
+                addr = socket.inet_ntop(family, src[:width])
+                found.append(MarkedSocket(family, inode, addr, int.from_bytes(port, "big"), mark))
+            at += (alen + 3) & ~3
+        off += (length + 3) & ~3
+    return found, False
+
+
+def socket_marks_seen(
+    sockets: Iterable[tuple[str, MarkedSocket]], owners: Mapping[int, str], own_marks: Collection[int]
+) -> list[MarkSeen]:
+    """`sockets`: (proto, socket); `owners`: inode -> "PID 12 (name)"; marks of netjail's jails
+    (`own_marks`) are its own and not listed."""
+    seen = []
+    for proto, s in sockets:
+        if s.mark in own_marks:
+            continue
+        addr = f"[{s.local_addr}]" if ":" in s.local_addr else s.local_addr
+        who = f" of {owners[s.inode]}" if s.inode in owners else ""
+        seen.append(
+            MarkSeen(s.mark, FULL_MARK, SOCKET, f"socket:[{s.inode}] {proto} {addr}:{s.local_port}{who}")
+        )
     return seen

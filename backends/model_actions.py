@@ -53,7 +53,7 @@ class MarkUse:
 
     value: int
     mask: int
-    kind: str  # "match" (compares mark & mask with value) | "set" (changes those bits)
+    kind: str  # "match" (compares mark & mask with value), "set" (changes those bits), "socket"
     where: str  # the rule, routing rule or socket, e.g. "ip rule (IPv4) pref 100: fwmark 0x1 ..."
     overlaps: bool  # looks at or changes bits of netjail's range (NETJAIL_MARK_MASK)
 

@@ -380,3 +380,18 @@ def test_without_pidfd_getfd_block_falls_back_to_address_rules(
     member.proc.send_signal(10)
     assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
     assert settle_count(recv, "received") == 0
+
+
+def test_doctor_does_not_count_netjails_own_marks(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    """A jail's mark rules and the sockets it marked are netjail's: doctor's marks check stays ok."""
+    listener = Connections()
+    member = spawn_probe("pool", 3, "127.0.0.1", listener.port)
+    block(cli, member.pid, "own")
+    fds = member.info["fds"]
+    assert isinstance(fds, list) and sock_mark(member.pid, fds[0]) == _jail_mark("own")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # listed by sock_diag, unlike the pool's
+        s.bind(("127.0.0.1", 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, _jail_mark("own"))
+        out = cli("doctor", "--json")
+    marks = next(c for c in json.loads(out.stdout) if c["name"] == "marks")
+    assert (marks["status"], marks["marks"]) == ("ok", []), marks

@@ -74,7 +74,9 @@ def test_doctor_as_root_reports_this_machine(cli: CLI) -> None:
     version = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.split()
     assert f"`iptables` is {version[1]} {version[2]}" in c["iptables"]["detail"]  # v1.8.9 (nf_tables)
     assert c["legacy-rules"]["detail"] == "no foreign rules in xtables-legacy"
-    assert c["marks"]["detail"] == "no marks in use (rules, ip rule) overlap netjail's range 0xff000000"
+    assert (
+        c["marks"]["detail"] == "no marks in use (rules, ip rule, sockets) overlap netjail's range 0xff000000"
+    )
     assert c["sock-destroy"]["detail"].startswith("CONFIG_INET_DIAG_DESTROY=y (/proc/config.gz)")
     tcp, udp = sysctl("net.ipv4.tcp_early_demux"), sysctl("net.ipv4.udp_early_demux")
     assert c["early-demux"]["detail"].startswith(f"tcp_early_demux={tcp}, udp_early_demux={udp}")
@@ -197,9 +199,43 @@ def _doctor_marks(netns: str, mask: str | None = None) -> tuple[int, dict[str, o
     return out.returncode, by_name(out)["marks"]
 
 
+# A process holding a UDP socket with a mark of its own (SO_MARK, as a VPN client sets it).
+MARKED_SOCKET = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 0x6000000)
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
 def test_doctor_fails_on_marks_in_netjails_range(netns: str) -> None:
     rc, clean = _doctor_marks(netns)
     assert (rc, clean["status"], clean["marks"]) == (0, "ok", [])
+    holder = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", MARKED_SOCKET],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(holder.stdout.readline())  # type: ignore[union-attr]
+        inode = next(
+            os.stat(f"/proc/{holder.pid}/fd/{fd}").st_ino
+            for fd in os.listdir(f"/proc/{holder.pid}/fd")
+            if os.readlink(f"/proc/{holder.pid}/fd/{fd}").startswith("socket:")
+        )
+        comm = Path(f"/proc/{holder.pid}/comm").read_text().strip()
+        sock_where = f"socket:[{inode}] udp 127.0.0.1:{port} of PID {holder.pid} ({comm})"
+        _foreign_marks_fail_then_pass(netns, sock_where)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _doctor_marks(netns) == (0, clean)
+
+
+def _foreign_marks_fail_then_pass(netns: str, sock_where: str) -> None:
     for add, _ in FOREIGN_MARKS.values():
         for cmd in add.split("\0"):
             done = in_netns(netns, *shlex.split(cmd))
@@ -207,13 +243,15 @@ def test_doctor_fails_on_marks_in_netjails_range(netns: str) -> None:
     rc, marks = _doctor_marks(netns)
     assert rc == 1 and marks["status"] == "fail", marks
     assert isinstance(marks["detail"], str) and isinstance(marks["marks"], list)
-    assert marks["detail"].startswith("4 of 4 marks in use overlap netjail's range 0xff000000")
-    assert {m["where"]: m["overlaps"] for m in marks["marks"]} == dict.fromkeys(FOREIGN_MARKS, True)
+    assert marks["detail"].startswith("5 of 5 marks in use overlap netjail's range 0xff000000")
+    where = {m["where"]: m["overlaps"] for m in marks["marks"]}
+    assert where == dict.fromkeys([*FOREIGN_MARKS, sock_where], True)
     assert {(m["value"], m["mask"], m["kind"]) for m in marks["marks"]} == {
         (0x1000000, 0xFFFFFFFF, "match"),
         (0x5000000, 0xFF000000, "match"),
         (0x2000000, 0xFF000000, "set"),
         (0x3000000, 0xFF000000, "match"),
+        (0x6000000, 0xFFFFFFFF, "socket"),
     }
     human = in_netns(netns, sys.executable, "-m", "netjail.app.cli", "doctor")
     assert human.returncode == 1
@@ -221,11 +259,10 @@ def test_doctor_fails_on_marks_in_netjails_range(netns: str) -> None:
     # a range nobody else uses: listed, not failed
     rc, moved = _doctor_marks(netns, "0x00ff0000")
     assert (rc, moved["status"]) == (0, "ok"), moved
-    assert moved["detail"] == "4 marks in use, none in netjail's range 0xff0000"
+    assert moved["detail"] == "5 marks in use, none in netjail's range 0xff0000"
     for _, remove in FOREIGN_MARKS.values():
         done = in_netns(netns, *shlex.split(remove))
         assert done.returncode == 0, f"{remove}: {done.stderr}"
-    assert _doctor_marks(netns) == (0, clean)
 
 
 def test_xt_probe_refuses_a_missing_cgroup_and_leaves_nothing() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections import Counter
 
 from netjail.app.cli_doctor import format_checks
@@ -23,10 +25,12 @@ from netjail.backends.doctor import (
 )
 from netjail.backends.doctor_parsers import (
     FwmarkRule,
+    MarkedSocket,
     MarkSeen,
     count_save_rules,
     fwmark_marks,
     parse_cap_eff,
+    parse_diag_marks,
     parse_iptables_version,
     parse_kernel_config,
     parse_nft_marks,
@@ -34,6 +38,7 @@ from netjail.backends.doctor_parsers import (
     parse_save_marks,
     save_chains,
     save_tables,
+    socket_marks_seen,
 )
 from netjail.backends.model import Check, MarkUse
 
@@ -533,7 +538,7 @@ def test_marks_check_fails_on_overlap_only() -> None:
     assert (clear.status, clear.detail) == ("ok", "2 marks in use, none in netjail's range 0xff0000")
     assert [m.overlaps for m in clear.marks] == [False, False]
     empty = marks_check([], 0xFF000000)
-    assert empty.detail == "no marks in use (rules, ip rule) overlap netjail's range 0xff000000"
+    assert empty.detail == "no marks in use (rules, ip rule, sockets) overlap netjail's range 0xff000000"
 
 
 def test_marks_check_unreadable_and_bad_mask() -> None:
@@ -551,3 +556,40 @@ def test_marks_are_listed_under_their_check() -> None:
         "fail  marks  1 of 1 ...\n"
         "             overlaps 0x2000000/0xff000000  iptables-legacy IPv4 mangle OUTPUT rule 1\n"
     )
+
+
+def _diag_record(family: int, inode: int, addr: str, port: int, mark: int | None) -> bytes:
+    """One SOCK_DIAG_BY_FAMILY record as the kernel sends it: inet_diag_msg + attributes."""
+    src = socket.inet_pton(family, addr).ljust(16, b"\0")
+    body = struct.pack("=BBBB", family, 7, 0, 0) + port.to_bytes(2, "big") + b"\0\0" + src
+    body += b"\0" * 44 + struct.pack("=I", inode)
+    attrs = struct.pack("=HHB3x", 5, 8, 0)  # INET_DIAG_SHUTDOWN, padded
+    if mark is not None:
+        attrs += struct.pack("=HHI", 8, 15, mark)
+    return struct.pack("=IHHII", 16 + len(body) + len(attrs), 20, 2, 1, 0) + body + attrs
+
+
+def test_socket_marks_from_a_sock_diag_dump() -> None:
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0\0\0\0"
+    data = (
+        _diag_record(socket.AF_INET, 11, "127.0.0.1", 5353, 0x1234)
+        + _diag_record(socket.AF_INET, 12, "127.0.0.1", 5354, 0)  # unmarked: not listed
+        + _diag_record(socket.AF_INET6, 13, "::1", 443, 0x4000000)
+        + _diag_record(socket.AF_INET, 14, "10.0.0.1", 1, None)  # no CAP_NET_ADMIN: no mark attribute
+    )
+    marked, finished = parse_diag_marks(data)
+    assert not finished
+    assert marked == [
+        MarkedSocket(socket.AF_INET, 11, "127.0.0.1", 5353, 0x1234),
+        MarkedSocket(socket.AF_INET6, 13, "::1", 443, 0x4000000),
+    ]
+    assert parse_diag_marks(done) == ([], True)
+    seen = socket_marks_seen(
+        [("udp", marked[0]), ("tcp", marked[1]), ("tcp", MarkedSocket(2, 15, "127.0.0.1", 80, 0x1000000))],
+        {11: "PID 7 (wg)"},
+        own_marks={0x1000000},  # a jail's: netjail's own
+    )
+    assert [(m.where, m.bits()) for m in seen] == [
+        ("socket:[11] udp 127.0.0.1:5353 of PID 7 (wg)", 0x1234),
+        ("socket:[13] tcp [::1]:443", 0x4000000),
+    ]

@@ -197,7 +197,9 @@ def marks_check(seen: Sequence[MarkSeen], mask: int | str, unread: Sequence[str]
             f"(NETJAIL_MARK_MASK): {named}; set NETJAIL_MARK_MASK to bits nobody else uses{missing}",
             uses,
         )
-    found = f"{len(uses)} marks in use, none in" if uses else "no marks in use (rules, ip rule, sockets) overlap"
+    found = (
+        f"{len(uses)} marks in use, none in" if uses else "no marks in use (rules, ip rule, sockets) overlap"
+    )
     return Check("marks", WARN if unread else OK, f"{found} netjail's range {mask:#x}{missing}", uses)
 
 

@@ -269,7 +269,10 @@ class Engine:
                     "block into a new --jail to use another allow-list"
                 )
             jail_marks.assign(jail, [j.mark for j in reg.jails.values() if j is not jail])
-            forced_before, jail.mark_force = jail.mark_force, jail.mark_force or req.force
+            forced_before, left_alone = jail.mark_force, list(jail.mark_foreign)
+            if req.force and not jail.mark_force:
+                # from now on the jail re-marks those too: the watcher looks at them again
+                jail.mark_force, jail.mark_foreign = True, []
             jail.members.extend(members)
             self.store.save(reg)
             _fault_point("pending")
@@ -278,7 +281,7 @@ class Engine:
                 if req.tree:
                     rules = self._catch_late_children(reg, mount, jail, members, target, req.force, rules)
             except BaseException:
-                jail.mark_force = forced_before
+                jail.mark_force, jail.mark_foreign = forced_before, left_alone
                 self._rollback(mount, reg, jail, members, new_jail)
                 raise
             for m in members:

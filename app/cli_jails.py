@@ -44,7 +44,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="destroy its established TCP connections (SOCK_DESTROY)",
     )
-    p.add_argument("--force", action="store_true", help="allow PID 1 and netjail's own ancestors")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow PID 1 and netjail's own ancestors, and re-mark sockets carrying another "
+        "program's mark (their mark is put back on unblock)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_block)
 

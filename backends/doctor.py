@@ -11,23 +11,37 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import socket
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from netjail.backends import doctor_probes, tools
+from netjail.backends import doctor_probes, sockdiag, socket_marks, tools
 from netjail.backends.cgroupfs import parse_mountinfo, read_cgroup
 from netjail.backends.doctor_parsers import (
+    FULL_MARK,
+    FwmarkRule,
+    MarkedSocket,
+    MarkSeen,
     count_save_rules,
+    fwmark_marks,
     parse_cap_eff,
+    parse_diag_marks,
     parse_iptables_version,
     parse_kernel_config,
+    parse_nft_marks,
     parse_nft_ruleset,
+    parse_save_marks,
     save_chains,
+    save_tables,
+    socket_marks_seen,
 )
-from netjail.backends.model import Check
+from netjail.backends.errors import BadInput, NetjailError
+from netjail.backends.model import Check, MarkUse
+from netjail.backends.procio import socket_inodes
+from netjail.backends.state import Store
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 NO_ROOT = "cannot probe without root"
@@ -41,6 +55,7 @@ NEEDED_CAPS = (
     (19, "CAP_SYS_PTRACE", "sockets of other users' processes"),
     (1, "CAP_DAC_OVERRIDE", "cgroup files of other owners"),
 )
+FIB_RULE_INVERT = 0x2  # linux/fib_rules.h: `ip rule add not fwmark ...`
 MATCH_CONFIG = {"cgroup": "CONFIG_NETFILTER_XT_MATCH_CGROUP", "owner": "CONFIG_NETFILTER_XT_MATCH_OWNER"}
 MATCH_OPTION = {"cgroup": "--path", "owner": "--uid-owner"}
 MATCH_NEEDED_BY = {"cgroup": "cgroup jails cannot drop anything", "owner": "user/group jails cannot work"}
@@ -159,6 +174,33 @@ def nft_rules_check(rules: Mapping[str, int] | None, error: str = NO_ROOT_READ) 
         f"{sum(rules.values())} nf_tables rules ({_per_table(rules)}): they "
         "run at the same hooks as netjail's, and a drop in either one wins",
     )
+
+
+def marks_check(seen: Sequence[MarkSeen], mask: int | str, unread: Sequence[str] = ()) -> Check:
+    """Marks other rules and routing use against the bits netjail owns (`mask`; a str: why
+    NETJAIL_MARK_MASK is unusable). A use overlaps when the bits it looks at or changes
+    (MarkSeen.bits) meet netjail's: their routing would follow jailed sockets' marks, or their
+    rules would rewrite the marks netjail's rules match on. `unread`: sources not readable."""
+    if isinstance(mask, str):
+        return Check("marks", FAIL, mask)
+    uses = tuple(MarkUse(m.value, m.mask, m.kind, m.where, bool(m.bits() & mask)) for m in seen)
+    clash = [u for u in uses if u.overlaps]
+    missing = f"; not read: {'; '.join(unread)}" if unread else ""
+    if clash:
+        named = "; ".join(u.where for u in clash[:3]) + (
+            f" and {len(clash) - 3} more" if len(clash) > 3 else ""
+        )
+        return Check(
+            "marks",
+            FAIL,
+            f"{len(clash)} of {len(uses)} marks in use overlap netjail's range {mask:#x} "
+            f"(NETJAIL_MARK_MASK): {named}; set NETJAIL_MARK_MASK to bits nobody else uses{missing}",
+            uses,
+        )
+    found = (
+        f"{len(uses)} marks in use, none in" if uses else "no marks in use (rules, ip rule, sockets) overlap"
+    )
+    return Check("marks", WARN if unread else OK, f"{found} netjail's range {mask:#x}{missing}", uses)
 
 
 def sock_destroy_check(
@@ -366,11 +408,15 @@ class _Machine:
         return saves, ""
 
     @cached_property
+    def nft_out(self) -> subprocess.CompletedProcess[str] | None:
+        return _run("nft", "-j", "list", "ruleset")
+
+    @cached_property
     def nft(self) -> tuple[Counter[str] | None, set[str], set[str], str]:
         """(rules per "family table", tables, chains, why unreadable) of nf_tables."""
         if not self.can_admin:
             return None, set(), set(), NO_ROOT_READ
-        out = _run("nft", "-j", "list", "ruleset")
+        out = self.nft_out
         if out is not None:
             if out.returncode != 0:
                 return None, set(), set(), f"nft: {_first_line(out)}"
@@ -409,6 +455,109 @@ class _Machine:
         tables_read = saves is not None and self.nft[0] is not None
         return firewalls_check(chains | nft_chains, nft_tables, _process_names(), ufw_enabled, tables_read)
 
+    def marks(self) -> Check:
+        try:
+            mask: int | str = socket_marks.mark_mask()
+        except BadInput as exc:
+            mask = str(exc)
+        if not self.can_admin:
+            return marks_check([], mask, [NO_ROOT_READ])
+        seen: list[MarkSeen] = []
+        unread: list[str] = []
+        saves, why = self.legacy_saves
+        if saves is None:
+            unread.append(why)
+        for family, text in sorted((saves or {}).items()):
+            seen += parse_save_marks(text, f"iptables-legacy {family}")
+        # iptables-nft rules: nft shows their MARK/CONNMARK options only as opaque xt
+        # expressions, iptables-nft-save prints them in full (and those tables are skipped below)
+        covered: set[tuple[str, str]] = set()
+        for family, label, tool in (
+            ("ip", "IPv4", "iptables-nft-save"),
+            ("ip6", "IPv6", "ip6tables-nft-save"),
+        ):
+            out = _run(tool)
+            if out is not None and out.returncode == 0:
+                seen += parse_save_marks(out.stdout, f"iptables-nft {label}")
+                covered |= {(family, table) for table in save_tables(out.stdout)}
+        nft = self.nft_out
+        if nft is None:
+            unread.append("nft not installed")
+        elif nft.returncode != 0:
+            unread.append(f"nft: {_first_line(nft)}")
+        else:
+            seen += parse_nft_marks(nft.stdout, covered)
+        try:
+            seen += fwmark_marks(read_fwmark_rules())
+        except Exception as exc:  # no pyroute2, netlink refused: the rest still counts
+            unread.append(f"ip rule ({type(exc).__name__}: {exc})")
+        try:
+            seen += read_socket_marks()
+        except Exception as exc:
+            unread.append(f"socket marks ({type(exc).__name__}: {exc})")
+        return marks_check(seen, mask, unread)
+
+
+def read_fwmark_rules() -> list[FwmarkRule]:
+    """`ip rule` entries with a fwmark selector, IPv4 and IPv6, in this network namespace."""
+    from pyroute2 import IPRoute  # loaded only by doctor
+
+    rules = []
+    with IPRoute() as ipr:
+        for family, label in ((socket.AF_INET, "IPv4"), (socket.AF_INET6, "IPv6")):
+            for msg in ipr.get_rules(family=family):
+                mark, mask = msg.get_attr("FRA_FWMARK"), msg.get_attr("FRA_FWMASK")
+                if mark is None and mask is None:
+                    continue
+                rules.append(
+                    FwmarkRule(
+                        label,
+                        msg.get_attr("FRA_PRIORITY") or 0,
+                        mark or 0,
+                        FULL_MARK if mask is None else mask,
+                        msg.get_attr("FRA_TABLE") or msg["table"],
+                        bool(msg["flags"] & FIB_RULE_INVERT),
+                    )
+                )
+    return rules
+
+
+def read_socket_marks() -> list[MarkSeen]:
+    """TCP and UDP sockets (IPv4, IPv6) of this network namespace with a mark (SO_MARK) that
+    is not one of netjail's jails', named with their process. One sock_diag dump per table
+    (the kernel reports each socket's mark to a CAP_NET_ADMIN reader); /proc is scanned for
+    owners only when such a socket exists. Raw and ICMP sockets are not listed by it."""
+    found: list[tuple[str, MarkedSocket]] = []
+    with sockdiag.open_socket() as nl:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for proto in ("tcp", "udp"):
+                nl.send(sockdiag.dump_request(family, proto))
+                done = False
+                while not done:
+                    marked, done = parse_diag_marks(nl.recv(1 << 16))
+                    found += [(proto, s) for s in marked]
+    try:
+        own = {j.mark for j in Store().load().jails.values() if j.mark}
+    except NetjailError:
+        own = set()
+    found = [(proto, s) for proto, s in found if s.mark not in own]
+    return socket_marks_seen(found, _owners({s.inode for _, s in found}) if found else {}, own)
+
+
+def _owners(inodes: set[int]) -> dict[int, str]:
+    owners: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            held = set(socket_inodes(f"{entry}/fd")) & inodes
+        except OSError:
+            continue
+        comm = (_read(entry / "comm") or "?").strip()
+        for inode in held:
+            owners.setdefault(inode, f"PID {entry.name} ({comm})")
+    return owners
+
 
 def _xt_check(machine: _Machine, match: str) -> Check:
     value, errors = machine.xt_probe(match)
@@ -430,6 +579,7 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
         ),
         ("legacy-rules", lambda: legacy_rules_check(*m.legacy_saves)),
         ("nft-rules", lambda: nft_rules_check(m.nft[0], m.nft[3])),
+        ("marks", m.marks),
         ("sock-destroy", m.sock_destroy),
         (
             "early-demux",

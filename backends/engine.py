@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjail.backends import identity, jail_cgroups, jail_marks, policy, watcher
+from netjail.backends import identity, jail_cgroups, jail_marks, mark_check, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import (
     BadInput,
@@ -269,6 +269,10 @@ class Engine:
                     "block into a new --jail to use another allow-list"
                 )
             jail_marks.assign(jail, [j.mark for j in reg.jails.values() if j is not jail])
+            forced_before, left_alone = jail.mark_force, list(jail.mark_foreign)
+            if req.force and not jail.mark_force:
+                # from now on the jail re-marks those too: the watcher looks at them again
+                jail.mark_force, jail.mark_foreign = True, []
             jail.members.extend(members)
             self.store.save(reg)
             _fault_point("pending")
@@ -277,6 +281,7 @@ class Engine:
                 if req.tree:
                     rules = self._catch_late_children(reg, mount, jail, members, target, req.force, rules)
             except BaseException:
+                jail.mark_force, jail.mark_foreign = forced_before, left_alone
                 self._rollback(mount, reg, jail, members, new_jail)
                 raise
             for m in members:
@@ -372,7 +377,7 @@ class Engine:
         _remember_sockets(jail, before)
         # marked first, so the first sync loads a few rules per jail, not one per socket (each
         # costs ~0.5 ms to build): a socket is cut once both its mark and the rule are there
-        self.notes += jail_marks.mark_members(jail, members)
+        self._mark(jail, members)
         self.firewall.sync_jail(self._cgroup_rules(jail, before))
         _fault_point("rules")
         for m in list(members):
@@ -388,7 +393,7 @@ class Engine:
         sockets = self._member_sockets(jail)
         _remember_sockets(jail, sockets)  # opened since the first scan, maybe before the move
         # those opened since (the mark rule is loaded: cut from their next packet on)
-        self.notes += jail_marks.mark_members(jail, members)
+        self._mark(jail, members)
         rules = self._cgroup_rules(jail, sockets)
         self.firewall.sync_jail(rules)
         _fault_point("rescan")
@@ -398,11 +403,27 @@ class Engine:
             return rules, kill_established([s for m in members for s in sockets.get(m.pid, ())])
         return rules, 0
 
+    def _mark(self, jail: JailState, members: list[MemberState]) -> None:
+        """Mark what members hold; another program's mark (without --force) refuses the block,
+        and the caller rolls every step back. Checked in the marking pass itself: a pass of its
+        own before acting cost 40 ms at 2,000 sockets."""
+        left_alone, known = len(jail.mark_foreign), len(jail.marks)
+        notes = jail_marks.mark_members(jail, members)
+        if len(jail.mark_foreign) > left_alone:
+            found = mark_check.foreign_marked(members, jail.mark_mask, set(jail.mark_foreign[left_alone:]))
+            raise mark_check.refusal(found, jail.mark_mask, self._sockets_by_inode(members))
+        self.notes += notes + mark_check.forced_notes(jail.name, jail.marks[known:], jail.mark_mask)
+
     @staticmethod
     def _cgroup_rules(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> JailRules:
         rules = desired_rules(jail, sockets)
         assert rules is not None  # a cgroup jail always has rules
         return rules
+
+    def _sockets_by_inode(self, members: list[MemberState]) -> dict[int, Socket]:
+        reconciler = self._last_reconcile or self._reconciler()
+        procs = reconciler.processes(prefetch=[m.pid for m in members])
+        return {s.inode: s for m in members if m.pid in procs for s in procs[m.pid].sockets}
 
     def _member_sockets(self, jail: JailState, fresh: bool = True) -> dict[int, tuple[Socket, ...]]:
         reconciler = self._last_reconcile or self._reconciler()

@@ -39,6 +39,11 @@ class ProtectedProcess(BadInput):
     """PID 1, a kernel thread, netjail itself or one of its ancestors (needs --force)."""
 
 
+class ForeignMark(BadInput):
+    """A socket to jail already carries another program's mark, outside netjail's range
+    (policy routing, a VPN may rely on it): re-marking it needs --force."""
+
+
 class InsufficientPrivilege(NetjailError):
     """The action needs root (CAP_NET_ADMIN and write access to cgroup2)."""
 

@@ -47,7 +47,9 @@ def mark_members(jail: JailState, members: Iterable[MemberState], inside: Contai
     for m in members:
         if m.status == LAUNCHER:
             continue
-        result = socket_marks.mark_sockets(m.pid, m.start_time, jail.mark, jail.mark_mask, skip)
+        result = socket_marks.mark_sockets(
+            m.pid, m.start_time, jail.mark, jail.mark_mask, skip, force=jail.mark_force
+        )
         if result.unavailable is not None:
             if not jail.marks_unavailable:
                 jail.marks_unavailable = True

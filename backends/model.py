@@ -149,6 +149,7 @@ _ACTIONS = frozenset(
         "UnblockRequest",
         "UnblockResult",
         "Check",
+        "MarkUse",
         "HostInfo",
         "ResetResult",
         "LaunchRequest",
@@ -175,6 +176,9 @@ if TYPE_CHECKING:
     )
     from netjail.backends.model_actions import (
         LaunchResult as LaunchResult,
+    )
+    from netjail.backends.model_actions import (
+        MarkUse as MarkUse,
     )
     from netjail.backends.model_actions import (
         OwnerBlockRequest as OwnerBlockRequest,

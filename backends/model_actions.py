@@ -49,12 +49,24 @@ class UnblockResult:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkUse:
+    """A packet, connection or socket mark someone else uses (`netjail doctor`'s marks check)."""
+
+    value: int
+    mask: int
+    kind: str  # "match" (compares mark & mask with value), "set" (changes those bits), "socket"
+    where: str  # the rule, routing rule or socket, e.g. "ip rule (IPv4) pref 100: fwmark 0x1 ..."
+    overlaps: bool  # looks at or changes bits of netjail's range (NETJAIL_MARK_MASK)
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """One `netjail doctor` line."""
 
     name: str
     status: str  # "ok" | "warn" | "fail"
     detail: str
+    marks: tuple[MarkUse, ...] = ()  # the marks check: every mark found in use
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ every later packet of it, whatever it connects to, carries the mark, and one `-m
 jail sends it to the jail's chain.
 
 netjail owns one bit range of the mark (`NETJAIL_MARK_MASK`); a socket already carrying a mark
-outside that range belongs to someone else's scheme (policy routing, a VPN) and is left alone.
-The original mark of every socket marked is remembered (by inode) and put back on release.
+outside that range belongs to someone else's scheme (policy routing, a VPN) and is left alone
+(`block` refuses it first, see mark_check), unless the jail was made with --force. The original
+mark of every socket marked is remembered (by inode) and put back on release.
 """
 
 from __future__ import annotations
@@ -198,9 +199,15 @@ class MarkResult:
 
 
 def mark_sockets(
-    pid: int, start_time: int, value: int, mask: int, skip: Callable[[int], bool] | None = None
+    pid: int,
+    start_time: int,
+    value: int,
+    mask: int,
+    skip: Callable[[int], bool] | None = None,
+    force: bool = False,
 ) -> MarkResult:
-    """Put `value` on every AF_INET/AF_INET6 socket pid holds, except inodes `skip(inode)` says."""
+    """Put `value` on every AF_INET/AF_INET6 socket pid holds, except inodes `skip(inode)` says;
+    one with a mark outside `mask` too when `force`, its whole original mark remembered."""
     result = MarkResult()
 
     def wanted(inode: int) -> bool:
@@ -213,12 +220,13 @@ def mark_sockets(
                     result.other.add(h.inode)
                     continue
                 old = h.mark()
-                if old & ~mask:
+                if old & ~mask and not force:
                     result.foreign[h.inode] = old
                     continue
                 if old != value:
                     h.set_mark(value)
-                result.marked[h.inode] = 0 if old & mask else old
+                # a mark inside the range alone is netjail's own (a block killed half-way)
+                result.marked[h.inode] = old if old & ~mask else 0
             except OSError:
                 continue  # not a socket after all, or gone
     except Unavailable as exc:

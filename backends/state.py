@@ -73,12 +73,15 @@ class JailState:
     members: list[MemberState] = field(default_factory=list)
     # cgroup: the socket mark of this jail (socket_marks): its value inside mark_mask, the
     # sockets netjail marked as [inode, original mark] (put back on release), those left alone
-    # because they carry a mark outside netjail's range, and whether pidfd_getfd was refused
+    # because they carry a mark outside netjail's range, and whether pidfd_getfd was refused;
+    # mark_force: blocked with --force, so sockets with such a mark are re-marked too (later
+    # ones by the watcher as well), their own mark put back on release
     mark: int = 0
     mark_mask: int = 0
     marks: list[list[int]] = field(default_factory=list)
     mark_foreign: list[int] = field(default_factory=list)
     marks_unavailable: bool = False
+    mark_force: bool = False
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown
     # owner, gid, netns and seccomp strategies

@@ -37,7 +37,7 @@ def give(path: str, proto: str, host: str, port: int) -> None:
     server.bind(path)
     os.chmod(path, 0o666)
     server.listen()
-    ready(lport=inet.getsockname()[1])
+    ready(lport=inet.getsockname()[1], fd=inet.fileno())
     while True:
         conn, _ = server.accept()
         conn.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [inet.fileno()]))])

@@ -9,16 +9,21 @@ Attackers run as `nobody`; what arrives is counted at the receiver.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from netjail.backends import jail_cgroups
+from netjail.backends.cgroupfs import find_cgroup2
 
 from tests.conftest import Peer, python_for, setpriv_as
 from tests.integration.test_block import CLI, legacy_rules, settle_count
@@ -215,21 +220,110 @@ def test_running_ping_stops_and_resumes(cli: CLI, spawn_probe: Callable[..., Pee
     assert _rising(ping, 2.0) >= 5, "ping did not resume after unblock"
 
 
-def test_foreign_mark_is_kept_and_named(
+def _jail_mark(jail: str) -> int:
+    rules = [line for line in legacy_rules().splitlines() if line.endswith(f"-j NJ-O-{jail}")]
+    found = next(m for line in rules if (m := re.search(r"-m mark --mark (0x[0-9a-f]+)/", line)))
+    return int(found.group(1), 16)
+
+
+def test_foreign_mark_is_refused_without_force(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
 ) -> None:
+    """A socket another program marked (policy routing, a VPN rely on it): block names it and
+    stops with nothing applied (it used to jail the process and leave that socket alone)."""
     recv = spawn_peer("udp-recv", "127.0.0.1", 0)
     member = spawn_probe("sendto", "127.0.0.1", recv.info["lport"], recv.info["lport"])
     fd = int(member.info["fd"])  # type: ignore[call-overload]
     assert sock_mark(member.pid, fd, new=0x1) == 0x1
-    out = block(cli, member.pid, "foreign")
-    assert re.search(r"socket:\[\d+\] of PID \d+ already carries mark 0x1", out.stderr), out.stderr
+    cgroup = Path(f"/proc/{member.pid}/cgroup").read_text()
+    inode = os.stat(f"/proc/{member.pid}/fd/{fd}").st_ino
+    out = cli("block", str(member.pid), "--jail", "foreign")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        f"netjail: PID {member.pid} socket:[{inode}] (udp 127.0.0.1:{member.info['lport']} -> "
+        f"127.0.0.1:{recv.info['lport']}) carries mark 0x1, outside netjail's range 0xff000000: "
+        "not blocked, another program's routing or VPN may rely on it "
+        "(netjail block --force re-marks it until unblock)\n"
+    )
+    # nothing half-applied: no rules, no cgroup move, no jail, its mark untouched, traffic flows
+    assert "NJ-O-foreign" not in legacy_rules() and "NJ-I-foreign" not in legacy_rules()
+    assert Path(f"/proc/{member.pid}/cgroup").read_text() == cgroup
+    mount = find_cgroup2()
+    assert mount is not None and "foreign" not in jail_cgroups.existing(Path(mount.path))
+    listed = cli("list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed.stdout
     assert sock_mark(member.pid, fd) == 0x1
     member.proc.send_signal(10)
+    assert recv.wait_for(lambda c: int(c.get("received", 0)) >= 5, 10), "it must not be cut off"
+
+
+@pytest.mark.parametrize("original", [0x1, 0x01000001])  # the second has bits inside the range too
+def test_foreign_mark_is_re_marked_with_force_and_restored(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer], original: int
+) -> None:
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_probe("sendto", "127.0.0.1", recv.info["lport"], recv.info["lport"])
+    fd = int(member.info["fd"])  # type: ignore[call-overload]
+    assert sock_mark(member.pid, fd, new=original) == original
+    out = cli("block", str(member.pid), "--jail", "forced", "--force")
+    assert out.returncode == 0, out.stderr
+    assert f"carried mark {original:#x} (another program's): re-marked (--force)" in out.stderr
+    assert sock_mark(member.pid, fd) == _jail_mark("forced")
+    member.proc.send_signal(10)
     assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
-    assert settle_count(recv, "received") == 0, "its address rule (--sport) must still hold it"
+    assert settle_count(recv, "received") == 0
     unblock(cli, member.pid)
-    assert sock_mark(member.pid, fd) == 0x1
+    assert sock_mark(member.pid, fd) == original, "its own whole mark must be back after unblock"
+
+
+FD_PASS = Path(__file__).with_name("fd_pass_probe.py")
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_watcher_re_marks_a_later_foreign_mark_only_in_a_forced_jail(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer], forced: bool
+) -> None:
+    """The watcher cannot refuse: a socket with another program's mark handed to a member
+    later is left alone (and named in watcher.log), unless the jail was made with --force."""
+    rendezvous = tempfile.mkdtemp(prefix="netjail-marks-")
+    try:
+        Path(rendezvous).chmod(0o777)
+        path = f"{rendezvous}/s"
+        recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+        member = spawn_probe(cmd=[*python_for("nobody"), str(FD_PASS), "take", path])
+        member.wait_ready()
+        flags = ["--force"] if forced else []
+        out = cli("block", str(member.pid), "--jail", "later", *flags, env={"NETJAIL_WATCH_INTERVAL": "1"})
+        assert out.returncode == 0, out.stderr
+        giver = spawn_probe(
+            cmd=[
+                *python_for("nobody"),
+                str(FD_PASS),
+                "give",
+                path,
+                "udp",
+                "127.0.0.1",
+                str(recv.info["lport"]),
+            ]
+        )
+        giver.wait_ready()
+        assert sock_mark(giver.pid, int(giver.info["fd"]), new=0x1) == 0x1  # type: ignore[call-overload]
+        member.proc.send_signal(10)  # fetch it and send through it
+        placeholder = int(member.info["placeholder"])  # type: ignore[call-overload]
+        assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) > 0, 5)
+        time.sleep(2.5)  # two watcher periods
+        expected = _jail_mark("later") if forced else 0x1
+        assert sock_mark(member.pid, placeholder) == expected
+        log_file = Path(os.environ["NETJAIL_STATE_DIR"]) / "watcher.log"
+        log = log_file.read_text() if log_file.exists() else ""  # written only with something to say
+        assert ("already carries mark 0x1" in log) is not forced, log
+        frozen = settle_count(recv, "received")
+        time.sleep(1.0)
+        assert recv.value("received") == frozen, "cut either way (forced: the mark; else its 5-tuple)"
+        unblock(cli, member.pid)
+        assert sock_mark(member.pid, placeholder) == 0x1
+    finally:
+        shutil.rmtree(rendezvous)
 
 
 def test_one_mark_rule_per_jail_and_family(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
@@ -286,3 +380,18 @@ def test_without_pidfd_getfd_block_falls_back_to_address_rules(
     member.proc.send_signal(10)
     assert member.wait_for(lambda c: int(c.get("sent", 0)) + int(c.get("errors", 0)) >= 20, 10)
     assert settle_count(recv, "received") == 0
+
+
+def test_doctor_does_not_count_netjails_own_marks(cli: CLI, spawn_probe: Callable[..., Peer]) -> None:
+    """A jail's mark rules and the sockets it marked are netjail's: doctor's marks check stays ok."""
+    listener = Connections()
+    member = spawn_probe("pool", 3, "127.0.0.1", listener.port)
+    block(cli, member.pid, "own")
+    fds = member.info["fds"]
+    assert isinstance(fds, list) and sock_mark(member.pid, fds[0]) == _jail_mark("own")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # listed by sock_diag, unlike the pool's
+        s.bind(("127.0.0.1", 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, _jail_mark("own"))
+        out = cli("doctor", "--json")
+    marks = next(c for c in json.loads(out.stdout) if c["name"] == "marks")
+    assert (marks["status"], marks["marks"]) == ("ok", []), marks

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ NAMES = [
     "iptables",
     "legacy-rules",
     "nft-rules",
+    "marks",
     "sock-destroy",
     "early-demux",
     "pid1",
@@ -38,7 +40,8 @@ CLI = Callable[..., subprocess.CompletedProcess[str]]
 def by_name(out: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
     checks = json.loads(out.stdout)
     assert [c["name"] for c in checks] == NAMES
-    assert all(set(c) == {"name", "status", "detail"} for c in checks)
+    assert all(set(c) == {"name", "status", "detail", "marks"} for c in checks)
+    assert all(c["marks"] == [] for c in checks if c["name"] != "marks")
     return {c["name"]: c for c in checks}
 
 
@@ -71,6 +74,9 @@ def test_doctor_as_root_reports_this_machine(cli: CLI) -> None:
     version = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.split()
     assert f"`iptables` is {version[1]} {version[2]}" in c["iptables"]["detail"]  # v1.8.9 (nf_tables)
     assert c["legacy-rules"]["detail"] == "no foreign rules in xtables-legacy"
+    assert (
+        c["marks"]["detail"] == "no marks in use (rules, ip rule, sockets) overlap netjail's range 0xff000000"
+    )
     assert c["sock-destroy"]["detail"].startswith("CONFIG_INET_DIAG_DESTROY=y (/proc/config.gz)")
     tcp, udp = sysctl("net.ipv4.tcp_early_demux"), sysctl("net.ipv4.udp_early_demux")
     assert c["early-demux"]["detail"].startswith(f"tcp_early_demux={tcp}, udp_early_demux={udp}")
@@ -104,7 +110,11 @@ def test_doctor_as_nobody_cannot_probe(cli: CLI) -> None:
         "name": "legacy-rules",
         "status": "warn",
         "detail": "cannot read the tables without root",
+        "marks": [],
     }
+    assert c["marks"]["status"] == "warn" and c["marks"]["detail"].endswith(
+        "; not read: cannot read the tables without root"
+    )
     assert c["nft-rules"]["status"] == "warn"
     assert c["firewalls"]["status"] == "warn"
     assert c["cgroup2"]["detail"] == "hybrid mount at /sys/fs/cgroup/unified"  # needs no privilege
@@ -152,6 +162,107 @@ def test_doctor_sees_foreign_rules_and_firewall_managers(netns: str) -> None:
     assert c["firewalls"]["status"] == "warn"
     assert c["firewalls"]["detail"].startswith("Docker (chains), firewalld (nft table)")
     assert doctor_probes.PROBE_CHAIN_PREFIX not in in_netns(netns, "iptables-legacy-save").stdout
+
+
+# Marks other programs use, each overlapping netjail's default range 0xff000000 (bits 24-31)
+# and clear of 0x00ff0000: policy routing, a mangle-table MARK rule, an nf_tables comparison.
+FOREIGN_MARKS = {
+    "ip rule (IPv4) pref 100: fwmark 0x1000000 lookup 100": (
+        "ip rule add fwmark 0x1000000 table 100 pref 100",
+        "ip rule del pref 100",
+    ),
+    "ip rule (IPv6) pref 100: fwmark 0x5000000/0xff000000 lookup 100": (
+        "ip -6 rule add fwmark 0x5000000/0xff000000 table 100 pref 100",
+        "ip -6 rule del pref 100",
+    ),
+    "iptables-legacy IPv4 mangle OUTPUT rule 1: -j MARK --set-xmark 0x2000000/0xff000000": (
+        "iptables-legacy -t mangle -A OUTPUT -j MARK --set-xmark 0x2000000/0xff000000",
+        "iptables-legacy -t mangle -D OUTPUT -j MARK --set-xmark 0x2000000/0xff000000",
+    ),
+    "nft inet njmarks out handle 2: meta mark & 0xff000000 == 0x3000000": (
+        "nft add table inet njmarks\0nft add chain inet njmarks out { type filter hook output priority 0 ; }"
+        "\0nft add rule inet njmarks out meta mark and 0xff000000 == 0x3000000 counter",
+        "nft delete table inet njmarks",
+    ),
+}
+
+
+def _doctor_marks(netns: str, mask: str | None = None) -> tuple[int, dict[str, object]]:
+    env = {k: v for k, v in os.environ.items() if k != "NETJAIL_MARK_MASK"}
+    if mask is not None:
+        env["NETJAIL_MARK_MASK"] = mask
+    argv = [sys.executable, "-m", "netjail.app.cli", "doctor", "--json"]
+    out = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{netns}", *argv], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stderr == ""
+    return out.returncode, by_name(out)["marks"]
+
+
+# A process holding a UDP socket with a mark of its own (SO_MARK, as a VPN client sets it).
+MARKED_SOCKET = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, 0x6000000)
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_doctor_fails_on_marks_in_netjails_range(netns: str) -> None:
+    rc, clean = _doctor_marks(netns)
+    assert (rc, clean["status"], clean["marks"]) == (0, "ok", [])
+    holder = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", MARKED_SOCKET],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(holder.stdout.readline())  # type: ignore[union-attr]
+        inode = next(
+            os.stat(f"/proc/{holder.pid}/fd/{fd}").st_ino
+            for fd in os.listdir(f"/proc/{holder.pid}/fd")
+            if os.readlink(f"/proc/{holder.pid}/fd/{fd}").startswith("socket:")
+        )
+        comm = Path(f"/proc/{holder.pid}/comm").read_text().strip()
+        sock_where = f"socket:[{inode}] udp 127.0.0.1:{port} of PID {holder.pid} ({comm})"
+        _foreign_marks_fail_then_pass(netns, sock_where)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _doctor_marks(netns) == (0, clean)
+
+
+def _foreign_marks_fail_then_pass(netns: str, sock_where: str) -> None:
+    for add, _ in FOREIGN_MARKS.values():
+        for cmd in add.split("\0"):
+            done = in_netns(netns, *shlex.split(cmd))
+            assert done.returncode == 0, f"{cmd}: {done.stderr}"
+    rc, marks = _doctor_marks(netns)
+    assert rc == 1 and marks["status"] == "fail", marks
+    assert isinstance(marks["detail"], str) and isinstance(marks["marks"], list)
+    assert marks["detail"].startswith("5 of 5 marks in use overlap netjail's range 0xff000000")
+    where = {m["where"]: m["overlaps"] for m in marks["marks"]}
+    assert where == dict.fromkeys([*FOREIGN_MARKS, sock_where], True)
+    assert {(m["value"], m["mask"], m["kind"]) for m in marks["marks"]} == {
+        (0x1000000, 0xFFFFFFFF, "match"),
+        (0x5000000, 0xFF000000, "match"),
+        (0x2000000, 0xFF000000, "set"),
+        (0x3000000, 0xFF000000, "match"),
+        (0x6000000, 0xFFFFFFFF, "socket"),
+    }
+    human = in_netns(netns, sys.executable, "-m", "netjail.app.cli", "doctor")
+    assert human.returncode == 1
+    assert "overlaps 0x2000000/0xff000000  iptables-legacy IPv4 mangle OUTPUT rule 1" in human.stdout
+    # a range nobody else uses: listed, not failed
+    rc, moved = _doctor_marks(netns, "0x00ff0000")
+    assert (rc, moved["status"]) == (0, "ok"), moved
+    assert moved["detail"] == "5 marks in use, none in netjail's range 0xff0000"
+    for _, remove in FOREIGN_MARKS.values():
+        done = in_netns(netns, *shlex.split(remove))
+        assert done.returncode == 0, f"{remove}: {done.stderr}"
 
 
 def test_xt_probe_refuses_a_missing_cgroup_and_leaves_nothing() -> None:

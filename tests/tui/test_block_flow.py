@@ -4,6 +4,9 @@ counted in the table and the jails panel, then released with `u`."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import socket
 from collections.abc import Callable
 
 from netjail.app.tui import create_app
@@ -163,3 +166,45 @@ async def test_enter_shows_full_details_and_escape_returns(
         assert [(s.local_port, s.state) for s in detail.process.sockets] == [(peer.info["lport"], "LISTEN")]
         await pilot.press("escape")
         assert app.main.maximized is None and table.has_focus
+
+
+def _mark_inet_sockets(pid: int, mark: int) -> int:
+    """Give every AF_INET socket of pid `mark` (pidfd_getfd + SO_MARK, as a routing daemon
+    would); how many there were."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    done = 0
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:["):
+                continue
+            dup = libc.syscall(438, pidfd, int(name), 0)
+            assert dup >= 0, os.strerror(ctypes.get_errno())
+            with socket.socket(fileno=dup) as s:
+                if s.family == socket.AF_INET:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+                    done += 1
+    finally:
+        os.close(pidfd)
+    return done
+
+
+async def test_socket_with_a_foreign_mark_is_refused_with_the_reason(
+    kernel: Engine, spawn_peer: Callable[..., Peer], notes: Notes
+) -> None:
+    peer = spawn_peer("udp-send", "127.0.0.1", 9)
+    assert _mark_inet_sockets(peer.pid, 0x1) == 1
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
+        table = app.main.query_one(ProcessTable)
+        await wait_until(pilot, lambda: app.main.host is not None, what="host info")
+        await find(pilot, table, peer.pid)
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BlockDialog), what="block dialog")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: notes.having("block failed", "error"), what="error notification")
+        ((_, _, text),) = notes.having("block failed", "error")
+        assert text.startswith(f"block failed: PID {peer.pid} socket:[") and "\n" not in text, text
+        assert "carries mark 0x1, outside netjail's range 0xff000000: not blocked" in text, text
+        assert not table.cell_text(peer.pid, "jail")
+    assert kernel.jails() == ()

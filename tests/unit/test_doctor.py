@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections import Counter
 
 from netjail.app.cli_doctor import format_checks
@@ -14,6 +16,7 @@ from netjail.backends.doctor import (
     guarded,
     iptables_check,
     legacy_rules_check,
+    marks_check,
     nft_rules_check,
     pid1_check,
     root_check,
@@ -21,14 +24,23 @@ from netjail.backends.doctor import (
     xt_match_check,
 )
 from netjail.backends.doctor_parsers import (
+    FwmarkRule,
+    MarkedSocket,
+    MarkSeen,
     count_save_rules,
+    fwmark_marks,
     parse_cap_eff,
+    parse_diag_marks,
     parse_iptables_version,
     parse_kernel_config,
+    parse_nft_marks,
     parse_nft_ruleset,
+    parse_save_marks,
     save_chains,
+    save_tables,
+    socket_marks_seen,
 )
-from netjail.backends.model import Check
+from netjail.backends.model import Check, MarkUse
 
 
 def status_with(cap_eff: str) -> str:
@@ -352,3 +364,232 @@ def test_human_output_is_aligned() -> None:
         "fail  python-iptables  cannot load\n"
         "warn  root             not root\n"
     )
+
+
+# ---- marks in use -------------------------------------------------------------------------------
+
+# iptables-legacy-save after one `iptables-legacy -t mangle -A ...` per line, in a private netns
+# (`--set-mark 0x1`, `--and-mark 0xff`, `--or-mark 0x100`, `--xor-mark 0x100` and a bare
+# `CONNMARK --restore-mark` as iptables-save prints them), plus a netjail mark jump of its own.
+MARKS_LEGACY_SAVE = """\
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:NETJAIL-OUT - [0:0]
+:NJ-O-x - [0:0]
+-A NETJAIL-OUT -m mark --mark 0x1000000/0xff000000 -j NJ-O-x
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m socket --restore-skmark -j RETURN
+-A PREROUTING -p tcp -j TPROXY --on-port 1 --on-ip 0.0.0.0 --tproxy-mark 0x1/0x1
+-A OUTPUT -j MARK --set-xmark 0x2000000/0xff000000
+-A OUTPUT -j MARK --set-xmark 0x1/0xffffffff
+-A OUTPUT -j MARK --set-xmark 0x0/0xffffff00
+-A OUTPUT -j MARK --set-xmark 0x100/0x100
+-A OUTPUT -j MARK --set-xmark 0x100/0x0
+-A OUTPUT -m mark --mark 0x4000/0x4000 -j RETURN
+-A OUTPUT -m mark ! --mark 0x1 -j RETURN
+-A OUTPUT -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff
+-A OUTPUT -j CONNMARK --save-mark --nfmask 0xff --ctmask 0xff
+-A OUTPUT -j CONNMARK --set-xmark 0x10/0xf0
+-A OUTPUT -m connmark --mark 0x10/0xf0 -j RETURN
+-A OUTPUT -m comment --comment "--mark 0xff000000" -j RETURN
+COMMIT
+"""
+# `nft -j list ruleset` after two iptables-nft rules (`-j MARK --set-xmark 0x20/0xff`,
+# `-m mark --mark 0x7`) and `nft add rule inet t c meta mark set meta mark and 0x00ffffff or
+# 0x04000000`, `meta mark and 0xff000000 == 0x3000000`, `meta mark 0x1`, `meta mark set ct
+# mark`, `ct mark and 0xf0 == 0x10`, `meta mark { 0x1, 0x2 }`, and a table named netjail.
+MARKS_NFT = (
+    '{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_vers'
+    'ion": 1}}, {"table": {"family": "ip", "name": "mangle", "handle": 1}}, {"chain": {"family": "ip", "t'
+    'able": "mangle", "name": "OUTPUT", "handle": 1, "type": "route", "hook": "output", "prio": -150, "po'
+    'licy": "accept"}}, {"rule": {"family": "ip", "table": "mangle", "chain": "OUTPUT", "handle": 2, "exp'
+    'r": [{"counter": {"packets": 0, "bytes": 0}}, {"xt": {"type": "target", "name": "MARK"}}]}}, {"rule"'
+    ': {"family": "ip", "table": "mangle", "chain": "OUTPUT", "handle": 3, "expr": [{"match": {"op": "=="'
+    ', "left": {"meta": {"key": "mark"}}, "right": 7}}, {"counter": {"packets": 0, "bytes": 0}}, {"return'
+    '": null}]}}, {"table": {"family": "inet", "name": "t", "handle": 2}}, {"chain": {"family": "inet", "'
+    'table": "t", "name": "c", "handle": 1, "type": "filter", "hook": "output", "prio": 0, "policy": "acc'
+    'ept"}}, {"rule": {"family": "inet", "table": "t", "chain": "c", "handle": 2, "expr": [{"mangle": {"k'
+    'ey": {"meta": {"key": "mark"}}, "value": {"|": [{"&": [{"meta": {"key": "mark"}}, 83886079]}, 671088'
+    '64]}}}]}}, {"rule": {"family": "inet", "table": "t", "chain": "c", "handle": 3, "expr": [{"match": {'
+    '"op": "==", "left": {"meta": {"key": "mark"}}, "right": {"prefix": {"addr": 50331648, "len": 8}}}}, '
+    '{"counter": {"packets": 0, "bytes": 0}}]}}, {"rule": {"family": "inet", "table": "t", "chain": "c", '
+    '"handle": 4, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 1}}, {"coun'
+    'ter": {"packets": 0, "bytes": 0}}]}}, {"rule": {"family": "inet", "table": "t", "chain": "c", "handl'
+    'e": 5, "expr": [{"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}}]}},'
+    ' {"rule": {"family": "inet", "table": "t", "chain": "c", "handle": 6, "expr": [{"match": {"op": "=="'
+    ', "left": {"&": [{"ct": {"key": "mark"}}, 240]}, "right": 16}}, {"accept": null}]}}, {"rule": {"fami'
+    'ly": "inet", "table": "t", "chain": "c", "handle": 8, "expr": [{"match": {"op": "==", "left": {"meta'
+    '": {"key": "mark"}}, "right": {"set": [1, 2]}}}, {"accept": null}]}}, {"table": {"family": "inet", "'
+    'name": "netjail", "handle": 3}}, {"chain": {"family": "inet", "table": "netjail", "name": "o", "hand'
+    'le": 1}}, {"rule": {"family": "inet", "table": "netjail", "chain": "o", "handle": 2, "expr": [{"matc'
+    'h": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 16777216}}, {"drop": null}]}}]}'
+)
+MARKS_NFT_SAVE = """\
+*mangle
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -j MARK --set-xmark 0x20/0xff
+-A OUTPUT -m mark --mark 0x7 -j RETURN
+COMMIT
+"""
+
+
+def _bits(seen: list[MarkSeen]) -> list[tuple[str, int]]:
+    return [(m.where.split(": ", 1)[1], m.bits()) for m in seen]
+
+
+def test_save_marks_every_form_iptables_save_prints() -> None:
+    seen = parse_save_marks(MARKS_LEGACY_SAVE, "iptables-legacy IPv4")
+    assert seen[0].where == "iptables-legacy IPv4 mangle PREROUTING rule 1: -m socket --restore-skmark"
+    assert _bits(seen) == [
+        ("-m socket --restore-skmark", 0xFFFFFFFF),  # the socket's whole mark onto the packet
+        ("-j TPROXY --tproxy-mark 0x1/0x1", 0x1),
+        ("-j MARK --set-xmark 0x2000000/0xff000000", 0xFF000000),
+        ("-j MARK --set-xmark 0x1/0xffffffff", 0xFFFFFFFF),  # --set-mark: every bit
+        ("-j MARK --set-xmark 0x0/0xffffff00", 0xFFFFFF00),  # --and-mark 0xff
+        ("-j MARK --set-xmark 0x100/0x100", 0x100),  # --or-mark
+        ("-j MARK --set-xmark 0x100/0x0", 0x100),  # --xor-mark
+        ("-m mark --mark 0x4000/0x4000", 0x4000),
+        ("-m mark ! --mark 0x1", 0x1),  # the whole mark compared: only its value's bits matter
+        ("-j CONNMARK --restore-mark (0xffffffff)", 0xFFFFFFFF),
+        ("-j CONNMARK --save-mark (0xff)", 0xFF),
+        ("-j CONNMARK --set-xmark 0x10/0xf0", 0xF0),
+        ("-m connmark --mark 0x10/0xf0", 0xF0),
+    ]
+    # netjail's own jump (NETJAIL-OUT -> NJ-O-x) and a comment quoting "--mark" are not uses
+    assert not any("NETJAIL" in m.where or "comment" in m.where for m in seen)
+    assert [m.kind for m in seen].count("match") == 3
+
+
+def test_save_marks_older_mark_options() -> None:
+    seen = parse_save_marks(
+        "*mangle\n-A OUTPUT -j MARK --set-mark 0x5\n-A OUTPUT -j MARK --and-mark 0xff\n"
+        "-A OUTPUT -j MARK --or-mark 0x100\n-A OUTPUT -j CONNMARK --save-mark --mask 0xff00\nCOMMIT\n",
+        "x",
+    )
+    assert [m.bits() for m in seen] == [0xFFFFFFFF, 0xFFFFFF00, 0x100, 0xFF00]
+
+
+def test_nft_marks_native_expressions() -> None:
+    seen = parse_nft_marks(MARKS_NFT, skip={("ip", "mangle")})
+    assert _bits(seen) == [
+        ("meta mark set bits 0xff000000 (to 0x4000000)", 0xFF000000),
+        ("meta mark & 0xff000000 == 0x3000000", 0xFF000000),  # nft's prefix form 0x03000000/8
+        ("meta mark == 0x1", 0x1),
+        ("meta mark set from an expression (all bits)", 0xFFFFFFFF),  # ct mark onto the packet
+        ("ct mark & 0xf0 == 0x10", 0xF0),
+        ("meta mark == a set", 0x3),
+    ]
+    assert seen[0].where.startswith("nft inet t c handle 2: ")
+    assert not any("netjail" in m.where for m in seen)  # netjail's own table
+
+
+def test_nft_marks_of_iptables_nft_come_from_its_save_output() -> None:
+    # without iptables-nft-save's text, nft shows only an opaque xt MARK: all bits, said so
+    opaque = parse_nft_marks(MARKS_NFT)[:2]
+    assert _bits(opaque) == [
+        ("iptables-nft -j MARK (its values are hidden from nft)", 0xFFFFFFFF),
+        ("meta mark == 0x7", 0x7),
+    ]
+    assert save_tables(MARKS_NFT_SAVE) == {"mangle"}
+    assert _bits(parse_save_marks(MARKS_NFT_SAVE, "iptables-nft IPv4")) == [
+        ("-j MARK --set-xmark 0x20/0xff", 0xFF),
+        ("-m mark --mark 0x7", 0x7),
+    ]
+
+
+def test_fwmark_rules() -> None:
+    rules = [
+        FwmarkRule("IPv4", 32765, 0x1000000, 0xFFFFFFFF, 100, False),
+        FwmarkRule("IPv6", 50, 0x5, 0xFF, 101, True),
+    ]
+    seen = fwmark_marks(rules)
+    assert [m.where for m in seen] == [
+        "ip rule (IPv4) pref 32765: fwmark 0x1000000 lookup 100",
+        "ip rule (IPv6) pref 50: not fwmark 0x5/0xff lookup 101",
+    ]
+    assert [m.bits() for m in seen] == [0x1000000, 0xFF]
+
+
+def test_marks_check_fails_on_overlap_only() -> None:
+    seen = [
+        MarkSeen(0x1000000, 0xFFFFFFFF, "match", "ip rule (IPv4) pref 32765: fwmark 0x1000000 lookup 100"),
+        MarkSeen(0x4000, 0x4000, "match", "kube"),
+        MarkSeen(0xCA6C, 0xFFFFFFFF, "set", "wg-quick: -j MARK --set-xmark 0xca6c/0xffffffff"),
+    ]
+    check = marks_check(seen, 0xFF000000)
+    assert check.status == "fail"
+    assert check.detail == (
+        "2 of 3 marks in use overlap netjail's range 0xff000000 (NETJAIL_MARK_MASK): ip rule (IPv4) "
+        "pref 32765: fwmark 0x1000000 lookup 100; wg-quick: -j MARK --set-xmark 0xca6c/0xffffffff; "
+        "set NETJAIL_MARK_MASK to bits nobody else uses"
+    )
+    assert [m.overlaps for m in check.marks] == [True, False, True]
+    assert check.marks[1] == MarkUse(0x4000, 0x4000, "match", "kube", False)
+    # a range clear of both comparisons (the setter writes every bit: it overlaps any range)
+    clear = marks_check(seen[:2], 0x00FF0000)
+    assert (clear.status, clear.detail) == ("ok", "2 marks in use, none in netjail's range 0xff0000")
+    assert [m.overlaps for m in clear.marks] == [False, False]
+    empty = marks_check([], 0xFF000000)
+    assert empty.detail == "no marks in use (rules, ip rule, sockets) overlap netjail's range 0xff000000"
+
+
+def test_marks_check_unreadable_and_bad_mask() -> None:
+    partial = marks_check([], 0xFF000000, ["nft not installed"])
+    assert partial.status == "warn" and partial.detail.endswith("; not read: nft not installed")
+    bad = marks_check([], "bad NETJAIL_MARK_MASK '0x101': one contiguous run of bits within 32 bits")
+    assert bad.status == "fail" and bad.detail.startswith("bad NETJAIL_MARK_MASK")
+
+
+def test_marks_are_listed_under_their_check() -> None:
+    uses = (MarkUse(0x2000000, 0xFF000000, "set", "iptables-legacy IPv4 mangle OUTPUT rule 1", True),)
+    text = format_checks([Check("root", "ok", "root"), Check("marks", "fail", "1 of 1 ...", uses)])
+    assert text == (
+        "ok    root   root\n"
+        "fail  marks  1 of 1 ...\n"
+        "             overlaps 0x2000000/0xff000000  iptables-legacy IPv4 mangle OUTPUT rule 1\n"
+    )
+
+
+def _diag_record(family: int, inode: int, addr: str, port: int, mark: int | None) -> bytes:
+    """One SOCK_DIAG_BY_FAMILY record as the kernel sends it: inet_diag_msg + attributes."""
+    src = socket.inet_pton(family, addr).ljust(16, b"\0")
+    body = struct.pack("=BBBB", family, 7, 0, 0) + port.to_bytes(2, "big") + b"\0\0" + src
+    body += b"\0" * 44 + struct.pack("=I", inode)
+    attrs = struct.pack("=HHB3x", 5, 8, 0)  # INET_DIAG_SHUTDOWN, padded
+    if mark is not None:
+        attrs += struct.pack("=HHI", 8, 15, mark)
+    return struct.pack("=IHHII", 16 + len(body) + len(attrs), 20, 2, 1, 0) + body + attrs
+
+
+def test_socket_marks_from_a_sock_diag_dump() -> None:
+    done = struct.pack("=IHHII", 20, 3, 2, 1, 0) + b"\0\0\0\0"
+    data = (
+        _diag_record(socket.AF_INET, 11, "127.0.0.1", 5353, 0x1234)
+        + _diag_record(socket.AF_INET, 12, "127.0.0.1", 5354, 0)  # unmarked: not listed
+        + _diag_record(socket.AF_INET6, 13, "::1", 443, 0x4000000)
+        + _diag_record(socket.AF_INET, 14, "10.0.0.1", 1, None)  # no CAP_NET_ADMIN: no mark attribute
+    )
+    marked, finished = parse_diag_marks(data)
+    assert not finished
+    assert marked == [
+        MarkedSocket(socket.AF_INET, 11, "127.0.0.1", 5353, 0x1234),
+        MarkedSocket(socket.AF_INET6, 13, "::1", 443, 0x4000000),
+    ]
+    assert parse_diag_marks(done) == ([], True)
+    seen = socket_marks_seen(
+        [("udp", marked[0]), ("tcp", marked[1]), ("tcp", MarkedSocket(2, 15, "127.0.0.1", 80, 0x1000000))],
+        {11: "PID 7 (wg)"},
+        own_marks={0x1000000},  # a jail's: netjail's own
+    )
+    assert [(m.where, m.bits()) for m in seen] == [
+        ("socket:[11] udp 127.0.0.1:5353 of PID 7 (wg)", 0x1234),
+        ("socket:[13] tcp [::1]:443", 0x4000000),
+    ]

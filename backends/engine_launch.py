@@ -55,6 +55,7 @@ class Launches:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._filtered = False  # a launch wrote firewall rules (run then notes what they cover)
 
     # ---- launch ----------------------------------------------------------------------------
 
@@ -147,9 +148,11 @@ class Launches:
 
         code = run_foreground(start)
         (result,) = started
+        coverage = self.engine.coverage_notes() if self._filtered else []
         if result.jail:
             with contextlib.suppress(NetjailError):
                 self.engine.reconcile()  # removes the jail now when nothing of it is left
+        self.engine.notes[:0] = coverage  # the reconciliation above started its notes afresh
         return replace(result, exit_code=code)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
@@ -232,6 +235,7 @@ class Launches:
         rules = desired_rules(jail, {})
         if rules is not None:
             self.engine.firewall.sync_jail(rules)
+            self._filtered = True
 
     def _record_launched(self, name: str, pid: int) -> None:
         """The command runs: it holds the jail now, instead of the launching netjail."""
@@ -321,6 +325,7 @@ class Launches:
             assert rules is not None
             reg.jails[name] = jail
             self.engine.firewall.sync_jail(rules)  # one commit per table: either all of it or nothing
+            self.engine.notes += self.engine.coverage_notes()
             self.engine.store.save(reg)
         if self.engine.spawn_watcher:
             watcher.ensure_running(self.engine.store.dir)

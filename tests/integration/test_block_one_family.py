@@ -1,0 +1,129 @@
+"""A kernel with one address family only: netjail filters that one, says so once, writes nothing
+in the other.
+
+The kernel here has both. The missing family is made missing for real in the CLI's process (and
+the watcher it starts, which inherits it): a seccomp filter makes socket(AF_INET6, ...) fail with
+EAFNOSUPPORT, which is what a kernel booted with `ipv6.disable=1` answers, to Python and to
+libiptc's raw socket alike. netjail's own detection (firewall/families.py) then runs unchanged.
+The traffic itself comes from peers outside the filter, counted at the receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import Peer, python_for
+from tests.integration.test_block import rises, settle_count
+
+WITHOUT_FAMILY = """
+import errno, os, socket, sys
+import pyseccomp as sc
+family = {"inet6": socket.AF_INET6, "inet": socket.AF_INET}[sys.argv[1]]
+f = sc.SyscallFilter(sc.ALLOW)
+f.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
+f.load()
+os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[2:]])
+"""
+
+NOTE = {"inet6": "netjail filters IPv4 only", "inet": "netjail filters IPv6 only"}
+SAVE = {"inet": "iptables-legacy-save", "inet6": "ip6tables-legacy-save"}
+HOST = {"inet6": "127.0.0.1", "inet": "::1"}  # the family still there
+
+
+def without(family: str) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The netjail CLI on a kernel that lacks `family`."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*python_for(None), "-c", WITHOUT_FAMILY, family, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def netjail_rules(family: str) -> str:
+    out = subprocess.run([SAVE[family]], capture_output=True, text=True, check=True).stdout
+    return "\n".join(line for line in out.splitlines() if "NJ-" in line or "NETJAIL" in line)
+
+
+def counters(cli: Callable[..., subprocess.CompletedProcess[str]], jail: str) -> dict[str, Any]:
+    out = cli("counters", "--json")
+    assert out.returncode == 0, out.stderr
+    return next(c for c in json.loads(out.stdout) if c["jail"] == jail)
+
+
+@pytest.mark.parametrize("missing", ["inet6", "inet"])
+def test_block_on_a_kernel_without_one_family(spawn_peer: Callable[..., Peer], missing: str) -> None:
+    """Block cuts the sender (receiver's count frozen), an allowed destination stays reachable,
+    counters rise, the note comes once, the missing family's table holds nothing of netjail's,
+    and unblock / reset leave nothing."""
+    cli = without(missing)
+    host = HOST[missing]
+    kept = "inet" if missing == "inet6" else "inet6"
+    shut = spawn_peer("udp-recv", host, 0)
+    open_ = spawn_peer("udp-recv", host, 0)
+    target = f"[{host}]" if ":" in host else host
+    sender = spawn_peer("udp-send-multi", f"{target}:{shut.info['lport']}", f"{target}:{open_.info['lport']}")
+    assert rises(shut, "received") and rises(open_, "received")
+
+    allowed = f"[{host}]:{open_.info['lport']}" if ":" in host else f"{host}:{open_.info['lport']}"
+    out = cli("block", str(sender.pid), "--jail", "onefam", "--allow", allowed)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count(NOTE[missing]) == 1, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr  # that one line and nothing else
+    assert "can still reach" not in out.stderr  # the family is gone, not merely unfiltered
+
+    frozen = settle_count(shut, "received")
+    time.sleep(1.0)
+    assert shut.value("received") == frozen, "packets crossed after block"
+    assert rises(open_, "received", by=10), "the allowed destination was cut too"
+
+    first = counters(cli, "onefam")
+    time.sleep(1.0)
+    later = counters(cli, "onefam")
+    assert later["dropped_packets"] > first["dropped_packets"] > 0
+    assert later["allowed_packets"] > first["allowed_packets"] > 0
+    assert later[kept]["dropped_packets"] == later["dropped_packets"]
+    assert later[missing]["dropped_packets"] == 0
+
+    assert "NJ-O-onefam" in netjail_rules(kept)
+    assert netjail_rules(missing) == ""
+
+    listed = cli("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [j["name"] for j in json.loads(listed.stdout)] == ["onefam"]
+    assert NOTE[missing] not in listed.stderr  # block and run say it; list need not
+
+    out = cli("unblock", str(sender.pid), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["removed_jails"] == ["onefam"]
+    assert rises(shut, "received")
+    assert netjail_rules(kept) == "" and netjail_rules(missing) == ""
+
+    again = spawn_peer("udp-send", host, shut.info["lport"])
+    assert cli("block", str(again.pid), "--jail", "onefam2").returncode == 0
+    assert "NJ-O-onefam2" in netjail_rules(kept)
+    out = cli("reset")
+    assert out.returncode == 0, out.stderr
+    assert netjail_rules(kept) == "" and netjail_rules(missing) == ""
+
+
+def test_doctor_names_the_families_netjail_covers() -> None:
+    both = subprocess.run(
+        [*python_for(None), "-m", "netjail.app.cli", "doctor"], capture_output=True, text=True, timeout=120
+    )
+    line = next(ln for ln in both.stdout.splitlines() if " families " in f" {ln} ")
+    assert line.split()[0] == "ok" and "netjail filters IPv4 and IPv6" in line, line
+
+    v4 = without("inet6")("doctor")
+    line = next(ln for ln in v4.stdout.splitlines() if " families " in f" {ln} ")
+    assert line.split()[0] == "ok" and "IPv4 only" in line and "no IPv6" in line, line
+    # nothing probed in the family that is not there: the match checks still pass
+    for check in ("xt_cgroup", "xt_owner", "legacy-rules"):
+        got = next(ln for ln in v4.stdout.splitlines() if ln.split()[1:2] == [check])
+        assert got.split()[0] == "ok", got

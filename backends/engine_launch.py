@@ -229,13 +229,20 @@ class Launches:
         if jail.strategy == "gid" and jail.gid is None:
             jail.gid, _ = groups.ensure_group(jail.name)
         if jail.strategy == "netns":
-            made = netns.create_netns(jail.name, veth=link)
+            # no IPv6 on the link unless it is filtered: forwarded IPv6 would bypass the allow-list
+            made = netns.create_netns(jail.name, veth=link, ipv6="inet6" in self._filterable())
             if made.forwarding_before is not None:
                 jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
         rules = desired_rules(jail, {})
         if rules is not None:
             self.engine.firewall.sync_jail(rules)
             self._filtered = True
+
+    def _filterable(self) -> tuple[str, ...]:
+        from netjail.backends.firewall.families import usable
+
+        found = self.engine.firewall.coverage()
+        return usable(found) if found else ("inet", "inet6")
 
     def _record_launched(self, name: str, pid: int) -> None:
         """The command runs: it holds the jail now, instead of the launching netjail."""

@@ -14,11 +14,14 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from netjail.backends.launch.netns import netns_name
 
 from tests.conftest import Peer, python_for
+from tests.integration.launch_support import PROBE, start_listener
 from tests.integration.test_block import rises, settle_count
 
 WITHOUT_FAMILY = """
@@ -127,3 +130,42 @@ def test_doctor_names_the_families_netjail_covers() -> None:
     for check in ("xt_cgroup", "xt_owner", "legacy-rules"):
         got = next(ln for ln in v4.stdout.splitlines() if ln.split()[1:2] == [check])
         assert got.split()[0] == "ok", got
+
+
+FORWARD6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
+
+
+def test_run_netns_on_a_kernel_without_ipv6(make_host: Callable[..., Any]) -> None:
+    """`run --netns --allow` filters IPv4 only, says so once, and gives the jail no IPv6 at all:
+    an IPv6 route out of it would be forwarded past an allow-list that cannot see it."""
+    cli = without("inet6")
+    a, b = make_host(), make_host()
+    listen_a = start_listener("0.0.0.0", netns=a.netns)
+    listen_b = start_listener("0.0.0.0", netns=b.netns)
+    forward6 = FORWARD6.read_text()
+    try:
+        argv = [*python_for("nobody"), str(PROBE), "--exit", "3"]
+        argv += [f"connect:{a.addr4}:{listen_a.port}", f"connect:{b.addr4}:{listen_b.port}"]
+        out = cli(
+            "run", "--netns", "--jail", "ns4", "--keep", "--allow", a.addr4, "--user", "nobody", "--", *argv
+        )
+        assert out.returncode == 3, out.stderr
+        seen = json.loads(out.stdout.strip().splitlines()[-1])
+        assert seen[f"connect:{a.addr4}:{listen_a.port}"] == {"errno": 0, "reply": "hello"}
+        assert seen[f"connect:{b.addr4}:{listen_b.port}"]["errno"] != 0
+        assert out.stderr.count(NOTE["inet6"]) == 1, out.stderr
+        assert netjail_rules("inet6") == "" and "NJ-F-ns4" in netjail_rules("inet")
+        assert FORWARD6.read_text() == forward6, "IPv6 forwarding switched on for a jail it cannot filter"
+        addrs = subprocess.run(
+            ["ip", "-n", netns_name("ns4"), "-6", "addr", "show", "scope", "global"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert addrs == "", addrs
+        assert counters(cli, "ns4")["dropped_packets"] > 0
+        assert cli("unblock", "--jail", "ns4").returncode == 0
+        assert netjail_rules("inet") == ""
+    finally:
+        listen_a.stop()
+        listen_b.stop()

@@ -114,10 +114,12 @@ def families_check(found: Iterable[FamilySupport]) -> Check:
         return Check("families", OK, f"netjail filters {' and '.join(covered)}")
     if not covered:
         return Check("families", FAIL, f"no filter table opens: {coverage_text(found)}")
-    leaks = [s for s in found if not s.filterable and s.kernel]
+    missing = [s for s in found if not s.filterable]
+    leaks = [s for s in missing if s.kernel]
     status = WARN if leaks else OK  # a family the kernel lacks carries nothing to filter
-    tail = f": jailed processes can still use {LABEL[leaks[0].family]}" if leaks else ""
-    return Check("families", status, f"{' and '.join(covered)} only: {coverage_text(found)}{tail}")
+    tail = f"; jailed processes can still use {LABEL[leaks[0].family]}" if leaks else ""
+    why = "; ".join(s.reason for s in missing)
+    return Check("families", status, f"netjail filters {' and '.join(covered)} only: {why}{tail}")
 
 
 def iptables_check(version_output: str | None, legacy_save_installed: bool) -> Check:

@@ -79,10 +79,10 @@ def coverage_note(found: Iterable[FamilySupport]) -> str | None:
     for s in missing:
         if s.kernel:  # the family carries traffic netjail cannot see
             return (
-                f"netjail filters {only} only: {s.reason}; jailed processes can still reach "
+                f"only {only} is filtered: {s.reason}; jailed processes can still reach "
                 f"{LABEL[s.family]} addresses"
             )
-    return f"netjail filters {only} only ({'; '.join(s.reason for s in missing)})"
+    return f"only {only} is filtered ({'; '.join(s.reason for s in missing)})"
 
 
 def coverage_text(found: Iterable[FamilySupport]) -> str:

@@ -34,7 +34,7 @@ f.load()
 os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[2:]])
 """
 
-NOTE = {"inet6": "netjail filters IPv4 only", "inet": "netjail filters IPv6 only"}
+NOTE = {"inet6": "only IPv4 is filtered", "inet": "only IPv6 is filtered"}
 SAVE = {"inet": "iptables-legacy-save", "inet6": "ip6tables-legacy-save"}
 HOST = {"inet6": "127.0.0.1", "inet": "::1"}  # the family still there
 
@@ -169,3 +169,43 @@ def test_run_netns_on_a_kernel_without_ipv6(make_host: Callable[..., Any]) -> No
     finally:
         listen_a.stop()
         listen_b.stop()
+
+
+# A kernel with IPv6 but without ip6_tables answers IP6T_SO_GET_INFO (64 at level IPPROTO_IPV6)
+# with ENOPROTOOPT: no netfilter module registered that option. Everything else IPv6 works.
+WITHOUT_IP6_TABLES = """
+import errno, os, socket, sys
+import pyseccomp as sc
+f = sc.SyscallFilter(sc.ALLOW)
+info = (sc.Arg(1, sc.EQ, socket.IPPROTO_IPV6), sc.Arg(2, sc.EQ, 64))
+f.add_rule(sc.ERRNO(errno.ENOPROTOOPT), "getsockopt", *info)
+f.load()
+os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[1:]])
+"""
+
+
+def test_ipv6_without_ip6_tables_is_named_a_hole(spawn_peer: Callable[..., Peer]) -> None:
+    """IPv6 that flows but cannot be filtered: block still cuts IPv4 and says plainly that the
+    jailed process can still use IPv6; doctor warns."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*python_for(None), "-c", WITHOUT_IP6_TABLES, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    sender = spawn_peer("udp-send", "127.0.0.1", recv.info["lport"])
+    assert rises(recv, "received")
+    out = cli("block", str(sender.pid), "--jail", "noip6t")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count(NOTE["inet6"]) == 1, out.stderr
+    assert "can still reach IPv6 addresses" in out.stderr and "insmod" in out.stderr  # libiptc's words
+    frozen = settle_count(recv, "received")
+    time.sleep(1.0)
+    assert recv.value("received") == frozen
+    assert counters(cli, "noip6t")["dropped_packets"] > 0
+    assert netjail_rules("inet6") == ""
+
+    doctor = cli("doctor")
+    line = next(ln for ln in doctor.stdout.splitlines() if ln.split()[1:2] == ["families"])
+    assert line.split()[0] == "warn" and "can still use IPv6" in line, line
+    assert cli("reset").returncode == 0

@@ -27,9 +27,10 @@ from tests.integration.test_block import rises, settle_count
 WITHOUT_FAMILY = """
 import errno, os, socket, sys
 import pyseccomp as sc
-family = {"inet6": socket.AF_INET6, "inet": socket.AF_INET}[sys.argv[1]]
 f = sc.SyscallFilter(sc.ALLOW)
-f.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
+for name in sys.argv[1].split(","):
+    family = {"inet6": socket.AF_INET6, "inet": socket.AF_INET}[name]
+    f.add_rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
 f.load()
 os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[2:]])
 """
@@ -114,6 +115,17 @@ def test_block_on_a_kernel_without_one_family(spawn_peer: Callable[..., Peer], m
     out = cli("reset")
     assert out.returncode == 0, out.stderr
     assert netjail_rules(kept) == "" and netjail_rules(missing) == ""
+
+
+def test_neither_family_refuses_block_and_writes_nothing(spawn_peer: Callable[..., Peer]) -> None:
+    sender = spawn_peer("udp-send", "127.0.0.1", 9)
+    out = without("inet,inet6")("block", str(sender.pid), "--jail", "nofam")
+    assert out.returncode == 4, out.stderr
+    assert out.stderr.startswith("netjail: no filter table opens here") and out.stderr.count("\n") == 1
+    assert netjail_rules("inet") == "" and netjail_rules("inet6") == ""
+    assert (
+        "nofam" not in subprocess.run(["ls", "/sys/fs/cgroup/unified"], capture_output=True, text=True).stdout
+    )
 
 
 def test_doctor_names_the_families_netjail_covers() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from netjail.backends import identity, policy, watcher
-from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess
+from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
 from netjail.backends.firewall.base import MAX_JAIL_NAME
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.launch import credentials, groups, logs, netns, relaunch_target
@@ -230,7 +230,13 @@ class Launches:
             jail.gid, _ = groups.ensure_group(jail.name)
         if jail.strategy == "netns":
             # no IPv6 on the link unless it is filtered: forwarded IPv6 would bypass the allow-list
-            made = netns.create_netns(jail.name, veth=link, ipv6="inet6" in self._filterable())
+            filterable = self._filterable()
+            if link and "inet" not in filterable:  # the link always carries IPv4
+                raise UnsupportedEnvironment(
+                    "run --netns --allow needs IPv4 filtering, which this kernel lacks "
+                    "(see `netjail doctor`): use --gid"
+                )
+            made = netns.create_netns(jail.name, veth=link, ipv6="inet6" in filterable)
             if made.forwarding_before is not None:
                 jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
         rules = desired_rules(jail, {})

@@ -220,3 +220,18 @@ def test_ipv6_without_ip6_tables_is_named_a_hole(spawn_peer: Callable[..., Peer]
     line = next(ln for ln in doctor.stdout.splitlines() if ln.split()[1:2] == ["families"])
     assert line.split()[0] == "warn" and "can still use IPv6" in line, line
     assert cli("reset").returncode == 0
+
+
+def test_run_netns_allow_refuses_a_kernel_without_ipv4(make_host: Callable[..., Any]) -> None:
+    """Its link always carries IPv4: unfiltered, forwarding would pass the allow-list by."""
+    a = make_host()
+    forward4 = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    out = without("inet")("run", "--netns", "--jail", "ns6", "--allow", a.addr4, "--", "true")
+    assert out.returncode == 4, out.stderr
+    assert "needs IPv4 filtering" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == forward4
+    assert netjail_rules("inet") == "" and netjail_rules("inet6") == ""
+    assert (
+        netns_name("ns6")
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    )

@@ -39,6 +39,7 @@ from netjail.backends.doctor_parsers import (
     socket_marks_seen,
 )
 from netjail.backends.errors import BadInput, NetjailError
+from netjail.backends.firewall.families import LABEL, FamilySupport, coverage_text, usable
 from netjail.backends.model import Check, MarkUse
 from netjail.backends.procio import socket_inodes
 from netjail.backends.state import Store
@@ -97,9 +98,14 @@ def cgroup2_check(mountinfo: str) -> Check:
 
 
 def xt_match_check(
-    match: str, value: str, errors: Mapping[str, str] | None, config: Mapping[str, str] | None
+    match: str,
+    value: str,
+    errors: Mapping[str, str] | None,
+    config: Mapping[str, str] | None,
+    probed: Iterable[str] = ("IPv4", "IPv6"),
 ) -> Check:
-    """`errors`: the probe's {"IPv4"|"IPv6": reason}, None when it could not run (no root)."""
+    """`errors`: the probe's {"IPv4"|"IPv6": reason}, None when it could not run (no root);
+    `probed`: the families it tried (those netjail covers here)."""
     name = f"xt_{match}"
     key = MATCH_CONFIG[match]
     if errors is None:
@@ -107,9 +113,28 @@ def xt_match_check(
         return Check(name, WARN, NO_ROOT + known)
     rule = f"-m {match} {MATCH_OPTION[match]} {value}"
     if not errors:
-        return Check(name, OK, f"a `{rule}` rule loaded (IPv4, IPv6) in a probe chain, then removed")
+        return Check(name, OK, f"a `{rule}` rule loaded ({', '.join(probed)}) in a probe chain, then removed")
     reasons = "; ".join(f"{family}: {reason}" for family, reason in sorted(errors.items()))
     return Check(name, FAIL, f"`{rule}` refused ({reasons}): {MATCH_NEEDED_BY[match]}")
+
+
+def families_check(found: Iterable[FamilySupport]) -> Check:
+    """Which address families netjail filters here: both, one (and whether the other carries
+    traffic netjail cannot see), or none."""
+    found = tuple(found)
+    covered = [LABEL[s.family] for s in found if s.filterable]
+    if any(s.filterable is None for s in found):
+        return Check("families", WARN, f"{NO_ROOT} ({coverage_text(found)})")
+    if len(covered) == len(found):
+        return Check("families", OK, f"netjail filters {' and '.join(covered)}")
+    if not covered:
+        return Check("families", FAIL, f"no filter table opens: {coverage_text(found)}")
+    missing = [s for s in found if not s.filterable]
+    leaks = [s for s in missing if s.kernel]
+    status = WARN if leaks else OK  # a family the kernel lacks carries nothing to filter
+    tail = f"; jailed processes can still use {LABEL[leaks[0].family]}" if leaks else ""
+    why = "; ".join(s.reason for s in missing)
+    return Check("families", status, f"netjail filters {' and '.join(covered)} only: {why}{tail}")
 
 
 def iptables_check(version_output: str | None, legacy_save_installed: bool) -> Check:
@@ -394,11 +419,27 @@ class _Machine:
         return read_kernel_config()
 
     @cached_property
+    def families(self) -> tuple[FamilySupport, ...]:
+        from netjail.backends.firewall import families
+
+        return families.support()
+
+    @cached_property
+    def covered(self) -> tuple[str, ...]:
+        """Families netjail writes here (python-iptables unloadable: both, as before)."""
+        try:
+            return usable(self.families)
+        except Exception:
+            return ("inet", "inet6")
+
+    @cached_property
     def legacy_saves(self) -> tuple[dict[str, str] | None, str]:
         if not self.can_admin:
             return None, NO_ROOT_READ
         saves = {}
         for family, tool in (("IPv4", "iptables-legacy-save"), ("IPv6", "ip6tables-legacy-save")):
+            if family not in (LABEL[f] for f in self.covered):
+                continue  # a table that does not exist here holds nobody's rules
             out = _run(tool)
             if out is None:
                 return None, f"{tool} not installed"
@@ -436,7 +477,7 @@ class _Machine:
     def xt_probe(self, match: str) -> tuple[str, dict[str, str] | None]:
         # Our own cgroup and uid: values that surely exist, so only the match itself can fail.
         value = (read_cgroup("self") or "/") if match == "cgroup" else str(os.geteuid())
-        return value, doctor_probes.probe_xt_match(match, value) if self.can_admin else None
+        return value, doctor_probes.probe_xt_match(match, value, self.covered) if self.can_admin else None
 
     def sock_destroy(self) -> Check:
         config, source = self.kernel_config or (None, "")
@@ -561,13 +602,15 @@ def _owners(inodes: set[int]) -> dict[int, str]:
 
 def _xt_check(machine: _Machine, match: str) -> Check:
     value, errors = machine.xt_probe(match)
-    return xt_match_check(match, value, errors, (machine.kernel_config or ({}, ""))[0])
+    config = (machine.kernel_config or ({}, ""))[0]
+    return xt_match_check(match, value, errors, config, [LABEL[f] for f in machine.covered])
 
 
 def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
     return (
         ("root", lambda: root_check(os.geteuid(), _read("/proc/self/status") or "")),
         ("cgroup2", lambda: cgroup2_check(_read("/proc/self/mountinfo") or "")),
+        ("families", lambda: families_check(m.families)),
         ("xt_cgroup", lambda: _xt_check(m, "cgroup")),
         ("xt_owner", lambda: _xt_check(m, "owner")),
         (

@@ -119,6 +119,13 @@ class Engine:
             self._firewall = default_firewall()
         return self._firewall
 
+    def coverage_notes(self) -> list[str]:
+        """The line block and run print when netjail filters only one address family here."""
+        from netjail.backends.firewall.families import coverage_note
+
+        note = coverage_note(self.firewall.coverage())
+        return [note] if note else []
+
     @staticmethod
     def warm_up() -> None:
         """Load the iptables extensions netjail uses, before a UI owns the terminal."""
@@ -289,6 +296,7 @@ class Engine:
             self.store.save(reg)
             _fault_point("done")
             self.notes += _io_uring_notes(members)
+            self.notes += self.coverage_notes()
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
         socket_rules = [

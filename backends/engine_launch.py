@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from netjail.backends import identity, policy, watcher
-from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess
+from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
 from netjail.backends.firewall.base import MAX_JAIL_NAME
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.launch import credentials, groups, logs, netns, relaunch_target
@@ -55,6 +55,7 @@ class Launches:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._filtered = False  # a launch wrote firewall rules (run then notes what they cover)
 
     # ---- launch ----------------------------------------------------------------------------
 
@@ -147,9 +148,11 @@ class Launches:
 
         code = run_foreground(start)
         (result,) = started
+        coverage = self.engine.coverage_notes() if self._filtered else []
         if result.jail:
             with contextlib.suppress(NetjailError):
                 self.engine.reconcile()  # removes the jail now when nothing of it is left
+        self.engine.notes[:0] = coverage  # the reconciliation above started its notes afresh
         return replace(result, exit_code=code)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
@@ -226,12 +229,26 @@ class Launches:
         if jail.strategy == "gid" and jail.gid is None:
             jail.gid, _ = groups.ensure_group(jail.name)
         if jail.strategy == "netns":
-            made = netns.create_netns(jail.name, veth=link)
+            # no IPv6 on the link unless it is filtered: forwarded IPv6 would bypass the allow-list
+            filterable = self._filterable()
+            if link and "inet" not in filterable:  # the link always carries IPv4
+                raise UnsupportedEnvironment(
+                    "run --netns --allow needs IPv4 filtering, which this kernel lacks "
+                    "(see `netjail doctor`): use --gid"
+                )
+            made = netns.create_netns(jail.name, veth=link, ipv6="inet6" in filterable)
             if made.forwarding_before is not None:
                 jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
         rules = desired_rules(jail, {})
         if rules is not None:
             self.engine.firewall.sync_jail(rules)
+            self._filtered = True
+
+    def _filterable(self) -> tuple[str, ...]:
+        from netjail.backends.firewall.families import usable
+
+        found = self.engine.firewall.coverage()
+        return usable(found) if found else ("inet", "inet6")
 
     def _record_launched(self, name: str, pid: int) -> None:
         """The command runs: it holds the jail now, instead of the launching netjail."""
@@ -321,6 +338,7 @@ class Launches:
             assert rules is not None
             reg.jails[name] = jail
             self.engine.firewall.sync_jail(rules)  # one commit per table: either all of it or nothing
+            self.engine.notes += self.engine.coverage_notes()
             self.engine.store.save(reg)
         if self.engine.spawn_watcher:
             watcher.ensure_running(self.engine.store.dir)

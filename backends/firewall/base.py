@@ -26,8 +26,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netjail.backends.model import JailCounters
+
+if TYPE_CHECKING:
+    from netjail.backends.firewall.families import FamilySupport
 
 DISPATCH = {"out": "NETJAIL-OUT", "in": "NETJAIL-IN", "fwd": "NETJAIL-FWD"}
 BUILTIN = {"out": "OUTPUT", "in": "INPUT", "fwd": "FORWARD"}
@@ -109,3 +113,7 @@ class Firewall(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None:
         """Remove every netjail chain and jump rule; nothing else is touched."""
+
+    def coverage(self) -> tuple[FamilySupport, ...]:
+        """The families this backend can filter here (empty: not known, assume both)."""
+        return ()

@@ -13,8 +13,9 @@ Decisions worth knowing:
   being first, so netjail stays out of it unless asked.
 - A dispatch chain and its built-in jump exist exactly while some jail chain of that direction
   exists: removing the last jail leaves the built-in chains as netjail found them.
-- A family whose table is unavailable (IPv6 disabled, no ip6_tables) is skipped unless the
-  change holds matches of that family, which then fails with UnsupportedEnvironment.
+- A family whose table is unavailable (IPv6 disabled, no ip6_tables) is skipped: its matches
+  are dropped from what a sync writes (families.py says which; block and run say so), and a
+  change that still needs it fails with UnsupportedEnvironment.
 - Each change is planned against a fresh libiptc copy of the table, under the xtables lock, and
   committed in one table replace per family. A commit that finds the table changed (EAGAIN) is
   re-planned from a fresh copy and retried. Both families are planned before either commits; if
@@ -34,6 +35,7 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
+from netjail.backends.firewall import families
 from netjail.backends.firewall.base import (
     BUILTIN,
     DISPATCH,
@@ -105,8 +107,13 @@ class IptcFirewall(Firewall):
 
     def sync_jails(self, rules: Iterable[JailRules]) -> None:
         wanted: dict[str, JailRules | None] = {}
+        writable = families.usable(self.coverage())
+        if not writable:
+            raise UnsupportedEnvironment(
+                f"no filter table opens here ({'; '.join(s.reason for s in self.coverage())})"
+            )
         for r in rules:
-            c = canonical_rules(r)
+            c = families.only(canonical_rules(r), writable)  # a family it cannot filter is skipped
             wanted[c.name] = c
         if wanted:
             self._check_cgroups(r for r in wanted.values() if r is not None)
@@ -149,6 +156,9 @@ class IptcFirewall(Firewall):
 
     def counters(self) -> Mapping[str, JailCounters]:
         return read_counters()
+
+    def coverage(self) -> tuple[families.FamilySupport, ...]:
+        return families.support()
 
     # ---- transactions -------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from netjail.backends import doctor_probes
 NAMES = [
     "root",
     "cgroup2",
+    "families",
     "xt_cgroup",
     "xt_owner",
     "iptables",
@@ -68,6 +69,7 @@ def test_doctor_as_root_reports_this_machine(cli: CLI) -> None:
     assert {n: c[n]["status"] for n in NAMES} == dict.fromkeys(NAMES, "ok"), c
     assert c["root"]["detail"].startswith("root, CapEff ")
     assert c["cgroup2"]["detail"] == "hybrid mount at /sys/fs/cgroup/unified"
+    assert c["families"]["detail"] == "netjail filters IPv4 and IPv6"
     own_cgroup = Path("/proc/self/cgroup").read_text().split("0::", 1)[1].split()[0]
     assert f"`-m cgroup --path {own_cgroup}` rule loaded (IPv4, IPv6)" in c["xt_cgroup"]["detail"]
     assert "`-m owner --uid-owner 0` rule loaded (IPv4, IPv6)" in c["xt_owner"]["detail"]
@@ -103,7 +105,7 @@ def test_doctor_as_nobody_cannot_probe(cli: CLI) -> None:
     c = by_name(out)
     assert c["root"]["status"] == "warn"
     assert c["root"]["detail"].startswith("not root (uid 65534): read-only")
-    for probe in ("xt_cgroup", "xt_owner"):
+    for probe in ("families", "xt_cgroup", "xt_owner"):
         assert c[probe]["status"] == "warn"
         assert c[probe]["detail"].startswith("cannot probe without root")
     assert c["legacy-rules"] == {

@@ -20,11 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from netjail.backends import identity, policy, watcher
-from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess
+from netjail.backends import host_forwarding, identity, policy, watcher
+from netjail.backends.cgroupfs import find_cgroup2
+from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
 from netjail.backends.firewall.base import MAX_JAIL_NAME
 from netjail.backends.jail_rules import desired_rules
-from netjail.backends.launch import credentials, groups, logs, netns, relaunch_target
+from netjail.backends.launch import credentials, groups, logs, netns, pasta, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
 from netjail.backends.launch.spawn import run_foreground, spawn_jailed
 from netjail.backends.model import (
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from netjail.backends.engine import Engine
 
 Stdio = int | IO[Any] | None
+LINKS = ("pasta", "veth")
 
 
 def _name(base: str, suffix: str) -> str:
@@ -163,6 +165,10 @@ class Launches:
             raise BadInput("no command given: netjail run --STRATEGY -- CMD ARGS...")
         credentials.check_env_names(req.keep_env)
         allow = [str(a) for a in policy.parse_allow_list(req.allow)]
+        if req.link not in ("", *LINKS):
+            raise BadInput(f"unknown link {req.link!r} (one of: {', '.join(LINKS)})")
+        if req.link and (req.strategy != "netns" or not allow):
+            raise BadInput("--link applies to --netns with --allow (without one the jail has loopback only)")
         if req.strategy == "seccomp" and allow:
             raise BadInput(
                 "seccomp refuses every network socket: it has no allow-list (use --netns or --gid)"
@@ -208,7 +214,10 @@ class Launches:
                 jail.group_created = req.gid is None and groups.group_gid(groups.group_name(name)) is None
             if req.strategy == "netns":
                 jail.netns = netns.netns_name(name)
-                jail.veth = netns.host_iface(name) if allow else ""
+                jail.link = (req.link or ("pasta" if pasta.available() else "veth")) if allow else ""
+                jail.veth = netns.host_iface(name) if jail.link == "veth" else ""
+                if jail.link == "pasta":
+                    jail.pasta_cgroup = pasta.cgroup_path(name)
             reg.jails[name] = jail
             self.engine.store.save(reg)  # journal first: a crash from here on is undone by the next command
             try:
@@ -225,13 +234,24 @@ class Launches:
     def _create_launch_objects(self, jail: JailState, link: bool) -> None:
         if jail.strategy == "gid" and jail.gid is None:
             jail.gid, _ = groups.ensure_group(jail.name)
+        if jail.strategy == "netns" and jail.link == "veth":
+            self.engine.notes += host_forwarding.veth_notes(jail.name, pasta_missing=not pasta.available())
         if jail.strategy == "netns":
-            made = netns.create_netns(jail.name, veth=link)
+            made = netns.create_netns(jail.name, veth=jail.link == "veth")
             if made.forwarding_before is not None:
                 jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
+        mount = None
+        if jail.strategy == "netns" and jail.link == "pasta":
+            if (found := find_cgroup2()) is None:
+                raise UnsupportedEnvironment("cgroup2 is not mounted: a pasta link is jailed by its cgroup")
+            mount = Path(found.path)
+            pasta.create_cgroup(jail.name, mount)
         rules = desired_rules(jail, {})
-        if rules is not None:
+        if rules is not None:  # before pasta starts: its first packet already meets the allow-list
             self.engine.firewall.sync_jail(rules)
+        if mount is not None:
+            path = str(netns.netns_path(jail.name))
+            jail.pasta_pid, jail.pasta_start, _ = pasta.start(jail.name, path, mount)
 
     def _record_launched(self, name: str, pid: int) -> None:
         """The command runs: it holds the jail now, instead of the launching netjail."""

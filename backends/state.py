@@ -89,6 +89,12 @@ class JailState:
     veth: str = ""  # netns: the host end of its link ("" when loopback only)
     keep: bool = False  # launch strategies: keep the jail after its last process exits
     forwarding_before: list[bool] | None = None  # netns: ip_forward v4/v6 before we enabled them
+    # netns: how it reaches the world: "" loopback only, "veth" (+ forwarding, NAT) or "pasta"
+    # (user-mode: launch/pasta.py), whose process and cgroup are remembered to end them
+    link: str = ""
+    pasta_pid: int = 0
+    pasta_start: int = 0
+    pasta_cgroup: str = ""
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JailState:

@@ -150,8 +150,10 @@ class Launches:
         code = run_foreground(start)
         (result,) = started
         if result.jail:
+            said = list(self.engine.notes)  # what the launch said (host-wide changes): still news
             with contextlib.suppress(NetjailError):
                 self.engine.reconcile()  # removes the jail now when nothing of it is left
+            self.engine.notes[:0] = [n for n in said if n not in self.engine.notes]
         return replace(result, exit_code=code)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:

@@ -141,7 +141,8 @@ def create_cgroup(jail: str, mount: Path) -> str:
 
 def alive(pid: int, start_time: int) -> bool:
     stat = identity.read_stat(pid) if pid else None
-    return stat is not None and stat.start_time == start_time
+    # a zombie is dead: a killed pasta stays one until whoever inherited it reaps it
+    return stat is not None and stat.start_time == start_time and stat.state not in ("Z", "X")
 
 
 def stop(jail: str, mount: Path | None, pid: int, start_time: int, remove: bool = True) -> None:

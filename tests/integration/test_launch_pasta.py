@@ -211,3 +211,31 @@ def test_link_needs_netns_with_an_allow_list(cli: CLI) -> None:
     assert out.returncode == 2 and "--link applies" in out.stderr
     out = cli("run", "--gid", "--link", "veth", "--allow", "10.0.0.1", "--", "true")
     assert out.returncode == 2 and "--link applies" in out.stderr
+
+
+def test_doctor_names_the_forward_policy_docker_and_the_link(
+    cli: CLI, uplink: Host, docker_like: None
+) -> None:
+    out = cli("doctor", "--json")
+    assert out.returncode == 0, out.stderr
+    check = next(c for c in json.loads(out.stdout) if c["name"] == "netns-link")
+    assert check["status"] == "ok", check
+    assert "pasta" in check["detail"] and "no forwarding, NAT or FORWARD rule" in check["detail"]
+    assert "IPv4 (xtables-legacy) DROP" in check["detail"] and "IPv6 (xtables-legacy) DROP" in check["detail"]
+    assert "DOCKER-USER chain): present" in check["detail"]
+
+
+def test_a_pasta_jail_whose_state_was_lost_is_adopted_and_its_pasta_ended(
+    cli: CLI, uplink: Host, state_dir: Path
+) -> None:
+    out = cli("run", "--netns", "--jail", "pa", "--keep", "--allow", f"{uplink.addr4}/32", "--", "true")
+    assert out.returncode == 0, out.stderr
+    pid = state(state_dir, "pa")["pasta_pid"]
+    (state_dir / "state.json").unlink()  # adopted back from the kernel (by this `list` or the watcher)
+    listed = cli("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (info,) = json.loads(listed.stdout)
+    assert (info["name"], info["strategy"], info["link"]) == ("pa", "netns", "pasta")
+    assert state(state_dir, "pa")["pasta_pid"] == pid
+    assert cli("unblock", "--jail", "pa").returncode == 0
+    assert gone(pid), "the adopted jail's pasta outlived it"

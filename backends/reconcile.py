@@ -159,6 +159,7 @@ class Reconciler:
             if jail is None:
                 self.fw.remove_jail(name)
                 if name in cgroups and self.mount:
+                    pasta.stop(name, self.mount, 0, 0, remove=False)  # ended, never moved out alive
                     jail_cgroups.remove(self.mount, jail_cgroups.jail_path(name))
                 notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
                 continue
@@ -185,6 +186,8 @@ class Reconciler:
             rel = jail_cgroups.jail_path(name)
             members = []
             for pid, sub in jail_cgroups.all_procs(self.mount, rel).items():
+                if sub == pasta.cgroup_path(name):
+                    continue  # the link of a netns jail whose namespace is gone: an orphan
                 if stat := identity.read_stat(pid):
                     root = jail_cgroups.root_of(sub)
                     members.append(MemberState(pid, stat.start_time, stat.name, "/", root=root, cgroup=sub))

@@ -239,3 +239,15 @@ def test_a_pasta_jail_whose_state_was_lost_is_adopted_and_its_pasta_ended(
     assert state(state_dir, "pa")["pasta_pid"] == pid
     assert cli("unblock", "--jail", "pa").returncode == 0
     assert gone(pid), "the adopted jail's pasta outlived it"
+
+
+def test_without_pasta_run_names_every_host_wide_change_of_the_veth_link(docker_like: None) -> None:
+    from netjail.backends.host_forwarding import veth_notes
+
+    notes = " ".join(veth_notes("jx", pasta_missing=True))
+    assert "pasta is not installed (install passt" in notes
+    assert "FORWARD policy is DROP (IPv4 (xtables-legacy), IPv6 (xtables-legacy), Docker)" in notes
+    off = [p for p in SYSCTLS[:2] if Path(p).read_text().strip() == "0"]
+    for path in off:
+        name = "net.ipv4.ip_forward" if "ipv4" in path else "net.ipv6.conf.all.forwarding"
+        assert name in notes, notes

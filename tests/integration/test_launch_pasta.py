@@ -251,3 +251,15 @@ def test_without_pasta_run_names_every_host_wide_change_of_the_veth_link(docker_
     for path in off:
         name = "net.ipv4.ip_forward" if "ipv4" in path else "net.ipv6.conf.all.forwarding"
         assert name in notes, notes
+
+
+def test_without_a_default_route_pasta_is_refused_in_one_line_and_nothing_is_left(cli: CLI) -> None:
+    from tests.integration.test_run import leftovers
+
+    out = cli("run", "--netns", "--allow", "10.9.9.0/24", "--", "true")
+    assert out.returncode == 4, out.stderr
+    assert out.stderr.splitlines() == [
+        "netjail: pasta (the default link of a netns jail) needs a default route here and this "
+        "namespace has none: add one, or use --link veth"
+    ]
+    assert leftovers() == []

@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     how.add_argument(
         "--netns",
         action="store_true",
-        help="in a new network namespace: loopback only, or a filtered veth with --allow",
+        help="in a new network namespace: loopback only, or with --allow a filtered link (--link)",
     )
     how.add_argument(
         "--gid",
@@ -48,6 +48,12 @@ def register(sub: Any) -> None:
         default=[],
         metavar="CIDR[:PORT]",
         help="still allow this prefix (repeatable, v4 or v6; [v6]:PORT)",
+    )
+    p.add_argument(
+        "--link",
+        choices=("pasta", "veth"),
+        help="netns with --allow: pasta (user-mode, the default when installed: nothing host-wide "
+        "changes) or veth (IP forwarding on and NAT here while it exists)",
     )
     p.add_argument("--allow-loopback", action="store_true", help="gid: keep loopback reachable")
     p.add_argument("--user", metavar="USER", help="run as USER (default: SUDO_USER, else you)")
@@ -107,6 +113,7 @@ def _run(a: argparse.Namespace) -> int:
             force=a.force,
             cwd=os.path.join(hardening.caller().cwd or "/", a.cwd) if a.cwd else None,
             keep_env=tuple(a.keep_env),
+            link=a.link or "",
         )
     )
     own = f"jail {result.jail!r} removed"  # expected once the command is done: not news

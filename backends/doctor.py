@@ -40,6 +40,7 @@ from netjail.backends.doctor_parsers import (
 )
 from netjail.backends.errors import BadInput, NetjailError
 from netjail.backends.firewall.families import LABEL, FamilySupport, coverage_text, usable
+from netjail.backends.host_forwarding import ForwardView, describe, dropping, read_view, sysctl_changes
 from netjail.backends.model import Check, MarkUse
 from netjail.backends.procio import socket_inodes
 from netjail.backends.state import Store
@@ -324,6 +325,45 @@ def firewalls_check(
         WARN,
         f"{', '.join(found)}: may insert rules above netjail's jumps or flush tables on reload",
     )
+
+
+def netns_link_check(
+    pasta_installed: bool,
+    default_routes: tuple[bool, bool],
+    view: ForwardView,
+    forwarding_changes: list[str],
+) -> Check:
+    """How a netns jail with an allow-list would reach the world here, and what that changes
+    host-wide (host_forwarding.py, docs/firewall.md)."""
+    name = "netns-link"
+    seen = describe(view) + (f" (unread: {', '.join(view.unread)})" if view.unread else "")
+    if pasta_installed and any(default_routes):
+        families = "/".join(f for f, on in zip(("IPv4", "IPv6"), default_routes, strict=True) if on)
+        return Check(
+            name,
+            OK,
+            f"pasta: netns jails with --allow link in user mode ({families}), with no forwarding, "
+            f"NAT or FORWARD rule, whatever the FORWARD policy; {seen}",
+        )
+    changes = " and ".join(forwarding_changes) or "no sysctl (forwarding is on already)"
+    drops = dropping(view)
+    veth = f"--link veth turns on {changes} while a netns jail exists" + (
+        f", and the FORWARD policy DROP ({', '.join(drops)}) drops its allowed traffic" if drops else ""
+    )
+    if pasta_installed:
+        return Check(name, WARN, f"pasta needs a default route and there is none: {veth}; {seen}")
+    return Check(
+        name,
+        WARN,
+        f"pasta not installed (package passt): netns jails with --allow use a veth: {veth}; {seen}",
+    )
+
+
+def _netns_link(can_admin: bool) -> Check:
+    from netjail.backends.launch import pasta
+
+    view = read_view() if can_admin else ForwardView({}, False, (NO_ROOT_READ,))
+    return netns_link_check(pasta.available(), pasta.default_routes(), view, sysctl_changes())
 
 
 def python_iptables_check() -> Check:
@@ -632,6 +672,7 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
         ),
         ("pid1", lambda: pid1_check(None if (c := _read("/proc/1/comm")) is None else c.strip())),
         ("firewalls", m.firewalls),
+        ("netns-link", lambda: _netns_link(m.can_admin)),
         ("python-iptables", python_iptables_check),
         ("pyroute2", pyroute2_check),
     )

@@ -540,7 +540,7 @@ class Engine:
         """Remove every netjail rule, chain, cgroup, namespace, group it created and the state
         file; processes keep running, unjailed (a seccomp filter stays with its processes)."""
         from netjail.backends.firewall.nat import Masquerade
-        from netjail.backends.launch import netns
+        from netjail.backends.launch import netns, pasta
         from netjail.backends.reconcile import Reconciler
 
         self._require_root("reset")
@@ -574,6 +574,8 @@ class Engine:
                 attempt(f"netns {leftover}", partial(netns.remove_netns, leftover))
             if mount:
                 for name in jail_cgroups.existing(Path(mount.path)):
+                    # a pasta link left behind is ended, never moved out of its cgroup alive
+                    attempt(f"link of {name}", partial(pasta.stop, name, Path(mount.path), 0, 0, False))
                     cgroup = jail_cgroups.jail_path(name)
                     attempt(f"cgroup of {name}", partial(jail_cgroups.remove, Path(mount.path), cgroup))
             watcher.stop(self.store.dir)

@@ -20,11 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from netjail.backends import identity, policy, watcher
+from netjail.backends import host_forwarding, identity, policy, watcher
+from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
 from netjail.backends.firewall.base import MAX_JAIL_NAME
 from netjail.backends.jail_rules import desired_rules
-from netjail.backends.launch import credentials, groups, logs, netns, relaunch_target
+from netjail.backends.launch import credentials, groups, logs, netns, pasta, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
 from netjail.backends.launch.spawn import run_foreground, spawn_jailed
 from netjail.backends.model import (
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from netjail.backends.engine import Engine
 
 Stdio = int | IO[Any] | None
+LINKS = ("pasta", "veth")
 
 
 def _name(base: str, suffix: str) -> str:
@@ -150,9 +152,12 @@ class Launches:
         (result,) = started
         coverage = self.engine.coverage_notes() if self._filtered else []
         if result.jail:
+            said = list(self.engine.notes)  # what the launch said (host-wide changes): still news
             with contextlib.suppress(NetjailError):
                 self.engine.reconcile()  # removes the jail now when nothing of it is left
-        self.engine.notes[:0] = coverage  # the reconciliation above started its notes afresh
+            self.engine.notes[:0] = [n for n in said if n not in self.engine.notes]
+        # the reconciliation above started its notes afresh
+        self.engine.notes[:0] = [n for n in coverage if n not in self.engine.notes]
         return replace(result, exit_code=code)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
@@ -166,6 +171,10 @@ class Launches:
             raise BadInput("no command given: netjail run --STRATEGY -- CMD ARGS...")
         credentials.check_env_names(req.keep_env)
         allow = [str(a) for a in policy.parse_allow_list(req.allow)]
+        if req.link not in ("", *LINKS):
+            raise BadInput(f"unknown link {req.link!r} (one of: {', '.join(LINKS)})")
+        if req.link and (req.strategy != "netns" or not allow):
+            raise BadInput("--link applies to --netns with --allow (without one the jail has loopback only)")
         if req.strategy == "seccomp" and allow:
             raise BadInput(
                 "seccomp refuses every network socket: it has no allow-list (use --netns or --gid)"
@@ -211,7 +220,10 @@ class Launches:
                 jail.group_created = req.gid is None and groups.group_gid(groups.group_name(name)) is None
             if req.strategy == "netns":
                 jail.netns = netns.netns_name(name)
-                jail.veth = netns.host_iface(name) if allow else ""
+                jail.link = (req.link or ("pasta" if pasta.available() else "veth")) if allow else ""
+                jail.veth = netns.host_iface(name) if jail.link == "veth" else ""
+                if jail.link == "pasta":
+                    jail.pasta_cgroup = pasta.cgroup_path(name)
             reg.jails[name] = jail
             self.engine.store.save(reg)  # journal first: a crash from here on is undone by the next command
             try:
@@ -228,21 +240,33 @@ class Launches:
     def _create_launch_objects(self, jail: JailState, link: bool) -> None:
         if jail.strategy == "gid" and jail.gid is None:
             jail.gid, _ = groups.ensure_group(jail.name)
+        if jail.strategy == "netns" and jail.link == "veth":
+            self.engine.notes += host_forwarding.veth_notes(jail.name, pasta_missing=not pasta.available())
         if jail.strategy == "netns":
-            # no IPv6 on the link unless it is filtered: forwarded IPv6 would bypass the allow-list
+            # no IPv6 on the link unless it is filtered: it would bypass the allow-list
             filterable = self._filterable()
             if link and "inet" not in filterable:  # the link always carries IPv4
                 raise UnsupportedEnvironment(
                     "run --netns --allow needs IPv4 filtering, which this kernel lacks "
                     "(see `netjail doctor`): use --gid"
                 )
-            made = netns.create_netns(jail.name, veth=link, ipv6="inet6" in filterable)
+            made = netns.create_netns(jail.name, veth=jail.link == "veth", ipv6="inet6" in filterable)
             if made.forwarding_before is not None:
                 jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
+        mount = None
+        if jail.strategy == "netns" and jail.link == "pasta":
+            if (found := find_cgroup2()) is None:
+                raise UnsupportedEnvironment("cgroup2 is not mounted: a pasta link is jailed by its cgroup")
+            mount = Path(found.path)
+            pasta.create_cgroup(jail.name, mount)
         rules = desired_rules(jail, {})
-        if rules is not None:
+        if rules is not None:  # before pasta starts: its first packet already meets the allow-list
             self.engine.firewall.sync_jail(rules)
             self._filtered = True
+        if mount is not None:
+            path = str(netns.netns_path(jail.name))
+            ipv6 = "inet6" in self._filterable()
+            jail.pasta_pid, jail.pasta_start, _ = pasta.start(jail.name, path, mount, ipv6=ipv6)
 
     def _filterable(self) -> tuple[str, ...]:
         from netjail.backends.firewall.families import usable

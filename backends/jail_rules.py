@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 
 from netjail.backends.firewall.base import JailRules, Match
+from netjail.backends.launch.pasta import uplink_ifaces
 from netjail.backends.model import AllowEntry, Socket
 from netjail.backends.policy import parse_allow
 from netjail.backends.socket_rules import selectors_for_all
@@ -102,6 +104,8 @@ def _netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None
     not the world the allow-list describes: an allowed prefix that happens to hold one of this
     host's addresses admits forwarded traffic only. The one exception is IPv6 neighbour
     discovery over the link, which the link needs (ARP is not IP: netfilter never sees it)."""
+    if jail.link == "pasta":
+        return _pasta_rules(jail, entries)
     if not jail.veth:
         return None  # loopback only: there is nothing to filter or count
     v = jail.veth
@@ -123,6 +127,27 @@ def _netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None
         fwd_selectors=fwd_sel,
         fwd_allow=tuple(fwd_allow),
     )
+
+
+def _pasta_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules:
+    """A netns linked by pasta reaches the world only through pasta's own sockets here, which
+    are created in pasta's cgroup: OUTPUT selects them by it and the allow-list RETURNs what it
+    may send; nothing is in FORWARD. Each RETURN also names an interface other than `lo`
+    (every one this namespace has now): a packet for one of this host's own addresses leaves
+    through `lo`, so it falls through to the DROP in any protocol, even when an allowed prefix
+    holds such an address, as with the veth link. An interface added later drops the jail's
+    traffic through it until the next reconciliation adds it (fail closed)."""
+    sel = tuple(Match(fam, cgroup=jail.pasta_cgroup) for fam in FAMILIES)
+    ifaces = [i for i in uplink_ifaces() if _IFACE_NAME.fullmatch(i)]
+    out_allow: list[Match] = []
+    for e in entries:
+        protos: tuple[str | None, ...] = (None,) if e.port is None else ("tcp", "udp")
+        for proto in protos:
+            out_allow += [Match(e.family, proto, dst=e.cidr, dport=e.port, out_iface=i) for i in ifaces]
+    return JailRules(name=jail.name, out_selectors=sel, out_allow=tuple(out_allow))
+
+
+_IFACE_NAME = re.compile(r"[^\s/:'\"]{1,15}")  # what a rule may name (firewall/matches.py)
 
 
 def allow_from_rules(rules: JailRules) -> tuple[list[str], bool]:

@@ -66,4 +66,5 @@ def jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
         counters=counters.total if counters else Counters(),
         countable=countable(jail.strategy),
         allow_loopback=jail.allow_loopback,
+        link=(jail.link or ("veth" if jail.veth else "none")) if jail.strategy == "netns" else "",
     )

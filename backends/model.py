@@ -127,6 +127,7 @@ class JailInfo:
     counters: Counters
     allow_loopback: bool = False
     countable: bool = True  # False: netfilter never sees this strategy (seccomp)
+    link: str = ""  # netns: "pasta", "veth" or "none" (loopback only); "" for other strategies
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,9 @@ class LaunchRequest:
     env: tuple[tuple[str, str], ...] | None = None  # set on top of the minimal environment
     force: bool = False  # gid: accept a --gid N that other processes (or root) already use
     keep_env: tuple[str, ...] = ()  # more variables from netjail's environment (minimal otherwise)
+    # netns with an allow-list: "pasta" (user-mode, nothing host-wide), "veth" (forwarding +
+    # NAT), "" = pasta when installed, else veth
+    link: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
 from netjail.backends.jail_rules import allow_from_rules, desired_rules, serves
-from netjail.backends.launch import groups, netns
+from netjail.backends.launch import groups, netns, pasta
 from netjail.backends.model import Process, Socket
 from netjail.backends.scoped_processes import ScopedProcesses
 from netjail.backends.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
@@ -65,6 +65,7 @@ class Reconciler:
             if jail.strategy == "cgroup":
                 notes += self._ensure_cgroup(jail)
                 notes += self._bring_back_escapees(jail)
+            notes += _check_pasta(jail)
             sockets = self._held_sockets(jail, procs)
             live = {s.inode for socks in sockets.values() for s in socks}
             jail.pre_inodes = [i for i in jail.pre_inodes if i in live]  # closed ones are done
@@ -158,6 +159,7 @@ class Reconciler:
             if jail is None:
                 self.fw.remove_jail(name)
                 if name in cgroups and self.mount:
+                    pasta.stop(name, self.mount, 0, 0, remove=False)  # ended, never moved out alive
                     jail_cgroups.remove(self.mount, jail_cgroups.jail_path(name))
                 notes.append(f"removed orphaned jail {name!r} (no state, no processes)")
                 continue
@@ -180,10 +182,12 @@ class Reconciler:
     def _adopt(
         self, name: str, cgroups: set[str], namespaces: set[str], rules: JailRules | None
     ) -> JailState | None:
-        if name in cgroups and self.mount:
+        if name in cgroups and self.mount and name not in namespaces:
             rel = jail_cgroups.jail_path(name)
             members = []
             for pid, sub in jail_cgroups.all_procs(self.mount, rel).items():
+                if sub == pasta.cgroup_path(name):
+                    continue  # the link of a netns jail whose namespace is gone: an orphan
                 if stat := identity.read_stat(pid):
                     root = jail_cgroups.root_of(sub)
                     members.append(MemberState(pid, stat.start_time, stat.name, "/", root=root, cgroup=sub))
@@ -202,7 +206,7 @@ class Reconciler:
             )
         if name in namespaces:
             found = netns.read_netns(name)
-            return JailState(
+            jail = JailState(
                 name,
                 "netns",
                 netns=found.name if found else "",
@@ -210,6 +214,13 @@ class Reconciler:
                 keep=True,
                 members=_members(netns.netns_pids(name)),
             )
+            jail.link = "veth" if jail.veth else ""
+            linked = jail_cgroups.procs(self.mount, pasta.cgroup_path(name)) if self.mount else []
+            if name in cgroups or linked:
+                jail.link, jail.pasta_cgroup = "pasta", pasta.cgroup_path(name)
+                if len(linked) == 1 and (stat := identity.read_stat(linked[0])):
+                    jail.pasta_pid, jail.pasta_start = linked[0], stat.start_time
+            return jail
         owners = [
             m
             for m in (rules.out_selectors if rules else ())
@@ -392,7 +403,9 @@ class Reconciler:
             groups.remove_group(jail.name)
         elif jail.strategy == "netns":
             left = [m.pid for m in jail.members if is_alive(m) and m.status != LAUNCHER]
-            netns.remove_netns(jail.name)
+            if jail.link == "pasta":  # after its rules: they name pasta's cgroup
+                pasta.stop(jail.name, self.mount, jail.pasta_pid, jail.pasta_start)
+            netns.remove_netns(jail.name, nat=jail.link != "pasta")
             if left:
                 notes.append(
                     f"jail {jail.name!r}: PID(s) {', '.join(map(str, left))} stay in the "
@@ -411,6 +424,14 @@ class Reconciler:
                 )
         reg.jails.pop(jail.name, None)
         return notes
+
+
+def _check_pasta(jail: JailState) -> list[str]:
+    """A pasta link that died leaves the jail without network (its rules stay: harmless)."""
+    if jail.link != "pasta" or not jail.pasta_pid or pasta.alive(jail.pasta_pid, jail.pasta_start):
+        return []
+    pid, jail.pasta_pid, jail.pasta_start = jail.pasta_pid, 0, 0
+    return [f"jail {jail.name!r}: its link (pasta, PID {pid}) exited: the jail has no network any more"]
 
 
 def is_alive(m: MemberState) -> bool:

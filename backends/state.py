@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +92,21 @@ class JailState:
     veth: str = ""  # netns: the host end of its link ("" when loopback only)
     keep: bool = False  # launch strategies: keep the jail after its last process exits
     forwarding_before: list[bool] | None = None  # netns: ip_forward v4/v6 before we enabled them
+    # netns: how it reaches the world: "" loopback only, "veth" (+ forwarding, NAT) or "pasta"
+    # (user-mode: launch/pasta.py), whose process and cgroup are remembered to end them
+    link: str = ""
+    pasta_pid: int = 0
+    pasta_start: int = 0
+    pasta_cgroup: str = ""
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JailState:
         members = [MemberState(**m) for m in raw.pop("members", [])]
         return cls(members=members, **raw)
+
+
+def _fields(obj: object) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -110,7 +120,12 @@ class Registry:
         import orjson
 
         doc = {"schema": SCHEMA, "jails": list(self.jails.values())}
-        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+        try:
+            return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONEncodeError:
+            # a name that is not UTF-8 (kept with surrogateescape): orjson refuses lone
+            # surrogates, json writes them as \udcXX escapes, read back as they were
+            return json.dumps(doc, indent=1, default=_fields)
 
 
 KNOWN_FILES = ("state.json", "state.corrupt", "lock", "watcher.pid", "watcher.log", "watcher.tick", "logs")

@@ -23,8 +23,8 @@ OWNER = StrategyInfo(
 )
 NETNS = StrategyInfo(
     name="netns",
-    description="run in a new network namespace: loopback only, or a veth link whose forwarded "
-    "traffic is filtered by the allow-list",
+    description="run in a new network namespace: loopback only, or a link (pasta, else veth) "
+    "whose traffic is filtered by the allow-list",
     live_process=False,
     launch=True,
     allow_list=True,

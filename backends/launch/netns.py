@@ -328,15 +328,17 @@ def read_netns(jail: str) -> JailNetns | None:
     return JailNetns(jail, name, str(path), iface, block(n) if n is not None else None)
 
 
-def remove_netns(jail: str) -> None:
-    """Remove the jail's masquerade rules, veth and netns; whatever of them exists. Processes
-    still inside keep the namespace alive (without its name) until they exit: check
+def remove_netns(jail: str, nat: bool = True) -> None:
+    """Remove the jail's masquerade rules (unless not `nat`: a jail that never had any leaves
+    the nat table alone, not even loading it), veth and netns; whatever of them exists.
+    Processes still inside keep the namespace alive (without its name) until they exit: check
     `netns_pids` first when that matters."""
     name = netns_name(jail)
     try:
-        from netjail.backends.firewall.nat import Masquerade
+        if nat:
+            from netjail.backends.firewall.nat import Masquerade
 
-        Masquerade().remove(jail)
+            Masquerade().remove(jail)
     except UnsupportedEnvironment:
         pass  # no nat table (or no iptables at all): no rule of ours can exist
     iface = host_iface(jail)

@@ -7,6 +7,7 @@
   ping                an ICMP echo to the IPv4 gateway (raw socket: run as root): "reply" or
                       "none" within a second
   connect:HOST:PORT   a TCP connect and the line the server sends ("[v6]" hosts too)
+  udp:HOST:PORT       20 UDP datagrams: the errno of the last send (0: the kernel sent them)
 Stdlib only: it runs as the jailed user with whatever python3 it can execute.
 """
 
@@ -86,6 +87,19 @@ def connect(host: str, port: int) -> str:
         return f"errno {exc.errno}"
 
 
+def udp(host: str, port: int) -> int:
+    host = host.strip("[]")
+    err = 0
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(20):
+            try:
+                s.sendto(b"netjail", (host, port))
+            except OSError as exc:
+                err = exc.errno or -1
+            time.sleep(0.01)
+    return err
+
+
 def main(argv: list[str]) -> int:
     result: dict[str, object] = {}
     for action in argv:
@@ -93,6 +107,9 @@ def main(argv: list[str]) -> int:
             result[action] = udplite(int(action.split(":", 1)[1]))
         elif action == "ping":
             result[action] = ping()
+        elif action.startswith("udp:"):
+            host, _, port = action[len("udp:") :].rpartition(":")
+            result[action] = udp(host, int(port))
         elif action.startswith("connect:"):
             host, _, port = action[len("connect:") :].rpartition(":")
             result[action] = connect(host, int(port))

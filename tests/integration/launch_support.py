@@ -3,6 +3,7 @@ connected (so a test can tell a masqueraded source from a routed one)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -10,6 +11,7 @@ import queue
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,3 +88,32 @@ def add_veth_pair(name: str) -> None:
     routes on (this kernel has no dummy driver)."""
     subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"], check=True)
     subprocess.run(["ip", "link", "set", f"{name}p", "up"], check=True)
+
+
+@contextlib.contextmanager
+def default_route(via: str) -> Iterator[None]:
+    """A default route in the test's namespace for the time of a `with` (pasta needs one)."""
+    subprocess.run(["ip", "route", "add", "default", "via", via], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "route", "del", "default", "via", via], capture_output=True)
+
+
+def pasta_processes(netns_prefix: str) -> list[int]:
+    """pasta processes serving one of this test session's namespaces."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (
+            argv
+            and argv[0].endswith(b"pasta")
+            and any(f"/run/netns/{netns_prefix}".encode() in a for a in argv)
+        ):
+            found.append(int(entry.name))
+    return found

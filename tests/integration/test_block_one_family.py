@@ -158,7 +158,19 @@ def test_run_netns_on_a_kernel_without_ipv6(make_host: Callable[..., Any]) -> No
         argv = [*python_for("nobody"), str(PROBE), "--exit", "3"]
         argv += [f"connect:{a.addr4}:{listen_a.port}", f"connect:{b.addr4}:{listen_b.port}"]
         out = cli(
-            "run", "--netns", "--jail", "ns4", "--keep", "--allow", a.addr4, "--user", "nobody", "--", *argv
+            "run",
+            "--netns",
+            "--link",
+            "veth",
+            "--jail",
+            "ns4",
+            "--keep",
+            "--allow",
+            a.addr4,
+            "--user",
+            "nobody",
+            "--",
+            *argv,
         )
         assert out.returncode == 3, out.stderr
         seen = json.loads(out.stdout.strip().splitlines()[-1])

@@ -32,6 +32,7 @@ NAMES = [
     "early-demux",
     "pid1",
     "firewalls",
+    "netns-link",
     "python-iptables",
     "pyroute2",
 ]
@@ -66,7 +67,12 @@ def test_doctor_as_root_reports_this_machine(cli: CLI) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""  # libxtables' revision warnings stay out of the user's terminal
     c = by_name(out)
-    assert {n: c[n]["status"] for n in NAMES} == dict.fromkeys(NAMES, "ok"), c
+    # this test's namespace has no default route: pasta could not link a netns jail (warn)
+    linked = [n for n in NAMES if n != "netns-link"]
+    assert {n: c[n]["status"] for n in linked} == dict.fromkeys(linked, "ok"), c
+    assert c["netns-link"]["status"] == "warn"
+    assert c["netns-link"]["detail"].startswith("pasta needs a default route and there is none: --link veth")
+    assert "IPv4 (xtables-legacy) ACCEPT" in c["netns-link"]["detail"]
     assert c["root"]["detail"].startswith("root, CapEff ")
     assert c["cgroup2"]["detail"] == "hybrid mount at /sys/fs/cgroup/unified"
     assert c["families"]["detail"] == "netjail filters IPv4 and IPv6"
@@ -119,6 +125,9 @@ def test_doctor_as_nobody_cannot_probe(cli: CLI) -> None:
     )
     assert c["nft-rules"]["status"] == "warn"
     assert c["firewalls"]["status"] == "warn"
+    assert (
+        c["netns-link"]["status"] == "warn" and "unread: cannot read the tables" in c["netns-link"]["detail"]
+    )
     assert c["cgroup2"]["detail"] == "hybrid mount at /sys/fs/cgroup/unified"  # needs no privilege
     assert legacy_save() == before
 

@@ -51,7 +51,9 @@ def allowed(make_host: Callable[..., Any]) -> Iterator[tuple[Any, Listener]]:
 
 def run_jailed(cli: CLI, host: Any, *actions: str, user: str = "nobody") -> dict[str, Any]:
     argv = [*python_for(user), str(PROBE), *actions]
-    out = cli("run", "--netns", "--allow", host.addr4, "--allow", host.addr6, "--user", user, "--", *argv)
+    # the veth link: this host is the jail's gateway (test_launch_pasta.py: the pasta link)
+    opts = ("--link", "veth", "--allow", host.addr4, "--allow", host.addr6)
+    out = cli("run", "--netns", *opts, "--user", user, "--", *argv)
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result

@@ -3,6 +3,7 @@ against listeners on test hosts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CGROUP2, CGROUP_PARENT, NETNS_PREFIX, Peer, python_for
-from tests.integration.launch_support import PROBE, Listener, start_listener
+from tests.integration.launch_support import PROBE, Listener, default_route, pasta_processes, start_listener
 from tests.integration.test_block import CLI, jail, jails, legacy_rules, rises, settle_count
 
 
@@ -94,24 +95,30 @@ def test_netns_without_allow_has_loopback_only(cli: CLI, listeners: Any) -> None
     assert jails(cli) == [] and leftovers() == []
 
 
-def test_netns_allow_list_reaches_only_the_allowed_host_and_counts(cli: CLI, listeners: Any) -> None:
+@pytest.mark.parametrize("link", ["pasta", "veth"])
+def test_netns_allow_list_reaches_only_the_allowed_host_and_counts(
+    cli: CLI, listeners: Any, link: str
+) -> None:
     a, la = listeners()
     b, lb = listeners()
-    rc, seen = run_probe(
-        cli,
-        "--netns",
-        "--jail",
-        "nsallow",
-        "--keep",
-        "--allow",
-        f"{a.addr4}",
-        actions=(f"connect:{a.addr4}:{la.port}", f"connect:{b.addr4}:{lb.port}"),
-    )
+    with default_route(a.addr4) if link == "pasta" else contextlib.nullcontext():
+        rc, seen = run_probe(
+            cli,
+            "--netns",
+            "--jail",
+            "nsallow",
+            "--keep",
+            "--link",
+            link,
+            "--allow",
+            f"{a.addr4}",
+            actions=(f"connect:{a.addr4}:{la.port}", f"connect:{b.addr4}:{lb.port}"),
+        )
     assert rc == 3
     assert seen[f"connect:{a.addr4}:{la.port}"] == {"errno": 0, "reply": "hello"}
     assert seen[f"connect:{b.addr4}:{lb.port}"]["errno"] != 0
     info = jail(cli, "nsallow")
-    assert info["strategy"] == "netns"
+    assert info["strategy"] == "netns" and info["link"] == link
     assert info["counters"]["dropped_packets"] > 0 and info["counters"]["allowed_packets"] > 0
     assert cli("unblock", "--jail", "nsallow").returncode == 0
     assert jails(cli) == [] and leftovers() == []
@@ -184,21 +191,48 @@ def test_user_block_asks_without_yes_and_refuses_root(cli: CLI) -> None:
     assert jails(cli) == []
 
 
-def test_reset_leaves_nothing_of_any_strategy(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+def test_reset_leaves_nothing_of_any_strategy(
+    cli: CLI, spawn_peer: Callable[..., Peer], make_host: Callable[..., Any]
+) -> None:
     sender = spawn_peer("udp-send", "127.0.0.1", 9)
     assert cli("block", str(sender.pid), "--jail", "rc").returncode == 0
     assert cli("block", "--group", "nogroup", "--yes").returncode == 0
     rc, _ = run_probe(
-        cli, "--netns", "--keep", "--jail", "rn", "--allow", "10.9.9.0/24", actions=("loopback",), exit_code=0
+        cli,
+        "--netns",
+        "--keep",
+        "--jail",
+        "rn",
+        "--link",
+        "veth",
+        "--allow",
+        "10.9.9.0/24",
+        actions=("loopback",),
+        exit_code=0,
     )
     assert rc == 0
+    with default_route(make_host().addr4):
+        rc, _ = run_probe(
+            cli,
+            "--netns",
+            "--keep",
+            "--jail",
+            "rp",
+            "--allow",
+            "10.9.9.0/24",
+            actions=("loopback",),
+            exit_code=0,
+        )
+    assert rc == 0
+    assert pasta_processes(NETNS_PREFIX) != []
     rc, _ = run_probe(cli, "--gid", "--keep", "--jail", "rg", actions=("loopback",), exit_code=0)
     assert rc == 0
-    assert sorted(j["name"] for j in jails(cli)) == ["group-nogroup", "rc", "rg", "rn"]
+    assert sorted(j["name"] for j in jails(cli)) == ["group-nogroup", "rc", "rg", "rn", "rp"]
     assert leftovers() != []
     out = cli("reset")
     assert out.returncode == 0, out.stderr
     assert leftovers() == []
+    assert pasta_processes(NETNS_PREFIX) == [], "reset left a pasta running"
     assert subprocess.run(["getent", "group", "netjail-rg"]).returncode == 2
 
 

@@ -1,0 +1,36 @@
+"""The rules of a netns jail linked by pasta (pure, apart from reading /proc/net/dev)."""
+
+from __future__ import annotations
+
+from netjail.backends.jail_rules import desired_rules
+from netjail.backends.launch.pasta import uplink_ifaces
+from netjail.backends.state import JailState
+
+
+def test_pasta_jail_is_selected_by_its_link_cgroup_and_never_forwards() -> None:
+    jail = JailState(
+        "pj", "netns", allow=["10.1.0.0/16", "[fd00::1]:53"], link="pasta", pasta_cgroup="/nj/net-1/pj/link"
+    )
+    rules = desired_rules(jail, {})
+    assert rules is not None
+    assert {(m.family, m.cgroup) for m in rules.out_selectors} == {
+        ("inet", "/nj/net-1/pj/link"),
+        ("inet6", "/nj/net-1/pj/link"),
+    }
+    assert rules.fwd_selectors == () and rules.fwd_allow == () and rules.in_selectors == ()
+    ifaces = uplink_ifaces()
+    assert "lo" not in ifaces
+    # every RETURN names an interface other than lo: this host's own addresses (via lo) hit the DROP
+    assert all(m.out_iface in ifaces for m in rules.out_allow)
+    assert len(rules.out_allow) == len(ifaces) * (1 + 2)  # one prefix, one [v6]:port for tcp and udp
+    assert {(m.dst, m.proto, m.dport) for m in rules.out_allow} == (
+        {("10.1.0.0/16", None, None), ("fd00::1/128", "tcp", 53), ("fd00::1/128", "udp", 53)}
+        if ifaces
+        else set()
+    )
+
+
+def test_veth_and_loopback_only_jails_keep_their_rules() -> None:
+    assert desired_rules(JailState("ln", "netns"), {}) is None
+    veth = desired_rules(JailState("vj", "netns", allow=["10.1.0.0/16"], link="veth", veth="nj-vj"), {})
+    assert veth is not None and veth.fwd_selectors and not veth.out_selectors

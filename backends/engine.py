@@ -386,7 +386,8 @@ class Engine:
         # marked first, so the first sync loads a few rules per jail, not one per socket (each
         # costs ~0.5 ms to build): a socket is cut once both its mark and the rule are there
         self._mark(jail, members)
-        self.firewall.sync_jail(self._cgroup_rules(jail, before))
+        first = self._cgroup_rules(jail, before)
+        self.firewall.sync_jail(first)
         _fault_point("rules")
         for m in list(members):
             try:
@@ -397,13 +398,17 @@ class Engine:
                     raise
                 jail.members.remove(m)  # a --tree child that exited meanwhile
         _fault_point("move")
-        # sockets opened between the first scan and the move are not covered by the cgroup rule
-        sockets = self._member_sockets(jail)
-        _remember_sockets(jail, sockets)  # opened since the first scan, maybe before the move
-        # those opened since (the mark rule is loaded: cut from their next packet on)
+        # sockets opened between the first scan and the move are not covered by the cgroup
+        # rule: marked now, by fd (the mark rule is loaded: cut from their next packet on)
         self._mark(jail, members)
+        sockets = before
+        if jail.marks_unavailable or jail.mark_foreign or kill:
+            # address selectors (or kills) for them need their addresses: a fresh scan
+            sockets = self._member_sockets(jail)
+            _remember_sockets(jail, sockets)  # opened since the first scan, maybe before the move
         rules = self._cgroup_rules(jail, sockets)
-        self.firewall.sync_jail(rules)
+        if rules != first:
+            self.firewall.sync_jail(rules)
         _fault_point("rescan")
         if kill:
             from netjail.backends.kill_connections import kill_established

@@ -140,3 +140,16 @@ def test_reset_leaves_no_set_behind(cli: CLI, probe: Callable[..., Peer]) -> Non
     finally:
         for c in clients:
             c.close()
+
+
+def test_doctor_says_whether_pidfd_getfd_works_and_that_sets_are_used(cli: CLI) -> None:
+    from tests.integration.test_doctor import by_name
+
+    c = by_name(cli("doctor", "--json"))
+    assert c["pidfd_getfd"]["status"] == "ok", c["pidfd_getfd"]
+    assert c["ipset"]["status"] == "ok" and "netjail holds no set now" in c["ipset"]["detail"], c["ipset"]
+    cmd = [*python_for(None), "-c", NO_PIDFD_GETFD, "doctor", "--json"]
+    c = by_name(subprocess.run(cmd, capture_output=True, text=True, timeout=60))
+    assert c["pidfd_getfd"]["status"] == "warn", c["pidfd_getfd"]
+    assert "Function not implemented: fallback in use" in c["pidfd_getfd"]["detail"]
+    assert netjail_sets() == set()  # the ipset probe removed its own

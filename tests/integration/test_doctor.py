@@ -26,6 +26,8 @@ NAMES = [
     "legacy-rules",
     "nft-rules",
     "sock-destroy",
+    "pidfd_getfd",
+    "ipset",
     "early-demux",
     "pid1",
     "firewalls",

@@ -352,3 +352,14 @@ def test_human_output_is_aligned() -> None:
         "fail  python-iptables  cannot load\n"
         "warn  root             not root\n"
     )
+
+
+def test_pidfd_getfd_and_ipset_checks_say_which_path_block_takes() -> None:
+    from netjail.backends.doctor import ipset_check, pidfd_getfd_check
+
+    assert pidfd_getfd_check(True, None).status == "ok"
+    refused = pidfd_getfd_check(True, "pidfd_getfd: Operation not permitted")
+    assert refused.status == "warn" and "fallback in use" in refused.detail and "ipsets" in refused.detail
+    assert pidfd_getfd_check(False, None).status == "warn"
+    assert "nj4-web-f" in ipset_check(True, None, {"nj4-web-f"}).detail
+    assert ipset_check(True, "kernel ipset type hash:net,port unavailable", ()).status == "warn"

@@ -11,7 +11,12 @@ O(1) per packet):
     port  nj4-<jail>-p  hash:net,port    src,src          dst,dst         listeners, bound UDP
     send  nj4-<jail>-s  hash:net,port    src,src          (none)          UDP sockets sending
 
-(`nj6-` for IPv6.) A set lookup that names a port only matches TCP, UDP, SCTP and UDP-Lite
+(`nj6-` for IPv6.) Each lookup costs about 150 ns per packet here (bench/fallback_sets.py), 30
+plain rules' worth, so the set rules of every jail sit in a lane (NETJAIL-OUT-FB, NETJAIL-IN-FB)
+behind one gate per direction: `-m set --match-set nj-gate src` (out) / `dst` (in), a
+bitmap:port of every local port in any jail's sets, for both families. Traffic of no jail pays
+that one lookup, whatever the number of jails and sockets, and only while some jail has a
+fallback set. A set lookup that names a port only matches TCP, UDP, SCTP and UDP-Lite
 packets of that protocol (the entry holds the protocol). hash:net,port refuses a /0 prefix, so a
 socket bound to the wildcard address is stored as the two halves /1 of the address space.
 A flow entry has no remote port (no ipset type holds two ports): another socket with the same
@@ -28,8 +33,10 @@ from netjail.backends.errors import BadInput
 from netjail.backends.firewall.base import Match, SetEntry
 
 KINDS = ("flow", "port", "send")
+GATE = "nj-gate"  # bitmap:port, family-agnostic: one set for the iptables and ip6tables gates
+GATE_FLAGS = {"out": "src", "in": "dst"}
 FAMILY_TAG = {"inet": "nj4", "inet6": "nj6"}
-SET_PREFIXES = tuple(f"{tag}-" for tag in FAMILY_TAG.values())
+SET_PREFIXES = (*(f"{tag}-" for tag in FAMILY_TAG.values()), GATE)
 IPSET_MAXNAMELEN = 32  # NUL included
 _SUFFIX = {"flow": "f", "port": "p", "send": "s"}
 SET_TYPE = {"flow": "hash:ip,port,ip", "port": "hash:net,port", "send": "hash:net,port"}
@@ -46,6 +53,10 @@ _HALVES = {"inet": ("0.0.0.0", "128.0.0.0"), "inet6": ("::", "8000::")}
 
 # One kernel member: (address, prefix length, protocol number, port, second address or "")
 Member = tuple[str, int, int, int, str]
+
+
+def gate_ports(entries: Iterable[SetEntry]) -> set[int]:
+    return {e.port for e in entries}
 
 
 def set_name(family: str, jail: str, kind: str) -> str:

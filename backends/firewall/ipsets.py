@@ -25,6 +25,8 @@ def _attrs(msg: Any, name: str) -> Any:
 
 
 def _addr(nested: Any) -> str:
+    if nested is None:  # a bitmap:port member has no address
+        return ""
     for key in ("IPSET_ATTR_IPADDR_IPV4", "IPSET_ATTR_IPADDR_IPV6"):
         value = nested.get_attr(key)
         if value is not None:
@@ -132,6 +134,31 @@ class Ipsets:
                         raise
         except OperationFailed:
             raise
+        except Exception as exc:
+            raise self._fail(f"update {name}", exc) from None
+
+    def gate_ports(self, name: str) -> set[int] | None:
+        found = self.members(name, "gate")
+        return None if found is None else {m[3] for m in found}
+
+    def create_gate(self, name: str) -> None:
+        """A bitmap:port of any family (NFPROTO_UNSPEC): one set serves iptables and ip6tables."""
+        try:
+            self._s.create(name, stype="bitmap:port", family=socket.AF_UNSPEC, bitmap_ports_range=(0, 65535))
+        except Exception as exc:
+            if getattr(exc, "code", None) != errno.EEXIST:
+                raise self._fail(f"create {name}", exc) from None
+
+    def change_gate(self, name: str, add: Iterable[int], delete: Iterable[int]) -> None:
+        try:
+            for port in add:
+                self._s.add(name, port, family=socket.AF_UNSPEC, etype="port", exclusive=False)
+            for port in delete:
+                try:
+                    self._s.delete(name, port, family=socket.AF_UNSPEC, etype="port")
+                except Exception as exc:
+                    if getattr(exc, "code", None) != 4103:
+                        raise
         except Exception as exc:
             raise self._fail(f"update {name}", exc) from None
 

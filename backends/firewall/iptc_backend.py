@@ -52,6 +52,7 @@ from netjail.backends.firewall.base import (
 )
 from netjail.backends.firewall.counters import read_counters
 from netjail.backends.firewall.fallback_sets import (
+    GATE,
     SET_PREFIXES,
     entries_from_members,
     jail_set_names,
@@ -136,14 +137,16 @@ class IptcFirewall(Firewall):
                 raise
             keep = {n for r in wanted.values() if r for n in _set_names(r)}
             self._destroy_sets((stale | referenced) - keep)
+            if stale or referenced - keep:
+                self._sync_gate()  # the ports of the sets gone leave the gate (or it goes)
 
     def remove_jail(self, name: str) -> None:
         name = check_jail_name(name)
         with self._mutex:
             referenced = self._change({name: None})
             if referenced or "pyroute2.ipset" in sys.modules:  # leftovers of a crash: cheap now
-                referenced |= jail_set_names(name)
-            self._destroy_sets(referenced)
+                self._destroy_sets(referenced | jail_set_names(name))
+                self._sync_gate()
 
     def reset(self) -> None:
         with self._mutex:
@@ -298,6 +301,8 @@ class IptcFirewall(Firewall):
         if not want:
             return set(), set()
         created: set[str] = set()
+        added: set[int] = set()
+        deleted = False
         with Ipsets() as sets:
             exists = sets.names()
             try:
@@ -307,12 +312,44 @@ class IptcFirewall(Firewall):
                         sets.create(name, fam, kind)
                         created.add(name)
                         held = set()
-                    sets.change(name, fam, kind, wanted_members - held, held - wanted_members)
+                    add, delete = wanted_members - held, held - wanted_members
+                    sets.change(name, fam, kind, add, delete)
+                    added |= {m[3] for m in add}
+                    deleted = deleted or bool(delete)
+                # before the commit: the gate must cover the new members; a full recount only
+                # when some went (a re-sync that changed nothing costs no dump of every set)
+                if deleted or GATE not in exists:
+                    self._sync_gate(sets)
+                elif added:
+                    sets.change_gate(GATE, added, ())
             except BaseException:
                 self._destroy_sets(created, sets, quiet=True)
                 raise
         ours = {n for j in wanted for n in jail_set_names(j)}
         return created, (exists & ours) - set(want)
+
+    def _sync_gate(self, sets: Ipsets | None = None) -> None:
+        """The gate set (fallback_sets.GATE) holds every local port of every jail's sets, and
+        exists exactly while some jail set does (its rules go with the last set rule)."""
+        if sets is None:
+            with Ipsets() as own:
+                self._sync_gate(own)
+            return
+        ports: set[int] = set()
+        names = sets.names()
+        for name in names:
+            kind = set_kind(name)
+            if kind is not None:
+                ports |= {m[3] for m in sets.members(name, kind[1]) or ()}
+        held = sets.gate_ports(GATE) if GATE in names else None
+        if not ports:
+            if held is not None:
+                self._destroy_sets([GATE], sets)
+            return
+        if held is None:
+            sets.create_gate(GATE)
+            held = set()
+        sets.change_gate(GATE, ports - held, held - ports)
 
     def _destroy_sets(self, names: Iterable[str], sets: Ipsets | None = None, *, quiet: bool = False) -> None:
         names = sorted(n for n in names if n.startswith(SET_PREFIXES))

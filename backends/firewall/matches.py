@@ -20,6 +20,7 @@ from netjail.backends.errors import BadInput
 from netjail.backends.firewall.base import MAX_JAIL_NAME, JailRules, Match
 from netjail.backends.firewall.fallback_sets import (
     FAMILY_TAG,
+    GATE,
     IPSET_MAXNAMELEN,
     VALID_FLAGS,
     canonical_entries,
@@ -138,6 +139,10 @@ def canonical_match(m: Match, direction: str) -> Match:
 def _check_set(m: Match) -> None:
     """Only netjail's own sets (fallback_sets), of the match's family, with flags it writes."""
     name = m.match_set or ""
+    if name == GATE:
+        if m.set_flags not in ("src", "dst"):
+            raise BadInput(f"bad set flags {m.set_flags!r} for {GATE}")
+        return
     kind = set_kind(name)
     if kind is None or len(name.encode()) >= IPSET_MAXNAMELEN or not name.startswith(FAMILY_TAG[m.family]):
         raise BadInput(f"bad set {name!r}: not one of netjail's {m.family} fallback sets")

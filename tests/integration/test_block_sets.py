@@ -109,12 +109,14 @@ def test_fallback_rules_do_not_grow_with_the_sockets_held(cli: CLI, probe: Calla
         clients = _held_connections(server, n)
         try:
             assert _answers(clients[:5], 5.0) == 5
+            assert server.wait_for(lambda c: int(c.get("accepted-data", 0)) >= 5, 10)  # its output read
             echoed = server.value("accepted-data")
             started = time.monotonic()
             block_without_getfd(server.pid, f"fbgrow{n}")
             took = time.monotonic() - started
             counts.append(netjail_rule_count())
             assert _answers(clients, 1.0) == 0
+            time.sleep(0.3)  # a line that did arrive would be counted by now
             assert server.value("accepted-data") == echoed  # nothing arrived (receiver's count)
             unblock(cli, server.pid)
             assert netjail_sets() == set()
@@ -124,7 +126,7 @@ def test_fallback_rules_do_not_grow_with_the_sockets_held(cli: CLI, probe: Calla
                 c.close()
             server.kill()
     assert counts[0] == counts[1], counts
-    assert counts[1] <= 30, legacy_rules()
+    assert counts[1] <= 32, legacy_rules()  # 26 with marks; the fallback lane, its gates, 4 set rules
 
 
 def test_reset_leaves_no_set_behind(cli: CLI, probe: Callable[..., Peer]) -> None:  # noqa: F811

@@ -41,6 +41,29 @@ def members(name: str) -> int:
         return sum(len(m.get_attr("IPSET_ATTR_ADT").get_attrs("IPSET_ATTR_DATA")) for m in s.list(name))
 
 
+def gate_ports() -> set[int]:
+    with IPSet() as s:
+        return {
+            int(d.get_attr("IPSET_ATTR_PORT_FROM"))
+            for m in s.list("nj-gate")
+            for d in m.get_attr("IPSET_ATTR_ADT").get_attrs("IPSET_ATTR_DATA")
+        }
+
+
+def test_traffic_of_no_jail_stops_at_the_gate(fw: IptcFirewall) -> None:
+    """One set lookup for everything else: a datagram to a port no jail's set holds never
+    enters the fallback lane, whatever the number of jails with sets."""
+    rx, tx, port = udp_pair("inet")
+    with rx, tx:
+        fw.sync_jails([jail(f"g{i}", SetEntry("inet", "port", "udp", 20000 + i)) for i in range(20)])
+        tx.sendto(b"x", ("127.0.0.1", port))
+        assert drain(rx) == 1
+        lines = save("inet", counters=True)
+        gate = next(ln for ln in lines if "-j NETJAIL-IN-FB" in ln)
+        assert gate.startswith("[0:0] ") and sum("-j NETJAIL-IN-FB" in ln for ln in lines) == 1, lines
+        assert sum(ln.startswith("[") and " -A NETJAIL-IN-FB " in ln for ln in lines) == 20
+
+
 def jail(name: str, *entries: SetEntry) -> JailRules:
     out, inn = selectors_for_sets(name, entries)
     return JailRules(name, out_selectors=out, in_selectors=inn, set_entries=entries)
@@ -141,10 +164,12 @@ def test_sets_follow_their_rules_and_none_outlive_remove_or_reset(fw: IptcFirewa
     flow = SetEntry("inet", "flow", "tcp", 5000, "127.0.0.1", "127.0.0.2")
     port6 = SetEntry("inet6", "port", "tcp", 80, "::1")
     fw.sync_jail(jail("life", flow, port6))
-    assert sets() == {"someone-elses", "nj4-life-f", "nj6-life-p"}
+    assert sets() == {"someone-elses", "nj4-life-f", "nj6-life-p", "nj-gate"}
+    assert gate_ports() == {5000, 80}
     fw.sync_jail(jail("life", port6))  # the flow set's rules went, then the set
-    assert sets() == {"someone-elses", "nj6-life-p"}
-    assert not [ln for ln in ours("inet") if "match-set" in ln]
+    assert sets() == {"someone-elses", "nj6-life-p", "nj-gate"} and gate_ports() == {80}
+    assert not [ln for ln in ours("inet") if "match-set" in ln]  # no IPv4 set left: no lane
+    assert "-A NETJAIL-IN -m set --match-set nj-gate dst -j NETJAIL-IN-FB" in ours("inet6")
     fw.remove_jail("life")
     assert sets() == {"someone-elses"}
     fw.sync_jails([jail("r1", flow), jail("r2", port6)])

@@ -7,17 +7,151 @@ makes are ever created, changed or destroyed here; every other set is left alone
 from __future__ import annotations
 
 import errno
+import os
 import socket
-from collections.abc import Iterable
+import struct
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
 from netjail.backends.errors import OperationFailed, UnsupportedEnvironment
-from netjail.backends.firewall.fallback_sets import ETYPE, SET_PREFIXES, SET_TYPE, Member
+from netjail.backends.firewall.fallback_sets import SET_PREFIXES, SET_TYPE, Member
 
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 _LIST_SETNAME = 1 << 1  # IPSET_FLAG_LIST_SETNAME: names only, no members
 _ERR_BUSY = 4105  # IPSET_ERR_BUSY: a rule still references the set
+
+
+# Members go to the kernel in batches (one IPSET_ATTR_ADT holding many IPSET_ATTR_DATA, as
+# `ipset restore` sends them): one netlink message per set per 500 members, where pyroute2's
+# add() takes a round trip and ~0.2 ms of Python per member (2,000 sockets: 0.45 s).
+_NFNL_SUBSYS_IPSET = 6
+_CMD_LIST, _CMD_ADD, _CMD_DEL = 7, 9, 10
+_NESTED, _NETORDER = 0x8000, 0x4000
+_A_PROTOCOL, _A_SETNAME, _A_DATA, _A_ADT, _A_LINENO = 1, 2, 7, 8, 9
+_D_IP, _D_CIDR, _D_PORT, _D_PROTO, _D_IP2 = 1, 3, 4, 7, 20
+_PROTOCOL = 7
+_BATCH = 500
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP, _NLMSG_ERROR, _NLMSG_DONE = 1, 4, 0x300, 2, 3
+_NETLINK_NETFILTER = 12
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    size = 4 + len(payload)
+    return struct.pack("=HH", size, kind) + payload + b"\0" * (-size % 4)
+
+
+def _ip_nla(kind: int, addr: str) -> bytes:
+    v6 = ":" in addr
+    raw = socket.inet_pton(socket.AF_INET6 if v6 else socket.AF_INET, addr)
+    return _nla(kind | _NESTED, _nla((2 if v6 else 1) | _NETORDER, raw))
+
+
+def _member_nla(kind: str, m: Member) -> bytes:
+    addr, plen, proto, port, addr2 = m
+    body = _nla(_D_PORT | _NETORDER, struct.pack("!H", port))
+    if kind != "gate":
+        body = _ip_nla(_D_IP, addr) + body + _nla(_D_PROTO, bytes([proto]))
+        body += _ip_nla(_D_IP2, addr2) if kind == "flow" else _nla(_D_CIDR, bytes([plen]))
+    return _nla(_A_DATA | _NESTED, body)
+
+
+def _adt(cmd: int, name: str, family: int, kind: str, members: Iterable[Member]) -> None:
+    """Add or delete members, many per message. Without NLM_F_EXCL the kernel ignores members
+    already there (add) or already gone (del)."""
+    todo = [_member_nla(kind, m) for m in members]
+    if not todo:
+        return
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER) as nl:
+        nl.bind((0, 0))
+        for seq, start in enumerate(range(0, len(todo), _BATCH), 1):
+            attrs = (
+                _nla(_A_PROTOCOL, bytes([_PROTOCOL]))
+                + _nla(_A_SETNAME, name.encode() + b"\0")
+                + _nla(_A_ADT | _NESTED, b"".join(todo[start : start + _BATCH]))
+                + _nla(_A_LINENO, struct.pack("=I", 0))  # required with IPSET_ATTR_ADT
+            )
+            body = struct.pack("=BBH", family, 0, 0) + attrs
+            flags = _NLM_F_REQUEST | _NLM_F_ACK
+            nl.send(
+                struct.pack("=IHHII", 16 + len(body), _NFNL_SUBSYS_IPSET << 8 | cmd, flags, seq, 0) + body
+            )
+            while True:
+                reply = nl.recv(65536)
+                _, rtype, _, rseq, _ = struct.unpack_from("=IHHII", reply)
+                if rtype == _NLMSG_ERROR and rseq == seq:
+                    (code,) = struct.unpack_from("=i", reply, 16)
+                    if code:
+                        raise OSError(-code, os.strerror(-code) if -code < 4096 else f"ipset error {-code}")
+                    break
+
+
+def _nlas(data: bytes) -> Iterator[tuple[int, bytes]]:
+    off = 0
+    while off + 4 <= len(data):
+        size, kind = struct.unpack_from("=HH", data, off)
+        if size < 4:
+            return
+        yield kind & 0x3FFF, data[off + 4 : off + size]
+        off += (size + 3) & ~3
+
+
+def _ip_of(nested: bytes) -> str:
+    for kind, raw in _nlas(nested):
+        if kind in (1, 2):
+            return socket.inet_ntop(socket.AF_INET if kind == 1 else socket.AF_INET6, raw)
+    return ""
+
+
+def _dump_members(name: str) -> set[Member] | None:
+    """The members of one set, read with one IPSET_CMD_LIST dump (None: no such set)."""
+    attrs = _nla(_A_PROTOCOL, bytes([_PROTOCOL])) + _nla(_A_SETNAME, name.encode() + b"\0")
+    body = struct.pack("=BBH", socket.AF_INET, 0, 0) + attrs
+    flags = _NLM_F_REQUEST | _NLM_F_DUMP
+    out: set[Member] = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER) as nl:
+        nl.bind((0, 0))
+        nl.send(
+            struct.pack("=IHHII", 16 + len(body), _NFNL_SUBSYS_IPSET << 8 | _CMD_LIST, flags, 1, 0) + body
+        )
+        while True:
+            buf = nl.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(buf):
+                size, rtype, _, _, _ = struct.unpack_from("=IHHII", buf, off)
+                if size < 16:
+                    return out
+                msg = buf[off : off + size]
+                off += (size + 3) & ~3
+                if rtype == _NLMSG_DONE:
+                    return out
+                if rtype == _NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", msg, 16)
+                    if -code == errno.ENOENT:
+                        return None
+                    if code:
+                        raise OSError(-code, os.strerror(-code) if -code < 4096 else f"ipset error {-code}")
+                    return out
+                for kind, adt in _nlas(msg[20:]):
+                    if kind != _A_ADT:
+                        continue
+                    for dkind, data in _nlas(adt):
+                        if dkind != _A_DATA:
+                            continue
+                        ip = ip2 = ""
+                        plen = proto = port = 0
+                        for akind, raw in _nlas(data):
+                            if akind == _D_IP:
+                                ip = _ip_of(raw)
+                            elif akind == _D_IP2:
+                                ip2 = _ip_of(raw)
+                            elif akind == _D_CIDR:
+                                plen = raw[0]
+                            elif akind == _D_PORT:
+                                (port,) = struct.unpack("!H", raw[:2])
+                            elif akind == _D_PROTO:
+                                proto = raw[0]
+                        out.add((ip, plen or (128 if ":" in ip else 32 if ip else 0), proto, port, ip2))
 
 
 def _attrs(msg: Any, name: str) -> Any:
@@ -73,30 +207,12 @@ class Ipsets:
         return {n for n in found if n.startswith(SET_PREFIXES)}
 
     def members(self, name: str, kind: str) -> set[Member] | None:
-        """The members of one set (None: no such set)."""
+        """The members of one set (None: no such set); read without pyroute2's decoder, which
+        takes ~0.15 ms per member."""
         try:
-            msgs = list(self._s.list(name))
-        except Exception as exc:
-            if getattr(exc, "code", None) == errno.ENOENT:
-                return None
+            return _dump_members(name)
+        except OSError as exc:
             raise self._fail(f"list {name}", exc) from None
-        if not msgs:
-            return None
-        out: set[Member] = set()
-        for msg in msgs:
-            adt = _attrs(msg, "IPSET_ATTR_ADT")
-            if adt is None:
-                continue
-            for data in adt.get_attrs("IPSET_ATTR_DATA"):
-                ip = _addr(data.get_attr("IPSET_ATTR_IP_FROM"))
-                ip2_attr = data.get_attr("IPSET_ATTR_IP2")
-                ip2 = _addr(ip2_attr) if ip2_attr is not None else ""
-                cidr = data.get_attr("IPSET_ATTR_CIDR")
-                plen = int(cidr) if cidr is not None else (128 if ":" in ip else 32)
-                proto = int(data.get_attr("IPSET_ATTR_PROTO") or 0)
-                port = int(data.get_attr("IPSET_ATTR_PORT_FROM") or 0)
-                out.add((ip, plen, proto, port, ip2))
-        return out
 
     def create(self, name: str, family: str, kind: str) -> None:
         try:
@@ -115,26 +231,10 @@ class Ipsets:
     def change(
         self, name: str, family: str, kind: str, add: Iterable[Member], delete: Iterable[Member]
     ) -> None:
-        from pyroute2.ipset import PortEntry
-
-        def entry(m: Member) -> tuple[str | PortEntry, ...]:
-            addr, plen, proto, port, addr2 = m
-            if kind == "flow":
-                return (addr, PortEntry(port, proto), addr2)
-            return (f"{addr}/{plen}", PortEntry(port, proto))
-
-        try:
-            for m in add:  # new members first: a socket moving between entries is never unmatched
-                self._s.add(name, entry(m), family=_AF[family], etype=ETYPE[kind], exclusive=False)
-            for m in delete:
-                try:
-                    self._s.delete(name, entry(m), family=_AF[family], etype=ETYPE[kind])
-                except Exception as exc:
-                    if getattr(exc, "code", None) != 4103:  # IPSET_ERR_EXIST: gone already
-                        raise
-        except OperationFailed:
-            raise
-        except Exception as exc:
+        try:  # new members first: a socket moving between entries is never unmatched
+            _adt(_CMD_ADD, name, _AF[family], kind, add)
+            _adt(_CMD_DEL, name, _AF[family], kind, delete)
+        except OSError as exc:
             raise self._fail(f"update {name}", exc) from None
 
     def gate_ports(self, name: str) -> set[int] | None:
@@ -151,15 +251,9 @@ class Ipsets:
 
     def change_gate(self, name: str, add: Iterable[int], delete: Iterable[int]) -> None:
         try:
-            for port in add:
-                self._s.add(name, port, family=socket.AF_UNSPEC, etype="port", exclusive=False)
-            for port in delete:
-                try:
-                    self._s.delete(name, port, family=socket.AF_UNSPEC, etype="port")
-                except Exception as exc:
-                    if getattr(exc, "code", None) != 4103:
-                        raise
-        except Exception as exc:
+            _adt(_CMD_ADD, name, socket.AF_UNSPEC, "gate", (("", 0, 0, p, "") for p in add))
+            _adt(_CMD_DEL, name, socket.AF_UNSPEC, "gate", (("", 0, 0, p, "") for p in delete))
+        except OSError as exc:
             raise self._fail(f"update {name}", exc) from None
 
     def destroy(self, name: str) -> None:

@@ -302,7 +302,6 @@ class IptcFirewall(Firewall):
             return set(), set()
         created: set[str] = set()
         added: set[int] = set()
-        deleted = False
         with Ipsets() as sets:
             exists = sets.names()
             try:
@@ -315,13 +314,16 @@ class IptcFirewall(Firewall):
                     add, delete = wanted_members - held, held - wanted_members
                     sets.change(name, fam, kind, add, delete)
                     added |= {m[3] for m in add}
-                    deleted = deleted or bool(delete)
-                # before the commit: the gate must cover the new members; a full recount only
-                # when some went (a re-sync that changed nothing costs no dump of every set)
-                if deleted or GATE not in exists:
-                    self._sync_gate(sets)
-                elif added:
-                    sets.change_gate(GATE, added, ())
+                # before the commit: the gate must cover the new members. Ports of members that
+                # went stay until the next recount (after a set is destroyed): a gate only has to
+                # be a superset, and a re-sync then costs no dump of every set
+                if GATE not in exists:
+                    sets.create_gate(GATE)
+                    for other in exists - set(want):  # another jail's sets (none usually)
+                        of = set_kind(other)
+                        if of is not None:
+                            added |= {m[3] for m in sets.members(other, of[1]) or ()}
+                sets.change_gate(GATE, added, ())
             except BaseException:
                 self._destroy_sets(created, sets, quiet=True)
                 raise

@@ -14,7 +14,7 @@ import re
 import socket
 import subprocess
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -246,6 +246,36 @@ def sock_destroy_check(
     if probe_error is None:
         return Check(name, OK, "`ss -K` destroyed a loopback connection of our own")
     return Check(name, WARN, f"{probe_error}: {without}")
+
+
+def pidfd_getfd_check(probed: bool, error: str | None) -> Check:
+    """Whether block can mark existing sockets (socket_marks) or falls back to ipsets."""
+    name = "pidfd_getfd"
+    if not probed:
+        return Check(name, WARN, NO_ROOT)
+    if error is None:
+        return Check(name, OK, "works here: a blocked process's existing sockets get the jail's mark")
+    return Check(
+        name,
+        WARN,
+        f"{error}: fallback in use, block matches existing sockets by address through the jail's "
+        "ipsets (one set lookup per packet; raw, ICMP and unbound sockets stay uncovered)",
+    )
+
+
+def ipset_check(probed: bool, error: str | None, present: Collection[str]) -> Check:
+    """Kernel ipsets, which the fallback for sockets that cannot be marked uses."""
+    name = "ipset"
+    if not probed:
+        return Check(name, WARN, NO_ROOT)
+    if error is not None:
+        return Check(name, WARN, f"{error}: sockets that cannot be marked cannot be blocked")
+    used = f"; netjail's sets now: {', '.join(sorted(present))}" if present else "; netjail holds no set now"
+    return Check(
+        name,
+        OK,
+        "hash:ip,port,ip and hash:net,port sets created and removed (fallback for unmarked sockets)" + used,
+    )
 
 
 def early_demux_check(tcp: str | None, udp: str | None) -> Check:
@@ -664,6 +694,16 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
         ("nft-rules", lambda: nft_rules_check(m.nft[0], m.nft[3])),
         ("marks", m.marks),
         ("sock-destroy", m.sock_destroy),
+        (
+            "pidfd_getfd",
+            lambda: pidfd_getfd_check(
+                m.can_admin, doctor_probes.probe_pidfd_getfd() if m.can_admin else None
+            ),
+        ),
+        (
+            "ipset",
+            lambda: ipset_check(m.can_admin, *(doctor_probes.probe_ipset() if m.can_admin else (None, ()))),
+        ),
         (
             "early-demux",
             lambda: early_demux_check(

@@ -126,3 +126,55 @@ def probe_sock_destroy(timeout: float = 5.0) -> str | None:
             return None
         reason = (out.stderr.strip().splitlines() or ["the kernel refused or ignored SOCK_DESTROY"])[0]
         return f"`ss -K` did not close a test connection: {reason}"
+
+
+def probe_pidfd_getfd(timeout: float = 5.0) -> str | None:
+    """Take a copy of a socket fd from a child of our own with pidfd_getfd(2), as block does to
+    mark a member's sockets; None when it worked, else the kernel's reason (ENOSYS: kernel <
+    5.6; EPERM: Yama ptrace_scope 3 or no CAP_SYS_PTRACE). A child, not this process: taking
+    one's own fd skips the ptrace access check that Yama and capabilities apply."""
+    import sys
+
+    from netjail.backends import socket_marks
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.buffer.read(1)"],
+            stdin=held.fileno(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        pidfd = os.pidfd_open(child.pid)
+        try:
+            os.close(socket_marks._pidfd_getfd(pidfd, 0))  # its stdin: our socket
+            return None
+        except OSError as exc:
+            return f"pidfd_getfd: {exc.strerror or exc}"
+        finally:
+            os.close(pidfd)
+    except OSError as exc:
+        return f"pidfd_open: {exc.strerror or exc}"
+    finally:
+        child.kill()
+        child.wait(timeout)
+
+
+def probe_ipset() -> tuple[str | None, set[str]]:
+    """Create and destroy one set of each type the fallback uses, under a name of netjail's own
+    (so a probe killed half-way leaves nothing `netjail reset` would not remove). Returns (why
+    not, or None; netjail's sets present now)."""
+    from netjail.backends.errors import NetjailError
+    from netjail.backends.firewall.fallback_sets import set_name
+    from netjail.backends.firewall.ipsets import Ipsets
+
+    try:
+        with Ipsets() as sets:
+            present = sets.names()
+            for kind in ("flow", "port"):
+                name = set_name("inet", f"probe{os.getpid()}", kind)
+                sets.create(name, "inet", kind)
+                sets.destroy(name)
+            return None, present
+    except NetjailError as exc:
+        return str(exc), set()

@@ -309,6 +309,7 @@ class Engine:
             socket_rules=len(socket_rules),
             killed_connections=killed,
             marked_sockets=len(jail.marks),
+            set_entries=len(rules.set_entries),
         )
 
     def _catch_late_children(

@@ -374,6 +374,7 @@ class Launches:
             "owner",
             tuple(Member(p.pid, p.start_time, True, p.name) for p in procs),
             socket_rules=sockets,
+            set_entries=len(rules.set_entries),
         )
 
     # ---- relaunch --------------------------------------------------------------------------

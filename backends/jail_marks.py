@@ -55,8 +55,9 @@ def mark_members(jail: JailState, members: Iterable[MemberState], inside: Contai
                 jail.marks_unavailable = True
                 notes.append(
                     f"jail {jail.name!r}: cannot mark the sockets of PID {m.pid} "
-                    f"(pidfd_getfd: {result.unavailable}); its existing sockets keep address "
-                    "rules only, which do not cover unbound, raw or ICMP sockets"
+                    f"(pidfd_getfd: {result.unavailable}); fallback in use: its existing sockets "
+                    "are matched by address through the jail's ipsets (one set lookup, any number "
+                    "of sockets), which do not cover unbound, raw or ICMP sockets"
                 )
             continue
         for inode, old in result.marked.items():
@@ -68,7 +69,8 @@ def mark_members(jail: JailState, members: Iterable[MemberState], inside: Contai
             notes.append(
                 f"jail {jail.name!r}: socket:[{inode}] of PID {m.pid} already carries mark "
                 f"{old:#x}, outside netjail's range {jail.mark_mask:#x} (another program's "
-                "routing or VPN may rely on it): not re-marked; it keeps address rules only"
+                "routing or VPN may rely on it): not re-marked; fallback in use: it is matched by "
+                "address through the jail's ipsets"
             )
         _OTHER.update(result.other)
     return notes

@@ -6,10 +6,11 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 
 from netjail.backends.firewall.base import JailRules, Match
+from netjail.backends.firewall.fallback_sets import selectors_for_sets
 from netjail.backends.launch.pasta import uplink_ifaces
 from netjail.backends.model import AllowEntry, Socket
 from netjail.backends.policy import parse_allow
-from netjail.backends.socket_rules import selectors_for_all
+from netjail.backends.socket_rules import set_entries_for_all
 from netjail.backends.state import JailState
 
 FAMILIES = ("inet", "inet6")
@@ -61,7 +62,10 @@ def desired_rules(
         for s in socks
         if s.inode not in marked and (s.inode in pre or serves(s))
     ]
-    out_sel, in_sel = selectors_for_all(chosen)
+    # sockets that could not be marked: one set lookup per direction and kind, whatever their
+    # number (fallback_sets), never one rule each
+    set_entries = set_entries_for_all(chosen)
+    out_sel, in_sel = selectors_for_sets(jail.name, set_entries)
     out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
     if jail.strategy == "cgroup":
         owners = tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
@@ -83,6 +87,7 @@ def desired_rules(
         in_selectors=in_sel,
         out_allow=out_allow,
         in_allow=in_allow,
+        set_entries=set_entries,
     )
 
 

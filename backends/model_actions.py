@@ -30,9 +30,10 @@ class BlockResult:
     jail: str
     strategy: str
     members: tuple[Member, ...]
-    socket_rules: int  # address selectors (sockets that could not be marked)
+    socket_rules: int  # address and set selectors (sockets that could not be marked)
     killed_connections: int = 0
     marked_sockets: int = 0  # sockets carrying the jail's mark (socket_marks)
+    set_entries: int = 0  # entries of the jail's fallback sets (the sockets that could not be marked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,11 @@ A socket netjail could mark needs none of these: its mark covers every packet it
 looked up, every TCP/UDP packet it is sent (firewall/lanes.py).
 
 A dual-stack socket bound to `::` also serves IPv4, so it gets selectors in both families.
+
+`set_entries_for` says the same as entries of the jail's fallback sets (firewall/fallback_sets),
+which is what the rules use: one set lookup per direction whatever the number of sockets, where
+one rule per socket made every packet of the machine pay for each (docs/firewall.md).
+`selectors_for` stays as the reference the set entries are checked against (tests).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from netjail.backends.firewall.base import Match
+from netjail.backends.firewall.base import Match, SetEntry
 from netjail.backends.model import Socket
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
@@ -79,3 +84,44 @@ def selectors_for_all(sockets: Iterable[Socket]) -> tuple[tuple[Match, ...], tup
         out.update(dict.fromkeys(o))
         inn.update(dict.fromkeys(i))
     return tuple(out), tuple(inn)
+
+
+def _ip(addr: str) -> tuple[str, str]:
+    fam, cidr = _host(addr)
+    return fam, cidr.split("/", 1)[0]
+
+
+def set_entries_for(sock: Socket) -> list[SetEntry]:
+    """Fallback set entries for one socket, matching what `selectors_for` matches: a flow entry
+    (local, proto:port, remote) for a connected socket, both ways, except UDP going out, which
+    is matched by its local port only ("send": sendto() picks peers and sources per datagram);
+    a port entry (local or any address, proto:port) for a listener, both ways for TCP, and for
+    bound UDP coming in, with a send entry for what it sends. A flow entry has no remote port
+    (no ipset type holds two), so it is a little wider than the 5-tuple; a connected socket with
+    no local address (sock_diag never reports one) falls back to a port entry."""
+    out: list[SetEntry] = []
+    connected = sock.remote_port != 0 and sock.remote_addr not in _WILDCARDS
+    if connected:
+        fam, remote = _ip(sock.remote_addr)
+        if sock.proto == "udp":
+            out.append(SetEntry(fam, "send", "udp", sock.local_port))
+        if sock.local_addr in _WILDCARDS:
+            out.append(SetEntry(fam, "port", sock.proto, sock.local_port))
+        else:
+            out.append(SetEntry(fam, "flow", sock.proto, sock.local_port, _ip(sock.local_addr)[1], remote))
+        return out
+    if sock.local_port == 0 or (sock.proto == "tcp" and sock.state != "LISTEN"):
+        return out
+    for fam in _families(sock):
+        local = None if sock.local_addr in _WILDCARDS else _ip(sock.local_addr)[1]
+        out.append(SetEntry(fam, "port", sock.proto, sock.local_port, local))
+        if sock.proto == "udp":
+            out.append(SetEntry(fam, "send", "udp", sock.local_port))
+    return out
+
+
+def set_entries_for_all(sockets: Iterable[Socket]) -> tuple[SetEntry, ...]:
+    entries: dict[SetEntry, None] = {}
+    for sock in sockets:
+        entries.update(dict.fromkeys(set_entries_for(sock)))
+    return tuple(entries)

@@ -376,7 +376,7 @@ class MainScreen(EngineCalls):
         self.notify(
             f"PID {message.request.pid} jailed in {r.jail} ({r.strategy}): {_plural(len(alive), 'member')}, "
             f"{_plural(r.marked_sockets, 'socket')} marked"
-            + (f", {_plural(r.socket_rules, 'address rule')}" if r.socket_rules else "")
+            + (f", {_plural(r.set_entries, 'socket')} in fallback sets" if r.set_entries else "")
             + killed,
             title="blocked",
         )

@@ -9,6 +9,8 @@ Shape of what a backend builds, per address family, in the filter table:
                   <selector of jail A> -j NJ-O-A      the jail's socket mark, 5-tuple of an
                                                       existing socket, owner ...)
                   <selector of jail B> -j NJ-O-B
+                  -m set --match-set nj4-A-c src,src,dst -j NJ-O-A   (sockets that could not
+                                                      be marked: one rule per set, any count)
     NJ-O-A:       <allow entry> -j RETURN            (allowed: counted, then the packet goes on
                   <allow entry> -j RETURN             through the rest of the user's OUTPUT rules)
                   -j DROP                            (dropped: counted)
@@ -64,6 +66,26 @@ class Match:
     # `-m socket --nowildcard --restore-skmark` (incoming only): the packet takes the mark of the
     # local socket it is for, so the mark fields after it test that socket (lanes.py)
     socket_mark: bool = False
+    # `-m set --match-set MATCH_SET SET_FLAGS`: the packet is in one of netjail's own ipsets
+    # (fallback_sets.py), e.g. "nj4-web-c" with "src,src,dst"
+    match_set: str | None = None
+    set_flags: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetEntry:
+    """One socket in a jail's fallback set (a socket that could not be marked; fallback_sets.py).
+
+    kind "flow": a connected socket, (local address, proto:local port, remote address);
+    kind "port": a listener or unconnected UDP socket, (local address or None for a wildcard
+    bind, proto:local port). Addresses are plain IPs of `family`, without a prefix length."""
+
+    family: str  # "inet" | "inet6"
+    kind: str  # "flow" | "port"
+    proto: str  # "tcp" | "udp"
+    port: int
+    local: str | None = None
+    remote: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +99,9 @@ class JailRules:
     out_allow: tuple[Match, ...] = ()  # RETURN rules in NJ-O-<name>, before its DROP
     in_allow: tuple[Match, ...] = ()
     fwd_allow: tuple[Match, ...] = ()
+    # members of the jail's fallback sets, which selectors with `match_set` refer to: the
+    # backend creates each set before the rules using it and destroys it after them
+    set_entries: tuple[SetEntry, ...] = ()
 
 
 class Firewall(abc.ABC):

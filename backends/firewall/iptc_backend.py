@@ -26,12 +26,18 @@ Decisions worth knowing:
   network namespace fails with EINVAL, other tools' included. So every change also drops
   selectors whose cgroup no longer exists (they could never match again anyway), and a sync that
   asks for a missing cgroup is refused before anything is written.
+- A jail's fallback sets (fallback_sets.py) are created and their members synced (added and
+  deleted by difference, never flushed: a re-sync opens no gap) before the rules using them are
+  committed, and destroyed after the rules referencing them are gone (the kernel refuses to
+  destroy a referenced set). pyroute2 is imported only when some jail has or had a set.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
@@ -43,9 +49,20 @@ from netjail.backends.firewall.base import (
     Firewall,
     JailRules,
     Match,
+    SetEntry,
     jail_chain,
 )
 from netjail.backends.firewall.counters import read_counters
+from netjail.backends.firewall.fallback_sets import (
+    GATE,
+    SET_PREFIXES,
+    entries_from_members,
+    jail_set_names,
+    members,
+    set_kind,
+    set_name,
+)
+from netjail.backends.firewall.ipsets import Ipsets
 from netjail.backends.firewall.lanes import LANES, Lane, lane_for
 from netjail.backends.firewall.libiptc import CommitConflict, Table
 from netjail.backends.firewall.matches import (
@@ -72,7 +89,7 @@ from netjail.backends.firewall.plan import (
 )
 from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
-from netjail.backends.firewall.xt_layout import LAYOUTS, decode_entry_cached
+from netjail.backends.firewall.xt_layout import LAYOUTS, SET_INDEX_PREFIX, decode_entry_cached
 from netjail.backends.firewall.xtables_lock import xtables_lock
 from netjail.backends.model import JailCounters
 
@@ -115,15 +132,34 @@ class IptcFirewall(Firewall):
         for r in rules:
             c = families.only(canonical_rules(r), writable)  # a family it cannot filter is skipped
             wanted[c.name] = c
-        if wanted:
-            self._check_cgroups(r for r in wanted.values() if r is not None)
-            self._change(wanted)
+        if not wanted:
+            return
+        self._check_cgroups(r for r in wanted.values() if r is not None)
+        with self._mutex:
+            created, stale = self._sync_sets(wanted)
+            try:
+                referenced = self._change(wanted)
+            except BaseException:
+                self._destroy_sets(created, quiet=True)  # nothing references them
+                raise
+            keep = {n for r in wanted.values() if r for n in _set_names(r)}
+            self._destroy_sets((stale | referenced) - keep)
+            if stale or referenced - keep:
+                self._sync_gate()  # the ports of the sets gone leave the gate (or it goes)
 
     def remove_jail(self, name: str) -> None:
-        self._change({check_jail_name(name): None})
+        name = check_jail_name(name)
+        with self._mutex:
+            referenced = self._change({name: None})
+            if referenced or "pyroute2.ipset" in sys.modules:  # leftovers of a crash: cheap now
+                self._destroy_sets(referenced | jail_set_names(name))
+                self._sync_gate()
 
     def reset(self) -> None:
-        self._change(None)
+        with self._mutex:
+            self._change(None)
+            with Ipsets() as sets:
+                self._destroy_sets(sets.names(), sets)
 
     def read_jail(self, name: str) -> JailRules | None:
         check_jail_name(name)
@@ -142,7 +178,10 @@ class IptcFirewall(Firewall):
                     for d in DIRECTIONS:
                         sel[d] += selectors(held, d)
                         alw[d] += allow(held, d)
-        return _jail_rules(name, sel, alw) if found else None
+        if not found:
+            return None
+        used = {m.match_set for d in DIRECTIONS for m in sel[d] if m.match_set}
+        return _jail_rules(name, sel, alw, self._read_set_entries(used) if used else ())
 
     def jail_names(self) -> set[str]:
         names: set[str] = set()
@@ -170,14 +209,18 @@ class IptcFirewall(Firewall):
                 raise
             return None
 
-    def _change(self, changes: Changes | None, families: Iterable[str] = FAMILIES) -> None:
-        """Make the kernel hold `changes` (None: remove every jail) in every available family."""
+    def _change(self, changes: Changes | None, families: Iterable[str] = FAMILIES) -> set[str]:
+        """Make the kernel hold `changes` (None: remove every jail) in every available family;
+        returns the sets the changed jails' rules referenced before."""
         needed = set() if changes is None else {f for r in changes.values() if r for f in families_used(r)}
         pending = list(families)
         committed: dict[str, dict[str, JailRules | None]] = {}  # family -> its jails before
+        referenced: set[str] = set()
 
         def attempt() -> bool:
             self._attempt(changes, pending, needed, committed)
+            for before in committed.values():
+                referenced.update(n for r in before.values() if r for n in _set_names(r))
             return not pending
 
         with self._mutex:
@@ -187,6 +230,7 @@ class IptcFirewall(Firewall):
                 "the filter table kept changing under netjail "
                 "(a writer that does not take the xtables lock?)",
             )
+        return referenced
 
     def _attempt(
         self,
@@ -240,14 +284,112 @@ class IptcFirewall(Firewall):
         and a sync only needs the keys of the jails it touches."""
         layout = LAYOUTS[table.family]
         out: list[CurrentRule] = []
+        names: dict[str, str | None] = {}
         for raw, target in table.rules(chain):
             key: RuleKey | None = None
             if targets is None or target in targets or b"cgroup" in raw:
                 decoded = decode_entry_cached(layout, raw)
                 if decoded is not None:
-                    key = (target, decoded.match, decoded.comment)
+                    m: Match | None = decoded.match
+                    if decoded.match.match_set and decoded.match.match_set.startswith(SET_INDEX_PREFIX):
+                        m = _named_set(decoded.match, names)
+                    if m is not None:
+                        key = (target, m, decoded.comment)
             out.append((target, key))
         return out
+
+    # ---- sets ---------------------------------------------------------------------------------
+
+    def _sync_sets(self, wanted: Mapping[str, JailRules | None]) -> tuple[set[str], set[str]]:
+        """Create the sets the wanted rules use and make their members exactly the wanted ones.
+        Returns (sets created now, sets of these jails that exist and are no longer wanted)."""
+        want: dict[str, tuple[str, str, set[tuple[str, int, int, int, str]]]] = {}
+        for r in wanted.values():
+            for e in r.set_entries if r else ():
+                name = set_name(e.family, r.name, e.kind) if r else ""
+                want.setdefault(name, (e.family, e.kind, set()))[2].update(members(e))
+        if not want:
+            return set(), set()
+        created: set[str] = set()
+        added: set[int] = set()
+        with Ipsets() as sets:
+            exists = sets.names()
+            try:
+                for name, (fam, kind, wanted_members) in sorted(want.items()):
+                    held = sets.members(name, kind) if name in exists else None
+                    if held is None:
+                        sets.create(name, fam, kind)
+                        created.add(name)
+                        held = set()
+                    add, delete = wanted_members - held, held - wanted_members
+                    sets.change(name, fam, kind, add, delete)
+                    added |= {m[3] for m in add}
+                # before the commit: the gate must cover the new members. Ports of members that
+                # went stay until the next recount (after a set is destroyed): a gate only has to
+                # be a superset, and a re-sync then costs no dump of every set
+                if GATE not in exists:
+                    sets.create_gate(GATE)
+                    for other in exists - set(want):  # another jail's sets (none usually)
+                        of = set_kind(other)
+                        if of is not None:
+                            added |= {m[3] for m in sets.members(other, of[1]) or ()}
+                sets.change_gate(GATE, added, ())
+            except BaseException:
+                self._destroy_sets(created, sets, quiet=True)
+                raise
+        ours = {n for j in wanted for n in jail_set_names(j)}
+        return created, (exists & ours) - set(want)
+
+    def _sync_gate(self, sets: Ipsets | None = None) -> None:
+        """The gate set (fallback_sets.GATE) holds every local port of every jail's sets, and
+        exists exactly while some jail set does (its rules go with the last set rule)."""
+        if sets is None:
+            with Ipsets() as own:
+                self._sync_gate(own)
+            return
+        ports: set[int] = set()
+        names = sets.names()
+        for name in names:
+            kind = set_kind(name)
+            if kind is not None:
+                ports |= {m[3] for m in sets.members(name, kind[1]) or ()}
+        held = sets.gate_ports(GATE) if GATE in names else None
+        if not ports:
+            if held is not None:
+                self._destroy_sets([GATE], sets)
+            return
+        if held is None:
+            sets.create_gate(GATE)
+            held = set()
+        sets.change_gate(GATE, ports - held, held - ports)
+
+    def _destroy_sets(self, names: Iterable[str], sets: Ipsets | None = None, *, quiet: bool = False) -> None:
+        names = sorted(n for n in names if n.startswith(SET_PREFIXES))
+        if not names:
+            return
+        if sets is None:
+            with Ipsets() as own:
+                self._destroy_sets(names, own, quiet=quiet)
+            return
+        errors: list[str] = []
+        for n in names:
+            try:
+                sets.destroy(n)
+            except NetjailError as exc:
+                errors.append(str(exc))
+        if errors and not quiet:
+            raise OperationFailed("; ".join(errors))
+
+    def _read_set_entries(self, names: Iterable[str]) -> tuple[SetEntry, ...]:
+        out: list[SetEntry] = []
+        with Ipsets() as sets:
+            for name in sorted(names):
+                kind = set_kind(name)
+                if kind is None:
+                    continue
+                found = sets.members(name, kind[1])
+                out += entries_from_members(kind[0], kind[1], found or ())
+        return tuple(out)
 
     def _read_jails(self, table: Table, names: Iterable[str]) -> dict[str, JailRules | None]:
         """What one family's table holds for some jails (None: no chains)."""
@@ -430,7 +572,12 @@ class IptcFirewall(Firewall):
         )
 
 
-def _jail_rules(name: str, sel: Mapping[str, list[Match]], alw: Mapping[str, list[Match]]) -> JailRules:
+def _jail_rules(
+    name: str,
+    sel: Mapping[str, list[Match]],
+    alw: Mapping[str, list[Match]],
+    entries: tuple[SetEntry, ...] = (),
+) -> JailRules:
     return JailRules(
         name=name,
         out_selectors=tuple(sel["out"]),
@@ -439,7 +586,22 @@ def _jail_rules(name: str, sel: Mapping[str, list[Match]], alw: Mapping[str, lis
         out_allow=tuple(alw["out"]),
         in_allow=tuple(alw["in"]),
         fwd_allow=tuple(alw["fwd"]),
+        set_entries=entries,
     )
+
+
+def _set_names(rules: JailRules) -> set[str]:
+    return {m.match_set for d in DIRECTIONS for m in selectors(rules, d) if m.match_set}
+
+
+def _named_set(m: Match, names: dict[str, str | None]) -> Match | None:
+    """A decoded set match with the set's name instead of its index (None: no such set)."""
+    index = m.match_set or ""
+    if index not in names:
+        with Ipsets() as sets:
+            names[index] = sets.name_of(int(index[len(SET_INDEX_PREFIX) :]))
+    name = names[index]
+    return None if name is None else replace(m, match_set=name)
 
 
 def _jails_in(chains: Iterable[str]) -> set[str]:

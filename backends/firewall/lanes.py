@@ -28,8 +28,12 @@ set before netjail's is never touched) and the tail puts 0 back on every packet 
 marked, jailed or not, once the jail chains had their say: the packet leaves netjail's chains
 with the mark it came with. `--nowildcard` also finds sockets bound to 0.0.0.0 / ::.
 
+    NETJAIL-OUT:    -m set --match-set nj-gate src -j NETJAIL-OUT-FB        (gate, while needed)
+    NETJAIL-OUT-FB: -m set --match-set nj4-web-f src,src,dst -j NJ-O-web   (per jail and set)
+
 A gate only has to match a superset of its lane's selectors: a cgroup gate is an ancestor of the
-member cgroups (xt_cgroup matches descendants), the mark head's mask is the union of the jails'.
+member cgroups (xt_cgroup matches descendants), the mark head's mask is the union of the jails',
+the fallback gate's set holds every local port of every jail's fallback sets (fallback_sets.py).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netjail.backends.firewall.base import DISPATCH, Match
+from netjail.backends.firewall.fallback_sets import GATE, GATE_FLAGS
 
 RuleKey = tuple[str, Match, str | None]  # as in plan.py: (target, match, comment)
 
@@ -49,11 +54,13 @@ CLEAR_MARK = "MARK"  # the one non-verdict target netjail writes: --set-xmark 0x
 class Lane:
     chain: str
     direction: str
-    kind: str  # "cgroup" | "mark"
+    kind: str  # "cgroup" | "mark" | "set"
 
     def takes(self, m: Match) -> bool:
         if self.kind == "cgroup":
             return m.cgroup is not None
+        if self.kind == "set":
+            return m.match_set is not None and m.match_set != GATE
         return m.mark is not None and not m.socket_mark
 
     def gates(self, family: str, body: Iterable[Match]) -> list[RuleKey]:
@@ -63,6 +70,8 @@ class Lane:
             return []
         if self.kind == "cgroup":
             return [(self.chain, Match(family, cgroup=root), None) for root in cgroup_roots(body)]
+        if self.kind == "set":
+            return [(self.chain, Match(family, match_set=GATE, set_flags=GATE_FLAGS[self.direction]), None)]
         if self.direction == "out":
             return [(self.chain, Match(family), None)]
         lookup = Match(family, mark=0, mark_mask=ALL_BITS, socket_mark=True)
@@ -86,8 +95,9 @@ LANES: dict[str, tuple[Lane, ...]] = {
     "out": (
         Lane(f"{DISPATCH['out']}-CG", "out", "cgroup"),
         Lane(f"{DISPATCH['out']}-MK", "out", "mark"),
+        Lane(f"{DISPATCH['out']}-FB", "out", "set"),
     ),
-    "in": (Lane(f"{DISPATCH['in']}-MK", "in", "mark"),),
+    "in": (Lane(f"{DISPATCH['in']}-MK", "in", "mark"), Lane(f"{DISPATCH['in']}-FB", "in", "set")),
     "fwd": (),
 }
 

@@ -18,6 +18,14 @@ from typing import Any
 
 from netjail.backends.errors import BadInput
 from netjail.backends.firewall.base import MAX_JAIL_NAME, JailRules, Match
+from netjail.backends.firewall.fallback_sets import (
+    FAMILY_TAG,
+    GATE,
+    IPSET_MAXNAMELEN,
+    VALID_FLAGS,
+    canonical_entries,
+    set_kind,
+)
 
 DIRECTIONS = ("out", "in", "fwd")
 FAMILIES = ("inet", "inet6")
@@ -110,6 +118,10 @@ def canonical_match(m: Match, direction: str) -> Match:
             raise BadInput(f"bad mark {m.mark!r}/{m.mark_mask!r}")
         if not 0 < m.mark_mask <= 0xFFFFFFFF or m.mark & ~m.mark_mask or not m.mark:
             raise BadInput(f"bad mark {m.mark:#x}/{m.mark_mask:#x}: a non-zero value inside a 32-bit mask")
+    if (m.match_set is None) != (m.set_flags is None):
+        raise BadInput("a set match needs both a set name and its flags")
+    if m.match_set is not None:
+        _check_set(m)
     return replace(
         m,
         src=None if m.src is None else _cidr(m.src, m.family, "source"),
@@ -122,6 +134,20 @@ def canonical_match(m: Match, direction: str) -> Match:
         in_iface=None if m.in_iface is None else _iface(m.in_iface, "input interface"),
         out_iface=None if m.out_iface is None else _iface(m.out_iface, "output interface"),
     )
+
+
+def _check_set(m: Match) -> None:
+    """Only netjail's own sets (fallback_sets), of the match's family, with flags it writes."""
+    name = m.match_set or ""
+    if name == GATE:
+        if m.set_flags not in ("src", "dst"):
+            raise BadInput(f"bad set flags {m.set_flags!r} for {GATE}")
+        return
+    kind = set_kind(name)
+    if kind is None or len(name.encode()) >= IPSET_MAXNAMELEN or not name.startswith(FAMILY_TAG[m.family]):
+        raise BadInput(f"bad set {name!r}: not one of netjail's {m.family} fallback sets")
+    if m.set_flags not in VALID_FLAGS:
+        raise BadInput(f"bad set flags {m.set_flags!r}")
 
 
 @functools.lru_cache(maxsize=16384)
@@ -149,6 +175,7 @@ def canonical_rules(rules: JailRules) -> JailRules:
         out_allow=_canonical_tuple(rules.out_allow, "out"),
         in_allow=_canonical_tuple(rules.in_allow, "in"),
         fwd_allow=_canonical_tuple(rules.fwd_allow, "fwd"),
+        set_entries=canonical_entries(rules.set_entries),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from netjail.backends.errors import OperationFailed, UnsupportedEnvironment
 from netjail.backends.firewall.base import Match
+from netjail.backends.firewall.ipsets import Ipsets
 from netjail.backends.firewall.lanes import ALL_BITS, CLEAR_MARK
 from netjail.backends.firewall.libiptc import load_iptc
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN
@@ -45,6 +46,14 @@ def _create_match(rule: Any, name: str) -> Any:
     return match
 
 
+def set_index(name: str) -> int:
+    with Ipsets() as sets:
+        index = sets.index_of(name)
+    if index is None:
+        raise OperationFailed(f"ipset {name} does not exist (create it before rules using it)")
+    return index
+
+
 def warm_up() -> None:
     """Load every extension netjail uses now, before a UI owns the terminal: the first load is
     the one whose warnings must be kept off the screen."""
@@ -62,11 +71,14 @@ VERDICTS = ("ACCEPT", "DROP", "RETURN")
 def build_entry(match: Match, target: str, comment: str | None = None) -> bytes:
     """The entry bytes for `<match> [-m comment] -j <target>`; `match` must be canonical and
     `target` a verdict or a chain name (libiptc resolves the name when the entry is added)."""
+    # the entry holds the set's index, not its name: a set destroyed and made again under the
+    # same name may get another index, so the index is part of what the cached entry depends on
+    index = None if match.match_set is None else set_index(match.match_set)
     if target in VERDICTS or target == CLEAR_MARK:
-        return _build(match, target, comment)
+        return _build(match, target, comment, index)
     # A jump is a standard target carrying the chain's name. python-iptables would look the name
     # up in its own process-wide table handles, which do not know chains created in ours.
-    entry = bytearray(_build(match, "RETURN", comment))
+    entry = bytearray(_build(match, "RETURN", comment, index))
     name = target.encode()
     if not 0 < len(name) < XT_EXTENSION_MAXNAMELEN:
         raise OperationFailed(f"bad chain name {target!r}")
@@ -78,7 +90,7 @@ def build_entry(match: Match, target: str, comment: str | None = None) -> bytes:
 
 
 @functools.lru_cache(maxsize=8192)
-def _build(match: Match, target: str, comment: str | None) -> bytes:
+def _build(match: Match, target: str, comment: str | None, set_index: int | None = None) -> bytes:
     try:
         rule = _new_rule(match.family)
         if match.src:
@@ -113,6 +125,8 @@ def _build(match: Match, target: str, comment: str | None) -> bytes:
             m = _create_match(rule, "socket")
             m.nowildcard = ""
             m.restore_skmark = ""
+        if match.match_set is not None:  # libxt_set looks the index up itself
+            _create_match(rule, "set").match_set = [match.match_set, match.set_flags]
         if comment is not None:
             _create_match(rule, "comment").comment = comment
         try:

@@ -3,7 +3,10 @@
 The kernel hands rules out as `struct ipt_entry` / `struct ip6t_entry` followed by their matches
 and target (include/uapi/linux/netfilter_ipv4/ip_tables.h, .../netfilter_ipv6/ip6_tables.h).
 Only what netjail writes is decoded: address/interface/protocol fields, tcp/udp ports, owner,
-cgroup path, mark, socket (as lanes.py writes it) and comment. Anything else (inversions, port
+cgroup path, mark, socket (as lanes.py writes it), set and comment. A set match holds the
+set's kernel index, not its name: it decodes to `match_set="#<index>"` (SET_INDEX_PREFIX),
+which the backend names by asking the kernel (the index is what the bytes say; the name behind
+it can change when sets come and go, so it is never part of this cache). Anything else (inversions, port
 ranges, other matches) decodes to None, which callers treat as "not ours as written": sync
 replaces it, read_jail skips it.
 """
@@ -81,6 +84,9 @@ XT_OWNER_UID = 0x01
 XT_OWNER_GID = 0x02
 XT_SOCKET_NOWILDCARD = 0x02
 XT_SOCKET_RESTORESKMARK = 0x04
+SET_INDEX_PREFIX = "#"
+IPSET_INV_MATCH = 0x01  # xt_set_info.flags bit 0; bit i (1..dim) says dimension i is "src"
+XT_SET_V4_DATA = 48  # xt_set_info_match_v4: xt_set_info (4), 2 x ip_set_counter_match (16), u32
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +192,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
     proto = _PROTO_NAMES.get(proto_num)
 
     sport = dport = uid = gid = icmp6_type = mark = mark_mask = None
-    cgroup = comment = None
+    cgroup = comment = match_set = flags = None
     socket_mark = False
     (target_offset,) = struct.unpack_from("=H", entry, layout.target_offset)
     off = layout.size
@@ -227,6 +233,14 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
             if entry[data] != XT_SOCKET_NOWILDCARD | XT_SOCKET_RESTORESKMARK:  # xt_socket_mtinfo3
                 raise _NotOurs("socket options")
             socket_mark = True
+        elif name == "set" and revision == 4:
+            index, dim, set_flags = struct.unpack_from("=HBB", entry, data)
+            if set_flags & IPSET_INV_MATCH or not 0 < dim <= 3 or set_flags >> (dim + 1):
+                raise _NotOurs("set options")
+            if msize != ENTRY_MATCH_HEADER + XT_SET_V4_DATA or any(entry[data + 4 : data + XT_SET_V4_DATA]):
+                raise _NotOurs("set counters or flags")  # counter tests, --return-nomatch ...
+            match_set = f"{SET_INDEX_PREFIX}{index}"
+            flags = ",".join("src" if set_flags >> i & 1 else "dst" for i in range(1, dim + 1))
         elif name == "comment":
             comment = _cstr(entry[data : data + 256])
         else:
@@ -248,5 +262,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         mark=mark,
         mark_mask=mark_mask,
         socket_mark=socket_mark,
+        match_set=match_set,
+        set_flags=flags,
     )
     return DecodedRule(match, comment)

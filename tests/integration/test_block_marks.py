@@ -362,11 +362,12 @@ os.execv(sys.executable, [sys.executable, "-m", "netjail.app.cli", *sys.argv[1:]
 """
 
 
-def test_without_pidfd_getfd_block_falls_back_to_address_rules(
+def test_without_pidfd_getfd_block_falls_back_to_sets(
     spawn_peer: Callable[..., Peer], spawn_probe: Callable[..., Peer]
 ) -> None:
-    """Block says so once and keeps address rules, which still hold a connected UDP socket's
-    sendto() to another port (its local port, not its peer, is matched)."""
+    """Block says so once and matches the socket through the jail's ipsets, which still hold a
+    connected UDP socket's sendto() to another port (its local port, not its peer, is in the
+    "send" set). Rule counts and every other kind of socket: test_block_sets.py."""
     decoy = spawn_peer("udp-recv", "127.0.0.1", 0)
     recv = spawn_peer("udp-recv", "127.0.0.1", 0)
     member = spawn_probe("sendto", "127.0.0.1", decoy.info["lport"], recv.info["lport"])
@@ -375,6 +376,8 @@ def test_without_pidfd_getfd_block_falls_back_to_address_rules(
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("cannot mark the sockets") == 1, out.stderr
     assert "Function not implemented" in out.stderr, out.stderr
+    assert "fallback in use" in out.stderr, out.stderr
+    assert "--match-set nj4-nogetfd-s src,src" in legacy_rules()
     fd = int(member.info["fd"])  # type: ignore[call-overload]
     assert sock_mark(member.pid, fd) == 0
     member.proc.send_signal(10)

@@ -29,6 +29,8 @@ NAMES = [
     "nft-rules",
     "marks",
     "sock-destroy",
+    "pidfd_getfd",
+    "ipset",
     "early-demux",
     "pid1",
     "firewalls",

@@ -593,3 +593,14 @@ def test_socket_marks_from_a_sock_diag_dump() -> None:
         ("socket:[11] udp 127.0.0.1:5353 of PID 7 (wg)", 0x1234),
         ("socket:[13] tcp [::1]:443", 0x4000000),
     ]
+
+
+def test_pidfd_getfd_and_ipset_checks_say_which_path_block_takes() -> None:
+    from netjail.backends.doctor import ipset_check, pidfd_getfd_check
+
+    assert pidfd_getfd_check(True, None).status == "ok"
+    refused = pidfd_getfd_check(True, "pidfd_getfd: Operation not permitted")
+    assert refused.status == "warn" and "fallback in use" in refused.detail and "ipsets" in refused.detail
+    assert pidfd_getfd_check(False, None).status == "warn"
+    assert "nj4-web-f" in ipset_check(True, None, {"nj4-web-f"}).detail
+    assert ipset_check(True, "kernel ipset type hash:net,port unavailable", ()).status == "warn"

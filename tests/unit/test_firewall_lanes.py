@@ -6,8 +6,8 @@ from netjail.backends.firewall.base import Match
 from netjail.backends.firewall.lanes import ALL_BITS, CLEAR_MARK, LANES, cgroup_roots, lane_for
 from netjail.backends.firewall.plan import Append, Delete, Insert, edit_lane
 
-CG, MK = LANES["out"]
-(IN_MK,) = LANES["in"]
+CG, MK, FB = LANES["out"]
+IN_MK, IN_FB = LANES["in"]
 
 
 def test_member_cgroups_and_marks_go_to_lanes_others_stay() -> None:
@@ -17,6 +17,18 @@ def test_member_cgroups_and_marks_go_to_lanes_others_stay() -> None:
     assert lane_for("out", Match("inet", uid_owner=1000)) is None
     assert lane_for("in", Match("inet", "tcp", dport=80)) is None
     assert lane_for("fwd", Match("inet", in_iface="njv1")) is None
+
+
+def test_fallback_set_rules_sit_behind_one_gate_per_direction() -> None:
+    out = Match("inet", match_set="nj4-web-f", set_flags="src,src,dst")
+    assert lane_for("out", out) is FB
+    assert lane_for("in", Match("inet", match_set="nj4-web-f", set_flags="dst,dst,src")) is IN_FB
+    many = [Match("inet", match_set=f"nj4-j{i}-f", set_flags="src,src,dst") for i in range(50)]
+    assert FB.gates("inet", many) == [(FB.chain, Match("inet", match_set="nj-gate", set_flags="src"), None)]
+    assert IN_FB.gates("inet6", many) == [
+        (IN_FB.chain, Match("inet6", match_set="nj-gate", set_flags="dst"), None)
+    ]
+    assert FB.gates("inet", []) == [] and FB.head("inet", many) == [] and IN_FB.tail("inet") == []
 
 
 def test_one_cgroup_gate_per_root_whatever_the_members() -> None:

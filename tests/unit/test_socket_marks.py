@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from netjail.backends.errors import BadInput, OperationFailed
-from netjail.backends.firewall.base import Match
+from netjail.backends.firewall.base import Match, SetEntry
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.model import Socket
 from netjail.backends.socket_marks import DEFAULT_MASK, allocate, mark_mask
@@ -44,11 +44,17 @@ def test_marked_sockets_need_no_address_rule_either_way() -> None:
         Match("inet6", cgroup="/nj/j/1.2"),
         Match("inet", mark=0x2000000, mark_mask=0xFF000000),
         Match("inet6", mark=0x2000000, mark_mask=0xFF000000),
-        Match("inet", "udp", sport=5353),  # not marked (a foreign mark): its local port
+        # not marked (a foreign mark): in the jail's fallback sets, its flow and its local port
+        Match("inet", match_set="nj4-j-f", set_flags="src,src,dst"),
+        Match("inet", match_set="nj4-j-s", set_flags="src,src"),
     )
     # coming in too, the marks say it (firewall/lanes.py): only the unmarked socket has rules
     assert rules.in_selectors == (
-        Match("inet", "udp", "127.0.0.3/32", "127.0.0.1/32", 53, 5353),
+        Match("inet", match_set="nj4-j-f", set_flags="dst,dst,src"),
         Match("inet", mark=0x2000000, mark_mask=0xFF000000),
         Match("inet6", mark=0x2000000, mark_mask=0xFF000000),
+    )
+    assert rules.set_entries == (
+        SetEntry("inet", "send", "udp", 5353),
+        SetEntry("inet", "flow", "udp", 5353, "127.0.0.1", "127.0.0.3"),
     )

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjail.backends import identity, jail_cgroups, jail_marks, policy, watcher
+from netjail.backends import block_report, identity, jail_cgroups, jail_marks, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import (
     BadInput,
@@ -269,6 +269,7 @@ class Engine:
                     "block into a new --jail to use another allow-list"
                 )
             jail_marks.assign(jail, [j.mark for j in reg.jails.values() if j is not jail])
+            marked_before = jail_marks.marked(jail)
             jail.members.extend(members)
             self.store.save(reg)
             _fault_point("pending")
@@ -286,6 +287,8 @@ class Engine:
             self.notes += _io_uring_notes(members)
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
+        procs = self._member_procs(members)
+        shared = block_report.shared(jail, members, procs, jail_marks.marked(jail) - marked_before)
         socket_rules = [
             m for m in rules.out_selectors + rules.in_selectors if m.cgroup is None and m.mark is None
         ]
@@ -295,6 +298,8 @@ class Engine:
             members=tuple(Member(m.pid, m.start_time, True, m.name) for m in members),
             socket_rules=len(socket_rules),
             killed_connections=killed,
+            unfilterable=block_report.unfilterable(members, procs),
+            shared=shared,
         )
 
     def _catch_late_children(
@@ -402,9 +407,12 @@ class Engine:
         return rules
 
     def _member_sockets(self, jail: JailState, fresh: bool = True) -> dict[int, tuple[Socket, ...]]:
-        reconciler = self._last_reconcile or self._reconciler()
-        procs = reconciler.processes(fresh=fresh, prefetch=[m.pid for m in jail.members])
+        procs = self._member_procs(jail.members, fresh)
         return {m.pid: procs[m.pid].sockets for m in jail.members if m.pid in procs}
+
+    def _member_procs(self, members: Sequence[MemberState], fresh: bool = False) -> Mapping[int, Process]:
+        reconciler = self._last_reconcile or self._reconciler()
+        return reconciler.processes(fresh=fresh, prefetch=[m.pid for m in members])
 
     def _rollback(
         self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool

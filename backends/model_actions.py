@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from netjail.backends.model import Member
+    from netjail.backends.model import Member, UnfilterableSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +26,34 @@ class BlockRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class UnfilterableHeld:
+    """A member's sockets the block leaves open: netfilter never sees them (AF_PACKET)."""
+
+    pid: int
+    name: str
+    sockets: tuple[UnfilterableSocket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSocket:
+    """A socket a member holds that processes outside the jail hold too (inherited across fork,
+    passed over a unix socket): one socket, so the block cuts it for them as well."""
+
+    inode: int
+    description: str  # "tcp LISTEN 0.0.0.0:8080", or "" when the inventory did not list it
+    members: tuple[int, ...]  # the jailed PIDs holding it
+    others: tuple[Member, ...]  # the processes outside the jail holding it
+
+
+@dataclass(frozen=True, slots=True)
 class BlockResult:
     jail: str
     strategy: str
     members: tuple[Member, ...]
     socket_rules: int
     killed_connections: int = 0
+    unfilterable: tuple[UnfilterableHeld, ...] = ()  # left open: the members are not fully blocked
+    shared: tuple[SharedSocket, ...] = ()  # also cut for processes outside the jail
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,54 @@
+"""/proc/net/packet parsing (text captured here: tcpdump -i lo, and a cooked IPv4 socket on no
+interface), its wording, and the holder scan for shared sockets on a real forked child."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from netjail.backends import shared_sockets
+from netjail.backends.model import UnfilterableSocket
+from netjail.backends.packet_sockets import describe, parse_packet_table
+
+CAPTURED = """\
+sk               RefCnt Type Proto  Iface R Rmem   User   Inode
+000000001cbe223b 3      3    0003   1     1 0      0      2632111
+00000000bc412efa 3      2    0800   0     1 0      0      2632136
+0000000000000000 3      3    0003   1     1 0      0      0
+"""
+
+
+def test_parse_packet_table_keys_by_inode_and_names_interfaces() -> None:
+    got = parse_packet_table(CAPTURED, {1: "lo"})
+    assert got == {
+        2632111: UnfilterableSocket("packet", 2632111, "raw", 3, 1, "lo"),
+        2632136: UnfilterableSocket("packet", 2632136, "dgram", 0x0800, 0, "any"),
+    }
+    assert parse_packet_table(CAPTURED)[2632111].interface == ""  # another namespace: unknown
+    assert parse_packet_table(CAPTURED.splitlines()[0]) == {}
+    assert parse_packet_table("header\ngarbage line\n1 2 x y z 1 0 0 9\n") == {}
+
+
+def test_describe_says_what_the_socket_takes() -> None:
+    got = parse_packet_table(CAPTURED, {1: "lo"})
+    assert describe(got[2632111]) == "packet socket socket:[2632111] (raw, all protocols, on lo)"
+    assert describe(got[2632136]) == "packet socket socket:[2632136] (dgram, ipv4, on every interface)"
+
+
+def test_holders_finds_a_forked_child_sharing_a_socket_and_skips_the_rest() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mine, socket.socket() as alone:
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(w)
+            os.read(r, 1)  # holds `mine` (inherited) until the parent is done
+            os._exit(0)
+        try:
+            inode, other = os.fstat(mine.fileno()).st_ino, os.fstat(alone.fileno()).st_ino
+            found = shared_sockets.holders({inode}, skip={os.getpid()})
+            assert [h[0] for h in found[inode]] == [child]
+            assert shared_sockets.holders({other}, skip={os.getpid(), child}) == {}
+        finally:
+            os.close(w)
+            os.waitpid(child, 0)
+            os.close(r)

@@ -45,8 +45,10 @@ def shared(
             described[sock.inode] = sock
     for inode in marked:
         held.setdefault(inode, [])
+    if not held:
+        return ()
     skip = {m.pid for m in jail.members} | {os.getpid()}
-    found = shared_sockets.holders(held, skip)
+    found = shared_sockets.holders(held, shared_sockets.relatives(m.pid for m in members), skip)
     out = []
     for inode, holders in sorted(found.items()):
         others = tuple(

@@ -1,5 +1,6 @@
 """/proc/net/packet parsing (text captured here: tcpdump -i lo, and a cooked IPv4 socket on no
-interface), its wording, and the holder scan for shared sockets on a real forked child."""
+interface), its wording, and the holder scan for shared sockets on a real forked child (one of
+the relatives it looks at)."""
 
 from __future__ import annotations
 
@@ -45,9 +46,11 @@ def test_holders_finds_a_forked_child_sharing_a_socket_and_skips_the_rest() -> N
             os._exit(0)
         try:
             inode, other = os.fstat(mine.fileno()).st_ino, os.fstat(alone.fileno()).st_ino
-            found = shared_sockets.holders({inode}, skip={os.getpid()})
+            family = shared_sockets.relatives([os.getpid()])
+            assert child in family and os.getppid() in family
+            found = shared_sockets.holders({inode}, family, skip={os.getpid()})
             assert [h[0] for h in found[inode]] == [child]
-            assert shared_sockets.holders({other}, skip={os.getpid(), child}) == {}
+            assert shared_sockets.holders({other}, family, skip={os.getpid(), child}) == {}
         finally:
             os.close(w)
             os.waitpid(child, 0)

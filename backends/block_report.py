@@ -84,9 +84,15 @@ def result_lines(result: BlockResult) -> list[str]:
     for sh in result.shared:
         others = ", ".join(f"{m.pid} ({m.name})" for m in sh.others)
         what = f" ({sh.description})" if sh.description else ""
-        by = ", ".join(map(str, sh.members)) or "a member"
+        by = f"of PID {', '.join(map(str, sh.members))}" if sh.members else "held in the jail"
+        # PID 1 holding it is socket activation: no tree to block, the service is the unit
+        hint = (
+            "relaunch the service jailed to keep PID 1's copy out of it"
+            if any(m.pid == 1 for m in sh.others)
+            else "block --tree on their common parent to jail them all"
+        )
         lines.append(
-            f"socket:[{sh.inode}]{what} of PID {by} is shared with PID {others} outside the jail: it "
-            "is one socket, now cut for them too; block --tree on their common parent to jail them all"
+            f"socket:[{sh.inode}]{what} {by} is shared with PID {others} outside the jail: it "
+            f"is one socket, now cut for them too; {hint}"
         )
     return lines

@@ -55,3 +55,28 @@ def test_holders_finds_a_forked_child_sharing_a_socket_and_skips_the_rest() -> N
             os.close(w)
             os.waitpid(child, 0)
             os.close(r)
+
+
+def test_result_lines_name_every_holder_and_fit_the_advice() -> None:
+    from netjail.backends.block_report import result_lines
+    from netjail.backends.model import BlockResult, Member, SharedSocket, UnfilterableHeld
+
+    workers = SharedSocket(
+        7, "tcp LISTEN 0.0.0.0:80", (11,), (Member(10, 1, True, "srv"), Member(12, 1, True, "srv"))
+    )
+    activated = SharedSocket(8, "", (), (Member(1, 1, True, "systemd"),))
+    held = UnfilterableHeld(11, "dhclient", (UnfilterableSocket("packet", 9, "dgram", 0x0800, 2, "eth0"),))
+    r = BlockResult(
+        "j", "cgroup", (Member(11, 1, True, "srv"),), 0, unfilterable=(held,), shared=(workers, activated)
+    )
+    packet, shared, systemd = result_lines(r)
+    assert packet.startswith(
+        "PID 11 (dhclient) keeps its packet socket socket:[9] (dgram, ipv4, on eth0) open"
+    )
+    assert "netjail run --seccomp" in packet
+    assert shared.startswith(
+        "socket:[7] (tcp LISTEN 0.0.0.0:80) of PID 11 is shared with PID 10 (srv), 12 (srv)"
+    )
+    assert shared.endswith("block --tree on their common parent to jail them all")
+    assert systemd.startswith("socket:[8] held in the jail is shared with PID 1 (systemd)")
+    assert "relaunch the service jailed" in systemd

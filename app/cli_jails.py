@@ -117,6 +117,11 @@ def _block(a: argparse.Namespace) -> int:
         )
         + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
     )
+    if result.unfilterable or result.shared:
+        from netjail.backends.block_report import result_lines
+
+        for line in result_lines(result):
+            print(f"warning: {printable(line)}")
     return 0
 
 

@@ -1,4 +1,7 @@
-"""`netjail ps`: processes and their inet sockets, as an aligned table or `--json`."""
+"""`netjail ps`: processes and their inet sockets, as an aligned table or `--json`.
+
+Processes holding packet sockets (tcpdump, DHCP clients) are listed too, marked `!` in SOCKS
+and in `--json` by a non-empty `unfilterable`: a block cannot cut those sockets."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "ps",
         help="list processes and their sockets",
-        description="List processes with inet sockets (every process with --all).",
+        description="List processes with inet or packet sockets (every process with --all).",
     )
     p.add_argument("--all", action="store_true", help="also list processes without inet sockets")
     p.add_argument("--json", action="store_true", help="print a JSON array of process objects")
@@ -93,7 +96,7 @@ def row(p: Process, own_netns: int | None) -> tuple[str, ...]:
         str(p.pid),
         printable(p.user or "?", 32),
         printable(p.name, 24),
-        str(len(p.sockets)),
+        str(len(p.sockets)) + ("!" if p.unfilterable else ""),
         listening(p.sockets),
         remotes(p.sockets),
         netns,
@@ -113,4 +116,9 @@ def render_table(procs: list[Process], own_netns: int | None) -> str:
         lines.append("  ".join(cells).rstrip())
     if any(p.netns is not None and p.netns != own_netns for p in procs):
         lines.append("* another network namespace than netjail's")
+    if any(p.unfilterable for p in procs):
+        lines.append(
+            "! also holds packet sockets (AF_PACKET) netfilter cannot see: block leaves them open; "
+            "relaunch under seccomp (netjail run --seccomp) to block it fully"
+        )
     return "\n".join(lines) + "\n"

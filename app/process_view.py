@@ -100,6 +100,13 @@ def _netns_cell(label: str) -> Cell:
     return Text(label, style="yellow") if label else ""
 
 
+def _sockets_cell(process: Process, style: str) -> Cell:
+    """The inet socket count; `N!` in yellow when packet sockets no block can cut come with it."""
+    if process.unfilterable:
+        return Text(f"{len(process.sockets)}!", justify="right", style="bold yellow")
+    return Text(str(len(process.sockets)), justify="right", style=style) if process.sockets else ""
+
+
 def _cells(
     process: Process, dropped: Mapping[str, int | None], prefix: str, dim: bool, netns: str
 ) -> tuple[Cell, ...]:
@@ -113,7 +120,7 @@ def _cells(
         str(process.pid),
         Plain(_fit(printable(process.user, 64), _WIDTH["user"])),
         Plain(name),
-        Text(str(len(process.sockets)), justify="right", style=style) if process.sockets else "",
+        _sockets_cell(process, style),
         Plain(summarise(remote_endpoints(process.sockets), _WIDTH["remote"])),
         summarise(listening_ports(process.sockets), _WIDTH["listen"]),
     )
@@ -149,7 +156,7 @@ def build_rows(
         p
         for p in processes
         if not p.kernel_thread
-        and (p.sockets or p.jail or not options.networked_only)
+        and (p.sockets or p.unfilterable or p.jail or not options.networked_only)
         and matches(p, options.query)
     ]
     key = _sort_key(options.sort, dropped, label)

@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjail.backends import identity, jail_cgroups, jail_marks, mark_check, policy, watcher
+from netjail.backends import block_report, identity, jail_cgroups, jail_marks, mark_check, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import (
     BadInput,
@@ -280,6 +280,7 @@ class Engine:
             if req.force and not jail.mark_force:
                 # from now on the jail re-marks those too: the watcher looks at them again
                 jail.mark_force, jail.mark_foreign = True, []
+            marked_before = jail_marks.marked(jail)
             jail.members.extend(members)
             self.store.save(reg)
             _fault_point("pending")
@@ -299,6 +300,8 @@ class Engine:
             self.notes += self.coverage_notes()
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
+        procs = self._member_procs(members)
+        shared = block_report.shared(jail, members, procs, jail_marks.marked(jail) - marked_before)
         socket_rules = [
             m for m in rules.out_selectors + rules.in_selectors if m.cgroup is None and m.mark is None
         ]
@@ -310,6 +313,8 @@ class Engine:
             killed_connections=killed,
             marked_sockets=len(jail.marks),
             set_entries=len(rules.set_entries),
+            unfilterable=block_report.unfilterable(members, procs),
+            shared=shared,
         )
 
     def _catch_late_children(
@@ -440,9 +445,12 @@ class Engine:
         return {s.inode: s for m in members if m.pid in procs for s in procs[m.pid].sockets}
 
     def _member_sockets(self, jail: JailState, fresh: bool = True) -> dict[int, tuple[Socket, ...]]:
-        reconciler = self._last_reconcile or self._reconciler()
-        procs = reconciler.processes(fresh=fresh, prefetch=[m.pid for m in jail.members])
+        procs = self._member_procs(jail.members, fresh)
         return {m.pid: procs[m.pid].sockets for m in jail.members if m.pid in procs}
+
+    def _member_procs(self, members: Sequence[MemberState], fresh: bool = False) -> Mapping[int, Process]:
+        reconciler = self._last_reconcile or self._reconciler()
+        return reconciler.processes(fresh=fresh, prefetch=[m.pid for m in members])
 
     def _rollback(
         self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool

@@ -29,7 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netjail.backends.errors import OperationFailed
-from netjail.backends.model import Process, Snapshot, Socket
+from netjail.backends.model import Process, Snapshot, Socket, UnfilterableSocket
+from netjail.backends.packet_sockets import read_packet_table
 from netjail.backends.procfs import (
     StatFields,
     display_name,
@@ -109,7 +110,7 @@ class Inventory:
         taken_at = time.time()
         denied: dict[str, int] = {}
         live = self._scan_processes(denied)
-        table, per_netns = self._read_tables(live, denied)
+        table, per_netns, packets = self._read_tables(live, denied)
         fds = self._resolve_owners(live, table, per_netns)
 
         processes: list[Process] = []
@@ -117,12 +118,15 @@ class Inventory:
         for p in live:
             f = fds.get(p.key)
             sockets: tuple[Socket, ...] = ()
+            blind: tuple[UnfilterableSocket, ...] = ()
             if f is not None:
                 if f.inodes is None:
                     fds_denied += 1
                 elif f.inodes:
                     sockets = tuple(filter(None, map(table.get, f.inodes)))
-            if not sockets and not all_processes:
+                    if packets:
+                        blind = tuple(filter(None, map(packets.get, f.inodes)))
+            if not sockets and not blind and not all_processes:
                 continue
             try:
                 cgroup = parse_cgroup_v2(read_small(f"{self._root}/{p.pid}/cgroup").decode(errors=_RAW))
@@ -131,7 +135,7 @@ class Inventory:
             except PermissionError:
                 cgroup = ""
                 _count(denied, "cgroup")
-            processes.append(self._process(p, cgroup, sockets))
+            processes.append(self._process(p, cgroup, sockets, blind))
 
         for p in live:
             if p.static.exe_denied:
@@ -179,9 +183,12 @@ class Inventory:
             live = _Live(pid, (pid, stat.start_time), stat, static, netns, False, None)
             found.append((live, cgroup, inodes))
         tables: dict[int | None, dict[int, Socket]] = {}
+        packet_tables: dict[int | None, dict[int, UnfilterableSocket]] = {}
+        own = self._own_netns()
         out: dict[int, Process] = {}
         for live, cgroup, inodes in found:
             sockets: tuple[Socket, ...] = ()
+            blind: tuple[UnfilterableSocket, ...] = ()
             if inodes:
                 table = tables.get(live.netns)
                 if table is None:
@@ -192,7 +199,14 @@ class Inventory:
                     if live.netns is not None:
                         tables[live.netns] = table  # one read per namespace
                 sockets = tuple(filter(None, map(table.get, inodes)))
-            out[live.pid] = self._process(live, cgroup, sockets)
+                packets = packet_tables.get(live.netns)
+                if packets is None:
+                    packets = self._packets_of(f"{self._root}/{live.pid}", live.netns == own) or {}
+                    if live.netns is not None:
+                        packet_tables[live.netns] = packets
+                if packets:
+                    blind = tuple(filter(None, map(packets.get, inodes)))
+            out[live.pid] = self._process(live, cgroup, sockets, blind)
         return out
 
     # ---- processes ---------------------------------------------------------------------
@@ -295,7 +309,9 @@ class Inventory:
             return None
         return inode
 
-    def _process(self, p: _Live, cgroup: str, sockets: tuple[Socket, ...]) -> Process:
+    def _process(
+        self, p: _Live, cgroup: str, sockets: tuple[Socket, ...], blind: tuple[UnfilterableSocket, ...] = ()
+    ) -> Process:
         s = p.static
         return Process(
             pid=p.pid,
@@ -312,14 +328,16 @@ class Inventory:
             state=process_state(p.stat.state),
             sockets=sockets,
             kernel_thread=p.stat.kernel_thread,
+            unfilterable=blind,
         )
 
     # ---- sockets -----------------------------------------------------------------------
 
     def _read_tables(
         self, live: list[_Live], denied: dict[str, int]
-    ) -> tuple[dict[int, Socket], dict[int, list[Socket]]]:
-        """inode -> Socket over every namespace we can see, and each namespace's sockets."""
+    ) -> tuple[dict[int, Socket], dict[int, list[Socket]], dict[int, UnfilterableSocket]]:
+        """inode -> Socket over every namespace we can see, each namespace's sockets, and
+        inode -> the packet sockets of every namespace (netfilter never sees those)."""
         by_netns: dict[int, list[int]] = {}
         for p in live:
             if p.netns is not None:
@@ -327,7 +345,22 @@ class Inventory:
         table, per_netns, unreadable = self._tables.refresh(by_netns)
         if unreadable:
             denied["socket tables"] = unreadable
-        return table, per_netns
+        own = self._own_netns()
+        packets: dict[int, UnfilterableSocket] = {}
+        for netns, pids in by_netns.items():
+            for pid in pids:  # through the first process of the namespace still there
+                found = self._packets_of(f"{self._root}/{pid}", netns == own)
+                if found is not None:
+                    packets.update(found)
+                    break
+        return table, per_netns, packets
+
+    @staticmethod
+    def _packets_of(base: str, own: bool) -> dict[int, UnfilterableSocket] | None:
+        try:
+            return read_packet_table(base, own)
+        except OSError:
+            return None  # gone, or its namespace is not ours to read
 
     def _scan_fds(self, base: str) -> tuple[int, ...] | None:
         """Socket inodes held by one process (ascending); None when its fds may not be listed."""

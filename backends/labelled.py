@@ -34,7 +34,7 @@ def labelled_snapshot(store: Store, inventory: Inventory, *, all_processes: bool
     for p in snap.processes:
         name = p.cgroup[len(prefix) :].split("/")[0] if p.cgroup.startswith(prefix) else None
         name = name or by_pid.get(p.pid)
-        if name is None and not all_processes and not p.sockets:
+        if name is None and not all_processes and not p.sockets and not p.unfilterable:
             continue
         labelled.append(p if name is None else replace(p, jail=name))
     return Snapshot(tuple(labelled), snap.taken_at, snap.own_netns, snap.denied)

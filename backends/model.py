@@ -35,6 +35,19 @@ class Socket:
 
 
 @dataclass(frozen=True, slots=True)
+class UnfilterableSocket:
+    """A socket netfilter never sees: an AF_PACKET socket takes and sends whole frames below
+    IP, so no jail rule, cgroup match or mark can cut it (tcpdump, DHCP clients, arping)."""
+
+    kind: str  # "packet"
+    inode: int
+    type: str  # "raw" (frames with their link header) | "dgram" (cooked) | "SOCK_TYPE_n"
+    protocol: int  # ethertype it receives: 0x0003 every one (ETH_P_ALL), 0 none yet
+    ifindex: int  # 0: every interface
+    interface: str  # the interface's name when the socket is in netjail's namespace, else ""
+
+
+@dataclass(frozen=True, slots=True)
 class Process:
     pid: int
     ppid: int
@@ -51,6 +64,7 @@ class Process:
     sockets: tuple[Socket, ...] = ()
     jail: str | None = None
     kernel_thread: bool = False
+    unfilterable: tuple[UnfilterableSocket, ...] = ()  # a block cannot cut these: not fully blockable
 
     @property
     def key(self) -> tuple[int, int]:
@@ -147,6 +161,8 @@ _ACTIONS = frozenset(
     {
         "BlockRequest",
         "BlockResult",
+        "SharedSocket",
+        "UnfilterableHeld",
         "UnblockRequest",
         "UnblockResult",
         "Check",
@@ -188,10 +204,16 @@ if TYPE_CHECKING:
         ResetResult as ResetResult,
     )
     from netjail.backends.model_actions import (
+        SharedSocket as SharedSocket,
+    )
+    from netjail.backends.model_actions import (
         UnblockRequest as UnblockRequest,
     )
     from netjail.backends.model_actions import (
         UnblockResult as UnblockResult,
+    )
+    from netjail.backends.model_actions import (
+        UnfilterableHeld as UnfilterableHeld,
     )
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from netjail.backends.model import Member
+    from netjail.backends.model import Member, UnfilterableSocket
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,26 @@ class BlockRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class UnfilterableHeld:
+    """A member's sockets the block leaves open: netfilter never sees them (AF_PACKET)."""
+
+    pid: int
+    name: str
+    sockets: tuple[UnfilterableSocket, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSocket:
+    """A socket a member holds that processes outside the jail hold too (inherited across fork,
+    passed over a unix socket): one socket, so the block cuts it for them as well."""
+
+    inode: int
+    description: str  # "tcp LISTEN 0.0.0.0:8080", or "" when the inventory did not list it
+    members: tuple[int, ...]  # the jailed PIDs holding it
+    others: tuple[Member, ...]  # the processes outside the jail holding it
+
+
+@dataclass(frozen=True, slots=True)
 class BlockResult:
     jail: str
     strategy: str
@@ -34,6 +54,8 @@ class BlockResult:
     killed_connections: int = 0
     marked_sockets: int = 0  # sockets carrying the jail's mark (socket_marks)
     set_entries: int = 0  # entries of the jail's fallback sets (the sockets that could not be marked)
+    unfilterable: tuple[UnfilterableHeld, ...] = ()  # left open: the members are not fully blocked
+    shared: tuple[SharedSocket, ...] = ()  # also cut for processes outside the jail
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,8 @@ Modes:
   listen-on-signal BIND PORT     no socket until SIGUSR1, then a TCP echo listener
   send-on-signal HOST PORT       no socket until SIGUSR1, then udp-send (socket born after a block)
   fork-on-signal HOST PORT       on SIGUSR1 forks a child running udp-send; READY child_pid again
+  tcp-prefork BIND PORT          pre-fork echo server: listens, then forks 3 workers that accept
+                                 on that one listener; READY carries workers and lport
   sleep                          no sockets
   named NAME ARG...              a bound, idle UDP socket on 127.0.0.1, in a process named NAME
                                  (any text, control characters too) with ARG... in its cmdline
@@ -182,6 +184,28 @@ def udp_send_child(host: str, port: int, interval: float) -> None:
         time.sleep(3600)
 
 
+def tcp_prefork(bind: str, port: int, workers: int = 3) -> None:
+    """As Apache's prefork MPM or gunicorn: one listener, inherited by every worker."""
+    srv = socket.socket(family_of(bind), socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((bind, port))
+    srv.listen(64)
+    pids = []
+    for _ in range(workers):
+        child = os.fork()
+        if child == 0:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - workers only serve
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    while data := conn.recv(4096):
+                        conn.sendall(data)
+        pids.append(child)
+    ready(workers=pids, lport=srv.getsockname()[1], inode=os.fstat(srv.fileno()).st_ino)
+    while True:
+        time.sleep(3600)
+
+
 def listen_on_signal(bind: str, port: int) -> None:
     import signal
 
@@ -232,6 +256,7 @@ def main() -> None:
         "udp-send": lambda: udp_send(host, port, a.interval),
         "udp-recv": lambda: udp_recv(host, port),
         "tcp-listen": lambda: tcp_listen(host, port),
+        "tcp-prefork": lambda: tcp_prefork(host, port),
         "tcp-client": lambda: tcp_client(host, port, a.interval),
         "udp-bind": lambda: udp_bind(host, port),
         "udp-send-fresh": lambda: udp_send_fresh(host, port, a.interval),

@@ -51,7 +51,9 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         _field("netns", netns),
         _field("jail", jail),
     ]
-    if not process.sockets:
+    if process.unfilterable:
+        fields.append(_field("warning", unfilterable_warning(process)))
+    if not process.sockets and not process.unfilterable:
         return Group(*fields, Text(""), Text("no sockets", style="dim"))
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold")
     for name in ("PROTO", "LOCAL", "REMOTE", "STATE"):
@@ -64,7 +66,19 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         )
         # Text, not str: a Rich table reads str as markup, and `[fd00::1]:443` looks like a tag
         table.add_row(Text(proto), Text(endpoint(s.local_addr, s.local_port)), Text(remote), state)
+    for u in process.unfilterable:
+        where = "any" if u.ifindex == 0 else u.interface or f"ifindex {u.ifindex}"
+        table.add_row(Text(u.kind), Text(where), Text("*"), Text("UNFILTERABLE", style="bold yellow"))
     return Group(*fields, Text(""), table)
+
+
+def unfilterable_warning(process: Process) -> Text:
+    n = len(process.unfilterable)
+    return Text(
+        f"not fully blockable: {n} packet socket{'s' if n != 1 else ''} (AF_PACKET) netfilter cannot "
+        "see stay open under a block; relaunch it under seccomp (R) to refuse them",
+        style="bold yellow",
+    )
 
 
 class ProcessDetail(VerticalScroll):

@@ -380,6 +380,11 @@ class MainScreen(EngineCalls):
             + killed,
             title="blocked",
         )
+        if r.unfilterable or r.shared:
+            from netjail.backends.block_report import result_lines
+
+            for line in result_lines(r):
+                self.notify(line, title="not fully blocked", severity="warning", timeout=15)
         self._refresh_sources()
 
     @on(ProcessTable.UnblockRequested)

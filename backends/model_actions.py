@@ -33,6 +33,8 @@ class BlockResult:
     socket_rules: int  # address selectors (sockets that could not be marked)
     killed_connections: int = 0
     marked_sockets: int = 0  # sockets carrying the jail's mark (socket_marks)
+    unit: str | None = None  # the systemd unit the process belongs to (systemd_units)
+    cgroup: str = ""  # where its jail lives: its member cgroup
 
 
 @dataclass(frozen=True, slots=True)

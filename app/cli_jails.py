@@ -107,6 +107,11 @@ def _block(a: argparse.Namespace) -> int:
         + (f", {result.socket_rules} address rules for the rest" if result.socket_rules else "")
         + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
     )
+    if result.unit:  # it stays in its unit: say so, and where the jail is
+        print(
+            f"PID {result.members[0].pid} belongs to {printable(result.unit)}: "
+            f"jailed inside it, in {printable(result.cgroup)}"
+        )
     return 0
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from netjail.backends import systemd_units
 from netjail.backends.errors import OperationFailed
 from netjail.backends.model import Process, Snapshot, Socket
 from netjail.backends.procfs import (
@@ -311,6 +312,7 @@ class Inventory:
             state=process_state(p.stat.state),
             sockets=sockets,
             kernel_thread=p.stat.kernel_thread,
+            unit=systemd_units.unit_of(cgroup),
         )
 
     # ---- sockets -----------------------------------------------------------------------

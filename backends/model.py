@@ -51,6 +51,7 @@ class Process:
     sockets: tuple[Socket, ...] = ()
     jail: str | None = None
     kernel_thread: bool = False
+    unit: str | None = None  # systemd unit, from the cgroup path ("nginx.service"; systemd_units)
 
     @property
     def key(self) -> tuple[int, int]:

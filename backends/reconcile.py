@@ -59,8 +59,8 @@ class Reconciler:
         procs = self.processes(fresh=True, prefetch=[m.pid for j in reg.jails.values() for m in j.members])
         desired: list[JailRules] = []
         for jail in list(reg.jails.values()):
+            stopped = self._stopped_units(jail)  # before the refresh retires their cgroups
             if not self._refresh_members(jail, procs):
-                stopped = self._stopped_units(jail)
                 notes += self._remove(reg, jail)
                 notes.append(f"jail {jail.name!r} removed: all its processes exited{stopped}")
                 continue

@@ -17,12 +17,14 @@ sd_booted(3) checks): elsewhere a cgroup called `x.service` is just a name.
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 
 UNIT_SUFFIXES = (".service", ".scope")
 BOOTED_MARK = "/run/systemd/system"
 DELEGATE_XATTR = "trusted.delegate"  # systemd >= 251 marks delegated cgroups with it
+_JAIL_DIR = re.compile(r"(?:[^/]*-)?net-[0-9]+")  # jail_cgroups.unit_dir_name()
 
 
 @cache
@@ -35,7 +37,9 @@ def unit_cgroup(cgroup: str) -> str | None:
     """The cgroup of the innermost service or scope on a cgroup2 path, None when there is none
     ("/system.slice/nginx.service/sub" -> "/system.slice/nginx.service")."""
     parts = cgroup.strip("/").split("/")
-    for i in range(len(parts) - 1, -1, -1):
+    # below a jail directory inside a unit, names are netjail's (a jail may be called x.service)
+    cut = next((i for i, p in enumerate(parts) if _JAIL_DIR.fullmatch(p)), len(parts))
+    for i in range(cut - 1, -1, -1):
         if parts[i].endswith(UNIT_SUFFIXES) and len(parts[i]) > len(".scope"):
             return "/" + "/".join(parts[: i + 1])
     return None

@@ -76,10 +76,17 @@ class SystemdHost:
         if self.nspawn.poll() is None:
             self.nspawn.send_signal(signal.SIGTERM)  # nspawn asks the container's systemd to halt
             try:
-                self.nspawn.wait(20)
+                # its final "SIGTERM to remaining processes" may wait 10 s for a process of the
+                # namespace: killing its PID 1 ends every process in it at once
+                self.nspawn.wait(3)
             except subprocess.TimeoutExpired:
-                self.nspawn.kill()
-                self.nspawn.wait(5)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                try:
+                    self.nspawn.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.nspawn.kill()
+                    self.nspawn.wait(5)
         _remove_tree(self.cgroup)
         # nspawn leaves its propagation directory behind when the root is the host's "/"
         shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.machine}", ignore_errors=True)
@@ -134,11 +141,15 @@ def _wait_for_init(nspawn: subprocess.Popen[bytes], log: Path) -> int:
 
 
 def _remove_tree(top: Path) -> None:
-    if not top.is_dir():
-        return
-    for cgroup in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if cgroup.is_dir():
-            with contextlib.suppress(OSError):
-                cgroup.rmdir()
-    with contextlib.suppress(OSError):
-        top.rmdir()
+    """The container's cgroups, once its killed processes have left them."""
+    end = time.monotonic() + 5
+    while top.is_dir():
+        for cgroup in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if cgroup.is_dir():
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+        if time.monotonic() > end:
+            raise RuntimeError(f"cgroup {top} still busy after the container stopped")
+        time.sleep(0.05)

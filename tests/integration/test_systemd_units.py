@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -62,8 +62,31 @@ def children(host: SystemdHost, pid: int, n: int) -> list[int]:
     return [int(p) for p in found]
 
 
+def scope_procs(host: SystemdHost, unit: str) -> list[int]:
+    cgroup = host.run("systemctl", "show", "-P", "ControlGroup", unit, check=False).stdout.strip()
+    return (
+        [int(p) for p in host.sh(f"cat {CG}{cgroup}/cgroup.procs 2>/dev/null || true").split()]
+        if cgroup
+        else []
+    )
+
+
 def alive(host: SystemdHost, pid: int) -> bool:
     return host.run("test", "-d", f"/proc/{pid}", check=False).returncode == 0
+
+
+def notes_once(host: SystemdHost, done: Callable[[], bool], timeout: float = 5) -> str:
+    """Wait for the watcher (a reconciliation every second) or a `list` that reconciles itself
+    to have done something; returns every note either printed."""
+    end = time.monotonic() + timeout
+    while True:
+        out = host.netjail("list")
+        assert out.returncode == 0, out.stderr
+        notes = out.stderr + host.sh("cat /run/netjail/net-*/watcher.log 2>/dev/null || true")
+        if done():
+            return notes
+        assert time.monotonic() < end, f"not reconciled after {timeout}s: {notes}"
+        time.sleep(0.2)
 
 
 def netjail_cgroups(host: SystemdHost) -> list[str]:
@@ -93,10 +116,8 @@ def test_a_service_tree_stays_in_its_unit_and_goes_with_it(host: SystemdHost) ->
 
     host.run("systemctl", "stop", "njt-svc.service")
     assert not [pid for pid in [main, *kids] if alive(host, pid)], "systemctl stop left processes"
-    out = host.netjail("list")  # reconciles, like the watcher does every second
-    assert out.returncode == 0, out.stderr
-    assert "removed: all its processes exited (systemd stopped njt-svc.service" in out.stderr, out.stderr
-    assert netjail_cgroups(host) == []
+    notes = notes_once(host, lambda: netjail_cgroups(host) == [])
+    assert "removed: all its processes exited (systemd stopped njt-svc.service" in notes, notes
     assert "NETJAIL" not in host.run("iptables-legacy-save").stdout
 
 
@@ -117,9 +138,8 @@ def test_a_restarted_service_is_not_jailed_and_not_fought(host: SystemdHost) -> 
     while (second := main_pid(host, "njt-restart.service")) == first:
         assert time.monotonic() < end
         time.sleep(0.05)
-    out = host.netjail("list")
-    assert out.returncode == 0, out.stderr
-    assert "removed: all its processes exited (systemd stopped njt-restart.service" in out.stderr
+    notes = notes_once(host, lambda: netjail_cgroups(host) == [])
+    assert "removed: all its processes exited (systemd stopped njt-restart.service" in notes, notes
     assert host.cgroup_of(second) == "/system.slice/njt-restart.service"
     assert received_rises(peer), "the restarted service is jailed"
     for _ in range(3):  # reconciliation leaves the new incarnation alone
@@ -133,9 +153,13 @@ def test_one_process_of_a_shared_scope_is_jailed_alone_and_put_back(host: System
     jailed_peer, sibling_peer = receiver(host, 7103), receiver(host, 7104)
     cmd = f"{host.python} {sender(7103)} & {host.python} {sender(7104)} & wait"
     scope = host.popen("systemd-run", "--scope", "--unit=njt-scope", "/bin/sh", "-c", cmd)
-    shell = int(host.sh("until pgrep -f 'sh -c .*7103'; do sleep 0.05; done").split()[0])
-    kids = children(host, shell, 2)
-    target = next(p for p in kids if "7103" in host.sh(f"tr '\\0' ' ' < /proc/{p}/cmdline"))
+    end = time.monotonic() + 10
+    while len(procs := scope_procs(host, "njt-scope.scope")) < 3:  # the shell and its two senders
+        assert time.monotonic() < end, procs
+        time.sleep(0.05)
+    cmdlines = {pid: host.sh(f"tr '\\0' ' ' < /proc/{pid}/cmdline") for pid in procs}
+    shell = next(pid for pid, cmd in cmdlines.items() if cmd.startswith("/bin/sh"))
+    target = next(p for p, cmd in cmdlines.items() if p != shell and "udp-send 127.0.0.1 7103" in cmd)
     scope_cg = host.cgroup_of(target)
     assert scope_cg.endswith("/njt-scope.scope"), scope_cg
 
@@ -173,3 +197,36 @@ def test_a_delegated_units_process_stays_in_the_cgroup_the_unit_made(host: Syste
     assert out.returncode == 0, out.stderr
     assert host.cgroup_of(pid) == f"{unit_cg}/payload"
     assert netjail_cgroups(host) == []
+
+
+def gates(host: SystemdHost) -> list[str]:
+    return [
+        ln
+        for ln in host.run("iptables-legacy-save").stdout.splitlines()
+        if ln.startswith("-A NETJAIL-OUT -m cgroup")
+    ]
+
+
+def test_a_jail_outliving_one_of_its_units_drops_that_units_rules(host: SystemdHost) -> None:
+    """One jail, members in two units: the stopped unit's member cgroups and gate go, the
+    other unit's member stays jailed, and every commit succeeds meanwhile."""
+    peer_a, peer_b = receiver(host, 7105), receiver(host, 7106)
+    host.run("systemd-run", "--unit=njt-a", host.python, *sender(7105).split())
+    host.run("systemd-run", "--unit=njt-b", host.python, *sender(7106).split())
+    a, b = main_pid(host, "njt-a.service"), main_pid(host, "njt-b.service")
+    assert host.netjail("block", str(a), "--jail", "two").returncode == 0
+    out = host.netjail("block", str(b), "--jail", "two")
+    assert out.returncode == 0, out.stderr
+    assert not received_rises(peer_a) and not received_rises(peer_b)
+    # one gate per unit, whatever the number of members in it
+    assert [g.split("--path ")[1].split()[0].strip('"').rsplit("/", 1)[0] for g in gates(host)] == [
+        "/system.slice/njt-a.service",
+        "/system.slice/njt-b.service",
+    ], gates(host)
+
+    host.run("systemctl", "stop", "njt-a.service")  # its cgroup, the gate's path, is gone now
+    notes = notes_once(host, lambda: len(gates(host)) == 1)
+    assert "went with its unit" not in notes  # its members exited: nothing to re-place
+    assert [g for g in gates(host) if "njt-a.service" in g] == [], notes
+    assert not received_rises(peer_b), "the other unit's member was released"
+    assert host.run("test", "-e", f"{CG}/system.slice/njt-a.service", check=False).returncode != 0

@@ -193,6 +193,9 @@ def test_a_delegated_units_process_stays_in_the_cgroup_the_unit_made(host: Syste
     assert out.returncode == 0, out.stderr
     assert host.cgroup_of(pid).startswith(f"{unit_cg}/payload/netjail-net-")
     assert "belongs to njt-dlg.service" in out.stdout
+    doctor = {c["name"]: c for c in json.loads(host.netjail("doctor", "--json").stdout)}
+    assert "systemd manages the cgroup tree" in doctor["pid1"]["detail"]
+    assert "delegated units (Delegate=): njt-dlg.service" in doctor["pid1"]["detail"], doctor["pid1"]
     out = host.netjail("unblock", str(pid))
     assert out.returncode == 0, out.stderr
     assert host.cgroup_of(pid) == f"{unit_cg}/payload"

@@ -233,3 +233,20 @@ def test_a_jail_outliving_one_of_its_units_drops_that_units_rules(host: SystemdH
     assert [g for g in gates(host) if "njt-a.service" in g] == [], notes
     assert not received_rises(peer_b), "the other unit's member was released"
     assert host.run("test", "-e", f"{CG}/system.slice/njt-a.service", check=False).returncode != 0
+
+
+def test_reset_with_the_state_lost_leaves_every_unit_as_it_was(host: SystemdHost) -> None:
+    peer = receiver(host, 7107)
+    host.run("systemd-run", "--unit=njt-lost", host.python, *sender(7107).split())
+    pid = main_pid(host, "njt-lost.service")
+    unit_cg = host.cgroup_of(pid)
+    out = host.netjail("block", str(pid))
+    assert out.returncode == 0, out.stderr
+    assert not received_rises(peer)
+    host.sh("rm -rf /run/netjail")  # the state file, its lock and the watcher's pidfile
+
+    out = host.netjail("reset")
+    assert out.returncode == 0, out.stderr
+    assert host.cgroup_of(pid) == unit_cg
+    assert netjail_cgroups(host) == []
+    assert received_rises(peer)

@@ -14,7 +14,9 @@ SYSTEM_TOOLS := iptables:iptables iptables-legacy:iptables ip6tables-legacy:ipta
   nft:nftables ip:iproute2 ss:iproute2 \
   unshare:util-linux setpriv:util-linux nsenter:util-linux flock:util-linux \
   groupadd:passwd groupdel:passwd getent:libc-bin sh:dash sleep:coreutils true:coreutils ln:coreutils mkdir:coreutils bash:bash \
-  gcc:gcc ping:iputils-ping pasta:passt iperf3:iperf3 tcpdump:tcpdump
+  gcc:gcc ping:iputils-ping pasta:passt iperf3:iperf3 tcpdump:tcpdump \
+  systemd-nspawn:systemd-container systemctl:systemd systemd-run:systemd \
+  cat:coreutils test:coreutils tr:coreutils kill:procps pgrep:procps find:findutils
 # `make test` exits with this (netjail's "unsupported environment") when a program is missing.
 EXIT_MISSING_TOOL := 4
 PYTEST_ARGS ?=

@@ -117,6 +117,11 @@ def _block(a: argparse.Namespace) -> int:
         )
         + (f", {result.killed_connections} connections killed" if a.kill_connections else "")
     )
+    if result.unit:  # it stays in its unit: say so, and where the jail is
+        print(
+            f"PID {result.members[0].pid} belongs to {printable(result.unit)}: "
+            f"jailed inside it, in {printable(result.cgroup)}"
+        )
     if result.unfilterable or result.shared:
         from netjail.backends.block_report import result_lines
 

@@ -45,7 +45,7 @@ def matches(process: Process, query: str) -> bool:
         port = int(query)
         return any(s.local_port == port or s.remote_port == port for s in process.sockets)
     q = query.lower()
-    haystack = (process.name, process.user, process.jail or "", " ".join(process.cmdline))
+    haystack = (process.name, process.user, process.jail or "", process.unit or "", " ".join(process.cmdline))
     if any(q in field.lower() for field in haystack):
         return True
     return any(q in s.remote_addr or q in s.local_addr for s in process.sockets)
@@ -125,10 +125,12 @@ def _cells(
         summarise(listening_ports(process.sockets), _WIDTH["listen"]),
     )
     ns = _netns_cell(netns)
+    # a unit name is the unit file's (or a user's transient unit's): escaped, never markup
+    unit: Cell = Plain(_fit(printable(process.unit), _WIDTH["unit"])) if process.unit else ""
     if style:
         dimmed = (Text(str(c), style=style) if isinstance(c, (str, Plain)) else c for c in plain)
-        return (*dimmed, jail, drop, ns)
-    return (*plain, jail, drop, ns)
+        return (*dimmed, jail, drop, unit, ns)
+    return (*plain, jail, drop, unit, ns)
 
 
 def build_rows(

@@ -18,8 +18,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from netjail.backends import doctor_probes, sockdiag, socket_marks, tools
-from netjail.backends.cgroupfs import parse_mountinfo, read_cgroup
+from netjail.backends import doctor_probes, sockdiag, socket_marks, systemd_units, tools
+from netjail.backends.cgroupfs import find_cgroup2, parse_mountinfo, read_cgroup
 from netjail.backends.doctor_parsers import (
     FULL_MARK,
     FwmarkRule,
@@ -300,14 +300,20 @@ def early_demux_check(tcp: str | None, udp: str | None) -> Check:
     )
 
 
-def pid1_check(comm: str | None) -> Check:
-    if comm is None:
+def pid1_check(comm: str | None, booted: bool = False, delegated: Iterable[str] | None = None) -> Check:
+    """PID 1, and whether systemd manages the cgroup tree (`booted`: /run/systemd/system, as
+    sd_booted(3) checks); `delegated`: the units systemd delegated their subtree to."""
+    if comm is None and not booted:
         return Check("pid1", WARN, "/proc/1/comm unreadable")
-    if comm == "systemd":
+    if comm == "systemd" or booted:
+        units = sorted(delegated or ())
+        shown = ", ".join(units[:5]) + (f" and {len(units) - 5} more" if len(units) > 5 else "")
         return Check(
             "pid1",
             OK,
-            "systemd: it manages the cgroup tree; netjail keeps its jails in a subtree of their own",
+            "systemd manages the cgroup tree: a unit's processes are jailed inside the unit's own "
+            "cgroup, never taken out of it; "
+            + (f"delegated units (Delegate=): {shown}" if units else "no unit is delegated (Delegate=)"),
         )
     return Check("pid1", OK, f"{comm}, not systemd: no cgroup manager to share the tree with")
 
@@ -475,6 +481,13 @@ def _process_names() -> set[str]:
 
 class _Machine:
     """This machine's inputs, each read once and shared by the checks that need it."""
+
+    def pid1(self) -> Check:
+        comm = None if (c := _read("/proc/1/comm")) is None else c.strip()
+        booted = systemd_units.managed()
+        mount = find_cgroup2() if booted else None
+        delegated = systemd_units.delegated_units(Path(mount.path)) if mount else None
+        return pid1_check(comm, booted, delegated)
 
     @cached_property
     def cap_eff(self) -> int:
@@ -710,7 +723,7 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
                 _sysctl("net.ipv4.tcp_early_demux"), _sysctl("net.ipv4.udp_early_demux")
             ),
         ),
-        ("pid1", lambda: pid1_check(None if (c := _read("/proc/1/comm")) is None else c.strip())),
+        ("pid1", m.pid1),
         ("firewalls", m.firewalls),
         ("netns-link", lambda: _netns_link(m.can_admin)),
         ("python-iptables", python_iptables_check),

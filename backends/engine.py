@@ -18,7 +18,16 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjail.backends import block_report, identity, jail_cgroups, jail_marks, mark_check, policy, watcher
+from netjail.backends import (
+    block_report,
+    identity,
+    jail_cgroups,
+    jail_marks,
+    mark_check,
+    policy,
+    systemd_units,
+    watcher,
+)
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import (
     BadInput,
@@ -315,6 +324,8 @@ class Engine:
             set_entries=len(rules.set_entries),
             unfilterable=block_report.unfilterable(members, procs),
             shared=shared,
+            unit=systemd_units.unit_of(target.cgroup),
+            cgroup=members[0].cgroup if members else "",
         )
 
     def _catch_late_children(
@@ -336,7 +347,7 @@ class Engine:
             late = [
                 pid
                 for pid in identity.descendants(target.pid)
-                if pid not in known and not _cgroup_of(pid).startswith(jail.cgroup + "/")
+                if pid not in known and not jail_cgroups.in_jail(_cgroup_of(pid), jail.cgroups)
             ]
             extra = self._new_members(reg, jail.name, late, target, force) if late else []
             if not extra:
@@ -355,7 +366,6 @@ class Engine:
     ) -> list[MemberState]:
         jailed = {m.pid: j.name for j in reg.jails.values() for m in j.members}
         protected = set(identity.ancestors())
-        sub = jail_cgroups.member_path(name, target.pid, target.start_time)
         own = _own_netns()
         members = []
         for pid in pids:
@@ -374,6 +384,10 @@ class Engine:
                 continue
             origin = target.cgroup if pid == target.pid else _cgroup_of(pid)
             start = target.start_time if pid == target.pid else stat.start_time
+            # a unit's processes stay in its cgroup: their jail is made inside it (systemd_units)
+            sub = jail_cgroups.member_path(name, target.pid, target.start_time, origin)
+            if jail_cgroups.unit_base(sub) is not None:
+                _check_nestable(self._mount(), origin, pid)
             members.append(
                 MemberState(pid, start, stat.name, origin or "/", root=target.pid, status=PENDING, cgroup=sub)
             )
@@ -592,6 +606,9 @@ class Engine:
                     attempt(f"link of {name}", partial(pasta.stop, name, Path(mount.path), 0, 0, False))
                     cgroup = jail_cgroups.jail_path(name)
                     attempt(f"cgroup of {name}", partial(jail_cgroups.remove, Path(mount.path), cgroup))
+                # state lost or not: every unit is left as it was (processes back in its cgroup)
+                for inside in jail_cgroups.unit_dirs(Path(mount.path)) if systemd_units.managed() else ():
+                    attempt(f"cgroup {inside}", partial(jail_cgroups.remove, Path(mount.path), inside))
             watcher.stop(self.store.dir)
             self.store.remove()
             if failures:
@@ -625,6 +642,21 @@ def _cgroup_of(pid: int) -> str:
         return read_cgroup(pid)
     except NetjailError:
         return "/"
+
+
+def _check_nestable(mount: Path, origin: str, pid: int) -> None:
+    """A cgroup that enables controllers for its children cannot hold processes in a child too
+    (cgroup2's no-internal-process rule): netjail then cannot jail a unit's process without
+    taking it out of the unit, and refuses."""
+    busy = systemd_units.subtree_controllers(mount, origin)
+    if busy:
+        unit = systemd_units.unit_name(origin)
+        raise UnsupportedEnvironment(
+            f"PID {pid} belongs to {unit}, whose cgroup {origin} enables controllers for its "
+            f"children ({' '.join(busy)}): netjail would have to take it out of its unit; "
+            f"use the unit's own IPAddressDeny= (systemctl set-property {unit} IPAddressDeny=any) "
+            "or start the program jailed with `netjail run`"
+        )
 
 
 def _io_uring_notes(members: list[MemberState]) -> list[str]:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from netjail.backends import systemd_units
 from netjail.backends.errors import OperationFailed
 from netjail.backends.model import Process, Snapshot, Socket, UnfilterableSocket
 from netjail.backends.packet_sockets import read_packet_table
@@ -329,6 +330,7 @@ class Inventory:
             sockets=sockets,
             kernel_thread=p.stat.kernel_thread,
             unfilterable=blind,
+            unit=systemd_units.unit_of(cgroup),
         )
 
     # ---- sockets -----------------------------------------------------------------------

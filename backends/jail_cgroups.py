@@ -9,6 +9,12 @@
   on the jail's directory would match every sub-cgroup below it (xt_cgroup matches
   descendants) long after the process left.
 
+A process that belongs to a systemd unit is never taken out of its cgroup (systemd_units.py):
+its jail lives inside that cgroup instead, `<its cgroup>/<parent>-net-<netns inode>/<jail>/<pid>.
+<start time>`, the same layout one level down. systemd lists such processes under the unit,
+kills them with it and removes the cgroups with it; nothing is ever created where the unit's
+cgroup is gone (create(within=...)).
+
 Writing a PID to `cgroup.procs` moves a whole process (all its threads); its future children
 are born in the same cgroup.
 """
@@ -21,9 +27,10 @@ import os
 import posixpath
 import select
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from netjail.backends import identity, move_check
+from netjail.backends import identity, move_check, systemd_units
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import InsufficientPrivilege, NetjailError, NoSuchProcess, OperationFailed
 
@@ -35,8 +42,39 @@ def _own_netns() -> int:
         return 0
 
 
+def _base() -> str:
+    return os.environ.get("NETJAIL_CGROUP_PARENT", "netjail")
+
+
 def parent_name() -> str:
-    return f"{os.environ.get('NETJAIL_CGROUP_PARENT', 'netjail')}/net-{_own_netns()}"
+    return f"{_base()}/net-{_own_netns()}"
+
+
+def unit_dir_name() -> str:
+    """The one directory netjail makes inside a unit's cgroup (per network namespace)."""
+    return f"{_base().replace('/', '-')}-net-{_own_netns()}"
+
+
+def place(origin: str | None) -> str:
+    """Where the jails of a process in cgroup `origin` live: inside it when it belongs to a
+    systemd unit, else under netjail's own parent."""
+    if origin and systemd_units.unit_of(origin):
+        return f"{origin.rstrip('/')}/{unit_dir_name()}"
+    return f"/{parent_name()}"
+
+
+def unit_base(rel: str) -> str | None:
+    """The unit cgroup a netjail cgroup was made inside (None: under netjail's own parent):
+    ".../nginx.service/netjail-net-X/web/1.2" -> ".../nginx.service"."""
+    parts = rel.strip("/").split("/")
+    mine = unit_dir_name()
+    if mine in parts[1:]:
+        return "/" + "/".join(parts[: parts.index(mine)])
+    return None
+
+
+def in_jail(cgroup: str, subs: Iterable[str]) -> bool:
+    return any(cgroup == s or cgroup.startswith(s + "/") for s in subs)
 
 
 def jail_path(jail: str) -> str:
@@ -44,8 +82,9 @@ def jail_path(jail: str) -> str:
     return f"/{parent_name()}/{jail}"
 
 
-def member_path(jail: str, pid: int, start_time: int) -> str:
-    return f"{jail_path(jail)}/{pid}.{start_time}"
+def member_path(jail: str, pid: int, start_time: int, origin: str | None = None) -> str:
+    """A blocked root's sub-cgroup, for its members coming from cgroup `origin` (see place)."""
+    return f"{place(origin)}/{jail}/{pid}.{start_time}"
 
 
 def root_of(sub: str) -> int:
@@ -59,13 +98,23 @@ def _abs(mount: Path, rel: str) -> Path:
 
 
 def create(mount: Path, rel: str) -> int:
-    """Create (or reuse) a cgroup; returns its inode."""
+    """Create (or reuse) a cgroup; returns its inode. Inside a unit only the part below the
+    unit's cgroup is made, one level at a time: a unit stopped meanwhile makes it fail, never
+    re-creates the unit's cgroup behind systemd's back."""
     path = _abs(mount, rel)
+    within = unit_base(rel)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if within is None:
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            below = rel[len(within) :].strip("/").split("/")
+            for i in range(len(below)):
+                _abs(mount, "/".join([within, *below[: i + 1]])).mkdir(exist_ok=True)
         return path.stat().st_ino
     except PermissionError:
         raise InsufficientPrivilege(f"cannot create cgroup {path}: needs root") from None
+    except FileNotFoundError:
+        raise NoSuchProcess(f"cgroup {within} is gone (its unit stopped)") from None
     except OSError as exc:
         raise OperationFailed(f"cannot create cgroup {path}: {exc.strerror}") from None
 
@@ -197,6 +246,15 @@ def all_procs(mount: Path, rel: str) -> dict[int, str]:
     return found
 
 
+def jail_procs(mount: Path, rel: str, known: Iterable[str]) -> dict[int, str]:
+    """all_procs() of a jail's directory and of its known sub-cgroups elsewhere (inside units)."""
+    found = all_procs(mount, rel)
+    for sub in known:
+        if not sub.startswith(rel + "/"):
+            found.update(dict.fromkeys(procs(mount, sub), sub))
+    return found
+
+
 def remove(mount: Path, rel: str, release_to: dict[int, str] | None = None) -> None:
     """Move whatever still lives in the cgroup (and below) out, to its recorded origin, else the
     root, and remove it, then its parents up to the mount while they are empty. rmdir can
@@ -208,10 +266,11 @@ def remove(mount: Path, rel: str, release_to: dict[int, str] | None = None) -> N
     for sub in subs(mount, rel):
         remove(mount, sub, release_to)
     origins = release_to or {}
+    home = unit_base(rel) or "/"  # never out of the unit
     for _ in range(50):
         for pid in procs(mount, rel):
             with contextlib.suppress(NoSuchProcess):
-                move_process(mount, origins.get(pid, "/"), pid, inside=rel)
+                move_process(mount, origins.get(pid, home), pid, inside=rel)
         try:
             path.rmdir()
             break
@@ -227,14 +286,32 @@ def remove(mount: Path, rel: str, release_to: dict[int, str] | None = None) -> N
 
 
 def _prune(mount: Path, path: Path) -> None:
-    """Remove empty netjail directories above a removed cgroup, never the mount itself."""
-    top = _abs(mount, os.environ.get("NETJAIL_CGROUP_PARENT", "netjail"))
-    while path != mount and (path == top or top in path.parents):
+    """Remove empty netjail directories above a removed cgroup, never the mount itself, never
+    a unit's own cgroup."""
+    top = _abs(mount, _base())
+    mine = unit_dir_name()
+
+    def ours(p: Path) -> bool:
+        return p == top or top in p.parents or p.name == mine or any(a.name == mine for a in p.parents)
+
+    while path != mount and ours(path):
         try:
             path.rmdir()  # only succeeds when empty: no processes, no children
         except OSError:
             return
         path = path.parent
+
+
+def unit_dirs(mount: Path) -> list[str]:
+    """netjail's directories inside units (this namespace's), found by walking the tree:
+    for reset, which must leave every unit as it was even when the state file is lost."""
+    mine = unit_dir_name()
+    found = []
+    for top, dirs, _files in os.walk(mount):
+        if mine in dirs:
+            found.append("/" + os.path.relpath(os.path.join(top, mine), mount))
+            dirs.remove(mine)
+    return found
 
 
 def existing(mount: Path) -> list[str]:

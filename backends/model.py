@@ -65,6 +65,7 @@ class Process:
     jail: str | None = None
     kernel_thread: bool = False
     unfilterable: tuple[UnfilterableSocket, ...] = ()  # a block cannot cut these: not fully blockable
+    unit: str | None = None  # systemd unit, from the cgroup path ("nginx.service"; systemd_units)
 
     @property
     def key(self) -> tuple[int, int]:

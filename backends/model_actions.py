@@ -56,6 +56,8 @@ class BlockResult:
     set_entries: int = 0  # entries of the jail's fallback sets (the sockets that could not be marked)
     unfilterable: tuple[UnfilterableHeld, ...] = ()  # left open: the members are not fully blocked
     shared: tuple[SharedSocket, ...] = ()  # also cut for processes outside the jail
+    unit: str | None = None  # the systemd unit the process belongs to (systemd_units)
+    cgroup: str = ""  # where its jail lives: its member cgroup
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,11 @@ Rules, in order:
    When a jail is removed: cgroup, gid, netns and seccomp jails once no member is alive (and
    the cgroup is empty; never a `--keep` launch jail); owner jails only by unblock/reset, since
    they are about the user's processes to come as much as the current ones.
-4. cgroup jails: a missing cgroup is re-created and, since a `-m cgroup --path` rule binds to
-   the cgroup that existed when it was loaded (docs/kernel-facts.md #3), a re-created cgroup reloads
-   the jail's rules; a member moved out by someone else is moved back.
+4. cgroup jails: a missing cgroup is re-created (never one inside a systemd unit: that one went
+   with its unit, whose processes exited with it; see systemd_units) and, since a
+   `-m cgroup --path` rule binds to the cgroup that existed when it was loaded
+   (docs/kernel-facts.md #3), a re-created cgroup reloads the jail's rules; a member moved out
+   by someone else is moved back.
 5. Every live jail's rules are synced (one commit per table): socket selectors follow the
    members' current sockets (new listeners get covered), missing rules are re-created.
 """
@@ -27,7 +29,7 @@ import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, jail_marks, socket_cgroups
+from netjail.backends import identity, jail_cgroups, jail_marks, socket_cgroups, systemd_units
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
@@ -58,9 +60,10 @@ class Reconciler:
         procs = self.processes(fresh=True, prefetch=[m.pid for j in reg.jails.values() for m in j.members])
         desired: list[JailRules] = []
         for jail in list(reg.jails.values()):
+            stopped = self._stopped_units(jail)  # before the refresh retires their cgroups
             if not self._refresh_members(jail, procs):
                 notes += self._remove(reg, jail)
-                notes.append(f"jail {jail.name!r} removed: all its processes exited")
+                notes.append(f"jail {jail.name!r} removed: all its processes exited{stopped}")
                 continue
             if jail.strategy == "cgroup":
                 notes += self._ensure_cgroup(jail)
@@ -182,19 +185,32 @@ class Reconciler:
     def _adopt(
         self, name: str, cgroups: set[str], namespaces: set[str], rules: JailRules | None
     ) -> JailState | None:
-        if name in cgroups and self.mount and name not in namespaces:
+        # member cgroups inside units are not below the jail's directory: its rules name them
+        in_units = {
+            m.cgroup
+            for m in (rules.out_selectors if rules else ())
+            if m.cgroup
+            and jail_cgroups.unit_base(m.cgroup)
+            and self.mount
+            and jail_cgroups.inode(self.mount, m.cgroup) is not None
+        }
+        if (name in cgroups or in_units) and self.mount and name not in namespaces:
             rel = jail_cgroups.jail_path(name)
             members = []
-            for pid, sub in jail_cgroups.all_procs(self.mount, rel).items():
+            for pid, sub in jail_cgroups.jail_procs(self.mount, rel, in_units).items():
                 if sub == pasta.cgroup_path(name):
                     continue  # the link of a netns jail whose namespace is gone: an orphan
                 if stat := identity.read_stat(pid):
                     root = jail_cgroups.root_of(sub)
-                    members.append(MemberState(pid, stat.start_time, stat.name, "/", root=root, cgroup=sub))
+                    origin = jail_cgroups.unit_base(sub) or "/"
+                    members.append(
+                        MemberState(pid, stat.start_time, stat.name, origin, root=root, cgroup=sub)
+                    )
             if not members:
                 return None
             subs = {
-                sub: jail_cgroups.inode(self.mount, sub) or 0 for sub in jail_cgroups.subs(self.mount, rel)
+                sub: jail_cgroups.inode(self.mount, sub) or 0
+                for sub in [*jail_cgroups.subs(self.mount, rel), *sorted(in_units)]
             }
             return JailState(
                 name,
@@ -280,7 +296,7 @@ class Reconciler:
     def _refresh_cgroup_members(self, jail: JailState, alive: list[MemberState]) -> bool:
         """Children born in a sub-cgroup join as members of that sub-cgroup's root; a
         sub-cgroup with neither members nor processes is retired."""
-        found = jail_cgroups.all_procs(self.mount, jail.cgroup) if self.mount else {}
+        found = jail_cgroups.jail_procs(self.mount, jail.cgroup, jail.cgroups) if self.mount else {}
         known = {m.pid for m in alive}
         for pid, sub in found.items():
             if pid in known or not (stat := identity.read_stat(pid)):
@@ -295,6 +311,20 @@ class Reconciler:
         jail.members = alive
         return bool(alive)
 
+    def _stopped_units(self, jail: JailState) -> str:
+        """ " (systemd stopped X.service)" when the jail's members were in units whose cgroups
+        systemd removed (a stop or a restart: a restarted unit's cgroup is a new one)."""
+        if not self.mount or jail.strategy != "cgroup":
+            return ""
+        gone = sorted(
+            {
+                systemd_units.unit_name(base) or base
+                for sub in jail.cgroups
+                if (base := jail_cgroups.unit_base(sub)) and jail_cgroups.inode(self.mount, sub) is None
+            }
+        )
+        return f" (systemd stopped {', '.join(gone)}, and them with it)" if gone else ""
+
     def _ensure_cgroup(self, jail: JailState) -> list[str]:
         assert self.mount is not None
         notes = []
@@ -303,6 +333,9 @@ class Reconciler:
         for sub, ino in list(jail.cgroups.items()):
             now = jail_cgroups.inode(self.mount, sub)
             if now == ino and now is not None:
+                continue
+            if now is None and jail_cgroups.unit_base(sub) is not None:
+                notes += self._unit_gone(jail, sub)
                 continue
             notes.append(
                 f"jail {jail.name!r}: cgroup {sub} was removed; re-created it"
@@ -319,11 +352,35 @@ class Reconciler:
             self.fw.remove_jail(jail.name)
         return notes
 
+    def _unit_gone(self, jail: JailState, sub: str) -> list[str]:
+        """A member cgroup inside a unit vanished while members of it live: systemd removed
+        the unit's cgroup (stop, restart), so they were moved out first. Nothing is re-created
+        inside the unit: each such member is jailed again where it is now (its processes
+        exiting with the unit is the usual case, and they are forgotten before this)."""
+        assert self.mount is not None
+        del jail.cgroups[sub]
+        notes = [f"jail {jail.name!r}: cgroup {sub} went with its unit; not re-created there"]
+        for m in [m for m in jail.members if m.cgroup == sub]:
+            try:
+                now = read_cgroup(m.pid)
+                stat = identity.read_stat(m.pid)
+                if stat is None or stat.state == "Z" or jail_cgroups.inode(self.mount, now) is None:
+                    raise NoSuchProcess(f"PID {m.pid} exited")
+                m.cgroup = f"{jail_cgroups.place(now)}/{jail.name}/{sub.rsplit('/', 1)[-1]}"
+                m.original_cgroup = now
+                jail.cgroups[m.cgroup] = jail_cgroups.create(self.mount, m.cgroup)
+                jail_cgroups.move_process(self.mount, m.cgroup, m.pid, m.start_time)
+            except NoSuchProcess:
+                jail.members.remove(m)
+                continue
+            notes.append(f"jail {jail.name!r}: PID {m.pid} had left it for {now}; jailed again in {m.cgroup}")
+        return notes  # the dead cgroup's selector is dropped by the sync, the new one added
+
     def _bring_back_escapees(self, jail: JailState) -> list[str]:
         """A member moved out of the jail's cgroup by someone else (a service manager, a user)
         is moved back: nothing jailed is silently released."""
         assert self.mount is not None
-        inside = jail_cgroups.all_procs(self.mount, jail.cgroup)
+        inside = jail_cgroups.jail_procs(self.mount, jail.cgroup, jail.cgroups)
         notes = []
         for m in jail.members:
             if not m.cgroup or inside.get(m.pid) == m.cgroup or m.status == LAUNCHER:
@@ -357,7 +414,8 @@ class Reconciler:
             holders = leaving | {pid for sub in subs for pid in jail_cgroups.procs(self.mount, sub)}
             jail_marks.restore(jail, sorted(holders))
             for sub in subs:
-                default = next((m.original_cgroup for m in members if m.cgroup == sub), "/")
+                home = jail_cgroups.unit_base(sub) or "/"  # never out of the unit
+                default = next((m.original_cgroup for m in members if m.cgroup == sub), home)
                 for pid in jail_cgroups.procs(self.mount, sub):
                     leaving.add(pid)
                     origin = origins.get(pid, default)
@@ -373,7 +431,7 @@ class Reconciler:
                         )
         staying = [m for m in jail.members if m.pid not in leaving]
         remaining = (
-            jail_cgroups.all_procs(self.mount, jail.cgroup)
+            jail_cgroups.jail_procs(self.mount, jail.cgroup, set(jail.cgroups) - subs)
             if jail.strategy == "cgroup" and self.mount
             else {}
         )
@@ -399,6 +457,9 @@ class Reconciler:
         self.fw.remove_jail(jail.name)
         if jail.strategy == "cgroup" and jail.cgroup and self.mount:
             jail_cgroups.remove(self.mount, jail.cgroup, origins)
+            for sub in jail.cgroups:  # those made inside units (gone already if the unit is)
+                if not sub.startswith(jail.cgroup + "/"):
+                    jail_cgroups.remove(self.mount, sub, origins)
         elif jail.strategy == "gid" and jail.group_created:
             groups.remove_group(jail.name)
         elif jail.strategy == "netns":

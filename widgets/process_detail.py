@@ -48,6 +48,10 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         _field("user", f"{process.user}  {ids}"),
         _field("ppid", f"{process.ppid}  state {process.state}  start {process.start_time}"),
         _field("cgroup", process.cgroup or "?"),
+        _field(
+            "unit",
+            Text(printable(process.unit)) if process.unit else Text("— (not in a systemd unit)", style="dim"),
+        ),
         _field("netns", netns),
         _field("jail", jail),
     ]

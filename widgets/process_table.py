@@ -35,11 +35,12 @@ COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
     ("pid", "PID", 7, False),
     ("user", "USER", 8, False),
     ("name", "NAME", 18, False),  # room for a name under a few levels of tree
-    ("sockets", "SOCK", 6, True),
-    ("remote", "REMOTE", 19, False),
-    ("listen", "LISTEN", 10, False),
-    ("jail", "JAIL", 13, False),
-    ("dropped", "DROPPED", 9, True),
+    ("sockets", "SOCK", 5, True),
+    ("remote", "REMOTE", 13, False),
+    ("listen", "LISTEN", 8, False),
+    ("jail", "JAIL", 11, False),
+    ("dropped", "DROPPED", 8, True),
+    ("unit", "UNIT", 10, False),  # its systemd unit: a block never takes it out of it
     ("netns", "NETNS", 16, False),  # blank in netjail's own namespace
 )
 COLUMN_KEYS = tuple(c[0] for c in COLUMNS)

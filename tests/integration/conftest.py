@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import in_private_netns, run_cli
+from tests.conftest import CGROUP2, CGROUP_PARENT, in_private_netns, run_cli
+from tests.integration.systemd_host import SystemdHost, boot
 
 
 @pytest.fixture(autouse=True)
@@ -31,3 +32,13 @@ def _netjail_reset_after(state_dir: Path) -> Iterator[None]:
     if state_dir.exists():
         out = run_cli("reset")
         assert out.returncode == 0, out.stderr
+
+
+@pytest.fixture(scope="session")
+def systemd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdHost]:
+    """A container with systemd as PID 1, booted once per session (systemd_host.py)."""
+    host = boot(CGROUP2, CGROUP_PARENT, tmp_path_factory.mktemp("nspawn") / "console.log")
+    try:
+        yield host
+    finally:
+        host.stop()

@@ -80,6 +80,7 @@ def _proc(
         state="S",
         sockets=sockets,
         jail=jail,
+        unit=None if jail else f"{name}.service",
     )
 
 

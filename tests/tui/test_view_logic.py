@@ -45,6 +45,14 @@ def test_text_filter_matches_name_user_cmdline_jail_and_address() -> None:
     assert not matches(by[801], "curl")
 
 
+def test_unit_column_shows_and_filters_by_systemd_unit() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(query="nginx.serv"), {})
+    assert [r.process.pid for r in rows] == [801]
+    assert str(rows[0].cells[COLUMN_KEYS.index("unit")]) == "nginx.ser…"
+    jailed = next(r for r in build_rows(PROCESSES, ViewOptions(), {}) if r.process.name == "telemetryd")
+    assert str(jailed.cells[COLUMN_KEYS.index("unit")]) == ""  # not in a unit: blank
+
+
 def test_sort_cycle_and_orders() -> None:
     seen = ["pid"]
     while (nxt := next_sort(seen[-1])) != "pid":

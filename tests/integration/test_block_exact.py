@@ -9,9 +9,11 @@ same port stays untouched, and the rules loaded do not grow with the sockets hel
 from __future__ import annotations
 
 import collections
+import contextlib
 import select
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -257,3 +259,46 @@ def test_rules_loaded_do_not_grow_with_the_sockets_held(cli: CLI, probe: Callabl
                 c.close()
     assert counts[0] == counts[1], counts
     assert counts[1] <= 30, legacy_rules()
+
+
+RAW_SENDER = """
+import os, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)  # IP protocol 253: no ports at all
+print('READY {"pid": %d}' % os.getpid(), flush=True)
+while True:
+    try:
+        s.sendto(b"raw", ("127.0.0.1", 0))
+    except OSError:
+        pass  # EPERM while jailed
+    time.sleep(0.02)
+"""
+
+
+def test_a_raw_socket_sender_stops_and_resumes(cli: CLI) -> None:
+    """A raw socket made before the block (IP protocol 253, no ports, nothing sock_diag lists)
+    is cut by its mark; counted by a raw receiver here."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
+    rx.settimeout(0.05)
+    proc = subprocess.Popen([sys.executable, "-c", RAW_SENDER], stdout=subprocess.PIPE, text=True)
+    sender = Peer(proc)
+    threading.Thread(target=sender._read, daemon=True).start()
+
+    def received(seconds: float) -> int:
+        n, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                n += rx.recv(100).endswith(b"raw")
+        return n
+
+    try:
+        sender.wait_ready()
+        assert received(0.5) > 5
+        block(cli, proc.pid, "raw")
+        received(0.2)  # in flight
+        assert received(1.0) == 0
+        unblock(cli, proc.pid)
+        assert received(1.0) > 5
+    finally:
+        proc.kill()
+        proc.wait()
+        rx.close()

@@ -75,6 +75,7 @@ def reuseport(kind: int, host: str, port: int) -> None:
         ready(port=s.getsockname()[1])
         echo_udp(s, "received", me)
     else:
+        s.listen(128)  # before READY: a client may connect at once
         threading.Thread(target=serve_tcp, args=(s, "accepted", me), daemon=True).start()
         ready(port=s.getsockname()[1])
         while True:

@@ -399,6 +399,7 @@ class Engine:
         jail.cgroup_inode = jail_cgroups.create(mount, jail.cgroup)
         for sub in {m.cgroup for m in members}:
             jail.cgroups[sub] = jail_cgroups.create(mount, sub)
+            self.notes += jail_marks.mark_at_creation(mount, jail, sub)
         _fault_point("cgroup")
         # the scan reconciliation took moments ago: the first drop should not wait for another
         before = self._member_sockets(jail, fresh=False)

@@ -57,10 +57,34 @@ def unit_dir_name() -> str:
 
 def place(origin: str | None) -> str:
     """Where the jails of a process in cgroup `origin` live: inside it when it belongs to a
-    systemd unit, else under netjail's own parent."""
-    if origin and systemd_units.unit_of(origin):
+    systemd unit whose cgroups only root may change, else under netjail's own parent. A tree a
+    user owns (their user@UID.service, a unit delegated to them) would let them move the jailed
+    process back out (they own the common ancestor): measured by the attack review, 300 of 300
+    datagrams out. Such a process leaves its unit instead, as before units were kept."""
+    if origin and systemd_units.unit_of(origin) and _only_root_may_change(origin):
         return f"{origin.rstrip('/')}/{unit_dir_name()}"
     return f"/{parent_name()}"
+
+
+def _only_root_may_change(rel: str) -> bool:
+    """Every directory from the cgroup2 mount down to `rel`, and its cgroup.procs, belong to
+    root and are writable by nobody else."""
+    from netjail.backends.cgroupfs import find_cgroup2
+
+    found = find_cgroup2()
+    if found is None:
+        return False
+    path = Path(found.path)
+    try:
+        for part in ["", *rel.strip("/").split("/")]:
+            path = path / part if part else path
+            st = os.stat(path, follow_symlinks=False)
+            if st.st_uid != 0 or st.st_mode & 0o022:
+                return False
+        procs = os.stat(path / "cgroup.procs", follow_symlinks=False)
+    except OSError:
+        return False
+    return procs.st_uid == 0 and not procs.st_mode & 0o022
 
 
 def unit_base(rel: str) -> str | None:

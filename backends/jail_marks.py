@@ -8,8 +8,9 @@ AF_INET/AF_INET6 is never duplicated again; the mark itself lives in the kernel'
 from __future__ import annotations
 
 from collections.abc import Collection, Container, Iterable
+from pathlib import Path
 
-from netjail.backends import identity, socket_marks
+from netjail.backends import identity, sock_create_mark, socket_marks
 from netjail.backends.state import LAUNCHER, JailState, MemberState
 
 _OTHER: set[int] = set()  # inodes of sockets netfilter does not filter (unix, netlink, packet)
@@ -21,6 +22,17 @@ def assign(jail: JailState, used: Iterable[int]) -> None:
         return
     jail.mark_mask = socket_marks.mark_mask()
     jail.mark = socket_marks.allocate(jail.mark_mask, used)
+
+
+def mark_at_creation(mount: Path, jail: JailState, sub: str) -> list[str]:
+    """Sockets created in the member cgroup `sub` get the jail's mark as they are made
+    (sock_create_mark); where that cannot be, the watcher's period marking is all (a note)."""
+    if not jail.mark:
+        return []
+    why = sock_create_mark.attach(mount, sub, jail.mark)
+    if why is None:
+        return []
+    return [f"jail {jail.name!r}: {why}; sockets opened inside are marked within a watcher period"]
 
 
 def marked(jail: JailState) -> set[int]:

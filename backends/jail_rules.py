@@ -73,6 +73,9 @@ def desired_rules(
             marks = tuple(Match(fam, mark=jail.mark, mark_mask=jail.mark_mask) for fam in FAMILIES)
             owners += marks
             in_sel += marks
+        # established TCP and connected UDP sockets opened inside: early demux gives INPUT
+        # their socket, and its cgroup (the watcher marks them too, within a period)
+        in_sel += tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
     elif jail.strategy == "owner" and jail.uid is not None:
         owners = tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES)
     elif jail.strategy in ("owner", "gid") and jail.gid is not None:

@@ -34,7 +34,7 @@ from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
-from netjail.backends.jail_rules import allow_from_rules, desired_rules, serves
+from netjail.backends.jail_rules import allow_from_rules, desired_rules
 from netjail.backends.launch import groups, netns, pasta
 from netjail.backends.model import Process, Socket
 from netjail.backends.scoped_processes import ScopedProcesses
@@ -115,17 +115,16 @@ class Reconciler:
         return held
 
     def _mark(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: set[int]) -> list[str]:
-        """Mark what members hold and the cgroup rule cannot see: sockets sock_diag lists with a
-        cgroup outside the jail, and every socket it does not list (unbound, raw, ICMP ...); and
-        listeners and unconnected UDP sockets opened inside, which INPUT can only tell apart by
-        their mark (the cgroup rule covers what they send, except a listener's SYN-ACKs:
-        docs/kernel-facts.md #2)."""
+        """Mark every INET socket members hold: those the cgroup rule cannot see (created
+        outside the jail, or not listed by sock_diag: unbound, raw, ICMP ...) and those opened
+        inside, which INPUT tells apart by their mark once no early demux hands it their cgroup
+        (listeners, unconnected UDP; docs/kernel-facts.md #2). Until this period's pass, the
+        INPUT cgroup lane covers established ones opened inside."""
         jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
-        inside = {s.inode for socks in sockets.values() for s in socks if not serves(s)} - unseen
-        checked = jail_marks.checked(jail) | inside
+        checked = jail_marks.checked(jail)
         # a member holding nothing new costs no pidfd: its fds were read by _held_sockets
         todo = [m for m in jail.members if not checked.issuperset(self._raw_by_pid.get(m.pid, ()))]
-        return jail_marks.mark_members(jail, todo, inside)
+        return jail_marks.mark_members(jail, todo)
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
         """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
@@ -343,6 +342,7 @@ class Reconciler:
                 else f"jail {jail.name!r}: cgroup {sub} was re-created by someone; reloaded its rules"
             )
             jail.cgroups[sub] = jail_cgroups.create(self.mount, sub)
+            notes += jail_marks.mark_at_creation(self.mount, jail, sub)
             for m in jail.members:
                 if m.cgroup == sub:
                     with contextlib.suppress(NoSuchProcess):
@@ -369,6 +369,7 @@ class Reconciler:
                 m.cgroup = f"{jail_cgroups.place(now)}/{jail.name}/{sub.rsplit('/', 1)[-1]}"
                 m.original_cgroup = now
                 jail.cgroups[m.cgroup] = jail_cgroups.create(self.mount, m.cgroup)
+                jail_marks.mark_at_creation(self.mount, jail, m.cgroup)
                 jail_cgroups.move_process(self.mount, m.cgroup, m.pid, m.start_time)
             except NoSuchProcess:
                 jail.members.remove(m)

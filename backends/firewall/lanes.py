@@ -74,21 +74,32 @@ class Lane:
             return [(self.chain, Match(family, match_set=GATE, set_flags=GATE_FLAGS[self.direction]), None)]
         if self.direction == "out":
             return [(self.chain, Match(family), None)]
-        lookup = Match(family, mark=0, mark_mask=ALL_BITS, socket_mark=True)
-        return [(self.chain, lookup, None)]
+        # packets carrying no bits but netjail's: unmarked, or sent by a jailed socket over lo
+        return [(self.chain, Match(family, mark=0, mark_mask=ALL_BITS & ~_mask(body)), None)]
 
     def head(self, family: str, body: Iterable[Match]) -> list[RuleKey]:
         if self.kind != "mark":
             return []
-        mask = ALL_BITS if self.direction == "in" else 0
-        for m in body:
-            mask |= m.mark_mask or 0
-        return [("RETURN", Match(family, mark=0, mark_mask=mask), None)] if mask else []
+        mask = _mask(body)
+        if self.direction == "out":
+            return [("RETURN", Match(family, mark=0, mark_mask=mask), None)] if mask else []
+        # netjail's bits off (a jailed sender's mark is no verdict on the receiver), then the
+        # lookup: a socket without a mark needs nothing more
+        ours_off = Match(family, mark=0, mark_mask=ALL_BITS & ~mask)
+        lookup = Match(family, mark=0, mark_mask=ALL_BITS, socket_mark=True)
+        return [(CLEAR_MARK, ours_off, None), ("RETURN", lookup, None)]
 
     def tail(self, family: str) -> list[RuleKey]:
         if self.kind == "mark" and self.direction == "in":
             return [(CLEAR_MARK, Match(family), None)]
         return []
+
+
+def _mask(body: Iterable[Match]) -> int:
+    mask = 0
+    for m in body:
+        mask |= m.mark_mask or 0
+    return mask
 
 
 LANES: dict[str, tuple[Lane, ...]] = {
@@ -97,7 +108,11 @@ LANES: dict[str, tuple[Lane, ...]] = {
         Lane(f"{DISPATCH['out']}-MK", "out", "mark"),
         Lane(f"{DISPATCH['out']}-FB", "out", "set"),
     ),
-    "in": (Lane(f"{DISPATCH['in']}-MK", "in", "mark"), Lane(f"{DISPATCH['in']}-FB", "in", "set")),
+    "in": (
+        Lane(f"{DISPATCH['in']}-CG", "in", "cgroup"),
+        Lane(f"{DISPATCH['in']}-MK", "in", "mark"),
+        Lane(f"{DISPATCH['in']}-FB", "in", "set"),
+    ),
     "fwd": (),
 }
 

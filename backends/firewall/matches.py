@@ -76,6 +76,8 @@ def _iface(value: Any, what: str) -> str:
 def _cgroup(value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
         raise BadInput(f"bad cgroup path {value!r}: absolute path inside the cgroup2 hierarchy")
+    if "'" in value:  # python-iptables splits options shell-like: the rule would not load
+        raise BadInput(f"cgroup path {value!r} holds a quote (') that iptables rules cannot carry")
     path = posixpath.normpath(value)
     if path.startswith("//"):
         path = "/" + path.lstrip("/")

@@ -119,20 +119,21 @@ def _build(match: Match, target: str, comment: str | None, set_index: int | None
                 m.uid_owner = str(match.uid_owner)
             if match.gid_owner is not None:
                 m.gid_owner = str(match.gid_owner)
-        if match.mark is not None:
-            _create_match(rule, "mark").mark = f"{match.mark:#x}/{match.mark_mask:#x}"
-        if match.socket_mark:  # after the mark test: the lookup overwrites the packet's mark
+        if match.socket_mark:  # first: the mark test after it sees the socket's mark
             m = _create_match(rule, "socket")
             m.nowildcard = ""
             m.restore_skmark = ""
+        if match.mark is not None:
+            _create_match(rule, "mark").mark = f"{match.mark:#x}/{match.mark_mask:#x}"
         if match.match_set is not None:  # libxt_set looks the index up itself
             _create_match(rule, "set").match_set = [match.match_set, match.set_flags]
         if comment is not None:
             _create_match(rule, "comment").comment = comment
         try:
             t = rule.create_target(target)
-            if target == CLEAR_MARK:
-                t.set_xmark = f"0x0/{ALL_BITS:#x}"
+            if target == CLEAR_MARK:  # the bits its match says are not set: all, or netjail's
+                bits = ALL_BITS if match.mark_mask is None else ALL_BITS & ~match.mark_mask
+                t.set_xmark = f"0x0/{bits:#x}"
         except Exception as exc:  # XTablesError: libxt_standard.so missing
             raise UnsupportedEnvironment(f"iptables target '{target}' unavailable: {exc}") from None
         rule.final_check()

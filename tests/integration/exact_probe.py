@@ -4,6 +4,8 @@
                             echoes every datagram with its PID in front
   reuseport-tcp HOST PORT   a TCP listener sharing HOST:PORT (SO_REUSEPORT): each accepted
                             connection gets its PID, then every line it sends is echoed
+  late-udp HOST PORT        on SIGUSR1 (sent once it is jailed), a UDP socket connected to
+                            HOST:PORT, counting what it receives
   many HOST TPORT UPORT     holds a wildcard TCP listener, a listener on HOST, an established
                             TCP flow to HOST:TPORT, a UDP socket connected to HOST:UPORT and an
                             unconnected UDP socket on 0.0.0.0; every 50 ms it sends on the flow
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -124,10 +127,26 @@ def drain(s: socket.socket, key: str) -> None:
         bump(key)
 
 
+def late_udp(host: str, port: int) -> None:
+    go = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    ready()
+    go.wait()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.connect((host, port))
+    bump(f"port={s.getsockname()[1]}")
+    while True:
+        s.recv(2048)
+        bump("received")
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "reuseport-udp":
         reuseport(socket.SOCK_DGRAM, args[0], int(args[1]))
+    elif mode == "late-udp":
+        late_udp(args[0], int(args[1]))
     elif mode == "reuseport-tcp":
         reuseport(socket.SOCK_STREAM, args[0], int(args[1]))
     else:

@@ -87,3 +87,30 @@ def test_a_stranger_hit_by_a_write_after_its_target_died_goes_back(slice_dir: Pa
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_unit_tree_a_user_owns_is_not_where_a_jail_goes() -> None:
+    """A user who owns a cgroup above the jail could move the jailed process back out (attack
+    review: their user@UID.service): netjail keeps jails inside a unit only where every
+    directory down to it, and its cgroup.procs, belong to root."""
+    from netjail.backends import jail_cgroups
+    from netjail.backends.cgroupfs import find_cgroup2
+
+    found = find_cgroup2()
+    assert found is not None
+    mount = Path(found.path)
+    base = mount / f"njtest-owned-{os.getpid()}"
+    unit = base / "user@65534.service" / "app.scope"
+    unit.mkdir(parents=True)
+    try:
+        rel = "/" + str(unit.relative_to(mount))
+        assert jail_cgroups._only_root_may_change(rel)
+        os.chown(base / "user@65534.service", 65534, 65534)  # what systemd does for user@.service
+        assert not jail_cgroups._only_root_may_change(rel)
+        os.chown(base / "user@65534.service", 0, 0)
+        os.chown(unit / "cgroup.procs", 65534, 65534)
+        assert not jail_cgroups._only_root_may_change(rel)
+    finally:
+        unit.rmdir()
+        (base / "user@65534.service").rmdir()
+        base.rmdir()

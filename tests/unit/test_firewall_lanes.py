@@ -7,13 +7,15 @@ from netjail.backends.firewall.lanes import ALL_BITS, CLEAR_MARK, LANES, cgroup_
 from netjail.backends.firewall.plan import Append, Delete, Insert, edit_lane
 
 CG, MK, FB = LANES["out"]
-IN_MK, IN_FB = LANES["in"]
+IN_CG, IN_MK, IN_FB = LANES["in"]
 
 
 def test_member_cgroups_and_marks_go_to_lanes_others_stay() -> None:
     assert lane_for("out", Match("inet", cgroup="/netjail/net-1/web/12.34")) is CG
     assert lane_for("out", Match("inet", mark=0x1000000, mark_mask=0xFF000000)) is MK
     assert lane_for("in", Match("inet", mark=0x1000000, mark_mask=0xFF000000)) is IN_MK
+    # coming in too: early demux gives INPUT an established socket, and its cgroup
+    assert lane_for("in", Match("inet", cgroup="/netjail/net-1/web/12.34")) is IN_CG
     assert lane_for("out", Match("inet", uid_owner=1000)) is None
     assert lane_for("in", Match("inet", "tcp", dport=80)) is None
     assert lane_for("fwd", Match("inet", in_iface="njv1")) is None
@@ -52,10 +54,14 @@ def test_mark_lane_head_covers_every_jails_mask_and_incoming_clears_the_mark() -
     assert MK.gates("inet", body) == [(MK.chain, Match("inet"), None)]
     assert MK.tail("inet") == []
     # coming in, only unmarked packets are looked up, and the mark goes back to 0 after
-    assert IN_MK.gates("inet6", body) == [
-        (IN_MK.chain, Match("inet6", mark=0, mark_mask=ALL_BITS, socket_mark=True), None)
+    # coming in: packets with no bits but netjail's enter (a jailed sender's mark over lo),
+    # lose netjail's bits, then take their socket's mark; the mark goes back to 0 after
+    not_ours = ALL_BITS & ~0xFF0000F0
+    assert IN_MK.gates("inet6", body) == [(IN_MK.chain, Match("inet6", mark=0, mark_mask=not_ours), None)]
+    assert IN_MK.head("inet6", body) == [
+        (CLEAR_MARK, Match("inet6", mark=0, mark_mask=not_ours), None),
+        ("RETURN", Match("inet6", mark=0, mark_mask=ALL_BITS, socket_mark=True), None),
     ]
-    assert IN_MK.head("inet6", body) == [("RETURN", Match("inet6", mark=0, mark_mask=ALL_BITS), None)]
     assert IN_MK.tail("inet6") == [(CLEAR_MARK, Match("inet6"), None)]
 
 

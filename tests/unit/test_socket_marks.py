@@ -53,6 +53,9 @@ def test_marked_sockets_need_no_address_rule_either_way() -> None:
         Match("inet", match_set="nj4-j-f", set_flags="dst,dst,src"),
         Match("inet", mark=0x2000000, mark_mask=0xFF000000),
         Match("inet6", mark=0x2000000, mark_mask=0xFF000000),
+        # established sockets opened inside, where early demux gives INPUT their cgroup
+        Match("inet", cgroup="/nj/j/1.2"),
+        Match("inet6", cgroup="/nj/j/1.2"),
     )
     assert rules.set_entries == (
         SetEntry("inet", "send", "udp", 5353),

@@ -223,6 +223,27 @@ def spawn_peer() -> Iterator[Callable[..., Peer]]:
         p.kill()
 
 
+@pytest.fixture
+def spawn_script() -> Iterator[Callable[..., Peer]]:
+    """spawn_script(path, *args) -> ready Peer: one of the suite's probe scripts, as `nobody`."""
+    peers: list[Peer] = []
+
+    def spawn(path: Path, *args: object) -> Peer:
+        cmd = [*setpriv_as("nobody"), *python_for("nobody"), str(path), *map(str, args)]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        peer = Peer(proc)
+        threading.Thread(target=peer._read, daemon=True).start()
+        peers.append(peer)
+        peer.wait_ready()
+        return peer
+
+    yield spawn
+    for p in peers:
+        p.kill()
+
+
 @dataclass(frozen=True)
 class Host:
     """A test host: its own netns, reached over a veth pair from the test's netns."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Peer, python_for, setpriv_as
+from tests.conftest import Peer
 from tests.integration.test_block import CLI, legacy_rules
 from tests.integration.test_block_marks import block, sock_mark, unblock
 
@@ -30,23 +30,8 @@ PROBE = Path(__file__).with_name("exact_probe.py")
 
 
 @pytest.fixture
-def probe() -> Iterator[Callable[..., Peer]]:
-    peers: list[Peer] = []
-
-    def spawn(*args: object) -> Peer:
-        argv = [*setpriv_as("nobody"), *python_for("nobody"), str(PROBE), *map(str, args)]
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        peer = Peer(proc)
-        threading.Thread(target=peer._read, daemon=True).start()
-        peers.append(peer)
-        peer.wait_ready()
-        return peer
-
-    yield spawn
-    for p in peers:
-        p.kill()
+def probe(spawn_script: Callable[..., Peer]) -> Callable[..., Peer]:
+    return lambda *args: spawn_script(PROBE, *args)
 
 
 def family(host: str) -> socket.AddressFamily:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Peer, python_for, setpriv_as
+from tests.conftest import Peer
 from tests.integration.test_block import CLI, legacy_rules, rises, settle_count
 from tests.integration.test_block_marks import sock_mark
 
@@ -27,23 +26,8 @@ WATCH = 1.0  # NETJAIL_WATCH_INTERVAL of these tests: the bound below is one per
 
 
 @pytest.fixture
-def spawn_probe() -> Iterator[Callable[..., Peer]]:
-    peers: list[Peer] = []
-
-    def spawn(*args: object) -> Peer:
-        cmd = [*setpriv_as("nobody"), *python_for("nobody"), str(PROBE), *map(str, args)]
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        peer = Peer(proc)
-        threading.Thread(target=peer._read, daemon=True).start()
-        peers.append(peer)
-        peer.wait_ready()
-        return peer
-
-    yield spawn
-    for p in peers:
-        p.kill()
+def spawn_probe(spawn_script: Callable[..., Peer]) -> Callable[..., Peer]:
+    return lambda *args: spawn_script(PROBE, *args)
 
 
 @pytest.fixture

@@ -12,21 +12,23 @@ few gate rules that unjailed packets fail fast:
     NETJAIL-OUT-MK: -m mark --mark 0x0/0xff000000 -j RETURN               (head: unmarked)
                     -m mark --mark 0x1000000/0xff000000 -j NJ-O-web        (one per jail)
 
-    NETJAIL-IN:     -m mark --mark 0x0/0xffffffff -m socket --nowildcard --restore-skmark
-                        -j NETJAIL-IN-MK                                   (gate)
-    NETJAIL-IN-MK:  -m mark --mark 0x0/0xffffffff -j RETURN               (head: socket unmarked)
+    NETJAIL-IN:     -m cgroup --path /netjail/net-X -j NETJAIL-IN-CG      (gate: early demux)
+                    -m mark --mark 0x0/0xffffff -j NETJAIL-IN-MK          (gate: no bits but ours)
+    NETJAIL-IN-MK:  -m mark --mark 0x0/0xffffff -j MARK --set-xmark 0x0/0xff000000  (ours off)
+                    -m socket --nowildcard --restore-skmark -m mark --mark 0x0 -j RETURN
                     -m mark --mark 0x1000000/0xff000000 -j NJ-I-web        (one per jail)
                     -j MARK --set-xmark 0x0/0xffffffff                     (tail)
 
 An unjailed packet going out walks three rules (a cgroup gate, the mark gate, the head); coming
-in, the socket lookup the stack does anyway (early demux) or one hash lookup, and one rule.
+in, two gates, the MARK rule and the socket lookup (early demux's, or one hash lookup).
 
 Incoming packets carry no socket identity of their own: `--restore-skmark` copies the mark of
-the socket the packet is for into the packet, for TCP and UDP (docs/kernel-facts.md #10). It overwrites
-the packet's mark, so only packets arriving unmarked are looked up (a mark someone else's rules
-set before netjail's is never touched) and the tail puts 0 back on every packet the lookup
-marked, jailed or not, once the jail chains had their say: the packet leaves netjail's chains
-with the mark it came with. `--nowildcard` also finds sockets bound to 0.0.0.0 / ::.
+the socket the packet is for into the packet, for TCP and UDP (docs/kernel-facts.md #10). It
+overwrites the packet's mark, so only packets carrying no bits but netjail's are looked up (a
+mark someone else's rules set before netjail's is never touched); netjail's bits are cleared
+first (over loopback a packet keeps its jailed sender's mark, which says nothing about the
+receiver), and the tail puts 0 back on every packet the lookup marked, once the jail chains had
+their say. `--nowildcard` also finds sockets bound to 0.0.0.0 / ::.
 
     NETJAIL-OUT:    -m set --match-set nj-gate src -j NETJAIL-OUT-FB        (gate, while needed)
     NETJAIL-OUT-FB: -m set --match-set nj4-web-f src,src,dst -j NJ-O-web   (per jail and set)

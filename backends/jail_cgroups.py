@@ -25,12 +25,11 @@ import contextlib
 import errno
 import os
 import posixpath
-import select
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from netjail.backends import identity, move_check, systemd_units
+from netjail.backends import identity, move_check, procio, systemd_units
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import InsufficientPrivilege, NetjailError, NoSuchProcess, OperationFailed
 
@@ -199,7 +198,7 @@ def move_process(
         # pidfd holds the very process checked
         start = _expect(mount, pid, start_time, inside)
         where = move(mount, rel, pid)
-        alive = not select.select([pidfd], [], [], 0)[0]  # a pidfd reads ready once it exited
+        alive = not procio.pidfd_exited(pidfd)
         if alive:
             return where
         return _after_death(mount, pid, start, where)

@@ -4,6 +4,7 @@ on every refresh, and a buffered file object costs more than the read itself."""
 from __future__ import annotations
 
 import os
+import select
 
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 
@@ -48,3 +49,12 @@ def socket_inodes(fd_dir: str) -> list[int]:
         return inodes
     finally:
         os.close(dfd)
+
+
+def pidfd_exited(pidfd: int, timeout: float = 0.0) -> bool:
+    """Whether the process behind `pidfd` exited, waiting up to `timeout` seconds. poll, not
+    select: select() cannot take an fd numbered 1024 or above, and a process holding many
+    sockets' duplicates gets there."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(int(timeout * 1000)))

@@ -26,14 +26,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, tools
+from netjail.backends import identity, jail_cgroups, procio, tools
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
 
 PASTA = "pasta"
@@ -183,10 +182,10 @@ def _kill(pid: int, start_time: int) -> None:
             return
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(fd, signal.SIGTERM)
-        if not select.select([fd], [], [], 1.0)[0]:
+        if not procio.pidfd_exited(fd, 1.0):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
-            select.select([fd], [], [], 2.0)
+            procio.pidfd_exited(fd, 2.0)
     except OSError as exc:
         if exc.errno != errno.ESRCH:
             raise OperationFailed(f"cannot stop pasta (PID {pid}): {exc.strerror}") from None

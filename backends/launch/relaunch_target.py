@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from netjail.backends import identity
+from netjail.backends import identity, procio
 from netjail.backends.errors import BadInput, NetjailError, NoSuchProcess
 
 
@@ -40,14 +39,14 @@ class Target:
     cwd: str | None
 
     def exited(self) -> bool:
-        return bool(select.select([self.pidfd], [], [], 0)[0])
+        return procio.pidfd_exited(self.pidfd)
 
     def terminate(self, grace: float = 3.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds; returns once the process has exited."""
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self.pidfd, sig)
-            if select.select([self.pidfd], [], [], wait)[0]:
+            if procio.pidfd_exited(self.pidfd, wait):
                 return
         raise NetjailError(f"PID {self.pid} did not exit after SIGKILL")
 

@@ -75,3 +75,25 @@ def test_safety_checks_hold_with_scoped_reads(state_dir: Path) -> None:
     with pytest.raises(ProtectedProcess, match="ancestor"):
         engine.block(BlockRequest(os.getppid()))
     assert engine.jails() == ()
+
+
+def test_block_and_unblock_work_with_more_than_1024_fds_open(
+    spawn_peer: Callable[..., Peer], state_dir: Path
+) -> None:
+    """An engine holding many fds (a TUI or agent; duplicates of a big server's sockets) gets
+    pidfds numbered above 1023, which select() cannot take: the attack review's finding."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        peer = spawn_peer("udp-bind", "127.0.0.1", 0)
+        engine = Engine(state_dir, spawn_watcher=False)
+        result = engine.block(BlockRequest(peer.pid, jail="manyfds"))
+        assert [m.pid for m in result.members] == [peer.pid]
+        engine.unblock(UnblockRequest(pid=peer.pid))
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

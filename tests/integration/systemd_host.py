@@ -88,6 +88,14 @@ class SystemdHost:
                     self.nspawn.kill()
                     self.nspawn.wait(5)
         _remove_tree(self.cgroup)
+        # on a hybrid host nspawn mirrors its cgroups in the v1 name=systemd hierarchy too, at
+        # the same path: they outlive the container unless removed here
+        if (mirror := _systemd_v1_mount()) is not None:
+            session = mirror / self.cgroup.parent.name
+            if (session / self.cgroup.name).is_dir():
+                _remove_tree(session / self.cgroup.name)
+            with contextlib.suppress(OSError):
+                session.rmdir()
         # nspawn leaves its propagation directory behind when the root is the host's "/"
         shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.machine}", ignore_errors=True)
 
@@ -138,6 +146,16 @@ def _wait_for_init(nspawn: subprocess.Popen[bytes], log: Path) -> int:
                         return int(child)
         time.sleep(0.05)
     raise RuntimeError("systemd-nspawn started no systemd")
+
+
+def _systemd_v1_mount() -> Path | None:
+    """Where the v1 name=systemd hierarchy is mounted (hybrid hosts), None when it is not."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, _, right = line.partition(" - ")
+        fields = right.split()
+        if fields[:1] == ["cgroup"] and "name=systemd" in fields[-1].split(","):
+            return Path(left.split()[4])
+    return None
 
 
 def _remove_tree(top: Path) -> None:

@@ -196,6 +196,18 @@ class Peer:
         self.proc.wait(5)
 
 
+def start_peer(cmd: list[str], peers: list[Peer]) -> Peer:
+    """Start a helper whose stdout is read continuously; ready once it printed READY."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    peer = Peer(proc)
+    threading.Thread(target=peer._read, daemon=True).start()
+    peers.append(peer)
+    peer.wait_ready()
+    return peer
+
+
 @pytest.fixture
 def spawn_peer() -> Iterator[Callable[..., Peer]]:
     """spawn_peer(mode, *args, netns=None, user=None, interval=0.05) -> ready Peer."""
@@ -209,14 +221,7 @@ def spawn_peer() -> Iterator[Callable[..., Peer]]:
             cmd = [*setpriv_as(user), *cmd]
         if netns:
             cmd = ["ip", "netns", "exec", netns, *cmd]
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        peer = Peer(proc)
-        threading.Thread(target=peer._read, daemon=True).start()
-        peers.append(peer)
-        peer.wait_ready()
-        return peer
+        return start_peer(cmd, peers)
 
     yield spawn
     for p in peers:
@@ -227,19 +232,9 @@ def spawn_peer() -> Iterator[Callable[..., Peer]]:
 def spawn_script() -> Iterator[Callable[..., Peer]]:
     """spawn_script(path, *args) -> ready Peer: one of the suite's probe scripts, as `nobody`."""
     peers: list[Peer] = []
-
-    def spawn(path: Path, *args: object) -> Peer:
-        cmd = [*setpriv_as("nobody"), *python_for("nobody"), str(path), *map(str, args)]
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        peer = Peer(proc)
-        threading.Thread(target=peer._read, daemon=True).start()
-        peers.append(peer)
-        peer.wait_ready()
-        return peer
-
-    yield spawn
+    yield lambda path, *args: start_peer(
+        [*setpriv_as("nobody"), *python_for("nobody"), str(path), *map(str, args)], peers
+    )
     for p in peers:
         p.kill()
 

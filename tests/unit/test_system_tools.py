@@ -185,8 +185,9 @@ def _wrapper_index(fn: ast.FunctionDef) -> int | None:
 
 
 def _programs(tree: ast.Module) -> Iterator[tuple[str, int]]:
+    # name -> (where its argv starts, whether it takes the argv as words (*args) or whole)
     wrappers = {
-        n.name: i
+        n.name: (i, i == len(n.args.args))
         for n in ast.walk(tree)
         if isinstance(n, ast.FunctionDef) and (i := _wrapper_index(n)) is not None
     }
@@ -204,7 +205,11 @@ def _programs(tree: ast.Module) -> Iterator[tuple[str, int]]:
                     for prog in _after_dashes(ast.List(elts=list(n.args))):
                         yield prog, n.lineno
                 elif name in wrappers:
-                    for prog in scope.first_word(n.args[wrappers[name] :]):
+                    at, words = wrappers[name]
+                    found = scope.first_word(n.args[at:]) if words else set()
+                    if not words and len(n.args) > at:  # `start(cmd, peers)`: cmd is a whole argv
+                        found = scope.argv0(n.args[at]) | _after_dashes(n.args[at])
+                    for prog in found:
                         yield prog, n.lineno
 
     yield from visit(tree, _Scope(tree, None))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import errno
+import hashlib
 import os
 import socket
 import struct
@@ -157,6 +158,28 @@ def family_counters(layout: EntryLayout) -> dict[str, Counters]:
     except TableUnavailable:
         return {}
     return jail_counters(layout, blob, starts)
+
+
+def fingerprint(layout: EntryLayout) -> bytes | None:
+    """A digest of one family's filter table without its counters (None: no such table):
+    equal digests, the same rules. Lets a sync that would change nothing skip the decoding of
+    every rule (~25 ms per pass at 50 jails); counters move with every packet, so they are
+    zeroed first."""
+    try:
+        blob, _ = read_table(layout)
+    except TableUnavailable:
+        return None
+    data = bytearray(blob)
+    unpack_offsets, at_offsets, at_counters = _OFFSETS.unpack_from, layout.target_offset, layout.counters
+    zero = bytes(_COUNTS.size)
+    off, end = 0, len(data)
+    while off < end:
+        _target_offset, next_offset = unpack_offsets(data, off + at_offsets)
+        data[off + at_counters : off + at_counters + _COUNTS.size] = zero
+        if next_offset <= 0:
+            raise OperationFailed(f"corrupt {layout.family} rule blob at offset {off}")
+        off += next_offset
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def read_counters() -> Mapping[str, JailCounters]:

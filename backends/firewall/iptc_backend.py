@@ -52,7 +52,7 @@ from netjail.backends.firewall.base import (
     SetEntry,
     jail_chain,
 )
-from netjail.backends.firewall.counters import read_counters
+from netjail.backends.firewall.counters import fingerprint, read_counters
 from netjail.backends.firewall.fallback_sets import (
     GATE,
     SET_PREFIXES,
@@ -100,6 +100,10 @@ Changes = Mapping[str, JailRules | None]  # jail -> wanted rules, None to remove
 CurrentRule = tuple[str, RuleKey | None]
 
 
+def _digests() -> dict[str, bytes | None]:
+    return {fam: fingerprint(LAYOUTS[fam]) for fam in FAMILIES}
+
+
 def cgroup2_mount(mountinfo: Path = MOUNTINFO) -> Path | None:
     """Where this process sees the cgroup2 hierarchy (field 9 of mountinfo is the fs type)."""
     for line in mountinfo.read_text().splitlines():
@@ -116,6 +120,11 @@ class IptcFirewall(Firewall):
         self._lock_timeout = lock_timeout
         # libiptc handles and python-iptables' xtables state are not thread-safe.
         self._mutex = threading.RLock()
+        # What the kernel was seen holding: jail -> rules, valid while every table's digest is
+        # the one read right after (counters.fingerprint). A watcher pass that would change
+        # nothing then costs two table reads, not the decoding of every rule.
+        self._verified: dict[str, JailRules] = {}
+        self._verified_digests: dict[str, bytes | None] | None = None
 
     # ---- Firewall API -------------------------------------------------------------------------
 
@@ -134,6 +143,9 @@ class IptcFirewall(Firewall):
             wanted[c.name] = c
         if not wanted:
             return
+        with self._mutex:
+            if self._unchanged(wanted):
+                return
         self._check_cgroups(r for r in wanted.values() if r is not None)
         with self._mutex:
             created, stale = self._sync_sets(wanted)
@@ -141,15 +153,31 @@ class IptcFirewall(Firewall):
                 referenced = self._change(wanted)
             except BaseException:
                 self._destroy_sets(created, quiet=True)  # nothing references them
+                self._verified_digests = None
                 raise
+            self._verified.update((n, r) for n, r in wanted.items() if r is not None)
             keep = {n for r in wanted.values() if r for n in _set_names(r)}
             self._destroy_sets((stale | referenced) - keep)
             if stale or referenced - keep:
                 self._sync_gate()  # the ports of the sets gone leave the gate (or it goes)
 
+    def _unchanged(self, wanted: Mapping[str, JailRules | None]) -> bool:
+        """Whether the kernel holds `wanted` already, by the verified rules and the tables'
+        digests. Any change by anyone (another netjail, a user's iptables) changes a digest and
+        forgets every verified jail. Jails with address sets are always synced: the sets'
+        contents are not in the tables."""
+        digests = _digests()
+        if digests != self._verified_digests:
+            self._verified = {}
+            return False
+        return all(
+            r is not None and not r.set_entries and self._verified.get(n) == r for n, r in wanted.items()
+        )
+
     def remove_jail(self, name: str) -> None:
         name = check_jail_name(name)
         with self._mutex:
+            self._verified.pop(name, None)
             referenced = self._change({name: None})
             if referenced or "pyroute2.ipset" in sys.modules:  # leftovers of a crash: cheap now
                 self._destroy_sets(referenced | jail_set_names(name))
@@ -157,6 +185,7 @@ class IptcFirewall(Firewall):
 
     def reset(self) -> None:
         with self._mutex:
+            self._verified, self._verified_digests = {}, None
             self._change(None)
             with Ipsets() as sets:
                 self._destroy_sets(sets.names(), sets)
@@ -262,6 +291,8 @@ class IptcFirewall(Firewall):
                         raise self._explain(table, exc) from None
                     committed.setdefault(table.family, before)
                     pending.remove(table.family)
+                # read under the lock: no writer that takes it has changed them since
+                self._verified_digests = _digests()
             finally:
                 for table, _ in staged:
                     table.close()

@@ -255,8 +255,11 @@ def procs(mount: Path, rel: str) -> list[int]:
 
 def subs(mount: Path, rel: str) -> list[str]:
     """The sub-cgroups of a jail directory, as paths relative to the mount."""
+    # scandir's entry types come with the listing: is_dir() on each of a cgroup's ~40 control
+    # files cost a stat each, 20 ms per watcher pass at 50 jails
     try:
-        return sorted(f"{rel}/{p.name}" for p in _abs(mount, rel).iterdir() if p.is_dir())
+        with os.scandir(_abs(mount, rel)) as entries:
+            return sorted(f"{rel}/{e.name}" for e in entries if e.is_dir(follow_symlinks=False))
     except FileNotFoundError:
         return []
 

@@ -7,13 +7,24 @@ AF_INET/AF_INET6 is never duplicated again; the mark itself lives in the kernel'
 
 from __future__ import annotations
 
-from collections.abc import Collection, Container, Iterable
+from collections.abc import Collection, Container, Iterable, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from netjail.backends import identity, sock_create_mark, socket_marks
 from netjail.backends.state import LAUNCHER, JailState, MemberState
 
 _OTHER: set[int] = set()  # inodes of sockets netfilter does not filter (unix, netlink, packet)
+_PACKET: set[int] = set()  # those of them that are AF_PACKET (a block reports them)
+
+
+@dataclass(slots=True)
+class Seen:
+    """What marking passes saw of one member, for the block's report (block_report)."""
+
+    inet: set[int] = field(default_factory=set)  # marked now, or left alone (a foreign mark)
+    packet: set[int] = field(default_factory=set)
+    anon: set[str] = field(default_factory=set)
 
 
 def assign(jail: JailState, used: Iterable[int]) -> None:
@@ -44,9 +55,15 @@ def checked(jail: JailState) -> set[int]:
     return marked(jail) | set(jail.mark_foreign) | _OTHER
 
 
-def mark_members(jail: JailState, members: Iterable[MemberState], inside: Container[int] = ()) -> list[str]:
+def mark_members(
+    jail: JailState,
+    members: Iterable[MemberState],
+    inside: Container[int] = (),
+    seen: MutableMapping[int, Seen] | None = None,
+) -> list[str]:
     """Mark the sockets these members hold, except those created inside the jail (`inside`:
-    the cgroup rule sees them) and those already checked. Returns notes."""
+    the cgroup rule sees them) and those already checked. Returns notes; what each member
+    was seen holding is added to `seen` (by PID)."""
     if not jail.mark or jail.marks_unavailable:
         return []  # refused once: address rules only, without trying every period again
     notes: list[str] = []
@@ -62,6 +79,12 @@ def mark_members(jail: JailState, members: Iterable[MemberState], inside: Contai
         result = socket_marks.mark_sockets(
             m.pid, m.start_time, jail.mark, jail.mark_mask, skip, force=jail.mark_force
         )
+        if seen is not None:
+            got = seen.setdefault(m.pid, Seen())
+            got.inet.update(result.marked, result.foreign)
+            got.packet.update(result.packet, result.scan.inodes & _PACKET)
+            got.anon |= result.scan.anon
+        _PACKET.update(result.packet)
         if result.unavailable is not None:
             if not jail.marks_unavailable:
                 jail.marks_unavailable = True
@@ -89,16 +112,24 @@ def mark_members(jail: JailState, members: Iterable[MemberState], inside: Contai
 
 
 def restore(jail: JailState, pids: Iterable[int]) -> None:
-    """Put the original marks back on the sockets these processes still hold; the inodes done
-    are forgotten (a member that stays and shares one gets it marked again next period)."""
-    if not jail.marks:
+    """Put the original marks back on the sockets these processes still hold, and take the
+    jail's mark off those it was never recorded on (made or accepted since the last pass);
+    call it once they are out of the jail's cgroups, where nothing marks new sockets any more.
+    The inodes done are forgotten (a member that stays and shares one gets it marked again
+    next period)."""
+    if not jail.mark or jail.marks_unavailable:
         return
     originals = {inode: old for inode, old in jail.marks}
+    foreign = set(jail.mark_foreign)
+
+    def skip(inode: int) -> bool:  # known not to carry the mark: no pidfd_getfd for it
+        return inode in _OTHER or inode in foreign
+
     done: set[int] = set()
     for pid in pids:
         stat = identity.read_stat(pid)
         if stat is not None:
-            done |= socket_marks.restore(pid, stat.start_time, originals, jail.mark_mask)
+            done |= socket_marks.restore(pid, stat.start_time, originals, jail.mark_mask, jail.mark, skip)
     jail.marks = [pair for pair in jail.marks if pair[0] not in done]
 
 
@@ -110,3 +141,4 @@ def prune(jail: JailState, live: Collection[int]) -> None:
 
 def forget_other(live: Collection[int]) -> None:
     _OTHER.intersection_update(live)
+    _PACKET.intersection_update(live)

@@ -26,7 +26,7 @@ Rules, in order:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from netjail.backends import identity, jail_cgroups, jail_marks, socket_cgroups, systemd_units
@@ -51,30 +51,49 @@ class Reconciler:
         self._held: dict[int, Socket] = {}  # every socket members held in this pass, by inode
         self._raw_held: set[int] = set()  # every socket inode a cgroup member holds (any kind)
         self._raw_by_pid: dict[int, list[int]] = {}
+        self._found: dict[str, dict[int, str]] = {}  # jail -> pid -> cgroup, read in this pass
 
-    def run(self, reg: Registry) -> list[str]:
+    def run(self, reg: Registry, scope: Collection[str] | None = None) -> list[str]:
+        """Bring every jail (or only those named in `scope`) in line with the kernel.
+
+        `block` and `unblock` pass the jails they act on: the others are the watcher's, which
+        reconciles all of them every period (and every other command does too). Jails the state
+        file lost, and interrupted blocks and unblocks, are taken care of in every pass: they
+        are what a scoped command could trip over."""
         in_kernel = self.fw.jail_names()
         notes = self.adopt_kernel_jails(reg, in_kernel)
         for jail in list(reg.jails.values()):
             notes += self._finish_interrupted(reg, jail)
-        procs = self.processes(fresh=True, prefetch=[m.pid for j in reg.jails.values() for m in j.members])
-        desired: list[JailRules] = []
-        for jail in list(reg.jails.values()):
+        todo = [j for j in reg.jails.values() if scope is None or j.name in scope]
+        procs = self.processes(fresh=True)
+        kept: list[JailState] = []
+        for jail in todo:
             stopped = self._stopped_units(jail)  # before the refresh retires their cgroups
             if not self._refresh_members(jail, procs):
                 notes += self._remove(reg, jail)
                 notes.append(f"jail {jail.name!r} removed: all its processes exited{stopped}")
                 continue
             if jail.strategy == "cgroup":
-                notes += self._ensure_cgroup(jail)
-                notes += self._bring_back_escapees(jail)
+                repaired = self._ensure_cgroup(jail)
+                notes += repaired
+                # where each process is was read by the refresh just now, unless the repair moved some
+                notes += self._bring_back_escapees(jail, None if repaired else self._found.get(jail.name))
+                self._read_held_inodes(jail)
+                notes += self._mark(jail)
             notes += _check_pasta(jail)
-            sockets = self._held_sockets(jail, procs)
+            kept.append(jail)
+        # Sockets by address only where marks do not cover them all: a cgroup jail whose every
+        # socket carries its mark needs no rule per socket, so no socket table is read for it
+        # (sock_diag dumps the whole namespace: 25 ms per pass at 4,000 sockets).
+        self.processes(prefetch=[m.pid for j in kept if _needs_addresses(j) for m in j.members])
+        desired: list[JailRules] = []
+        for jail in kept:
+            sockets = self._held_sockets(jail, procs) if _needs_addresses(jail) else {}
             live = {s.inode for socks in sockets.values() for s in socks}
+            if jail.strategy == "cgroup":
+                live.update(i for m in jail.members for i in self._raw_by_pid.get(m.pid, ()))
             jail.pre_inodes = [i for i in jail.pre_inodes if i in live]  # closed ones are done
             unseen = self._unseen(jail, sockets)
-            if jail.strategy == "cgroup":
-                notes += self._mark(jail, sockets, unseen)
             rules = desired_rules(jail, sockets, unseen)
             if rules is None:
                 continue
@@ -83,9 +102,11 @@ class Reconciler:
             desired.append(rules)
         if desired:
             self.fw.sync_jails(desired)
-        socket_cgroups.SHARED.retain(self._held)  # by inode
+        if scope is None:  # caches of every jail's sockets: only a whole pass saw them all
+            socket_cgroups.SHARED.retain(self._held)  # by inode
+            jail_marks.forget_other(self._raw_held)
         self._held = {}
-        jail_marks.forget_other(self._raw_held)
+        self._found = {}
         if self.mount:
             for sub in self._retired:  # their selectors are gone now: the cgroups may go too
                 jail_cgroups.remove(self.mount, sub)
@@ -95,34 +116,35 @@ class Reconciler:
     # ---- sockets a jail's own selector cannot see ----------------------------------------
 
     def _held_sockets(self, jail: JailState, procs: Mapping[int, Process]) -> dict[int, Iterable[Socket]]:
-        """The sockets members hold. `procs` reads each member fresh in this pass (its fd
-        links and its namespace's socket tables: Inventory.lookup_many), so a socket handed
-        to a member since the last pass is among them (see socket_cgroups). For a cgroup jail
-        every socket inode a member holds is also noted, listed by sock_diag or not (unbound,
-        raw, ICMP ...): those are what jail_marks marks."""
+        """The sockets members hold, as the inventory lists them. `procs` reads each member
+        fresh in this pass (its fd links and its namespace's socket tables:
+        Inventory.lookup_many), so a socket handed to a member since the last pass is among
+        them (see socket_cgroups)."""
         held = _sockets_of(jail, procs)
         self._held.update((s.inode, s) for socks in held.values() for s in socks)
-        if jail.strategy == "cgroup":
-            for m in jail.members:
-                if m.status == LAUNCHER:
-                    continue
-                inodes = socket_cgroups.held_inodes(m.pid)
-                if inodes is None:
-                    held.pop(m.pid, None)  # exited
-                    continue
-                self._raw_held.update(inodes)
-                self._raw_by_pid[m.pid] = inodes
         return held
 
-    def _mark(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: set[int]) -> list[str]:
+    def _read_held_inodes(self, jail: JailState) -> None:
+        """Every socket inode a cgroup jail's members hold, listed by sock_diag or not
+        (unbound, raw, ICMP ...): what jail_marks marks."""
+        for m in jail.members:
+            if m.status == LAUNCHER:
+                continue
+            inodes = socket_cgroups.held_inodes(m.pid)
+            if inodes is None:
+                continue  # exited
+            self._raw_held.update(inodes)
+            self._raw_by_pid[m.pid] = inodes
+
+    def _mark(self, jail: JailState) -> list[str]:
         """Mark every INET socket members hold: those the cgroup rule cannot see (created
         outside the jail, or not listed by sock_diag: unbound, raw, ICMP ...) and those opened
         inside, which INPUT tells apart by their mark once no early demux hands it their cgroup
         (listeners, unconnected UDP; docs/kernel-facts.md #2). Until this period's pass, the
         INPUT cgroup lane covers established ones opened inside."""
-        jail_marks.prune(jail, self._raw_held)  # read just now by _held_sockets
+        jail_marks.prune(jail, self._raw_held)  # read just now by _read_held_inodes
         checked = jail_marks.checked(jail)
-        # a member holding nothing new costs no pidfd: its fds were read by _held_sockets
+        # a member holding nothing new costs no pidfd: its fds were read by _read_held_inodes
         todo = [m for m in jail.members if not checked.issuperset(self._raw_by_pid.get(m.pid, ()))]
         return jail_marks.mark_members(jail, todo)
 
@@ -296,6 +318,7 @@ class Reconciler:
         """Children born in a sub-cgroup join as members of that sub-cgroup's root; a
         sub-cgroup with neither members nor processes is retired."""
         found = jail_cgroups.jail_procs(self.mount, jail.cgroup, jail.cgroups) if self.mount else {}
+        self._found[jail.name] = found
         known = {m.pid for m in alive}
         for pid, sub in found.items():
             if pid in known or not (stat := identity.read_stat(pid)):
@@ -377,11 +400,13 @@ class Reconciler:
             notes.append(f"jail {jail.name!r}: PID {m.pid} had left it for {now}; jailed again in {m.cgroup}")
         return notes  # the dead cgroup's selector is dropped by the sync, the new one added
 
-    def _bring_back_escapees(self, jail: JailState) -> list[str]:
+    def _bring_back_escapees(self, jail: JailState, inside: Mapping[int, str] | None = None) -> list[str]:
         """A member moved out of the jail's cgroup by someone else (a service manager, a user)
-        is moved back: nothing jailed is silently released."""
+        is moved back: nothing jailed is silently released. `inside`: pid -> cgroup of what
+        the jail's cgroups hold, when just read."""
         assert self.mount is not None
-        inside = jail_cgroups.jail_procs(self.mount, jail.cgroup, jail.cgroups)
+        if inside is None:
+            inside = jail_cgroups.jail_procs(self.mount, jail.cgroup, jail.cgroups)
         notes = []
         for m in jail.members:
             if not m.cgroup or inside.get(m.pid) == m.cgroup or m.status == LAUNCHER:
@@ -410,10 +435,11 @@ class Reconciler:
         if jail.strategy == "cgroup" and self.mount:
             # a member leaves with its whole sub-cgroup (its --tree and the children born there)
             subs = set(jail.cgroups) if remove_jail else {m.cgroup for m in members if m.cgroup}
-            # marks first: a socket still marked once the jail's mark rule is gone would be
-            # unjailed anyway, but it must carry its own mark again, not netjail's
+            # Out of the cgroups first, then marks: in them, every socket made meanwhile gets
+            # the jail's mark (sock_create_mark); the restore pass after the move takes it off
+            # those too. A socket left with netjail's mark would be caught by the next jail
+            # given the same value.
             holders = leaving | {pid for sub in subs for pid in jail_cgroups.procs(self.mount, sub)}
-            jail_marks.restore(jail, sorted(holders))
             for sub in subs:
                 home = jail_cgroups.unit_base(sub) or "/"  # never out of the unit
                 default = next((m.original_cgroup for m in members if m.cgroup == sub), home)
@@ -430,6 +456,7 @@ class Reconciler:
                             f"PID {pid}: its cgroup {origin} no longer exists; released to {went}"
                             " (the nearest existing ancestor)"
                         )
+            jail_marks.restore(jail, sorted(holders))
         staying = [m for m in jail.members if m.pid not in leaving]
         remaining = (
             jail_cgroups.jail_procs(self.mount, jail.cgroup, set(jail.cgroups) - subs)
@@ -516,6 +543,12 @@ def _descendants(roots: set[int], procs: Mapping[int, Process]) -> list[int]:
         frontier = {pid for pid, p in procs.items() if p.ppid in frontier and pid not in found}
         found |= frontier
     return sorted(found)
+
+
+def _needs_addresses(jail: JailState) -> bool:
+    """Whether some socket of the jail is matched by its addresses (sets), not by its mark:
+    marks refused here, sockets with another program's mark, or a strategy without marks."""
+    return jail.strategy != "cgroup" or not jail.mark or jail.marks_unavailable or bool(jail.mark_foreign)
 
 
 def _sockets_of(jail: JailState, procs: Mapping[int, Process]) -> dict[int, Iterable[Socket]]:

@@ -20,8 +20,6 @@ import ctypes
 import errno
 import os
 import socket
-import struct
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ _PIDFD_GETFD = 438  # every architecture but alpha
 _SO_DOMAIN = getattr(socket, "SO_DOMAIN", 39)
 _SO_MARK = getattr(socket, "SO_MARK", 36)
 _INET = (socket.AF_INET, socket.AF_INET6)
+_AF_PACKET = getattr(socket, "AF_PACKET", 17)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -94,28 +93,78 @@ class Held:
         return _getsockopt_int(self.dup, _SO_MARK)
 
     def set_mark(self, value: int) -> None:
-        v = ctypes.c_uint32(value)
-        if _libc.setsockopt(self.dup, socket.SOL_SOCKET, _SO_MARK, ctypes.byref(v), 4) != 0:
+        buf = _BUFFERS.value
+        buf.value = value
+        if _setsockopt(self.dup, socket.SOL_SOCKET, _SO_MARK, ctypes.byref(buf), 4) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
 
 
-# Straight to libc on the duplicate: a Python socket object per call (plus the dup it needs to
-# own) cost more than the syscall itself, four times per socket of a 2,000-socket server.
+# Straight to libc on the duplicate, with prototypes and buffers made once per thread: a Python
+# socket object per call (plus the dup it needs to own), or a fresh ctypes buffer, cost more
+# than the syscall itself, several times per socket of a 2,000-socket server.
+_getsockopt_c = _libc.getsockopt
+_getsockopt_c.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_getsockopt_c.restype = ctypes.c_int
+_setsockopt = _libc.setsockopt
+_setsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+_setsockopt.restype = ctypes.c_int
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+class _Buffers(threading.local):
+    def __init__(self) -> None:
+        self.value = ctypes.c_uint32()
+        self.length = ctypes.c_uint32()
+        self.linger = (ctypes.c_int * 2)()
+        self.value_ref = ctypes.byref(self.value)
+        self.length_ref = ctypes.byref(self.length)
+
+
+_BUFFERS = _Buffers()
+
+
 def _getsockopt(fd: int, opt: int, size: int = 4) -> bytes:
     buf = ctypes.create_string_buffer(size)
     length = ctypes.c_uint32(size)
-    if _libc.getsockopt(fd, socket.SOL_SOCKET, opt, buf, ctypes.byref(length)) != 0:
+    if _getsockopt_c(fd, socket.SOL_SOCKET, opt, buf, ctypes.byref(length)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return buf.raw[: length.value]
 
 
 def _getsockopt_int(fd: int, opt: int) -> int:
-    return int.from_bytes(_getsockopt(fd, opt), sys.byteorder)
+    b = _BUFFERS
+    b.length.value = 4
+    if _getsockopt_c(fd, socket.SOL_SOCKET, opt, b.value_ref, b.length_ref) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return b.value.value
 
 
-def held(pid: int, start_time: int, wanted: Callable[[int], bool] | None = None) -> Iterator[Held]:
+def _lingers(fd: int) -> bool:
+    """SO_LINGER on with a timeout: closing the last reference may block that long."""
+    b = _BUFFERS
+    b.length.value = 8
+    if _getsockopt_c(fd, socket.SOL_SOCKET, socket.SO_LINGER, b.linger, b.length_ref) != 0:
+        return False
+    return bool(b.linger[0]) and b.linger[1] > 0
+
+
+@dataclass(slots=True)
+class FdScan:
+    """What one read of a process's fd tables saw besides the sockets it duplicated: every
+    socket inode (skipped ones too) and the anonymous inodes (`anon_inode:[io_uring]` ...), so
+    a block needs no other pass over a 2,000-fd table to report on it."""
+
+    inodes: set[int] = field(default_factory=set)
+    anon: set[str] = field(default_factory=set)
+
+
+def held(
+    pid: int, start_time: int, wanted: Callable[[int], bool] | None = None, scan: FdScan | None = None
+) -> Iterator[Held]:
     """Duplicates of pid's socket fds, one per inode (a socket on two fds is one socket), each
     closed once the caller moves on, from every fd table the process has (fd_tables: threads
     with tables of their own, a zombie leader's live threads). `wanted(inode) -> bool` skips the
@@ -126,11 +175,16 @@ def held(pid: int, start_time: int, wanted: Callable[[int], bool] | None = None)
         return
     seen: set[int] = set()
     for tid in fd_tables.table_holders(pid):
-        yield from _held_in(pid, tid, start_time, seen, wanted)
+        yield from _held_in(pid, tid, start_time, seen, wanted, scan)
 
 
 def _held_in(
-    pid: int, tid: int, start_time: int, seen: set[int], wanted: Callable[[int], bool] | None
+    pid: int,
+    tid: int,
+    start_time: int,
+    seen: set[int],
+    wanted: Callable[[int], bool] | None,
+    scan: FdScan | None,
 ) -> Iterator[Held]:
     try:
         pidfd = fd_tables.open_pidfd(pid, tid)
@@ -142,49 +196,66 @@ def _held_in(
             return  # the PID names another process now: the pidfd holds that one
         path = fd_tables.fd_dir(pid, tid)
         try:
-            names = os.listdir(path)
+            dirfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                names = os.listdir(path.encode())
+            except BaseException:
+                os.close(dirfd)
+                raise
         except OSError as exc:
             if exc.errno in (errno.EPERM, errno.EACCES):  # no ptrace access: fds unreadable too
                 raise Unavailable(exc.strerror) from None
             return
-        for name in names:
-            try:
-                link = os.readlink(f"{path}/{name}")
-            except OSError:
-                continue
-            if not link.startswith("socket:["):
-                continue
-            inode = int(link[8:-1])
-            if inode in seen or (wanted is not None and not wanted(inode)):
-                continue
-            seen.add(inode)
-            try:
-                dup = _pidfd_getfd(pidfd, int(name))
-            except OSError as exc:
-                if exc.errno in (errno.EPERM, errno.ENOSYS, errno.EACCES):
-                    raise Unavailable(exc.strerror) from None
-                continue  # closed meanwhile (EBADF)
-            try:
-                if os.fstat(dup).st_ino == inode:  # the fd number was not reused meanwhile
-                    yield Held(inode, dup)
-            finally:
-                _close(dup)
+        try:
+            yield from _held_fds(pidfd, dirfd, names, seen, wanted, scan)
+        finally:
+            os.close(dirfd)
     finally:
         os.close(pidfd)
 
 
-_LINGER = struct.Struct("ii")
+def _held_fds(
+    pidfd: int,
+    dirfd: int,
+    names: list[bytes],
+    seen: set[int],
+    wanted: Callable[[int], bool] | None,
+    scan: FdScan | None,
+) -> Iterator[Held]:
+    readlink = os.readlink
+    for name in names:
+        try:
+            link = readlink(name, dir_fd=dirfd)  # bytes: no decoding of links mostly dropped
+        except OSError:
+            continue
+        if link[:8] != b"socket:[":
+            if scan is not None and link[:11] == b"anon_inode:":
+                scan.anon.add(link.decode("ascii", "replace"))
+            continue
+        inode = int(link[8:-1])
+        if scan is not None:
+            scan.inodes.add(inode)
+        if inode in seen or (wanted is not None and not wanted(inode)):
+            continue
+        seen.add(inode)
+        got = _syscall(_PIDFD_GETFD, pidfd, int(name), 0)
+        if got < 0:
+            err = ctypes.get_errno()
+            if err in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+                raise Unavailable(os.strerror(err))
+            continue  # closed meanwhile (EBADF)
+        try:
+            if os.fstat(got).st_ino == inode:  # the fd number was not reused meanwhile
+                yield Held(inode, got)
+        finally:
+            _close(got)
 
 
 def _close(dup: int) -> None:
     """Close our duplicate. If the member closed its fd meanwhile, ours is the last reference,
     and a socket with SO_LINGER set and unsent data would block the close for the linger time:
     such a close goes to a thread of its own, so a jailed process cannot stall netjail."""
-    try:
-        onoff, seconds = _LINGER.unpack(_getsockopt(dup, socket.SO_LINGER, _LINGER.size))
-    except (OSError, struct.error):
-        onoff, seconds = 0, 0
-    if onoff and seconds > 0:
+    if _lingers(dup):
         threading.Thread(target=os.close, args=(dup,), name="close-lingering", daemon=True).start()
     else:
         os.close(dup)
@@ -195,7 +266,9 @@ class MarkResult:
     marked: dict[int, int] = field(default_factory=dict)  # inode -> original mark
     foreign: dict[int, int] = field(default_factory=dict)  # inode -> mark not ours, left alone
     other: set[int] = field(default_factory=set)  # not AF_INET/AF_INET6: netfilter-blind or local
+    packet: set[int] = field(default_factory=set)  # AF_PACKET among `other`: below netfilter
     unavailable: str | None = None
+    scan: FdScan = field(default_factory=FdScan)
 
 
 def mark_sockets(
@@ -214,10 +287,13 @@ def mark_sockets(
         return skip is None or not skip(inode)
 
     try:
-        for h in held(pid, start_time, wanted):
+        for h in held(pid, start_time, wanted, result.scan):
             try:
-                if h.domain() not in _INET:
+                domain = h.domain()
+                if domain not in _INET:
                     result.other.add(h.inode)
+                    if domain == _AF_PACKET:
+                        result.packet.add(h.inode)
                     continue
                 old = h.mark()
                 if old & ~mask and not force:
@@ -234,15 +310,34 @@ def mark_sockets(
     return result
 
 
-def restore(pid: int, start_time: int, originals: Mapping[int, int], mask: int) -> set[int]:
-    """Put the original mark back on the sockets pid still holds; the inodes restored."""
+def restore(
+    pid: int,
+    start_time: int,
+    originals: Mapping[int, int],
+    mask: int,
+    value: int | None = None,
+    skip: Callable[[int], bool] | None = None,
+) -> set[int]:
+    """Put the original mark back on the sockets pid still holds; the inodes restored. With
+    `value`, also take netjail's bits off any other socket carrying exactly that jail mark (but
+    those `skip(inode)` names): made in the jail since the last pass (sock_create_mark), or
+    accepted from a marked listener (a child socket inherits its listener's mark)."""
     done: set[int] = set()
+
+    def wanted(inode: int) -> bool:
+        return inode in originals or (value is not None and (skip is None or not skip(inode)))
+
     try:
-        for h in held(pid, start_time, lambda i: i in originals):
+        for h in held(pid, start_time, wanted):
             try:
-                if h.mark() & mask:  # untouched by anyone since we set it
-                    h.set_mark(originals[h.inode])
-                done.add(h.inode)
+                now = h.mark()
+                if h.inode in originals:
+                    if now & mask:  # untouched by anyone since we set it
+                        h.set_mark(originals[h.inode])
+                    done.add(h.inode)
+                elif value is not None and now & mask == value:
+                    h.set_mark(now & ~mask)
+                    done.add(h.inode)
             except OSError:
                 continue
     except Unavailable:

@@ -8,6 +8,7 @@ Attackers run as `nobody`; what arrives is counted at the receiver.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -398,3 +399,53 @@ def test_doctor_does_not_count_netjails_own_marks(cli: CLI, spawn_probe: Callabl
         out = cli("doctor", "--json")
     marks = next(c for c in json.loads(out.stdout) if c["name"] == "marks")
     assert (marks["status"], marks["marks"]) == ("ok", []), marks
+
+
+def _inet_fds(pid: int) -> list[int]:
+    fds = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:["):
+                fds.append(int(name))
+    return fds
+
+
+def test_release_takes_the_mark_off_sockets_made_since_the_last_pass(
+    spawn_peer: Callable[..., Peer], state_dir: Path
+) -> None:
+    """A listener made in the jail gets the jail's mark at creation (sock_create_mark) and a
+    connection it accepts inherits it; neither is in the state until a watcher pass records
+    it. Released before any pass, both must carry mark 0 again: a socket left with netjail's
+    mark would be caught by the next jail given the same value."""
+    from netjail.backends.engine import Engine
+    from netjail.backends.model import BlockRequest
+    from netjail.backends.reconcile import Reconciler
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    peer = spawn_peer("listen-on-signal", "127.0.0.1", port)
+    engine = Engine(state_dir, spawn_watcher=False)
+    engine.block(BlockRequest(peer.pid, jail="fresh", allow_loopback=True))  # to accept one
+    peer.proc.send_signal(10)  # SIGUSR1: listen now, inside the jail
+    assert peer.wait_for(lambda _: "lport" in peer.info, 5)
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        mark = engine.store.load().jails["fresh"].mark
+        deadline = time.monotonic() + 5
+        while len([fd for fd in _inet_fds(peer.pid) if sock_mark(peer.pid, fd) == mark]) < 2:
+            assert time.monotonic() < deadline, "the listener and its accepted socket never got the mark"
+            time.sleep(0.05)
+        reg = engine.store.load()
+        jail = reg.jails["fresh"]
+        assert not jail.marks, "recorded already: the test needs them unrecorded"
+        mount = find_cgroup2()
+        assert mount is not None
+        Reconciler(Path(mount.path), engine.firewall, engine.inventory).release(
+            reg, jail, list(jail.members), remove_jail=True
+        )
+        engine.store.save(reg)
+        left = {fd: sock_mark(peer.pid, fd) for fd in _inet_fds(peer.pid)}
+        assert left and all(m == 0 for m in left.values()), f"marks left after release: {left}"
+    finally:
+        client.close()

@@ -7,12 +7,12 @@ stands, and the result says what it means (docs/security.md, known limits).
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from netjail.backends import packet_sockets, shared_sockets
 from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError
-from netjail.backends.model import Member, Process, Socket
+from netjail.backends.model import Member, Process, Socket, UnfilterableSocket
 from netjail.backends.model_actions import BlockResult, SharedSocket, UnfilterableHeld
 from netjail.backends.state import JailState, MemberState
 
@@ -32,29 +32,58 @@ def unfilterable(
     )
 
 
-def shared(
-    jail: JailState, members: Iterable[MemberState], procs: Mapping[int, Process], marked: Collection[int]
-) -> tuple[SharedSocket, ...]:
-    """The sockets the block cuts (inet sockets the inventory lists, and those it marked) that
-    processes outside the jail hold too. Processes in the jail's cgroups count as inside."""
+def unfilterable_seen(
+    members: Iterable[MemberState], packet: Mapping[int, Collection[int]]
+) -> tuple[UnfilterableHeld, ...]:
+    """The same from the marking pass's findings (PID -> AF_PACKET inodes it holds): the packet
+    table of the namespace is read only when one was found."""
+    out = []
+    table: dict[int, UnfilterableSocket] | None = None
+    for m in members:
+        inodes = packet.get(m.pid)
+        if not inodes:
+            continue
+        if table is None:
+            try:
+                table = packet_sockets.read_packet_table(f"/proc/{m.pid}", True)
+            except OSError:
+                table = {}
+        found = tuple(table.get(i) or UnfilterableSocket("packet", i, "", 0, 0, "") for i in sorted(inodes))
+        out.append(UnfilterableHeld(m.pid, m.name, found))
+    return tuple(out)
+
+
+def held_by_members(members: Iterable[MemberState], procs: Mapping[int, Process]) -> dict[int, list[int]]:
+    """inode -> the members holding it, from the inventory's view of them."""
     held: dict[int, list[int]] = {}
-    described: dict[int, Socket] = {}
     for m in members:
         for sock in procs[m.pid].sockets if m.pid in procs else ():
             held.setdefault(sock.inode, []).append(m.pid)
-            described[sock.inode] = sock
-    for inode in marked:
-        held.setdefault(inode, [])
+    return held
+
+
+def shared(
+    jail: JailState,
+    members: Iterable[MemberState],
+    held: Mapping[int, list[int]],
+    describe: Callable[[], Mapping[int, Socket]],
+) -> tuple[SharedSocket, ...]:
+    """The sockets the block cuts (`held`: inode -> the members holding it) that processes
+    outside the jail hold too. Processes in the jail's cgroups count as inside. `describe()`
+    gives the sockets by inode, asked only when one is shared (it costs a socket table read)."""
     if not held:
         return ()
+    members = list(members)
     skip = {m.pid for m in jail.members} | {os.getpid()}
     found = shared_sockets.holders(held, shared_sockets.relatives(m.pid for m in members), skip)
     out = []
+    described: Mapping[int, Socket] | None = None
     for inode, holders in sorted(found.items()):
         others = tuple(
             Member(pid, start, True, name) for pid, start, name in holders if not _inside(jail, pid)
         )
         if others:
+            described = describe() if described is None else described
             s = described.get(inode)
             out.append(SharedSocket(inode, _describe(s) if s else "", tuple(held[inode]), others))
     return tuple(out)

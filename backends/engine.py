@@ -13,7 +13,7 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,11 +55,13 @@ from netjail.backends.model import (
     OwnerBlockRequest,
     Process,
     ResetResult,
+    SharedSocket,
     Snapshot,
     Socket,
     StrategyInfo,
     UnblockRequest,
     UnblockResult,
+    UnfilterableHeld,
 )
 from netjail.backends.state import (
     ACTIVE,
@@ -219,10 +221,12 @@ class Engine:
             self.store.save(reg)
             return list(self.notes)
 
-    def _load(self) -> Registry:
+    def _load(self, scope: Callable[[Registry], Collection[str] | None] | None = None) -> Registry:
+        """The registry, reconciled: every jail, or the jails `scope` picks from the state as
+        loaded (block and unblock: the one they act on; reconcile.py says why that is safe)."""
         reg = self.store.load()
         reconciler = self._last_reconcile = self._reconciler()
-        self.notes = list(reg.problems) + reconciler.run(reg)
+        self.notes = list(reg.problems) + reconciler.run(reg, scope(reg) if scope else None)
         if reg.jails and self.spawn_watcher:
             watcher.ensure_running(self.store.dir)  # a watcher that died is replaced here
         return reg
@@ -257,7 +261,7 @@ class Engine:
         self._require_root("blocking")
         mount = self._mount()
         with self.store.locked():
-            reg = self._load()
+            reg = self._load(lambda reg: {req.jail or default_jail_name(target.name, target.pid)})
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
             name = req.jail or default_jail_name(target.name, target.pid)
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
@@ -290,13 +294,19 @@ class Engine:
                 # from now on the jail re-marks those too: the watcher looks at them again
                 jail.mark_force, jail.mark_foreign = True, []
             marked_before = jail_marks.marked(jail)
+            had_members = bool(jail.members)
             jail.members.extend(members)
             self.store.save(reg)
             _fault_point("pending")
+            seen: dict[int, jail_marks.Seen] = {}
             try:
-                rules, killed = self._apply_block(mount, jail, members, req.kill_connections)
+                rules, killed = self._apply_block(
+                    mount, jail, members, req.kill_connections, seen, had_members
+                )
                 if req.tree:
-                    rules = self._catch_late_children(reg, mount, jail, members, target, req.force, rules)
+                    rules = self._catch_late_children(
+                        reg, mount, jail, members, target, req.force, rules, seen
+                    )
             except BaseException:
                 jail.mark_force, jail.mark_foreign = forced_before, left_alone
                 self._rollback(mount, reg, jail, members, new_jail)
@@ -305,12 +315,11 @@ class Engine:
                 m.status = ACTIVE
             self.store.save(reg)
             _fault_point("done")
-            self.notes += _io_uring_notes(members)
+            self.notes += _io_uring_notes(members, {} if jail.marks_unavailable else seen)
             self.notes += self.coverage_notes()
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
-        procs = self._member_procs(members)
-        shared = block_report.shared(jail, members, procs, jail_marks.marked(jail) - marked_before)
+        shared, unfilterable = self._block_report(jail, members, seen, marked_before)
         socket_rules = [
             m for m in rules.out_selectors + rules.in_selectors if m.cgroup is None and m.mark is None
         ]
@@ -322,10 +331,44 @@ class Engine:
             killed_connections=killed,
             marked_sockets=len(jail.marks),
             set_entries=len(rules.set_entries),
-            unfilterable=block_report.unfilterable(members, procs),
+            unfilterable=unfilterable,
             shared=shared,
             unit=systemd_units.unit_of(target.cgroup),
             cgroup=members[0].cgroup if members else "",
+        )
+
+    def _block_report(
+        self,
+        jail: JailState,
+        members: list[MemberState],
+        seen: Mapping[int, jail_marks.Seen],
+        marked_before: set[int],
+    ) -> tuple[tuple[SharedSocket, ...], tuple[UnfilterableHeld, ...]]:
+        """Sockets the block shares with processes outside and sockets it leaves open. From
+        what the marking passes saw when every member was marked (no socket table read unless
+        one is shared); from the inventory otherwise (marks refused: seen is incomplete)."""
+        if not jail.marks_unavailable and all(m.pid in seen for m in members if identity.read_stat(m.pid)):
+            held: dict[int, list[int]] = {}
+            for m in members:
+                for inode in seen[m.pid].inet if m.pid in seen else ():
+                    held.setdefault(inode, []).append(m.pid)
+
+            def describe() -> dict[int, Socket]:
+                return self._sockets_by_inode(members)
+
+            packets = {pid: s.packet for pid, s in seen.items()}
+            return (
+                block_report.shared(jail, members, held, describe),
+                block_report.unfilterable_seen(members, packets),
+            )
+        procs = self._member_procs(members)
+        held = block_report.held_by_members(members, procs)
+        for inode in jail_marks.marked(jail) - marked_before:
+            held.setdefault(inode, [])
+        by_inode = {s.inode: s for p in procs.values() for s in p.sockets}
+        return (
+            block_report.shared(jail, members, held, lambda: by_inode),
+            block_report.unfilterable(members, procs),
         )
 
     def _catch_late_children(
@@ -337,6 +380,7 @@ class Engine:
         target: Process,
         force: bool,
         rules: JailRules,
+        seen: dict[int, jail_marks.Seen],
     ) -> JailRules:
         """--tree: children forked between the descendant list and the move were born outside
         the jail (a fork storm left 28 out). List again until a pass finds none outside: from
@@ -355,7 +399,7 @@ class Engine:
             jail.members.extend(extra)
             members.extend(extra)
             self.store.save(reg)
-            rules, _ = self._apply_block(mount, jail, extra, False)
+            rules, _ = self._apply_block(mount, jail, extra, False, seen, True)
         self.notes.append(
             f"jail {jail.name!r}: its tree kept forking outside the jail; run block --tree again"
         )
@@ -364,7 +408,9 @@ class Engine:
     def _new_members(
         self, reg: Registry, name: str, pids: list[int], target: Process, force: bool
     ) -> list[MemberState]:
-        jailed = {m.pid: j.name for j in reg.jails.values() for m in j.members}
+        # by (PID, start): a jail this block did not reconcile may list a member that exited
+        # since, whose PID is now another process's
+        jailed = {(m.pid, m.start_time): j.name for j in reg.jails.values() for m in j.members}
         protected = set(identity.ancestors())
         own = _own_netns()
         members = []
@@ -378,12 +424,12 @@ class Engine:
                 continue
             if not force:
                 identity.refuse_protected(stat, protected)
-            if pid in jailed:
+            start = target.start_time if pid == target.pid else stat.start_time
+            if (pid, start) in jailed:
                 if pid == target.pid:
-                    raise BadInput(f"PID {pid} is already jailed in {jailed[pid]!r}")
+                    raise BadInput(f"PID {pid} is already jailed in {jailed[pid, start]!r}")
                 continue
             origin = target.cgroup if pid == target.pid else _cgroup_of(pid)
-            start = target.start_time if pid == target.pid else stat.start_time
             # a unit's processes stay in its cgroup: their jail is made inside it (systemd_units)
             sub = jail_cgroups.member_path(name, target.pid, target.start_time, origin)
             if jail_cgroups.unit_base(sub) is not None:
@@ -394,19 +440,29 @@ class Engine:
         return members
 
     def _apply_block(
-        self, mount: Path, jail: JailState, members: list[MemberState], kill: bool
+        self,
+        mount: Path,
+        jail: JailState,
+        members: list[MemberState],
+        kill: bool,
+        seen: dict[int, jail_marks.Seen],
+        had_members: bool,
     ) -> tuple[JailRules, int]:
         jail.cgroup_inode = jail_cgroups.create(mount, jail.cgroup)
         for sub in {m.cgroup for m in members}:
             jail.cgroups[sub] = jail_cgroups.create(mount, sub)
             self.notes += jail_marks.mark_at_creation(mount, jail, sub)
         _fault_point("cgroup")
-        # the scan reconciliation took moments ago: the first drop should not wait for another
-        before = self._member_sockets(jail, fresh=False)
+        # The jail's rules first (a few per jail: the cgroup, the mark, the allow-list), then the
+        # move, then one pass over the members' fds marking every socket they hold (those
+        # created from the move on are marked at creation, sock_create_mark). Marked sockets
+        # need no rule of their own, so their addresses are not needed: the socket tables (a
+        # whole namespace's dump, 20-40 ms at 4,000 sockets) are read only for what marks do
+        # not cover, for kills, and for a jail's earlier members (their unmarked sockets keep
+        # their selectors). One pass, not one before the move and one after: each costs ~20 us
+        # per socket (eight syscalls), 40 ms at 2,000.
+        before = self._member_sockets(jail, fresh=False) if kill or had_members else {}
         _remember_sockets(jail, before)
-        # marked first, so the first sync loads a few rules per jail, not one per socket (each
-        # costs ~0.5 ms to build): a socket is cut once both its mark and the rule are there
-        self._mark(jail, members)
         first = self._cgroup_rules(jail, before)
         self.firewall.sync_jail(first)
         _fault_point("rules")
@@ -419,14 +475,13 @@ class Engine:
                     raise
                 jail.members.remove(m)  # a --tree child that exited meanwhile
         _fault_point("move")
-        # sockets opened between the first scan and the move are not covered by the cgroup
-        # rule: marked now, by fd (the mark rule is loaded: cut from their next packet on)
-        self._mark(jail, members)
+        # the mark rule is loaded: each socket is cut from its next packet on
+        self._mark(jail, members, seen)
         sockets = before
         if jail.marks_unavailable or jail.mark_foreign or kill:
             # address selectors (or kills) for them need their addresses: a fresh scan
             sockets = self._member_sockets(jail)
-            _remember_sockets(jail, sockets)  # opened since the first scan, maybe before the move
+            _remember_sockets(jail, sockets)  # every socket they held since the move
         rules = self._cgroup_rules(jail, sockets)
         if rules != first:
             self.firewall.sync_jail(rules)
@@ -437,12 +492,14 @@ class Engine:
             return rules, kill_established([s for m in members for s in sockets.get(m.pid, ())])
         return rules, 0
 
-    def _mark(self, jail: JailState, members: list[MemberState]) -> None:
+    def _mark(
+        self, jail: JailState, members: list[MemberState], seen: dict[int, jail_marks.Seen] | None = None
+    ) -> None:
         """Mark what members hold; another program's mark (without --force) refuses the block,
         and the caller rolls every step back. Checked in the marking pass itself: a pass of its
         own before acting cost 40 ms at 2,000 sockets."""
         left_alone, known = len(jail.mark_foreign), len(jail.marks)
-        notes = jail_marks.mark_members(jail, members)
+        notes = jail_marks.mark_members(jail, members, seen=seen)
         if len(jail.mark_foreign) > left_alone:
             found = mark_check.foreign_marked(members, jail.mark_mask, set(jail.mark_foreign[left_alone:]))
             raise mark_check.refusal(found, jail.mark_mask, self._sockets_by_inode(members))
@@ -516,7 +573,7 @@ class Engine:
             raise BadInput("unblock needs exactly one of: a PID, --jail NAME, --all")
         self._require_root("unblocking")
         with self.store.locked():
-            reg = self._load()
+            reg = self._load(None if req.all else partial(_unblock_scope, req))
             if req.all:
                 targets = [(j, list(j.members), True) for j in reg.jails.values()]
             elif req.jail is not None:
@@ -617,6 +674,23 @@ class Engine:
         return ResetResult(names, tuple(released))
 
 
+def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:
+    """The jails an unblock acts on: named, or holding the PID (as a member, or in its cgroups:
+    a child born in the jail since the last pass); None, every jail, when that is unclear."""
+    if req.jail is not None:
+        return {req.jail}
+    hit = {j.name for j in reg.jails.values() if any(m.pid == req.pid for m in j.members)}
+    if hit or req.pid is None:
+        return hit
+    where = _cgroup_of(req.pid)
+    inside = {
+        j.name
+        for j in reg.jails.values()
+        if j.cgroup and any(where == c or where.startswith(c + "/") for c in (j.cgroup, *j.cgroups))
+    }
+    return inside or None
+
+
 def _own_netns() -> int | None:
     try:
         return os.stat("/proc/self/ns/net").st_ino
@@ -660,23 +734,32 @@ def _check_nestable(mount: Path, origin: str, pid: int) -> None:
         )
 
 
-def _io_uring_notes(members: list[MemberState]) -> list[str]:
+def _io_uring_notes(members: list[MemberState], seen: Mapping[int, jail_marks.Seen]) -> list[str]:
     """Sockets registered with an io_uring instance and then closed are in no fd table: no
-    rule or mark can reach them (docs/security.md, known limits). Say so for each such member."""
+    rule or mark can reach them (docs/security.md, known limits). Say so for each such member
+    (the marking pass saw its fds; read here only where marks were refused)."""
     notes = []
     for m in members:
+        if _IO_URING in seen[m.pid].anon if m.pid in seen else _holds_io_uring(m.pid):
+            notes.append(
+                f"PID {m.pid} holds an io_uring instance: sockets registered with it cannot "
+                "be seen or cut; relaunch it (R / netjail run --netns or --seccomp) to be sure"
+            )
+    return notes
+
+
+_IO_URING = "anon_inode:[io_uring]"
+
+
+def _holds_io_uring(pid: int) -> bool:
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
         try:
-            names = os.listdir(f"/proc/{m.pid}/fd")
+            if os.readlink(f"/proc/{pid}/fd/{name}") == _IO_URING:
+                return True
         except OSError:
             continue
-        for name in names:
-            try:
-                if os.readlink(f"/proc/{m.pid}/fd/{name}") == "anon_inode:[io_uring]":
-                    notes.append(
-                        f"PID {m.pid} holds an io_uring instance: sockets registered with it cannot "
-                        "be seen or cut; relaunch it (R / netjail run --netns or --seccomp) to be sure"
-                    )
-                    break
-            except OSError:
-                continue
-    return notes
+    return False

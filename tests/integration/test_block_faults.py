@@ -160,3 +160,26 @@ def test_escaped_member_and_recreated_cgroup_are_rejailed(cli: CLI, spawn_peer: 
     assert CGROUP2 / cgroup_of(sender.pid).lstrip("/") == jail_dir
     frozen = settle_count(recv, "received")
     assert recv.value("received") == frozen, "the reloaded cgroup rule does not drop"
+
+
+def test_a_long_lived_engine_repairs_rules_changed_after_its_last_check(
+    spawn_peer: Callable[..., Peer], state_dir: Path
+) -> None:
+    """The watcher's engine skips a sync whose rules it verified, while the tables' digests
+    are unchanged: a chain flushed behind its back changes them, so the next pass restores it."""
+    from netjail.backends.engine import Engine
+    from netjail.backends.model import BlockRequest
+
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    sender = spawn_peer("udp-send", "127.0.0.1", recv.info["lport"])
+    engine = Engine(state_dir, spawn_watcher=False)
+    engine.block(BlockRequest(sender.pid, jail="kept"))
+    engine.reconcile()  # verified: the next pass with nothing changed is skipped
+    frozen = settle_count(recv, "received")
+    subprocess.run(["iptables-legacy", "-w", "-F", "NJ-O-kept"], check=True)
+    assert rises(recv, "received"), "the flushed chain should let it out"
+    engine.reconcile()
+    assert "-A NJ-O-kept -j DROP" in legacy_rules()
+    frozen = settle_count(recv, "received")
+    assert recv.value("received") == frozen, "the repaired chain does not drop"
+    engine.reset()

@@ -59,11 +59,14 @@ setup: system $(STAMP)
 run: setup
 	$(VENV)/bin/netjail-tui
 
-# The suite runs in a private network namespace (loopback up): nothing touches this machine's
-# real firewall. pytest's exit 5 (no tests collected) fails the target like any other failure.
+# The suite runs in private network namespaces (loopback up): nothing touches this machine's
+# real firewall. tests/run_parallel.py runs the test files side by side, each in a namespace of
+# its own (TEST_JOBS at a time, default: CPUs + 1); with PYTEST_ARGS, one ordinary session.
+# pytest's exit 5 (no tests collected) fails the target like any other failure.
+TEST_JOBS ?= 0
 test: setup check-tools
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make test: needs root (private netns, cgroups, iptables)" >&2; exit 3; fi
-	unshare --net -- sh -c 'ip link set lo up && exec $(PY) -m pytest -q -ra $(PYTEST_ARGS)'
+	unshare --net -- sh -c 'ip link set lo up && exec $(PY) tests/run_parallel.py -j $(TEST_JOBS) $(PYTEST_ARGS)'
 
 check: setup
 	$(VENV)/bin/ruff check .

@@ -152,7 +152,7 @@ KSTAT = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 184467
 
 def test_parse_stat_with_parentheses_in_comm() -> None:
     s = parse_stat(STAT)
-    assert (s.comm, s.state, s.ppid, s.start_time) == ("my (odd) name", "S", 4100, 987654)
+    assert (s.name, s.state, s.ppid, s.start_time) == ("my (odd) name", "S", 4100, 987654)
     assert not s.kernel_thread
     k = parse_stat(KSTAT)
     assert k.kernel_thread and k.start_time == 5 and k.ppid == 0

@@ -155,6 +155,14 @@ def test_rates_use_real_elapsed_time_and_survive_counter_resets() -> None:
 def test_formatting() -> None:
     assert [human_count(n) for n in (0, 999, 1234, 12345, 4_100_000)] == ["0", "999", "1.2k", "12k", "4.1M"]
     assert human_bytes(512) == "512 B" and human_bytes(23040) == "22.5 KiB"
+    assert human_bytes(5 * 2**40) == "5.0 TiB"
+
+
+def test_the_cli_counts_bytes_like_the_dashboard() -> None:
+    from netjail.app.cli_jails import _pb
+
+    assert _pb(3, 5 * 2**40) == f"3 pkts / {human_bytes(5 * 2**40)}" == "3 pkts / 5.0 TiB"
+    assert _pb(1, 23040) == "1 pkts / 22.5 KiB"
     assert summarise(["a" * 10, "b" * 10, "c" * 10], 24) == f"{'a' * 10} {'b' * 10} +1"
     by = {p.pid: p for p in PROCESSES}
     assert listening_ports(by[530].sockets) == ["53", "u53"]

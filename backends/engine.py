@@ -61,6 +61,7 @@ from netjail.backends.model import (
     UnblockRequest,
     UnblockResult,
 )
+from netjail.backends.procio import netns_inode
 from netjail.backends.state import (
     ACTIVE,
     LAUNCHER,
@@ -203,7 +204,7 @@ class Engine:
         proc = self.inventory.lookup(pid, sockets=False)  # the block reads them when it needs them
         if proc is None:
             raise BadInput(f"no such process: {pid}")
-        own = _own_netns()
+        own = netns_inode()
         if proc.netns is not None and own is not None and proc.netns != own:
             raise BadInput(
                 f"PID {pid} lives in another network namespace (net:[{proc.netns}]): run netjail "
@@ -366,13 +367,13 @@ class Engine:
     ) -> list[MemberState]:
         jailed = {m.pid: j.name for j in reg.jails.values() for m in j.members}
         protected = set(identity.ancestors())
-        own = _own_netns()
+        own = netns_inode()
         members = []
         for pid in pids:
             stat = identity.read_stat(pid)
             if stat is None:
                 continue  # a child that exited meanwhile
-            if pid != target.pid and _netns_of(pid) not in (own, None):
+            if pid != target.pid and netns_inode(f"/proc/{pid}") not in (own, None):
                 # our rules cannot reach it: listing it as jailed would be a lie
                 self.notes.append(f"PID {pid} ({stat.name}) runs in another network namespace: not jailed")
                 continue
@@ -617,23 +618,9 @@ class Engine:
         return ResetResult(names, tuple(released))
 
 
-def _own_netns() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return None
-
-
 def _remember_sockets(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> None:
     known = set(jail.pre_inodes)
     jail.pre_inodes += [s.inode for socks in sockets.values() for s in socks if s.inode not in known]
-
-
-def _netns_of(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return None
 
 
 def _cgroup_of(pid: int) -> str:

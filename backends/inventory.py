@@ -42,7 +42,7 @@ from netjail.backends.procfs import (
     parse_status_ids,
     process_state,
 )
-from netjail.backends.procio import read_all, read_small, socket_inodes
+from netjail.backends.procio import netns_inode, read_all, read_small, socket_inodes
 from netjail.backends.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
@@ -304,11 +304,7 @@ class Inventory:
         return name
 
     def _own_netns(self) -> int | None:
-        try:
-            inode: int = ns_inode(os.readlink(f"{self._root}/self/ns/net"))
-        except OSError:
-            return None
-        return inode
+        return netns_inode(f"{self._root}/self")
 
     def _process(
         self, p: _Live, cgroup: str, sockets: tuple[Socket, ...], blind: tuple[UnfilterableSocket, ...] = ()

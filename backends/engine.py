@@ -9,7 +9,6 @@ rolled back to nothing by the next command; on any error the call undoes its own
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import time
@@ -37,8 +36,9 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
-from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
+from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
+from netjail.backends.jail_names import check_jail_name, derive_jail_name
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.jail_views import alive, jail_counters, jail_infos
 from netjail.backends.labelled import labelled_snapshot
@@ -87,12 +87,6 @@ def _fault_point(step: str) -> None:
     """Test hook: die like `kill -9` at a named step of a block (NETJAIL_FAULT_AT=step)."""
     if os.environ.get(FAULT_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def default_jail_name(name: str, pid: int) -> str:
-    suffix = f"-{pid}"
-    base = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("-._") or "proc"
-    return base[: MAX_JAIL_NAME - len(suffix)] + suffix
 
 
 class Engine:
@@ -253,14 +247,14 @@ class Engine:
             raise BadInput(f"strategy {req.strategy!r} cannot act on a running process")
         allow = policy.parse_allow_list(req.allow)
         if req.jail is not None:
-            policy.validate_jail_name(req.jail)
+            check_jail_name(req.jail)
         target = self.check_target(req.pid, req.start_time, req.force)
         self._require_root("blocking")
         mount = self._mount()
         with self.store.locked():
             reg = self._load()
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
-            name = req.jail or default_jail_name(target.name, target.pid)
+            name = req.jail or derive_jail_name(target.name, f"-{target.pid}")
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
             members = self._new_members(reg, name, pids, target, req.force)
             jail = reg.jails.get(name)

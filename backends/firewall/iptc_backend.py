@@ -71,7 +71,6 @@ from netjail.backends.firewall.matches import (
     FAMILIES,
     allow,
     canonical_rules,
-    check_jail_name,
     families_used,
     selectors,
     uses_forward,
@@ -92,6 +91,7 @@ from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, SET_INDEX_PREFIX, decode_entry_cached
 from netjail.backends.firewall.xtables_lock import xtables_lock
+from netjail.backends.jail_names import check_jail_name
 from netjail.backends.model import JailCounters
 
 COMMENT = "netjail"

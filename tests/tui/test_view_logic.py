@@ -1,16 +1,14 @@
-"""Pure presentation logic: filter, sort, tree order, allow-list parsing, rates, formatting."""
+"""Pure presentation logic: filter, sort, tree order, rates, formatting."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from netjail.app.counter_history import CounterHistory
 from netjail.app.netns_labels import named_netns, netns_label
 from netjail.app.process_view import ViewOptions, build_rows, matches, next_sort
 from netjail.backends.model import Counters, JailCounters
-from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
 from netjail.widgets.process_table import COLUMN_KEYS, COLUMNS
 
@@ -97,38 +95,6 @@ def test_a_reused_pid_is_another_row() -> None:
     a = build_rows((p,), ViewOptions(), {})[0]
     b = build_rows((replace(p, start_time=p.start_time + 1),), ViewOptions(), {})[0]
     assert a.key != b.key
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("", ()),
-        ("10.0.0.0/8", ("10.0.0.0/8",)),
-        ("10.1.2.3/8, 192.168.1.5:53", ("10.0.0.0/8", "192.168.1.5/32:53")),
-        ("fd00::/64 [fd00::1]:443\t[::1]", ("fd00::/64", "[fd00::1/128]:443", "::1/128")),
-        ("1.1.1.1 1.1.1.1", ("1.1.1.1/32",)),
-    ],
-)
-def test_allow_list_accepts(text: str, expected: tuple[str, ...]) -> None:
-    assert tuple(str(e) for e in parse_allow_list(text)) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "error"),
-    [
-        ("10.0.0.300", "not an IP address"),
-        ("10.0.0.0/33", "not an IP address"),
-        ("10.0.0.1:0", "port must be 1-65535"),
-        ("10.0.0.1:70000", "port must be 1-65535"),
-        ("[fd00::1]:http", "port must be 1-65535"),
-        ("example.com", "not an IP address"),
-        ("10.0.0.1, bad", "'bad'"),
-    ],
-)
-def test_allow_list_rejects_with_one_line(text: str, error: str) -> None:
-    with pytest.raises(AllowListError, match=error.replace("(", r"\(")) as info:
-        parse_allow_list(text)
-    assert "\n" not in str(info.value)
 
 
 def _jc(packets: int) -> JailCounters:

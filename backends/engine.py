@@ -504,6 +504,11 @@ class Engine:
     ) -> LaunchResult:
         return self.launches.relaunch(pid, start_time, req, force)
 
+    def launch_log_path(self, jail: str) -> Path:
+        """Where a background launch or relaunch into `jail` writes its output (the UI names it
+        before anything starts; LaunchResult.log names it after)."""
+        return self.launches.log_path(jail)
+
     # ---- releasing -------------------------------------------------------------------------
 
     def unblock(self, req: UnblockRequest) -> UnblockResult:

@@ -72,6 +72,9 @@ class Launches:
         log = self._open_log(req, None) if detached else None
         return self._launch(req, stdin, stdout, stderr, ctty, log, None)
 
+    def log_path(self, jail: str) -> Path:
+        return logs.log_path(self.engine.store.dir, check_jail_name(jail))
+
     def _open_log(self, req: LaunchRequest, target: Target | None) -> tuple[str, int]:
         """(path, fd) of the log a background launch writes to, opened before anything happens."""
         name = _jail_name(req)

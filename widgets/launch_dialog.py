@@ -76,7 +76,8 @@ class LaunchDialog(FormDialog[LaunchRequest]):
                 yield Static(
                     Text(
                         "terminates it, then starts the same program, arguments, directory and real user "
-                        "under the strategy below (minimal environment, output to netjail's log)",
+                        "under the strategy below (minimal environment; output to the jail's log, "
+                        "named before it starts)",
                         style="dim",
                     )
                 )

@@ -243,16 +243,9 @@ def _jail_row(j: JailInfo) -> list[str]:
 
 
 def _pb(packets: int, nbytes: int) -> str:
+    from netjail.widgets.format import human_bytes  # the dashboard's units; not needed by --help
+
     return f"{packets} pkts / {human_bytes(nbytes)}"
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _counter_rows(items: tuple[JailCounters, ...]) -> list[list[str]]:

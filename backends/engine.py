@@ -9,7 +9,6 @@ rolled back to nothing by the next command; on any error the call undoes its own
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import time
@@ -37,8 +36,9 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
-from netjail.backends.firewall.base import MAX_JAIL_NAME, Firewall, JailRules
+from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.inventory import Inventory
+from netjail.backends.jail_names import check_jail_name, derive_jail_name
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.jail_views import alive, jail_counters, jail_infos
 from netjail.backends.labelled import labelled_snapshot
@@ -63,6 +63,7 @@ from netjail.backends.model import (
     UnblockResult,
     UnfilterableHeld,
 )
+from netjail.backends.procio import netns_inode
 from netjail.backends.state import (
     ACTIVE,
     LAUNCHER,
@@ -88,12 +89,6 @@ def _fault_point(step: str) -> None:
     """Test hook: die like `kill -9` at a named step of a block (NETJAIL_FAULT_AT=step)."""
     if os.environ.get(FAULT_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def default_jail_name(name: str, pid: int) -> str:
-    suffix = f"-{pid}"
-    base = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("-._") or "proc"
-    return base[: MAX_JAIL_NAME - len(suffix)] + suffix
 
 
 class Engine:
@@ -205,7 +200,7 @@ class Engine:
         proc = self.inventory.lookup(pid, sockets=False)  # the block reads them when it needs them
         if proc is None:
             raise BadInput(f"no such process: {pid}")
-        own = _own_netns()
+        own = netns_inode()
         if proc.netns is not None and own is not None and proc.netns != own:
             raise BadInput(
                 f"PID {pid} lives in another network namespace (net:[{proc.netns}]): run netjail "
@@ -256,14 +251,14 @@ class Engine:
             raise BadInput(f"strategy {req.strategy!r} cannot act on a running process")
         allow = policy.parse_allow_list(req.allow)
         if req.jail is not None:
-            policy.validate_jail_name(req.jail)
+            check_jail_name(req.jail)
         target = self.check_target(req.pid, req.start_time, req.force)
         self._require_root("blocking")
         mount = self._mount()
         with self.store.locked():
-            reg = self._load(lambda reg: {req.jail or default_jail_name(target.name, target.pid)})
+            reg = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
-            name = req.jail or default_jail_name(target.name, target.pid)
+            name = req.jail or derive_jail_name(target.name, f"-{target.pid}")
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
             members = self._new_members(reg, name, pids, target, req.force)
             jail = reg.jails.get(name)
@@ -412,13 +407,13 @@ class Engine:
         # since, whose PID is now another process's
         jailed = {(m.pid, m.start_time): j.name for j in reg.jails.values() for m in j.members}
         protected = set(identity.ancestors())
-        own = _own_netns()
+        own = netns_inode()
         members = []
         for pid in pids:
             stat = identity.read_stat(pid)
             if stat is None:
                 continue  # a child that exited meanwhile
-            if pid != target.pid and _netns_of(pid) not in (own, None):
+            if pid != target.pid and netns_inode(f"/proc/{pid}") not in (own, None):
                 # our rules cannot reach it: listing it as jailed would be a lie
                 self.notes.append(f"PID {pid} ({stat.name}) runs in another network namespace: not jailed")
                 continue
@@ -566,6 +561,11 @@ class Engine:
     ) -> LaunchResult:
         return self.launches.relaunch(pid, start_time, req, force)
 
+    def launch_log_path(self, jail: str) -> Path:
+        """Where a background launch or relaunch into `jail` writes its output (the UI names it
+        before anything starts; LaunchResult.log names it after)."""
+        return self.launches.log_path(jail)
+
     # ---- releasing -------------------------------------------------------------------------
 
     def unblock(self, req: UnblockRequest) -> UnblockResult:
@@ -691,23 +691,9 @@ def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:
     return inside or None
 
 
-def _own_netns() -> int | None:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return None
-
-
 def _remember_sockets(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> None:
     known = set(jail.pre_inodes)
     jail.pre_inodes += [s.inode for socks in sockets.values() for s in socks if s.inode not in known]
-
-
-def _netns_of(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return None
 
 
 def _cgroup_of(pid: int) -> str:

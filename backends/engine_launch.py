@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 from netjail.backends import host_forwarding, identity, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
-from netjail.backends.firewall.base import MAX_JAIL_NAME
+from netjail.backends.jail_names import check_jail_name, derive_jail_name
 from netjail.backends.jail_rules import desired_rules
 from netjail.backends.launch import credentials, groups, logs, netns, pasta, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
@@ -44,11 +44,6 @@ if TYPE_CHECKING:
 
 Stdio = int | IO[Any] | None
 LINKS = ("pasta", "veth")
-
-
-def _name(base: str, suffix: str) -> str:
-    clean = "".join(c if c.isalnum() or c in "_.-" else "_" for c in base).lstrip("-._") or "jail"
-    return clean[: MAX_JAIL_NAME - len(suffix)] + suffix
 
 
 class Launches:
@@ -76,6 +71,9 @@ class Launches:
         directory (its path in the result), whatever stdio says."""
         log = self._open_log(req, None) if detached else None
         return self._launch(req, stdin, stdout, stderr, ctty, log, None)
+
+    def log_path(self, jail: str) -> Path:
+        return logs.log_path(self.engine.store.dir, check_jail_name(jail))
 
     def _open_log(self, req: LaunchRequest, target: Target | None) -> tuple[str, int]:
         """(path, fd) of the log a background launch writes to, opened before anything happens."""
@@ -336,7 +334,7 @@ class Launches:
         label, uid, gid = self.resolve_owner(req.user, req.group)
         allow = policy.parse_allow_list(req.allow)
         kind = "user" if uid is not None else "group"
-        name = policy.validate_jail_name(req.jail) if req.jail else _name(f"{kind}-{label}", "")
+        name = check_jail_name(req.jail) if req.jail else derive_jail_name(f"{kind}-{label}")
         if not force:
             _refuse_own_owner(kind, label, uid, gid)
         self.engine._require_root(f"blocking a {kind}")
@@ -395,7 +393,7 @@ class Launches:
                     "a relaunch would run it as its real user; --force to do that"
                 )
             if not req.jail:  # named after the process it replaces: a TUI relaunches more than one
-                req = replace(req, jail=_name(Path(target.exe).name, f"-{pid}"))
+                req = replace(req, jail=derive_jail_name(Path(target.exe).name, f"-{pid}"))
             req = replace(req, argv=target.argv, user=_user_name(target.uid), cwd=None)
             _, name = self._validate(req)
             if name in self.engine.store.load().jails:  # everything refusable, before killing it
@@ -416,8 +414,8 @@ class Launches:
 
 def _jail_name(req: LaunchRequest) -> str:
     if req.jail:
-        return policy.validate_jail_name(req.jail)
-    return _name(Path(req.argv[0]).name, f"-{os.getpid()}")
+        return check_jail_name(req.jail)
+    return derive_jail_name(Path(req.argv[0]).name, f"-{os.getpid()}")
 
 
 def _user_name(uid: int) -> str:

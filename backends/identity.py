@@ -7,31 +7,10 @@ every action, so a PID the kernel reused for another program is never jailed by 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from netjail.backends import procfs
 from netjail.backends.errors import NoSuchProcess, ProtectedProcess
-from netjail.backends.procfs import PF_KTHREAD
-
-
-@dataclass(frozen=True, slots=True)
-class ProcStat:
-    pid: int
-    name: str
-    state: str
-    ppid: int
-    flags: int
-    start_time: int
-
-    @property
-    def kernel_thread(self) -> bool:
-        return bool(self.flags & PF_KTHREAD) or self.pid == 2 or self.ppid == 2
-
-
-def parse_stat(text: str) -> ProcStat:
-    f = procfs.parse_stat(text)
-    return ProcStat(int(text[: text.index(" ")]), f.comm, f.state, f.ppid, f.flags, f.start_time)
+from netjail.backends.procfs import ProcStat, parse_stat
 
 
 def read_stat(pid: int, proc_root: str = "/proc") -> ProcStat | None:

@@ -33,7 +33,7 @@ from netjail.backends.errors import OperationFailed
 from netjail.backends.model import Process, Snapshot, Socket, UnfilterableSocket
 from netjail.backends.packet_sockets import read_packet_table
 from netjail.backends.procfs import (
-    StatFields,
+    ProcStat,
     display_name,
     ns_inode,
     parse_cgroup_v2,
@@ -42,7 +42,7 @@ from netjail.backends.procfs import (
     parse_status_ids,
     process_state,
 )
-from netjail.backends.procio import read_all, read_small, socket_inodes
+from netjail.backends.procio import netns_inode, read_all, read_small, socket_inodes
 from netjail.backends.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
@@ -82,7 +82,7 @@ class _Live:
 
     pid: int
     key: Key
-    stat: StatFields
+    stat: ProcStat
     static: _Static
     netns: int | None
     netns_denied: bool
@@ -229,7 +229,7 @@ class Inventory:
                 stat = parse_stat(read_small(f"{base}/stat").decode(errors=_RAW))
                 key = (pid, stat.start_time)
                 static = self._static.get(key)
-                if static is None or static.comm != stat.comm:
+                if static is None or static.comm != stat.name:
                     static = self._read_static(base, stat)
                 if stat.kernel_thread:
                     netns, netns_denied, fd_count = None, False, None
@@ -246,9 +246,9 @@ class Inventory:
         self._static = statics
         return live
 
-    def _read_static(self, base: str, stat: StatFields) -> _Static:
+    def _read_static(self, base: str, stat: ProcStat) -> _Static:
         if stat.kernel_thread:
-            return _Static(stat.comm, stat.comm, "", (), 0, 0, "root", False)
+            return _Static(stat.name, stat.name, "", (), 0, 0, "root", False)
         try:
             cmdline = parse_cmdline(read_all(f"{base}/cmdline"))
             uid, gid = parse_status_ids(read_small(f"{base}/status").decode(errors=_RAW))
@@ -262,8 +262,8 @@ class Inventory:
         except FileNotFoundError:
             pass  # zombie, or exited (noticed by the next read)
         return _Static(
-            comm=stat.comm,
-            name=display_name(stat.comm, cmdline),
+            comm=stat.name,
+            name=display_name(stat.name, cmdline),
             exe=exe,
             cmdline=cmdline,
             uid=uid,
@@ -304,11 +304,7 @@ class Inventory:
         return name
 
     def _own_netns(self) -> int | None:
-        try:
-            inode: int = ns_inode(os.readlink(f"{self._root}/self/ns/net"))
-        except OSError:
-            return None
-        return inode
+        return netns_inode(f"{self._root}/self")
 
     def _process(
         self, p: _Live, cgroup: str, sockets: tuple[Socket, ...], blind: tuple[UnfilterableSocket, ...] = ()

@@ -34,24 +34,17 @@ from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import InsufficientPrivilege, NetjailError, NoSuchProcess, OperationFailed
 
 
-def _own_netns() -> int:
-    try:
-        return os.stat("/proc/self/ns/net").st_ino
-    except OSError:
-        return 0
-
-
 def _base() -> str:
     return os.environ.get("NETJAIL_CGROUP_PARENT", "netjail")
 
 
 def parent_name() -> str:
-    return f"{_base()}/net-{_own_netns()}"
+    return f"{_base()}/net-{procio.netns_inode() or 0}"
 
 
 def unit_dir_name() -> str:
     """The one directory netjail makes inside a unit's cgroup (per network namespace)."""
-    return f"{_base().replace('/', '-')}-net-{_own_netns()}"
+    return f"{_base().replace('/', '-')}-net-{procio.netns_inode() or 0}"
 
 
 def place(origin: str | None) -> str:

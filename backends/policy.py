@@ -1,4 +1,4 @@
-"""Validation of user-supplied policy: allow-list entries and jail names (pure, no I/O).
+"""Validation of user-supplied allow-lists (pure, no I/O; jail names: jail_names.py).
 
 Allow-list semantics follow systemd's `IPAddressDeny=any` + `IPAddressAllow=`: everything is
 denied except the listed prefixes; `CIDR:PORT` narrows an entry to one remote port (TCP and
@@ -11,10 +11,8 @@ import ipaddress
 import re
 
 from netjail.backends.errors import BadInput
-from netjail.backends.firewall.base import MAX_JAIL_NAME
 from netjail.backends.model import AllowEntry
 
-_JAIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _BRACKETED = re.compile(r"\[(?P<addr>[^\]]+)\](?::(?P<port>[^:]*))?")
 
 
@@ -63,11 +61,3 @@ def parse_allow_list(entries: list[str] | tuple[str, ...]) -> tuple[AllowEntry, 
             if entry and (e := parse_allow(entry)) not in parsed:
                 parsed.append(e)
     return tuple(parsed)
-
-
-def validate_jail_name(name: str) -> str:
-    if not _JAIL_NAME.fullmatch(name) or len(name) > MAX_JAIL_NAME:
-        raise BadInput(
-            f"bad jail name {name!r}: 1-{MAX_JAIL_NAME} characters of letters, digits, '_', '.', '-'"
-        )
-    return name

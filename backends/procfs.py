@@ -61,8 +61,11 @@ _TABLE_KINDS = {
 LineKey = tuple[str, str, str, str]  # local, remote, state, inode columns of a table line
 
 
-class StatFields(NamedTuple):
-    comm: str
+class ProcStat(NamedTuple):
+    """The fields of /proc/PID/stat netjail uses (the one record of them: identity, inventory)."""
+
+    pid: int
+    name: str  # comm: at most 15 bytes, whatever the process chose
     state: str  # one letter, as in /proc/PID/stat
     ppid: int
     flags: int
@@ -70,6 +73,8 @@ class StatFields(NamedTuple):
 
     @property
     def kernel_thread(self) -> bool:
+        # PF_KTHREAD alone: kthreadd carries it too, and in a PID namespace PID 2 and its
+        # children are ordinary processes (the namespace holds no kernel thread)
         return bool(self.flags & PF_KTHREAD)
 
 
@@ -157,14 +162,15 @@ def parse_net_table(text: str, family: str, proto: str, *, owned_only: bool = Fa
     return list(iter_net_table(text, family, proto, owned_only=owned_only))
 
 
-def parse_stat(text: str) -> StatFields:
+def parse_stat(text: str) -> ProcStat:
     """/proc/PID/stat. comm may hold spaces and parentheses, so split at the last ')'."""
     open_paren = text.index("(")
     close_paren = text.rindex(")")
     rest = text[close_paren + 2 :].split()
     # rest[0] is field 3 (state); field N is rest[N - 3].
-    return StatFields(
-        comm=text[open_paren + 1 : close_paren],
+    return ProcStat(
+        pid=int(text[: open_paren - 1]),
+        name=text[open_paren + 1 : close_paren],
         state=rest[0],
         ppid=int(rest[1]),
         flags=int(rest[6]),

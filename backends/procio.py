@@ -9,6 +9,15 @@ import select
 _O_READ = os.O_RDONLY | os.O_CLOEXEC
 
 
+def netns_inode(task: str = "/proc/self") -> int | None:
+    """The inode of a task's network namespace (the number /proc/PID/ns/net names, one per
+    namespace), None when it cannot be read. `task`: /proc/PID, /proc/thread-self, ..."""
+    try:
+        return os.stat(f"{task}/ns/net").st_ino
+    except OSError:
+        return None
+
+
 def read_small(path: str) -> bytes:
     """A small /proc file in one read(): stat, status, cgroup, sockstat are generated whole."""
     fd = os.open(path, _O_READ)

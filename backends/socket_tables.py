@@ -18,7 +18,7 @@ from operator import attrgetter
 from netjail.backends import sockdiag
 from netjail.backends.model import Socket
 from netjail.backends.procfs import LineKey, iter_net_table, parse_sockstat_inuse, table_kind
-from netjail.backends.procio import read_all, read_small
+from netjail.backends.procio import netns_inode, read_all, read_small
 
 TABLES = ("tcp", "tcp6", "udp", "udp6")
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
@@ -28,10 +28,7 @@ _inode = attrgetter("inode")
 
 def thread_netns() -> int | None:
     """The namespace a netlink socket opened now would see (the calling thread's)."""
-    try:
-        return os.stat("/proc/thread-self/ns/net").st_ino
-    except OSError:
-        return None
+    return netns_inode("/proc/thread-self")
 
 
 class SocketTables:
@@ -67,7 +64,7 @@ class SocketTables:
 
     def of_process(self, pid: int) -> list[Socket]:
         """The sockets of one process's namespace, read fresh (no cache kept)."""
-        netns = _ns_ino(f"{self._root}/{pid}") or 0
+        netns = netns_inode(f"{self._root}/{pid}") or 0
         got = self._read_namespaces({netns: [pid]}, {}, sockdiag.DumpCache())
         if netns not in got:
             raise FileNotFoundError(f"{self._root}/{pid}")  # the process left meanwhile
@@ -180,10 +177,3 @@ class SocketTables:
 
 def _wanted(present: list[str]) -> list[tuple[int, str]]:
     return [(_AF[table_kind(name)[0]], table_kind(name)[1]) for name in present]
-
-
-def _ns_ino(base: str) -> int | None:
-    try:
-        return os.stat(f"{base}/ns/net").st_ino
-    except OSError:
-        return None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from netjail.backends.errors import BadInput, InsufficientPrivilege, NetjailError, OperationFailed
+from netjail.backends.procio import netns_inode
 from netjail.backends.trusted_paths import stat_problem
 
 SCHEMA = 1
@@ -40,10 +41,8 @@ def state_dir() -> Path:
     """One registry per network namespace: the rules it describes live in that namespace."""
     if env := os.environ.get("NETJAIL_STATE_DIR"):
         return Path(env)
-    try:
-        return Path(f"/run/netjail/net-{os.stat('/proc/self/ns/net').st_ino}")
-    except OSError:
-        return Path("/run/netjail")
+    inode = netns_inode()
+    return Path("/run/netjail") if inode is None else Path(f"/run/netjail/net-{inode}")
 
 
 @dataclass(slots=True)

@@ -13,8 +13,9 @@ import grp
 from collections.abc import Sequence
 from typing import ClassVar
 
+from netjail.backends.errors import BadInput
 from netjail.backends.model import BlockRequest, OwnerBlockRequest, Process, StrategyInfo
-from netjail.widgets.allow_input import AllowListError, parse_allow_list
+from netjail.backends.policy import parse_allow_list
 from netjail.widgets.form_dialog import FormDialog
 from netjail.widgets.safe_text import printable
 from rich.text import Text
@@ -143,8 +144,9 @@ class BlockDialog(FormDialog[BlockRequest | OwnerBlockRequest]):
         field = self.query_one("#allow", Input)
         error = self.query_one("#allow-error", Static)
         try:
-            entries = parse_allow_list(field.value) if not field.disabled else ()
-        except AllowListError as exc:
+            # the engine's parser: the dialog sends what the rules will hold
+            entries = parse_allow_list((field.value,)) if not field.disabled else ()
+        except BadInput as exc:
             error.update(Text(printable(str(exc)), style="bold red"))
             field.add_class("-invalid")
             return None

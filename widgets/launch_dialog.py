@@ -12,8 +12,9 @@ import shlex
 from collections.abc import Collection, Sequence
 from typing import ClassVar
 
+from netjail.backends.errors import BadInput
 from netjail.backends.model import LaunchRequest, Process, StrategyInfo
-from netjail.widgets.allow_input import AllowListError, parse_allow_list
+from netjail.backends.policy import parse_allow_list
 from netjail.widgets.form_dialog import FormDialog
 from netjail.widgets.launch_form import (
     FieldError,
@@ -75,7 +76,8 @@ class LaunchDialog(FormDialog[LaunchRequest]):
                 yield Static(
                     Text(
                         "terminates it, then starts the same program, arguments, directory and real user "
-                        "under the strategy below (minimal environment, output to netjail's log)",
+                        "under the strategy below (minimal environment; output to the jail's log, "
+                        "named before it starts)",
                         style="dim",
                     )
                 )
@@ -194,8 +196,8 @@ class LaunchDialog(FormDialog[LaunchRequest]):
     def _allow(self) -> tuple[str, ...] | None:
         field = self.query_one("#allow", Input)
         try:
-            entries = parse_allow_list(field.value) if not field.disabled else ()
-        except AllowListError as exc:
+            entries = parse_allow_list((field.value,)) if not field.disabled else ()  # the engine's parser
+        except BadInput as exc:
             self._show("#allow-error", str(exc), field)
             return None
         self._show("#allow-error", None, field)

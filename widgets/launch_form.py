@@ -8,15 +8,13 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
-import re
 import shlex
 import shutil
 from collections.abc import Collection
 from pathlib import Path
 
+from netjail.backends import jail_names
 from netjail.backends.errors import BadInput
-from netjail.backends.firewall.base import MAX_JAIL_NAME
-from netjail.backends.policy import validate_jail_name
 
 
 class FieldError(ValueError):
@@ -71,17 +69,15 @@ def check_jail_name(text: str) -> str | None:
     if not name:
         return None
     try:
-        return validate_jail_name(name)
+        return jail_names.check_jail_name(name)
     except BadInput as exc:
         raise FieldError(str(exc)) from None
 
 
 def default_jail_name(argv0: str, taken: Collection[str]) -> str:
     """`<program>-<N>`, the first N not in use: two launches of one program get two jails."""
-    base = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(argv0).name).lstrip("-._") or "cmd"
     for n in itertools.count(1):
-        suffix = f"-{n}"
-        name = base[: MAX_JAIL_NAME - len(suffix)] + suffix
+        name = jail_names.derive_jail_name(Path(argv0).name, f"-{n}")
         if name not in taken:
             return name
     raise AssertionError("unreachable")

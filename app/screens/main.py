@@ -10,6 +10,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 from netjail.app.counter_history import CounterHistory
@@ -484,7 +485,8 @@ class MainScreen(EngineCalls):
                 if yes:
                     self.relaunch(process, request)
 
-            question = relaunch_question(process, request, cwd)
+            log = self.engine.launch_log_path(request.jail or "")  # the dialog always names it
+            question = relaunch_question(process, request, cwd, log)
             self.app.push_screen(ConfirmDialog("Relaunch jailed", question, yes="Relaunch"), confirmed)
 
         self.app.push_screen(dialog, chosen)
@@ -492,7 +494,8 @@ class MainScreen(EngineCalls):
     def on_relaunched(self, message: Relaunched) -> None:
         p, r = message.process, message.result
         self.notify(
-            f"PID {p.pid} {p.name} terminated; started again as PID {r.pid} in jail {r.jail} ({r.strategy})",
+            f"PID {p.pid} {p.name} terminated; started again as PID {r.pid} in jail {r.jail} "
+            f"({r.strategy}); output in {r.log}",
             title="relaunched",
             timeout=10,
         )
@@ -588,7 +591,7 @@ class MainScreen(EngineCalls):
             self.release_all()
 
 
-def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None) -> str:
+def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None, log: Path) -> str:
     """What `y` will do, exactly: the confirmation names the process, command, place and jail.
     Each quoted part is escaped and bounded, so none can hide or push away the rest."""
     how = STRATEGY_EFFECT.get(request.strategy, "")
@@ -605,5 +608,5 @@ def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None)
         f"Terminate PID {process.pid} ({name}), then start `{command}` "
         f"in {where} as {user} under {request.strategy} "
         f"({how}{tail}), in jail {request.jail}, with a minimal environment (not its own); "
-        "output goes to netjail's launch log."
+        f"output goes to {printable(str(log), 1024)}."
     )

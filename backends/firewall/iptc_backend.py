@@ -40,6 +40,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
+from netjail.backends.cgroupfs import MOUNTINFO, find_cgroup2
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
 from netjail.backends.firewall import families
 from netjail.backends.firewall.base import (
@@ -70,7 +71,6 @@ from netjail.backends.firewall.matches import (
     FAMILIES,
     allow,
     canonical_rules,
-    check_jail_name,
     families_used,
     selectors,
     uses_forward,
@@ -91,10 +91,10 @@ from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, SET_INDEX_PREFIX, decode_entry_cached
 from netjail.backends.firewall.xtables_lock import xtables_lock
+from netjail.backends.jail_names import check_jail_name
 from netjail.backends.model import JailCounters
 
 COMMENT = "netjail"
-MOUNTINFO = Path("/proc/self/mountinfo")
 
 Changes = Mapping[str, JailRules | None]  # jail -> wanted rules, None to remove
 CurrentRule = tuple[str, RuleKey | None]
@@ -105,12 +105,10 @@ def _digests() -> dict[str, bytes | None]:
 
 
 def cgroup2_mount(mountinfo: Path = MOUNTINFO) -> Path | None:
-    """Where this process sees the cgroup2 hierarchy (field 9 of mountinfo is the fs type)."""
-    for line in mountinfo.read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        if right.split(" ", 1)[0] == "cgroup2":
-            return Path(left.split()[4].replace("\\040", " "))
-    return None
+    """Where this process sees the cgroup2 hierarchy: cgroupfs's answer, the one netjail's
+    cgroups are made under (a rule's cgroup is checked there)."""
+    found = find_cgroup2(mountinfo)
+    return Path(found.path) if found else None
 
 
 class IptcFirewall(Firewall):

@@ -17,7 +17,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from netjail.backends.errors import BadInput
-from netjail.backends.firewall.base import MAX_JAIL_NAME, JailRules, Match
+from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.firewall.fallback_sets import (
     FAMILY_TAG,
     GATE,
@@ -26,23 +26,14 @@ from netjail.backends.firewall.fallback_sets import (
     canonical_entries,
     set_kind,
 )
+from netjail.backends.jail_names import check_jail_name
 
 DIRECTIONS = ("out", "in", "fwd")
 FAMILIES = ("inet", "inet6")
 PROTOS = ("tcp", "udp", "icmpv6")
 IFNAMSIZ = 16
 CGROUP_PATH_MAX = 512  # XT_CGROUP_PATH_MAX of xt_cgroup revision 2, NUL included
-_JAIL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_JAIL_NAME - 1}}}")
 _IFACE = re.compile(r"[^\s/:'\"]{1,15}")
-
-
-def check_jail_name(name: str) -> str:
-    if not isinstance(name, str) or not _JAIL_NAME.fullmatch(name):
-        raise BadInput(
-            f"bad jail name {name!r}: 1-{MAX_JAIL_NAME} characters of A-Z a-z 0-9 _ . - "
-            "(starting with a letter or digit)"
-        )
-    return name
 
 
 def _cidr(value: str, family: str, what: str) -> str | None:

@@ -29,12 +29,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from netjail.backends.errors import NetjailError, UnsupportedEnvironment
 from netjail.backends.firewall.base import Match
 from netjail.backends.firewall.libiptc import CommitConflict, Table, _library, translate
-from netjail.backends.firewall.matches import FAMILIES, check_jail_name
+from netjail.backends.firewall.matches import FAMILIES
 from netjail.backends.firewall.plan import Append, Current, Delete, Edit, Insert, RuleKey, edit_builtin
 from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN, decode_entry
 from netjail.backends.firewall.xtables_lock import xtables_lock
+from netjail.backends.jail_names import check_jail_name
 
 NAT_CHAIN = "NETJAIL-NAT"
 BUILTIN = "POSTROUTING"

@@ -15,7 +15,7 @@ import subprocess
 
 from netjail.backends import tools
 from netjail.backends.errors import BadInput, InsufficientPrivilege, OperationFailed
-from netjail.backends.firewall.matches import check_jail_name
+from netjail.backends.jail_names import check_jail_name
 
 GROUP_PREFIX = "netjail-"
 GROUPADD_NAME_IN_USE = 9  # groupadd(8) exit codes

@@ -314,3 +314,17 @@ def test_seccomp_jail_is_listed_as_not_countable(cli: CLI) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_program_named_outside_ascii_gets_a_valid_default_jail(cli: CLI, tmp_path: Path) -> None:
+    """The default jail name is derived from the program's name: letters outside A-Z a-z
+    become '_', as the jail-name rule (and the netns, group and chain names) require."""
+    prog = tmp_path / "prøg"
+    prog.write_text("#!/bin/sh\nexit 3\n")
+    prog.chmod(0o755)
+    out = cli("run", "--netns", "--keep", "--user", "root", "--", str(prog))
+    assert out.returncode == 3, out.stderr
+    (info,) = jails(cli)
+    assert info["name"] == f"pr_g-{info['name'].rsplit('-', 1)[1]}"
+    assert cli("unblock", "--jail", info["name"]).returncode == 0
+    assert jails(cli) == [] and leftovers() == []

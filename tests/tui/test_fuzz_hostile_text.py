@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 from dataclasses import replace
+from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -126,10 +127,10 @@ def test_every_renderer_escapes_any_text(name: str, user: str, argv: list[str], 
 
     # the confirmations' text and the owner scopes
     request = LaunchRequest(argv=p.cmdline or ("x",), strategy="seccomp", jail="j1", allow=("10.0.0.0/8",))
-    question = relaunch_question(p, request, cwd)
+    question = relaunch_question(p, request, cwd, Path("/run/netjail/logs/j1.log"))
     assert question.isprintable() and " under seccomp (" in question
     assert question.endswith(
-        ", in jail j1, with a minimal environment (not its own); output goes to netjail's launch log."
+        ", in jail j1, with a minimal environment (not its own); output goes to /run/netjail/logs/j1.log."
     )
     for _, text in owner_scopes(p):
         assert text.isprintable()

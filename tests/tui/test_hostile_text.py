@@ -8,6 +8,7 @@ real engine with real processes of user nobody.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -129,7 +130,8 @@ def assert_question_whole(dialog: ConfirmDialog, expected_start: str) -> str:
     question = dialog.query_one("#question", Static)
     drawn = widget_text(question)
     assert compact(drawn).startswith(compact(expected_start)), drawn
-    assert drawn.endswith("output goes to netjail's launch log."), drawn  # nothing after the markup was eaten
+    # nothing after the markup was eaten: the question ends with the launch log's path
+    assert re.search(r"outputgoesto/\S+/logs/[A-Za-z0-9_.-]+\.log\.$", compact(drawn)), drawn
     assert not invisible(widget_strips(question))
     return drawn
 

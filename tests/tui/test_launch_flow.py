@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -328,6 +329,11 @@ async def test_relaunch_under_seccomp_terminates_and_restarts_it_refused(
                 f"Terminate PID {probe.pid} ({name}), then start `{shlex.join(argv)}` in {workdir} "
                 "as root under seccomp"
             ), question
+            # it names the log the command's output will go to (not /dev/null), before anything runs
+            named = re.search(r" in jail (\S+), ", question)
+            assert named, question
+            log = kernel.store.dir / "logs" / f"{named[1]}.log"
+            assert question.endswith(f"; output goes to {log}."), question
             assert probe.poll() is None
             await pilot.press("y")
 
@@ -338,6 +344,11 @@ async def test_relaunch_under_seccomp_terminates_and_restarts_it_refused(
             new_pid, jail = int(match[1]), match[2]
             started.append(new_pid)
             assert new_pid != probe.pid and f"PID {probe.pid}" in text
+            assert jail == named[1] and text.endswith(f"; output in {log}"), text
+            # the engine opened it (0600, a plain file under the checked state directory)
+            st = log.lstat()
+            assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+            assert f"netjail relaunch [seccomp] jail {jail}: " in log.read_text()
 
             # the old process is gone; the new one has its cwd but not its environment (a user's
             # LD_PRELOAD must not follow it), its sends refused

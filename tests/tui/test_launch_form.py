@@ -81,11 +81,13 @@ def test_owner_scopes_name_the_user_and_group() -> None:
 def test_relaunch_confirmation_says_exactly_what_happens() -> None:
     curl = next(p for p in PROCESSES if p.pid == 2301)
     req = LaunchRequest(argv=curl.cmdline, strategy="netns", jail="curl-1", allow=("10.0.0.0/8",))
-    text = relaunch_question(curl, req, "/home/alice")
+    log = Path("/run/netjail/net-4026531840/logs/curl-1.log")
+    text = relaunch_question(curl, req, "/home/alice", log)
     assert text.startswith(
         "Terminate PID 2301 (curl), then start `curl -s https://updates.example.net/feed` in "
         "/home/alice as alice under netns (in a new network namespace, allowing only 10.0.0.0/8)"
     )
     assert "jail curl-1" in text
-    seccomp = relaunch_question(curl, LaunchRequest(curl.cmdline, "seccomp", jail="c"), None)
+    assert text.endswith("; output goes to /run/netjail/net-4026531840/logs/curl-1.log.")  # not /dev/null
+    seccomp = relaunch_question(curl, LaunchRequest(curl.cmdline, "seccomp", jail="c"), None, log)
     assert "in an unknown directory" in seccomp and "under seccomp (with network sockets refused" in seccomp

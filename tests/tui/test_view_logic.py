@@ -1,16 +1,14 @@
-"""Pure presentation logic: filter, sort, tree order, allow-list parsing, rates, formatting."""
+"""Pure presentation logic: filter, sort, tree order, rates, formatting."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from netjail.app.counter_history import CounterHistory
 from netjail.app.netns_labels import named_netns, netns_label
 from netjail.app.process_view import ViewOptions, build_rows, matches, next_sort
 from netjail.backends.model import Counters, JailCounters
-from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
 from netjail.widgets.process_table import COLUMN_KEYS, COLUMNS
 
@@ -99,38 +97,6 @@ def test_a_reused_pid_is_another_row() -> None:
     assert a.key != b.key
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("", ()),
-        ("10.0.0.0/8", ("10.0.0.0/8",)),
-        ("10.1.2.3/8, 192.168.1.5:53", ("10.0.0.0/8", "192.168.1.5/32:53")),
-        ("fd00::/64 [fd00::1]:443\t[::1]", ("fd00::/64", "[fd00::1/128]:443", "::1/128")),
-        ("1.1.1.1 1.1.1.1", ("1.1.1.1/32",)),
-    ],
-)
-def test_allow_list_accepts(text: str, expected: tuple[str, ...]) -> None:
-    assert tuple(str(e) for e in parse_allow_list(text)) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "error"),
-    [
-        ("10.0.0.300", "not an IP address"),
-        ("10.0.0.0/33", "not an IP address"),
-        ("10.0.0.1:0", "port must be 1-65535"),
-        ("10.0.0.1:70000", "port must be 1-65535"),
-        ("[fd00::1]:http", "port must be 1-65535"),
-        ("example.com", "not an IP address"),
-        ("10.0.0.1, bad", "'bad'"),
-    ],
-)
-def test_allow_list_rejects_with_one_line(text: str, error: str) -> None:
-    with pytest.raises(AllowListError, match=error.replace("(", r"\(")) as info:
-        parse_allow_list(text)
-    assert "\n" not in str(info.value)
-
-
 def _jc(packets: int) -> JailCounters:
     total = Counters(packets, packets * 64)
     return JailCounters("j", total, total, Counters())
@@ -155,6 +121,14 @@ def test_rates_use_real_elapsed_time_and_survive_counter_resets() -> None:
 def test_formatting() -> None:
     assert [human_count(n) for n in (0, 999, 1234, 12345, 4_100_000)] == ["0", "999", "1.2k", "12k", "4.1M"]
     assert human_bytes(512) == "512 B" and human_bytes(23040) == "22.5 KiB"
+    assert human_bytes(5 * 2**40) == "5.0 TiB"
+
+
+def test_the_cli_counts_bytes_like_the_dashboard() -> None:
+    from netjail.app.cli_jails import _pb
+
+    assert _pb(3, 5 * 2**40) == f"3 pkts / {human_bytes(5 * 2**40)}" == "3 pkts / 5.0 TiB"
+    assert _pb(1, 23040) == "1 pkts / 22.5 KiB"
     assert summarise(["a" * 10, "b" * 10, "c" * 10], 24) == f"{'a' * 10} {'b' * 10} +1"
     by = {p.pid: p for p in PROCESSES}
     assert listening_ports(by[530].sockets) == ["53", "u53"]

@@ -104,3 +104,18 @@ def test_read_cgroup_of_a_gone_process() -> None:
 def test_find_cgroup2_reads_this_machine() -> None:
     # This machine is hybrid; docs/kernel-facts.md, intro.
     assert find_cgroup2() == Cgroup2Mount("/sys/fs/cgroup/unified", "hybrid", "/")
+
+
+def test_the_firewall_finds_the_same_cgroup2_mount(tmp_path: Path) -> None:
+    """iptc_backend checks that a rule's cgroup exists under the mount cgroupfs names: a bind
+    mount of one group listed first (containers) and escaped mount points included."""
+    from netjail.backends.firewall.iptc_backend import cgroup2_mount
+
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(
+        "40 31 0:38 /docker/abc /srv/cg rw,relatime - cgroup2 cgroup2 rw\n"
+        "41 31 0:38 / /sys/fs/cgroup/un\\011ified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    found = find_cgroup2(mountinfo)
+    assert found is not None and found.path == "/sys/fs/cgroup/un\tified"
+    assert cgroup2_mount(mountinfo) == Path(found.path)

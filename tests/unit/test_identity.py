@@ -11,10 +11,10 @@ from netjail.backends.identity import (
     ancestors,
     current,
     descendants,
-    parse_stat,
     read_stat,
     refuse_protected,
 )
+from netjail.backends.procfs import parse_stat
 
 STAT = (
     "4242 (my (weird) ) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 "
@@ -88,3 +88,44 @@ def test_remote_login_servers_are_protected() -> None:
     with pytest.raises(ProtectedProcess, match="remote logins"):
         refuse_protected(sshd, protected=set())
     refuse_protected(parse_stat(STAT), protected=set())  # an ordinary process passes
+
+
+def test_pid_2_of_a_pid_namespace_and_its_children_are_not_kernel_threads() -> None:
+    """In a container's PID namespace PID 2 is an ordinary process (its kthreadd is not there):
+    only PF_KTHREAD marks a kernel thread, so netjail refuses neither it nor its children."""
+    script = (
+        "import os, subprocess, sys\n"
+        "from netjail.backends.errors import ProtectedProcess\n"
+        "from netjail.backends.identity import read_stat, refuse_protected\n"
+        "assert os.getpid() == 2, os.getpid()\n"
+        "child = subprocess.Popen(['sleep', '30'])\n"
+        "for pid in (2, child.pid):\n"
+        "    s = read_stat(pid)\n"
+        "    assert s is not None and not s.kernel_thread, s\n"
+        "    try:\n"
+        "        refuse_protected(s, protected=set())\n"
+        "    except ProtectedProcess as e:\n"
+        "        if pid != 2:  # PID 2 is this test, i.e. netjail itself\n"
+        "            raise\n"
+        "        assert 'netjail itself' in str(e), e\n"
+        "child.kill()\n"
+        "print('ok')\n"
+    )
+    # sh is PID 1 of the new namespace; the command it forks first is PID 2
+    out = subprocess.run(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            '"$0" -c "$1"; true',
+            sys.executable,
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.stdout.strip() == "ok", out.stderr

@@ -7,6 +7,8 @@ TIME_WAIT leftover, IPv6 and v4-mapped connections, and connected/unconnected UD
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 from netjail.backends.model import Socket
@@ -152,7 +154,7 @@ KSTAT = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 184467
 
 def test_parse_stat_with_parentheses_in_comm() -> None:
     s = parse_stat(STAT)
-    assert (s.comm, s.state, s.ppid, s.start_time) == ("my (odd) name", "S", 4100, 987654)
+    assert (s.name, s.state, s.ppid, s.start_time) == ("my (odd) name", "S", 4100, 987654)
     assert not s.kernel_thread
     k = parse_stat(KSTAT)
     assert k.kernel_thread and k.start_time == 5 and k.ppid == 0
@@ -222,3 +224,21 @@ def test_parse_sockstat_inuse() -> None:
     assert parse_sockstat_inuse(SOCKSTAT) == {"tcp": 4, "udp": 1}
     assert parse_sockstat_inuse(SOCKSTAT6) == {"tcp6": 2, "udp6": 0}
     assert parse_sockstat_inuse("") == {}
+
+
+def test_netns_inode_names_the_namespace_a_task_is_in() -> None:
+    from netjail.backends.procio import netns_inode
+
+    own = netns_inode()
+    assert own == os.stat("/proc/self/ns/net").st_ino == netns_inode("/proc/thread-self")
+    other = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    try:
+        for _ in range(100):  # until unshare has exec'd sleep in the new namespace
+            if netns_inode(f"/proc/{other.pid}") not in (own, None):
+                break
+            time.sleep(0.02)
+        assert netns_inode(f"/proc/{other.pid}") not in (own, None)
+    finally:
+        other.kill()
+        other.wait()
+    assert netns_inode(f"/proc/{other.pid}") is None  # gone (reaped): no namespace to name

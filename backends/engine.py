@@ -464,7 +464,12 @@ class Engine:
         for m in list(members):
             try:
                 # the PID must still be the same process, during the write too (a pidfd)
-                jail_cgroups.move_process(mount, m.cgroup, m.pid, m.start_time)
+                went = jail_cgroups.move_process(mount, m.cgroup, m.pid, m.start_time)
+                if went != m.cgroup:  # move() falls back to an ancestor that takes it
+                    jail_cgroups.move_process(mount, m.original_cgroup, m.pid, m.start_time)
+                    raise OperationFailed(
+                        f"the kernel refused PID {m.pid} in {m.cgroup} (only {went} took it): not jailed"
+                    )
             except NoSuchProcess:
                 if m.pid == m.root:
                     raise
@@ -706,15 +711,16 @@ def _cgroup_of(pid: int) -> str:
 
 
 def _check_nestable(mount: Path, origin: str, pid: int) -> None:
-    """A cgroup that enables controllers for its children cannot hold processes in a child too
-    (cgroup2's no-internal-process rule): netjail then cannot jail a unit's process without
-    taking it out of the unit, and refuses."""
-    busy = systemd_units.subtree_controllers(mount, origin)
-    if busy:
+    """A process's own (non-root) domain cgroup can always take a child for it: it cannot enable
+    controllers while it holds the process (EBUSY, docs/kernel-facts.md #14). In a threaded
+    subtree ("domain threaded", "threaded") a new child is "domain invalid" and refuses the
+    process (EOPNOTSUPP): netjail would have to take it out of its unit, and refuses."""
+    kind = systemd_units.cgroup_type(mount, origin)
+    if kind in ("domain threaded", "threaded"):
         unit = systemd_units.unit_name(origin)
         raise UnsupportedEnvironment(
-            f"PID {pid} belongs to {unit}, whose cgroup {origin} enables controllers for its "
-            f"children ({' '.join(busy)}): netjail would have to take it out of its unit; "
+            f"PID {pid} belongs to {unit}, whose cgroup {origin} is {kind} (a threaded subtree "
+            "takes no child cgroup for a process): netjail would have to take it out of its unit; "
             f"use the unit's own IPAddressDeny= (systemctl set-property {unit} IPAddressDeny=any) "
             "or start the program jailed with `netjail run`"
         )

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from netjail.backends import host_forwarding, identity, policy, watcher
+from netjail.backends import host_forwarding, identity, jail_marks, policy, watcher
 from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
 from netjail.backends.jail_names import check_jail_name, derive_jail_name
@@ -222,6 +222,8 @@ class Launches:
                 jail.veth = netns.host_iface(name) if jail.link == "veth" else ""
                 if jail.link == "pasta":
                     jail.pasta_cgroup = pasta.cgroup_path(name)
+                    # pasta's sockets carry it: what arrives for them meets the allow-list
+                    jail_marks.assign(jail, [j.mark for j in reg.jails.values()])
             reg.jails[name] = jail
             self.engine.store.save(reg)  # journal first: a crash from here on is undone by the next command
             try:
@@ -257,6 +259,7 @@ class Launches:
                 raise UnsupportedEnvironment("cgroup2 is not mounted: a pasta link is jailed by its cgroup")
             mount = Path(found.path)
             pasta.create_cgroup(jail.name, mount)
+            self.engine.notes += pasta.mark_sockets(jail, mount)
         rules = desired_rules(jail, {})
         if rules is not None:  # before pasta starts: its first packet already meets the allow-list
             self.engine.firewall.sync_jail(rules)

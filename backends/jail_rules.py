@@ -144,15 +144,32 @@ def _pasta_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules:
     (every one this namespace has now): a packet for one of this host's own addresses leaves
     through `lo`, so it falls through to the DROP in any protocol, even when an allowed prefix
     holds such an address, as with the veth link. An interface added later drops the jail's
-    traffic through it until the next reconciliation adds it (fail closed)."""
+    traffic through it until the next reconciliation adds it (fail closed).
+
+    Coming in: pasta keeps its UDP sockets unconnected, so any host could send to a port the
+    jail sent from. Every socket pasta creates carries the jail's mark (sock_create_mark on its
+    cgroup), so the incoming mark lane sends what arrives for them through the same allow-list,
+    the source in place of the destination and `-i` in place of `-o`: this host's own packets
+    arrive through `lo` and are dropped."""
     sel = tuple(Match(fam, cgroup=jail.pasta_cgroup) for fam in FAMILIES)
     ifaces = [i for i in uplink_ifaces() if _IFACE_NAME.fullmatch(i)]
     out_allow: list[Match] = []
+    in_allow: list[Match] = []
     for e in entries:
         protos: tuple[str | None, ...] = (None,) if e.port is None else ("tcp", "udp")
         for proto in protos:
             out_allow += [Match(e.family, proto, dst=e.cidr, dport=e.port, out_iface=i) for i in ifaces]
-    return JailRules(name=jail.name, out_selectors=sel, out_allow=tuple(out_allow))
+            in_allow += [Match(e.family, proto, src=e.cidr, sport=e.port, in_iface=i) for i in ifaces]
+    if not jail.mark:  # no mark on its sockets (the program could not be attached): out only
+        return JailRules(name=jail.name, out_selectors=sel, out_allow=tuple(out_allow))
+    in_sel = tuple(Match(fam, mark=jail.mark, mark_mask=jail.mark_mask) for fam in FAMILIES)
+    return JailRules(
+        name=jail.name,
+        out_selectors=sel,
+        in_selectors=in_sel,
+        out_allow=tuple(out_allow),
+        in_allow=tuple(in_allow),
+    )
 
 
 _IFACE_NAME = re.compile(r"[^\s/:'\"]{1,15}")  # what a rule may name (firewall/matches.py)

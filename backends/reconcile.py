@@ -189,8 +189,9 @@ class Reconciler:
                 continue
             jail.allow, jail.allow_loopback, jail.rebuilt = allow, loopback, True
             # its sockets still carry its mark: keep the rule that catches them (originals are
-            # unknown now; the next period records them as 0)
-            marks = [m for m in (rules.out_selectors if rules else ()) if m.mark and m.mark_mask]
+            # unknown now; the next period records them as 0); a pasta link's mark is incoming only
+            selectors = (rules.out_selectors + rules.in_selectors) if rules else ()
+            marks = [m for m in selectors if m.mark and m.mark_mask]
             if marks:
                 jail.mark, jail.mark_mask = marks[0].mark or 0, marks[0].mark_mask or 0
             # which sockets predate the jail is unknown now: keep covering every one it has

@@ -56,12 +56,12 @@ def unit_of(cgroup: str) -> str | None:
     return unit_name(cgroup) if cgroup and managed() else None
 
 
-def subtree_controllers(mount: Path, cgroup: str) -> list[str]:
-    """Controllers a cgroup enables for its children ([] when none, or when it is gone)."""
+def cgroup_type(mount: Path, cgroup: str) -> str:
+    """A cgroup's `cgroup.type` ("domain" when the file is missing: the root, or it is gone)."""
     try:
-        return (mount / cgroup.lstrip("/") / "cgroup.subtree_control").read_text().split()
+        return (mount / cgroup.lstrip("/") / "cgroup.type").read_text().strip()
     except OSError:
-        return []
+        return "domain"
 
 
 def delegated(mount: Path, cgroup: str) -> bool:

@@ -32,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, procio, tools
+from netjail.backends import identity, jail_cgroups, procio, sock_create_mark, tools
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
+from netjail.backends.state import JailState
 
 PASTA = "pasta"
 PACKAGE = "passt"
@@ -138,6 +139,23 @@ def create_cgroup(jail: str, mount: Path) -> str:
     rel = cgroup_path(jail)
     jail_cgroups.create(mount, rel)
     return rel
+
+
+def mark_sockets(jail: JailState, mount: Path) -> list[str]:
+    """Every socket pasta will create in its (still empty) cgroup gets the jail's mark, so the
+    incoming mark lane applies the allow-list to what arrives for them (jail_rules). Where the
+    program cannot be attached the jail goes without the mark (its rules then filter only what
+    pasta sends): a note says what that leaves open."""
+    if not jail.mark:
+        return []
+    why = sock_create_mark.attach(mount, jail.pasta_cgroup, jail.mark)
+    if why is None:
+        return []
+    jail.mark = jail.mark_mask = 0
+    return [
+        f"jail {jail.name!r}: {why}; what arrives for pasta's sockets is not filtered: any "
+        "host can send UDP to a port the jail sent from"
+    ]
 
 
 def alive(pid: int, start_time: int) -> bool:

@@ -8,6 +8,9 @@
                       "none" within a second
   connect:HOST:PORT   a TCP connect and the line the server sends ("[v6]" hosts too)
   udp:HOST:PORT       20 UDP datagrams: the errno of the last send (0: the kernel sent them)
+  udp-wait:LPORT:HOST:PORT:SECS
+                      from local port LPORT, 3 datagrams to HOST:PORT, then every datagram
+                      that arrives within SECS: {source address: count}
 Stdlib only: it runs as the jailed user with whatever python3 it can execute.
 """
 
@@ -100,6 +103,20 @@ def udp(host: str, port: int) -> int:
     return err
 
 
+def udp_wait(lport: int, host: str, port: int, secs: float) -> dict[str, int]:
+    got: dict[str, int] = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", lport))
+        for _ in range(3):
+            s.sendto(b"netjail", (host, port))
+        end = time.monotonic() + secs
+        while (left := end - time.monotonic()) > 0:
+            if select.select([s], [], [], left)[0]:
+                _, (src, _) = s.recvfrom(2048)
+                got[src] = got.get(src, 0) + 1
+    return got
+
+
 def main(argv: list[str]) -> int:
     result: dict[str, object] = {}
     for action in argv:
@@ -107,6 +124,9 @@ def main(argv: list[str]) -> int:
             result[action] = udplite(int(action.split(":", 1)[1]))
         elif action == "ping":
             result[action] = ping()
+        elif action.startswith("udp-wait:"):
+            lport, host, port, secs = action[len("udp-wait:") :].split(":")
+            result[action] = udp_wait(int(lport), host, int(port), float(secs))
         elif action.startswith("udp:"):
             host, _, port = action[len("udp:") :].rpartition(":")
             result[action] = udp(host, int(port))

@@ -114,3 +114,50 @@ def test_a_unit_tree_a_user_owns_is_not_where_a_jail_goes() -> None:
         unit.rmdir()
         (base / "user@65534.service").rmdir()
         base.rmdir()
+
+
+@pytest.fixture
+def thread_root() -> Iterator[Path]:
+    """netjail's cgroup parent made a thread root: a process in it and a threaded child beside
+    `net-<inode>`. Every cgroup below it but that child is then "domain invalid" and refuses
+    processes (EOPNOTSUPP)."""
+    top = CGROUP2 / os.environ["NETJAIL_CGROUP_PARENT"]
+    made = not top.is_dir()
+    top.mkdir(exist_ok=True)
+    holder = subprocess.Popen(["sleep", "1000"])
+    (top / "cgroup.procs").write_text(str(holder.pid))
+    (top / "threads").mkdir()
+    (top / "threads" / "cgroup.type").write_text("threaded")
+    try:
+        yield top
+    finally:
+        holder.kill()
+        holder.wait()
+        (top / "threads").rmdir()
+        if made:
+            with contextlib.suppress(OSError):
+                top.rmdir()
+
+
+def test_a_block_the_kernel_refuses_the_jail_cgroup_for_fails_and_leaves_it_where_it_was(
+    cli: CLI, spawn_peer: Callable[..., Peer], thread_root: Path
+) -> None:
+    """The move falls back to an ancestor that takes the process (right for a release): a block
+    must not report success while its member is outside the jail's cgroup, where nothing
+    matches the sockets it opens from then on."""
+    assert (thread_root / "cgroup.type").read_text().strip() == "domain threaded"
+    peer = spawn_peer("sleep")
+    before = cgroup_of(peer.pid)
+    out = cli("block", str(peer.pid), "--jail", "refused")
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert out.stderr.splitlines() == [
+        f"netjail: the kernel refused PID {peer.pid} in /{jail_cgroups.parent_name()}/refused/"
+        f"{peer.pid}.{peer_start(peer.pid)} (only /{thread_root.name} took it): not jailed"
+    ], out.stderr
+    assert cgroup_of(peer.pid) == before, "the failed block left the process moved"
+    assert list(thread_root.glob("**/refused")) == []
+    assert "refused" not in cli("list").stdout
+
+
+def peer_start(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])

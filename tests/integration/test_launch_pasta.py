@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -230,13 +231,18 @@ def test_a_pasta_jail_whose_state_was_lost_is_adopted_and_its_pasta_ended(
 ) -> None:
     out = cli("run", "--netns", "--jail", "pa", "--keep", "--allow", f"{uplink.addr4}/32", "--", "true")
     assert out.returncode == 0, out.stderr
-    pid = state(state_dir, "pa")["pasta_pid"]
+    pid, mark = state(state_dir, "pa")["pasta_pid"], state(state_dir, "pa")["mark"]
+    assert mark, "a pasta jail has no mark: its incoming traffic is not filtered"
     (state_dir / "state.json").unlink()  # adopted back from the kernel (by this `list` or the watcher)
     listed = cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
     (info,) = json.loads(listed.stdout)
     assert (info["name"], info["strategy"], info["link"]) == ("pa", "netns", "pasta")
     assert state(state_dir, "pa")["pasta_pid"] == pid
+    # pasta's sockets still carry the mark: the incoming dispatch to its allow-list stays
+    assert state(state_dir, "pa")["mark"] == mark
+    rules = subprocess.run(["iptables-legacy-save"], capture_output=True, text=True, check=True).stdout
+    assert f"-A NETJAIL-IN-MK -m mark --mark {mark:#x}/" in rules and "-j NJ-I-pa" in rules, rules
     assert cli("unblock", "--jail", "pa").returncode == 0
     assert gone(pid), "the adopted jail's pasta outlived it"
 
@@ -263,3 +269,75 @@ def test_without_a_default_route_pasta_is_refused_in_one_line_and_nothing_is_lef
         "namespace has none: add one, or use --link veth"
     ]
     assert leftovers() == []
+
+
+SEND = (
+    "import socket, sys\n"
+    "src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+    "with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+    "    s.bind((src, 0))\n"
+    "    for _ in range(20):\n"
+    "        s.sendto(b'unasked', (dst, port))\n"
+)
+
+
+def send_udp(src: str, dst: str, port: int, netns: str | None = None) -> None:
+    """20 datagrams from `src` (any port) to dst:port, from a test host's netns or this one."""
+    cmd = [sys.executable, "-c", SEND, src, dst, str(port)]
+    subprocess.run(["ip", "netns", "exec", netns, *cmd] if netns else cmd, check=True, timeout=10)
+
+
+def bound_here(port: int, timeout: float = 10.0) -> bool:
+    """Whether a UDP socket of this namespace holds `port` (pasta's, once the jail sent from it)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            rows = Path(table).read_text().splitlines()[1:]
+            if any(r.split()[1].endswith(f":{port:04X}") for r in rows):
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def test_pasta_udp_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_only(
+    cli: CLI, uplink: Host, make_host: Callable[[], Host], spawn_peer: Callable[..., Peer]
+) -> None:
+    """pasta keeps its UDP sockets unconnected: once the jail sent from port P, pasta holds
+    0.0.0.0:P here and any host's datagram to P would be passed on to the jail. Marked at
+    creation (its link cgroup), pasta's sockets meet the jail's allow-list coming in: the
+    allowed host's datagrams arrive, another host's and this host's own (an address inside
+    the allowed prefix, through `lo`) are dropped and counted; TCP to the allowed host works."""
+    a, b = uplink, make_host()
+    ua = spawn_peer("udp-recv", "0.0.0.0", 0, netns=a.netns)
+    la = start_listener("0.0.0.0", netns=a.netns)
+    lport = 20000 + os.getpid() % 20000
+    wait = f"udp-wait:{lport}:{a.addr4}:{ua.info['lport']}:6"
+    argv = [*python_for("nobody"), str(PROBE), f"connect:{a.addr4}:{la.port}", wait]
+    opts = ["--netns", "--jail", "pu", "--keep", "--allow", "10.199.1.0/24", "--user", "nobody"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "netjail.app.cli", "run", *opts, "--", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert bound_here(lport), "pasta never held the port the jail sent from: void test"
+        assert settle_count(ua, "received") == 3, "the jail's datagrams did not reach the allowed host"
+        dropped = jail(cli, "pu")["counters"]["dropped_packets"]
+        send_udp("0.0.0.0", b.gw4, lport, netns=b.netns)  # not on the allow-list
+        send_udp(a.gw4, a.gw4, lport)  # this host, from inside the allowed prefix (via lo)
+        send_udp("127.0.0.1", "127.0.0.1", lport)  # this host's loopback
+        send_udp("0.0.0.0", a.gw4, lport, netns=a.netns)  # the allowed host
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        la.stop()
+    assert run.returncode == 0, err
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen[f"connect:{a.addr4}:{la.port}"] == "hello", "TCP to the allowed host failed"
+    got = seen[wait]
+    assert got.get(a.addr4) == 20, f"the allowed host's datagrams did not all arrive: {got}"
+    assert set(got) == {a.addr4}, f"datagrams from hosts not on the allow-list reached the jail: {got}"
+    after = jail(cli, "pu")["counters"]["dropped_packets"]
+    assert after - dropped >= 20 * 3, (dropped, after)
+    assert cli("unblock", "--jail", "pu").returncode == 0

@@ -250,3 +250,26 @@ def test_reset_with_the_state_lost_leaves_every_unit_as_it_was(host: SystemdHost
     assert host.cgroup_of(pid) == unit_cg
     assert netjail_cgroups(host) == []
     assert received_rises(peer)
+
+
+def test_a_units_process_in_a_threaded_subtree_is_refused_in_one_line(host: SystemdHost) -> None:
+    """A process's own cgroup cannot enable controllers while it holds the process (EBUSY), so
+    it can always take a child, except in a threaded subtree: once a payload made a threaded
+    child, the unit's cgroup is "domain threaded" and every new child "domain invalid"
+    (EOPNOTSUPP for a process). netjail refuses up front, before anything is made."""
+    host.run("systemd-run", "--unit=njt-thr", "-p", "Delegate=yes", "/bin/sleep", "1000")
+    pid = main_pid(host, "njt-thr.service")
+    unit_cg = host.cgroup_of(pid)
+    host.sh(f"mkdir {CG}{unit_cg}/t && echo threaded > {CG}{unit_cg}/t/cgroup.type")
+    try:
+        assert host.sh(f"cat {CG}{unit_cg}/cgroup.type").strip() == "domain threaded"
+        out = host.netjail("block", str(pid))
+        assert out.returncode == 4, (out.stdout, out.stderr)
+        (line,) = out.stderr.splitlines()
+        assert "belongs to njt-thr.service" in line and "is domain threaded" in line, line
+        assert "IPAddressDeny=any" in line, line
+        assert host.cgroup_of(pid) == unit_cg
+        assert netjail_cgroups(host) == []
+        assert json.loads(host.netjail("list", "--json").stdout) == []
+    finally:
+        host.sh(f"rmdir {CG}{unit_cg}/t", check=False)

@@ -30,6 +30,28 @@ def test_pasta_jail_is_selected_by_its_link_cgroup_and_never_forwards() -> None:
     )
 
 
+def test_pasta_jail_with_a_mark_filters_what_arrives_for_pastas_sockets_by_the_allow_list() -> None:
+    jail = JailState(
+        "pm",
+        "netns",
+        allow=["10.1.0.0/16"],
+        link="pasta",
+        pasta_cgroup="/nj/net-1/pm/link",
+        mark=0x3000000,
+        mark_mask=0xFF000000,
+    )
+    rules = desired_rules(jail, {})
+    assert rules is not None
+    assert {(m.family, m.mark, m.mark_mask) for m in rules.in_selectors} == {
+        ("inet", 0x3000000, 0xFF000000),
+        ("inet6", 0x3000000, 0xFF000000),
+    }
+    ifaces = uplink_ifaces()
+    # the source in place of the destination, never through lo (this host's own packets)
+    assert {(m.src, m.in_iface) for m in rules.in_allow} == {("10.1.0.0/16", i) for i in ifaces}
+    assert all(m.dst is None and m.out_iface is None for m in rules.in_allow)
+
+
 def test_veth_and_loopback_only_jails_keep_their_rules() -> None:
     assert desired_rules(JailState("ln", "netns"), {}) is None
     veth = desired_rules(JailState("vj", "netns", allow=["10.1.0.0/16"], link="veth", veth="nj-vj"), {})

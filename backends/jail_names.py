@@ -3,7 +3,7 @@ and the one way a default name is made from a program's or user's name (pure, no
 
 A name becomes part of chain, namespace, group and cgroup names, so it is short and plain:
 ASCII letters, digits, '_', '.', '-', a letter or digit first, at most MAX_JAIL_NAME characters
-(the room a chain name leaves, firewall/base.py).
+(the room a chain name leaves). A leaf module: the firewall imports the limit from here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from netjail.backends.errors import BadInput
-from netjail.backends.firewall.base import MAX_JAIL_NAME
+
+MAX_JAIL_NAME = 23  # chain names are at most 28 characters: "NJ-O-" + 23
 
 _JAIL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_JAIL_NAME - 1}}}")
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.-]")  # ASCII only: str.isalnum() takes 'é' and 'ø' too

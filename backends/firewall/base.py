@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from netjail.backends.jail_names import MAX_JAIL_NAME as MAX_JAIL_NAME
 from netjail.backends.model import JailCounters
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 DISPATCH = {"out": "NETJAIL-OUT", "in": "NETJAIL-IN", "fwd": "NETJAIL-FWD"}
 BUILTIN = {"out": "OUTPUT", "in": "INPUT", "fwd": "FORWARD"}
 JAIL_CHAIN_PREFIX = {"out": "NJ-O-", "in": "NJ-I-", "fwd": "NJ-F-"}
-MAX_JAIL_NAME = 23  # chain names are at most 28 characters: "NJ-O-" + 23
 
 
 def jail_chain(direction: str, jail: str) -> str:

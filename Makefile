@@ -12,7 +12,7 @@ SYSTEM_TOOLS := iptables:iptables iptables-legacy:iptables ip6tables-legacy:ipta
   iptables-legacy-save:iptables ip6tables-legacy-save:iptables \
   iptables-legacy-restore:iptables ip6tables-legacy-restore:iptables \
   nft:nftables ip:iproute2 ss:iproute2 \
-  unshare:util-linux setpriv:util-linux nsenter:util-linux flock:util-linux \
+  unshare:util-linux setpriv:util-linux nsenter:util-linux flock:util-linux taskset:util-linux \
   groupadd:passwd groupdel:passwd getent:libc-bin sh:dash sleep:coreutils true:coreutils ln:coreutils mkdir:coreutils bash:bash \
   gcc:gcc ping:iputils-ping pasta:passt iperf3:iperf3 tcpdump:tcpdump \
   systemd-nspawn:systemd-container systemctl:systemd systemd-run:systemd \

@@ -1,7 +1,7 @@
 """What a jail costs everyone else: unrelated small-packet UDP traffic with and without jails
 loaded, side by side in one run, and the time to block and unblock a busy server.
 
-    sudo .venv/bin/python bench/overhead.py [--conns 2000,20000] [--jails 50] [--runs 5] [--quick]
+    sudo .venv/bin/python bench/overhead.py [--conns 2000,20000] [--jails 50] [--runs 6] [--quick]
 
 For each connection count: a TCP echo server (its own process; a pre-fork server of several
 when RLIMIT_NOFILE is lower) holding that many established loopback connections from client
@@ -19,8 +19,8 @@ processes (never jailed), plus --jails sleeping processes. Medians of --runs:
                 against `iptables-legacy -I` / `-D` of one rule (reference). Repeated up to
                 --block-runs while the repetitions take under 5 s in all.
 
---quick: 500 and 2,000 connections, 10 jails, 3 runs of 1 s. Defaults: 2,000 and 20,000
-connections, 50 jails, 5 runs of 1.5 s (about 2 minutes while blocks take seconds).
+--quick: 500 and 2,000 connections, 10 jails, 4 runs of 1 s. Defaults: 2,000 and 20,000
+connections, 50 jails, 6 runs of 1.5 s (about 2 minutes while blocks take seconds).
 It needs root and must not run in the machine's own network namespace: started there, it
 re-executes itself under `unshare -n` with lo up. Everything it creates (jails, cgroups under its
 own NETJAIL_CGROUP_PARENT, processes, namespaces) is removed before it exits.
@@ -192,10 +192,20 @@ def reference_netns() -> Iterator[int]:
 # ---- measurements ---------------------------------------------------------------------------
 
 
-def udp_rates(netns_pids: list[int | None], seconds: float) -> list[float]:
+def udp_rates(netns_pids: list[int | None], seconds: float, shift: int = 0) -> list[float]:
     """Receiver-side packets/s of iperf3 `-u -b 0 -l 100` pairs over loopback, one pair per
-    namespace (None: this one), all running at the same time."""
-    prefixes = [["nsenter", f"--net=/proc/{pid}/ns/net", "--"] if pid else [] for pid in netns_pids]
+    namespace (None: this one), all running at the same time. With a CPU per pair, each pair
+    (sender and receiver) is pinned to its own (taskset), pair i to CPU (i + shift) mod n: the
+    pairs then do not compete for a CPU, so each one's rate is its per-packet cost, and
+    alternating `shift` between runs cancels a difference between the CPUs."""
+    ncpu = os.cpu_count() or 1
+    prefixes = [
+        [
+            *(["taskset", "-c", str((i + shift) % ncpu)] if ncpu >= len(netns_pids) else []),
+            *(["nsenter", f"--net=/proc/{pid}/ns/net", "--"] if pid else []),
+        ]
+        for i, pid in enumerate(netns_pids)
+    ]
     server = ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(IPERF_PORT), "--json"]
     client = ["iperf3", "-c", "127.0.0.1", "-p", str(IPERF_PORT), "-u", "-b", "0", "-l", "100"]
     client += ["-t", f"{seconds:g}", "--json"]
@@ -235,15 +245,44 @@ def listening(pid: int, port: int) -> None:
 
 def rate_pair(ref_pid: int, runs: int, seconds: float) -> tuple[float, float, float]:
     """Medians of the reference pair's rate and this namespace's pair's, run at the same time
-    (the machine is shared: whatever else runs slows both alike, and with the CPU shared fairly
-    their ratio is that of their per-packet costs), and the median of the per-run ratios."""
+    (the machine is shared: whatever else runs slows both alike; each pair on a CPU of its own
+    where there are two, swapped every run), and the median of the per-run ratios."""
     ref, here, ratios = [], [], []
-    for _ in range(runs):
-        r, h = udp_rates([ref_pid, None], seconds)
+    for i in range(runs):
+        r, h = udp_rates([ref_pid, None], seconds, shift=i)
         ref.append(r)
         here.append(h)
         ratios.append(h / r)
     return statistics.median(ref), statistics.median(here), statistics.median(ratios)
+
+
+def watcher_pid(state_dir: Path) -> int | None:
+    try:
+        return int((state_dir / "watcher.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuGauge:
+    """CPU time a process used from now to percent(), as a share of one core (what the
+    watcher's passes take from everyone else while the rates run)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.start, self.used = time.monotonic(), self._cpu()
+
+    def _cpu(self) -> float:
+        if self.pid is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def percent(self) -> float:
+        return 100.0 * (self._cpu() - self.used) / max(time.monotonic() - self.start, 1e-9)
 
 
 def rules_loaded() -> int:
@@ -316,10 +355,12 @@ def bench_size(count: int, jails: int, args: argparse.Namespace, ref_pid: int) -
 
             blocks = [block()]
             rules = rules_loaded() - args.foreign_rules
+            watcher_cpu = CpuGauge(watcher_pid(engine.store.dir))
             ref, here, ratio = rate_pair(ref_pid, args.runs, args.seconds)
             row("UDP rate, fresh namespace, no rule (reference)", ref, "pps", 1.0)
             row(f"UDP rate, here, server + {jails} jails blocked", here, "pps", ratio)
             verdict("UDP rate with jails, x reference", ratio, RATE_TARGET, at_least=True)
+            row("netjail's watcher meanwhile, CPU of one core", watcher_cpu.percent(), "%")
             row("netjail rules loaded (both families, all tables)", rules, "rules")
             unblocks = [unblock()]
             while within_budget(blocks, unblocks, args.block_runs):
@@ -364,18 +405,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--conns", default=None, help="connection counts, comma-separated (2000,20000)")
     p.add_argument("--jails", type=int, default=None, help="other jails besides the server (50)")
-    p.add_argument("--runs", type=int, default=None, help="iperf3 runs per side (5)")
+    p.add_argument("--runs", type=int, default=None, help="iperf3 runs per side (6: an even count, each pair on each CPU alike)")
     p.add_argument("--block-runs", type=int, default=5, help="block/unblock repetitions, at most")
     p.add_argument("--seconds", type=float, default=None, help="length of one iperf3 run, seconds (1.5)")
-    p.add_argument("--quick", action="store_true", help="500,2000 connections, 10 jails, 3 runs of 1 s")
+    p.add_argument("--quick", action="store_true", help="500,2000 connections, 10 jails, 4 runs of 1 s")
     p.add_argument("--role", choices=("serve", "connect"), help=argparse.SUPPRESS)
     p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.role:
         serve(int(args.conns)) if args.role == "serve" else connect(int(args.conns), args.index)
         return 0
-    quick = {"conns": "500,2000", "jails": 10, "runs": 3, "seconds": 1.0}
-    full = {"conns": "2000,20000", "jails": 50, "runs": 5, "seconds": 1.5}
+    quick = {"conns": "500,2000", "jails": 10, "runs": 4, "seconds": 1.0}
+    full = {"conns": "2000,20000", "jails": 50, "runs": 6, "seconds": 1.5}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

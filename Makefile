@@ -74,7 +74,7 @@ check: setup
 	@# mypy must see the folders under their installed names (netjail.backends ...)
 	mkdir -p .typecheck/netjail
 	for d in app widgets backends; do ln -sfn ../../$$d .typecheck/netjail/$$d; done
-	MYPYPATH=.typecheck $(VENV)/bin/mypy --explicit-package-bases -p netjail.backends
+	MYPYPATH=.typecheck $(VENV)/bin/mypy --explicit-package-bases -p netjail.backends -p netjail.app -p netjail.widgets
 	PYTHONPATH=.typecheck $(VENV)/bin/lint-imports
 
 bench: setup

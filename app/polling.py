@@ -41,7 +41,7 @@ class Poller:
     @property
     def next_delay(self) -> float:
         if self.failures:
-            return min(self.interval * 2**self.failures, max(MAX_BACKOFF, self.interval))
+            return min(self.interval * 2.0**self.failures, max(MAX_BACKOFF, self.interval))
         return self.interval
 
     def finished(self, ok: bool) -> float:

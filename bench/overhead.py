@@ -405,7 +405,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--conns", default=None, help="connection counts, comma-separated (2000,20000)")
     p.add_argument("--jails", type=int, default=None, help="other jails besides the server (50)")
-    p.add_argument("--runs", type=int, default=None, help="iperf3 runs per side (6: even, each pair on each CPU alike)")
+    p.add_argument("--runs", type=int, default=None, help="iperf3 runs per side (6, even)")
     p.add_argument("--block-runs", type=int, default=5, help="block/unblock repetitions, at most")
     p.add_argument("--seconds", type=float, default=None, help="length of one iperf3 run, seconds (1.5)")
     p.add_argument("--quick", action="store_true", help="500,2000 connections, 10 jails, 4 runs of 1 s")

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from netjail.app import cli_output
 from netjail.app.cli_output import print_json  # noqa: F401 - re-exported for commands
@@ -49,8 +50,54 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"netjail: {printable(message)}\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse builds a formatter for every add_argument (to check its metavar); given no
+        # width, each imports shutil (with zlib, bz2 and lzma: ~2 ms) to ask the terminal's
+        return self.formatter_class(prog=self.prog, width=_help_width())
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _help_width() -> int:
+    """What HelpFormatter computes through shutil.get_terminal_size: $COLUMNS, else the
+    terminal's, else 80; minus 2."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns - 2
+
+
+class _Skipped:
+    """The parser of a command this run does not parse: what its module defines on it is
+    dropped (argparse costs ~0.1 ms an argument, ~60 of them over all commands)."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Skipped]:
+        return lambda *args, **kwargs: self
+
+
+class _OnlyCommand:
+    """The sub-parsers action as each command module sees it, defining only `command`."""
+
+    def __init__(self, sub: Any, command: str) -> None:
+        self._sub, self._command = sub, command
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        return self._sub.add_parser(name, **kwargs) if name == self._command else _Skipped()
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command `argv` names: its first word that is not an option (the top level's
+    options take no value); None for none."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given `argv` naming a command, one with only that command's arguments
+    (parsing `argv` the same: any other command is unknown to it)."""
     from netjail.app import cli_doctor, cli_jails, cli_ps, cli_run  # keep `--help` import-light
 
     parser = _Parser(
@@ -63,17 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    command = None if argv is None else _command_in(argv)
     for module in (cli_ps, cli_jails, cli_run, cli_doctor):
-        module.register(sub)
+        module.register(sub if command is None else _OnlyCommand(sub, command))
+    if command is not None and command not in sub.choices:  # a typo: the full list of choices
+        return build_parser()
     pretty = "indented JSON (default: compact, one line, like `ip -j`)"
     parser.add_argument("-p", "--pretty", action="store_true", help=pretty)
-    for command in sub.choices.values():  # `netjail -p ps --json` and `netjail ps --json -p`
-        command.add_argument("-p", "--pretty", action="store_true", default=argparse.SUPPRESS, help=pretty)
+    for each in sub.choices.values():  # `netjail -p ps --json` and `netjail ps --json -p`
+        each.add_argument("-p", "--pretty", action="store_true", default=argparse.SUPPRESS, help=pretty)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     cli_output.PRETTY = args.pretty
     handler: Handler = args.func

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         procs = [p for p in procs if matches(p, args.filter)]
     print_notes(snap.denied)
     if args.json:
-        print_json(procs)
+        print_json(procs, bulk=True)
     else:
         sys.stdout.write(render_table(procs, snap.own_netns))
     return 0

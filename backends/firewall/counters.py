@@ -25,7 +25,7 @@ import struct
 from collections.abc import Mapping
 
 from netjail.backends.errors import InsufficientPrivilege, OperationFailed
-from netjail.backends.firewall.base import JAIL_CHAIN_PREFIX
+from netjail.backends.firewall.chains import JAIL_CHAIN_PREFIX
 from netjail.backends.firewall.xt_layout import (
     IPV4,
     IPV6,

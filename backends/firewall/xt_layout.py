@@ -16,8 +16,10 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from netjail.backends.firewall.base import Match
+if TYPE_CHECKING:  # imported by the decoder: reading counters needs only the layouts
+    from netjail.backends.firewall.base import Match
 
 XT_FUNCTION_MAXNAMELEN = 30
 XT_EXTENSION_MAXNAMELEN = 29
@@ -170,6 +172,8 @@ def decode_entry_cached(layout: EntryLayout, entry: bytes) -> DecodedRule | None
 
 
 def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
+    from netjail.backends.firewall.base import Match  # a dict lookup once loaded
+
     af = socket.AF_INET6 if layout.family == "inet6" else socket.AF_INET
     n = layout.addr_len
     src = _prefix(entry[0:n], entry[2 * n : 3 * n], af)

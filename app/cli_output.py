@@ -12,9 +12,12 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from netjail.widgets.safe_text import printable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Set by `main` from `--pretty`/`-p`: JSON is compact by default, like `ip -j` (`ip -j -p`).
 PRETTY = False

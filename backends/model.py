@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def to_jsonable(obj: Any) -> Any:

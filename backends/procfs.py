@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import NamedTuple
 
 from netjail.backends.model import Socket
 
@@ -61,12 +60,21 @@ _TABLE_KINDS = {
 LineKey = tuple[str, str, str, str]  # local, remote, state, inode columns of a table line
 
 
-class StatFields(NamedTuple):
-    comm: str
-    state: str  # one letter, as in /proc/PID/stat
-    ppid: int
-    flags: int
-    start_time: int  # clock ticks since boot
+class StatFields:
+    """The fields of /proc/PID/stat netjail reads (a plain class: a NamedTuple needs typing,
+    whose import costs every command ~2 ms)."""
+
+    __slots__ = ("comm", "flags", "ppid", "start_time", "state")
+
+    def __init__(self, comm: str, state: str, ppid: int, flags: int, start_time: int) -> None:
+        self.comm = comm
+        self.state = state  # one letter, as in /proc/PID/stat
+        self.ppid = ppid
+        self.flags = flags
+        self.start_time = start_time  # clock ticks since boot
+
+    def __repr__(self) -> str:
+        return f"StatFields({self.comm!r}, {self.state!r}, {self.ppid}, {self.flags}, {self.start_time})"
 
     @property
     def kernel_thread(self) -> bool:

@@ -22,10 +22,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from netjail.backends.errors import BadInput, InsufficientPrivilege, NetjailError, OperationFailed
 from netjail.backends.trusted_paths import stat_problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = 1
 # A member's status journals what is being done to it, so a netjail killed half-way is finished

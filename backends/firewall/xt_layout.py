@@ -16,8 +16,8 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
 if TYPE_CHECKING:  # imported by the decoder: reading counters needs only the layouts
     from netjail.backends.firewall.base import Match
 

@@ -1,4 +1,5 @@
-"""Each command imports only what it runs (whole-process speed): checked in a fresh interpreter."""
+"""Each command imports only what it runs (whole-process speed): checked in a fresh interpreter
+started as the installed `netjail` starts (app/launcher.py: `python -I -S`, no .pth files)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
 import pytest
+from netjail.app import launcher
 from netjail.backends import identity
 
 HEAVY = ("iptc", "pyroute2", "textual", "psutil")
@@ -18,7 +21,9 @@ HEAVY = ("iptc", "pyroute2", "textual", "psutil")
 def loaded_by(*argv: str, env: dict[str, str] | None = None, output: list[str] | None = None) -> set[str]:
     """Modules present after `netjail ARGV` ran in a new interpreter (its output discarded, or
     appended to `output`)."""
-    code = (
+    script = launcher.script(sys.executable, sysconfig.get_paths()["purelib"], launcher.package_root())
+    preamble = script.split("\n", 1)[1].removesuffix("from netjail.app.cli import entry\nentry()\n")
+    code = preamble + (
         "import contextlib, io, json, os, sys\n"
         "from netjail.app import cli\n"
         "out = sys.stdout = io.StringIO()\n"
@@ -28,7 +33,9 @@ def loaded_by(*argv: str, env: dict[str, str] | None = None, output: list[str] |
         "sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)) + '\\n')\n"
     )
     full = {**os.environ, **env} if env else None
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=full)
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, env=full
+    )
     lines = {
         key: json.loads(value)
         for key, _, value in (ln.partition(" ") for ln in out.stderr.splitlines())
@@ -49,6 +56,14 @@ def test_ps_loads_no_firewall_no_netlink_library_no_tui() -> None:
     assert not top(mods) & set(HEAVY), sorted(top(mods) & set(HEAVY))
     assert not {m for m in mods if m.startswith(("netjail.backends.firewall", "netjail.backends.launch"))}
     assert "netjail.backends.engine" not in mods and "netjail.backends.reconcile" not in mods
+
+
+@pytest.mark.parametrize("argv", [["ps", "--json"], ["counters", "--json"], ["--help"]], ids=" ".join)
+def test_no_command_loads_typing_or_shutil(argv: list[str]) -> None:
+    """typing is for the type checker only (`TYPE_CHECKING = False` blocks), and argparse's
+    formatters get their width without shutil (app/cli.py): ~2 ms and ~1.5 ms a command."""
+    mods = loaded_by(*argv)
+    assert "typing" not in mods and "shutil" not in mods
 
 
 def test_help_loads_no_engine_and_no_data_model() -> None:
@@ -87,9 +102,10 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
         me = identity.read_stat(stand_in.pid)
         assert me is not None
         (state / "watcher.pid").write_text(f"{me.pid} {me.start_time}\n")
-        written = (state / "state.json").stat().st_mtime
+        now = time.time()  # written a second ago, reconciled after: fresh (watcher.reconciled_within)
+        os.utime(state / "state.json", (now - 1, now - 1))
         (state / "watcher.tick").touch()
-        os.utime(state / "watcher.tick", (written + 0.1, max(written + 0.1, time.time())))
+        os.utime(state / "watcher.tick", (now - 0.5, now - 0.5))
         output: list[str] = []
         mods = loaded_by("list", "--json", env={"NETJAIL_STATE_DIR": str(state)}, output=output)
     finally:
@@ -103,4 +119,4 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
         "netjail.backends.reconcile",
         "netjail.backends.firewall.base",
     }
-    assert "orjson" not in mods
+    assert "orjson" not in mods and "typing" not in mods

@@ -18,7 +18,7 @@ import fcntl
 import json
 import os
 import stat
-import threading
+from _thread import get_ident  # threading.get_ident, without threading's import
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -225,7 +225,7 @@ class Store:
     def _opened(self, create: bool) -> Iterator[int | None]:
         """The checked directory's fd: the one the lock holder opened (same thread only: the
         TUI reads without the lock from other threads), else a fresh one."""
-        if self._held is not None and self._held[0] == threading.get_ident():
+        if self._held is not None and self._held[0] == get_ident():
             yield self._held[1]
             return
         try:
@@ -250,7 +250,7 @@ class Store:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 self._locked = True
-                self._held = (threading.get_ident(), dfd)
+                self._held = (get_ident(), dfd)
                 yield
             finally:
                 self._held = None

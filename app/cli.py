@@ -8,6 +8,7 @@ documented exit codes with one line on stderr.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -154,7 +155,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     hardening.harden()  # from "/", sanitized environment: before anything loads a library
-    raise SystemExit(main())
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """Exit without Python's teardown of every module and object (~6-8 ms of a 70 ms `counters`
+    on a loaded machine, more after `ps`; the kernel frees a process at once), once nothing can
+    still be pending: stdout and stderr flushed here, no other thread running (a normal exit
+    waits for it) and no exit handler registered (a library's cleanup); otherwise the normal
+    exit. Files netjail writes are closed (and fsync'ed) where they are written."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `netjail ps | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.stderr.flush()
+    threading = sys.modules.get("threading")
+    if (threading is not None and threading.active_count() > 1) or atexit._ncallbacks():
+        raise SystemExit(code)
+    os._exit(code)
 
 
 if __name__ == "__main__":

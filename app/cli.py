@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -126,11 +127,19 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def runs_on(args: argparse.Namespace) -> bool:
+    """Whether the command can run for long (`run` lives as long as its command, `--watch`
+    forever): those keep Python's cyclic garbage collector."""
+    return args.command == "run" or bool(getattr(args, "watch", None))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     cli_output.PRETTY = args.pretty
+    if runs_on(args):
+        gc.enable()  # the launcher turns the cyclic collector off for commands that end at once
     handler: Handler = args.func
     try:
         return handler(args)

@@ -7,7 +7,7 @@ import contextlib
 import io
 
 import pytest
-from netjail.app.cli import build_parser
+from netjail.app.cli import build_parser, runs_on
 
 ARGVS = [
     ["ps", "--json"],
@@ -52,3 +52,19 @@ def test_help_and_refusals_are_those_of_the_whole_parser(argv: list[str]) -> Non
 def test_a_parser_for_one_command_defines_only_it() -> None:
     sub = next(a for a in build_parser(["ps"])._actions if a.dest == "command")
     assert list(sub.choices) == ["ps"]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("argv", "long"),
+    [
+        (["run", "--seccomp", "--", "sleep", "9"], True),
+        (["counters", "--watch", "1"], True),
+        (["counters", "--json"], False),
+        (["ps", "--json"], False),
+        (["list"], False),
+        (["block", "123"], False),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_commands_that_run_on_keep_the_garbage_collector(argv: list[str], long: bool) -> None:
+    assert runs_on(build_parser(argv).parse_args(argv)) is long

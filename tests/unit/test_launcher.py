@@ -15,7 +15,7 @@ from netjail.app import launcher
 
 PROBE = (
     "import json, netjail.app.cli\n"
-    "print(json.dumps({'no_site': sys.flags.no_site, 'isolated': sys.flags.isolated,\n"
+    "print(json.dumps({'no_site': sys.flags.no_site, 'isolated': sys.flags.isolated, 'gc': gc.isenabled(),\n"
     "    'cli': netjail.app.cli.__file__, 'path': sys.path, 'modules': sorted(sys.modules)}))\n"
 )
 
@@ -50,6 +50,7 @@ def test_the_launcher_runs_without_site_and_isolated_from_python_variables(tmp_p
 
     seen = probe(tmp_path, env)
     assert seen["no_site"] == 1 and seen["isolated"] == 1
+    assert seen["gc"] is False  # back on only for the commands that run on (test_cli_parser)
     assert not marker.exists()
     assert str(evil) not in seen["path"] and str(tmp_path) not in seen["path"]
     # the code an editable install's finder (or a regular install) would load

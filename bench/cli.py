@@ -42,9 +42,11 @@ from private_netns import ensure_private_netns
 
 PS_TARGET, JAILS_TARGET, BLOCK_TARGET, PS_SIZE = 2.0, 15.0, 30.0, 5000
 # The standard library a CLI built on argparse and dataclasses that reads a state directory
-# (pathlib) and the kernel's rule blob (socket, ctypes) and prints JSON cannot avoid: no netjail
-# code, no work. `list`/`counters` against it show what netjail itself adds.
+# (pathlib) and the kernel's rule blob (socket, ctypes) and prints JSON cannot avoid, started and
+# ended as the launcher does (no cyclic GC, os._exit): no netjail code, no work. `list` and
+# `counters` against it show what netjail itself adds.
 FLOOR_IMPORTS = "import argparse, dataclasses, json, pathlib, socket, ctypes"
+FLOOR = f"import gc; gc.disable(); {FLOOR_IMPORTS}; import os; os._exit(0)"
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
@@ -195,7 +197,7 @@ def bench_jails(jails: int, rules: int, runs: int) -> None:
                 ),
                 "netjail counters --json": runner([*netjail_cmd(), "counters", "--json"]),
                 "floor: python -I -S importing what it must (below)": runner(
-                    [sys.executable, "-I", "-S", "-c", FLOOR_IMPORTS]
+                    [sys.executable, "-I", "-S", "-c", FLOOR]
                 ),
             },
             runs,
@@ -211,7 +213,7 @@ def bench_jails(jails: int, rules: int, runs: int) -> None:
             JAILS_TARGET,
         )
         verdict("netjail counters --json", ratios["netjail counters --json"], JAILS_TARGET)
-        print(f"  floor: `{FLOOR_IMPORTS}` and nothing else")
+        print(f"  floor: python -I -S -c '{FLOOR}'")
 
         # the same list when it must reconcile itself: a watcher that never ticks
         watcher.stop(state_dir)

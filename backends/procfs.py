@@ -6,7 +6,7 @@ socket tables are parsed once per network namespace on every refresh (thousands 
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # socket.py's C core, same calls: socket.py builds enums at import (~3 ms)
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 

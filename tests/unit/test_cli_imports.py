@@ -86,6 +86,7 @@ def test_reading_counters_loads_no_firewall_interface() -> None:
     mods = loaded_by("counters", "--json")
     assert "netjail.backends.firewall.base" not in mods and "netjail.backends.firewall.matches" not in mods
     assert "orjson" not in mods  # small documents: json's C encoder (cli_output.dumps)
+    assert "socket" not in mods  # _socket: socket.py builds its enums at import
 
 
 @pytest.mark.root

@@ -10,7 +10,9 @@ import _socket as socket  # socket.py's C core, same calls: socket.py builds enu
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 
-from netjail.backends.model import Socket
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
+if TYPE_CHECKING:
+    from netjail.backends.model import Socket
 
 # include/net/tcp_states.h. NEW_SYN_RECV and BOUND_INACTIVE are newer kernel states.
 TCP_STATES: dict[int, str] = {
@@ -118,6 +120,8 @@ def iter_net_table(
     cache instead of decoding it again; every yielded socket is stored into keep (the next
     refresh's cache, so it holds only live sockets). addrs memoises address decoding.
     """
+    from netjail.backends.model import Socket  # not for identity's users (`list`): model.py
+
     states = TCP_STATES if proto == "tcp" else UDP_STATES
     if addrs is None:
         addrs = {}

@@ -87,6 +87,7 @@ def test_reading_counters_loads_no_firewall_interface() -> None:
     assert "netjail.backends.firewall.base" not in mods and "netjail.backends.firewall.matches" not in mods
     assert "orjson" not in mods  # small documents: json's C encoder (cli_output.dumps)
     assert "socket" not in mods  # _socket: socket.py builds its enums at import
+    assert "netjail.backends.model_processes" not in mods  # no process or socket dataclasses
 
 
 @pytest.mark.root
@@ -121,3 +122,4 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
         "netjail.backends.firewall.base",
     }
     assert "orjson" not in mods and "typing" not in mods
+    assert "socket" not in mods and "netjail.backends.model_processes" not in mods

@@ -103,7 +103,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; given `argv` naming a command, one with only that command's arguments
     (parsing `argv` the same: any other command is unknown to it)."""
-    from netjail.app import cli_doctor, cli_jails, cli_ps, cli_run  # keep `--help` import-light
+    import importlib  # the command modules: only `--help` and typos need them all
 
     parser = _Parser(
         prog="netjail",
@@ -116,8 +116,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
 
     command = None if argv is None else _command_in(argv)
-    for module in (cli_ps, cli_jails, cli_run, cli_doctor):
+    for name in ("cli_ps", "cli_jails", "cli_run", "cli_doctor"):
+        module = importlib.import_module(f"netjail.app.{name}")
         module.register(sub if command is None else _OnlyCommand(sub, command))
+        if command in sub.choices:
+            break  # the modules after it define other commands
     if command is not None and command not in sub.choices:  # a typo: the full list of choices
         return build_parser()
     pretty = "indented JSON (default: compact, one line, like `ip -j`)"

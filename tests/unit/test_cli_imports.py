@@ -123,3 +123,4 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
     }
     assert "orjson" not in mods and "typing" not in mods
     assert "socket" not in mods and "netjail.backends.model_processes" not in mods
+    assert "subprocess" not in mods and "signal" not in mods  # watcher.py imports them where used

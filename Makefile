@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.netjail-installed
+LAUNCHER := $(VENV)/.netjail-launcher
 # Every program netjail, the suite and bench/ run, as program:debian-package (tests/unit/
 # test_system_tools.py scans tests/ and bench/ and fails when one is missing here).
 SYSTEM_TOOLS := iptables:iptables iptables-legacy:iptables ip6tables-legacy:iptables \
@@ -54,7 +55,13 @@ $(STAMP): pyproject.toml | system
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: system $(STAMP)
+# pip's console script runs `site` and the venv's .pth files (~10-15 ms a command): `netjail`
+# is replaced by app/launcher.py's, again after every install
+$(LAUNCHER): app/launcher.py $(STAMP)
+	$(PY) -I -m netjail.app.launcher $(VENV)/bin
+	touch $(LAUNCHER)
+
+setup: system $(STAMP) $(LAUNCHER)
 
 run: setup
 	$(VENV)/bin/netjail-tui

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from netjail.app.cli_output import print_json
 from netjail.backends.errors import EXIT_FAILED, EXIT_OK
 from netjail.widgets.safe_text import printable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
 if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from typing import Any
+
     from netjail.backends.model import Check
 
 

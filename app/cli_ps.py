@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
 
 from netjail.app.cli_output import print_json, print_notes
 from netjail.backends.errors import NoSuchProcess
 from netjail.widgets.safe_text import printable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
 if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
+    from typing import Any
+
     from netjail.backends.model import Process, Snapshot, Socket
 
 COLUMNS = ("PID", "USER", "NAME", "SOCKS", "LISTEN", "REMOTE", "NETNS", "JAIL")
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         procs = [p for p in procs if matches(p, args.filter)]
     print_notes(snap.denied)
     if args.json:
-        print_json(procs)
+        print_json(procs, bulk=True)
     else:
         sys.stdout.write(render_table(procs, snap.own_netns))
     return 0

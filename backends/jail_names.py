@@ -3,7 +3,7 @@ and the one way a default name is made from a program's or user's name (pure, no
 
 A name becomes part of chain, namespace, group and cgroup names, so it is short and plain:
 ASCII letters, digits, '_', '.', '-', a letter or digit first, at most MAX_JAIL_NAME characters
-(the room a chain name leaves). A leaf module: the firewall imports the limit from here.
+(the room a chain name leaves, firewall/chains.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 
 from netjail.backends.errors import BadInput
-
-MAX_JAIL_NAME = 23  # chain names are at most 28 characters: "NJ-O-" + 23
+from netjail.backends.firewall.chains import MAX_JAIL_NAME
 
 _JAIL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_JAIL_NAME - 1}}}")
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.-]")  # ASCII only: str.isalnum() takes 'é' and 'ø' too

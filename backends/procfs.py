@@ -6,12 +6,13 @@ socket tables are parsed once per network namespace on every refresh (thousands 
 
 from __future__ import annotations
 
-import socket
+import _socket as socket  # socket.py's C core, same calls: socket.py builds enums at import (~3 ms)
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import NamedTuple
 
-from netjail.backends.model import Socket
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
+if TYPE_CHECKING:
+    from netjail.backends.model import Socket
 
 # include/net/tcp_states.h. NEW_SYN_RECV and BOUND_INACTIVE are newer kernel states.
 TCP_STATES: dict[int, str] = {
@@ -61,15 +62,31 @@ _TABLE_KINDS = {
 LineKey = tuple[str, str, str, str]  # local, remote, state, inode columns of a table line
 
 
-class ProcStat(NamedTuple):
-    """The fields of /proc/PID/stat netjail uses (the one record of them: identity, inventory)."""
+class ProcStat:
+    """The fields of /proc/PID/stat netjail uses (the one record of them: identity, inventory).
+    A plain class: a NamedTuple needs typing, whose import costs every command ~2 ms."""
 
-    pid: int
-    name: str  # comm: at most 15 bytes, whatever the process chose
-    state: str  # one letter, as in /proc/PID/stat
-    ppid: int
-    flags: int
-    start_time: int  # clock ticks since boot
+    __slots__ = ("flags", "name", "pid", "ppid", "start_time", "state")
+
+    def __init__(self, pid: int, name: str, state: str, ppid: int, flags: int, start_time: int) -> None:
+        self.pid = pid
+        self.name = name  # comm: at most 15 bytes, whatever the process chose
+        self.state = state  # one letter, as in /proc/PID/stat
+        self.ppid = ppid
+        self.flags = flags
+        self.start_time = start_time  # clock ticks since boot
+
+    def _key(self) -> tuple[int, str, str, int, int, int]:
+        return (self.pid, self.name, self.state, self.ppid, self.flags, self.start_time)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProcStat) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"ProcStat{self._key()!r}"
 
     @property
     def kernel_thread(self) -> bool:
@@ -115,6 +132,8 @@ def iter_net_table(
     cache instead of decoding it again; every yielded socket is stored into keep (the next
     refresh's cache, so it holds only live sockets). addrs memoises address decoding.
     """
+    from netjail.backends.model import Socket  # not for identity's users (`list`): model.py
+
     states = TCP_STATES if proto == "tcp" else UDP_STATES
     if addrs is None:
         addrs = {}

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -63,6 +61,8 @@ def reconciled_within(state_dir: Path, seconds: float) -> bool:
 def ensure_running(state_dir: Path) -> None:
     if running(state_dir):
         return
+    import subprocess  # here, not at the top: see stop()
+
     subprocess.Popen(
         hardening.helper_command("netjail.backends.watcher", str(state_dir.absolute())),
         cwd="/",
@@ -79,6 +79,10 @@ def stop(state_dir: Path) -> None:
     pid = running(state_dir)
     if pid is None:
         return
+    # signal and subprocess are imported where used: `list` only asks whether a pass is
+    # fresh, and importing them (signal.py builds enums) was ~3.5 ms of it
+    import signal
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     for _ in range(100):
@@ -100,6 +104,8 @@ def main(state_dir: Path) -> int:
         engine.store.write_text(PIDFILE, f"{me.pid} {me.start_time}\n")
     except NetjailError:
         return 3  # an unsafe state directory: the command that started us said so already
+    import signal
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     interval = float(os.environ.get(INTERVAL_ENV, "1.0"))
     while running(state_dir) == me.pid:

@@ -10,13 +10,15 @@ Medians (wall time; CPU time next to it), measures interleaved round-robin after
   * jails        with --jails cgroup jails (one sleeping process each, blocked through the engine,
                  watcher running as after `netjail block`) and foreign rules filling the filter
                  table to --rules: `netjail list --json` and `netjail counters --json` against
-                 `iptables-legacy-save -c`; `list` also with a watcher that never ticks (so it
-                 reconciles itself every time)
+                 `iptables-legacy-save -c`, next to a floor (`python -I -S` importing the standard
+                 library such a command needs, nothing else); `list` also with a watcher that
+                 never ticks (so it reconciles itself every time)
   * block        `netjail block PID`: call to the first dropped datagram, against
                  `iptables-legacy -I OUTPUT ... -j DROP` (bench/counters.py's sender), with the
                  jails above in place
 
-Python's own part is shown too: `python -X importtime` of the ps and counters paths.
+Python's own part is shown too: `python -X importtime` of the ps and counters paths, started as
+the installed `netjail` starts (its first line: `python -I -S` for the launcher make setup writes).
 It needs root and must not run in the machine's own network namespace: started there, it
 re-executes itself under `unshare -n` with lo up.
 """
@@ -30,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,6 +41,12 @@ from inventory import Timing, holders, medians
 from private_netns import ensure_private_netns
 
 PS_TARGET, JAILS_TARGET, BLOCK_TARGET, PS_SIZE = 2.0, 15.0, 30.0, 5000
+# The standard library a CLI built on argparse and dataclasses that reads a state directory
+# (pathlib) and the kernel's rule blob (socket, ctypes) and prints JSON cannot avoid, started and
+# ended as the launcher does (no cyclic GC, os._exit): no netjail code, no work. `list` and
+# `counters` against it show what netjail itself adds.
+FLOOR_IMPORTS = "import argparse, dataclasses, json, pathlib, socket, ctypes"
+FLOOR = f"import gc; gc.disable(); {FLOOR_IMPORTS}; import os; os._exit(0)"
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
@@ -64,13 +73,20 @@ def verdict(what: str, ratio: float, target: float) -> None:
     print(f"  target: {what} <= {target:g}x: {ratio:.2f}x {'ok' if ratio <= target else 'MISSED'}")
 
 
+def importtime_cmd(args: list[str]) -> list[str]:
+    """The installed command under `-X importtime`, started as its first line starts it (the
+    launcher make setup writes: `python -IS`, app/launcher.py)."""
+    cmd = netjail_cmd()
+    if len(cmd) > 1:
+        return [sys.executable, "-X", "importtime", *cmd[1:], *args]
+    with open(cmd[0]) as f:
+        flags = f.readline().split()[1:]
+    return [sys.executable, "-X", "importtime", *flags, cmd[0], *args]
+
+
 def import_ms(args: list[str]) -> float:
     """Sum of the self times `python -X importtime` reports for a command (ms)."""
-    out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "netjail.app.cli", *args],
-        capture_output=True,
-        text=True,
-    )
+    out = subprocess.run(importtime_cmd(args), capture_output=True, text=True)
     total = 0
     for line in out.stderr.splitlines():
         if line.startswith("import time:") and "self [us]" not in line:
@@ -168,6 +184,10 @@ def bench_jails(jails: int, rules: int, runs: int) -> None:
 
     with jailed_sleepers(jails):
         total = fill_rules(rules)
+        state_dir = Engine().store.dir
+        deadline = time.monotonic() + 10  # the watcher's first pass after the last block
+        while not watcher.reconciled_within(state_dir, 1.0) and time.monotonic() < deadline:
+            time.sleep(0.1)
         save = shutil.which("iptables-legacy-save") or "iptables-legacy-save"
         rows = medians(
             {
@@ -176,6 +196,9 @@ def bench_jails(jails: int, rules: int, runs: int) -> None:
                     [*netjail_cmd(), "list", "--json"]
                 ),
                 "netjail counters --json": runner([*netjail_cmd(), "counters", "--json"]),
+                "floor: python -I -S importing what it must (below)": runner(
+                    [sys.executable, "-I", "-S", "-c", FLOOR]
+                ),
             },
             runs,
         )
@@ -190,9 +213,9 @@ def bench_jails(jails: int, rules: int, runs: int) -> None:
             JAILS_TARGET,
         )
         verdict("netjail counters --json", ratios["netjail counters --json"], JAILS_TARGET)
+        print(f"  floor: python -I -S -c '{FLOOR}'")
 
         # the same list when it must reconcile itself: a watcher that never ticks
-        state_dir = Engine().store.dir
         watcher.stop(state_dir)
         idle = {"NETJAIL_WATCH_INTERVAL": "3600"}
         rows = medians(

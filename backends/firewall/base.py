@@ -30,19 +30,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from netjail.backends.jail_names import MAX_JAIL_NAME as MAX_JAIL_NAME
+# the chain names live in chains.py (a leaf: counters.py needs nothing else); exported here too
+from netjail.backends.firewall.chains import BUILTIN as BUILTIN
+from netjail.backends.firewall.chains import DISPATCH as DISPATCH
+from netjail.backends.firewall.chains import JAIL_CHAIN_PREFIX as JAIL_CHAIN_PREFIX
+from netjail.backends.firewall.chains import MAX_JAIL_NAME as MAX_JAIL_NAME
+from netjail.backends.firewall.chains import jail_chain as jail_chain
 from netjail.backends.model import JailCounters
 
 if TYPE_CHECKING:
     from netjail.backends.firewall.families import FamilySupport
-
-DISPATCH = {"out": "NETJAIL-OUT", "in": "NETJAIL-IN", "fwd": "NETJAIL-FWD"}
-BUILTIN = {"out": "OUTPUT", "in": "INPUT", "fwd": "FORWARD"}
-JAIL_CHAIN_PREFIX = {"out": "NJ-O-", "in": "NJ-I-", "fwd": "NJ-F-"}
-
-
-def jail_chain(direction: str, jail: str) -> str:
-    return JAIL_CHAIN_PREFIX[direction] + jail
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,16 +17,17 @@ calls fails with EAGAIN, which is retried.
 
 from __future__ import annotations
 
+import _socket as socket  # socket.py's C core, same calls: socket.py builds enums at import (~3 ms)
+import contextlib
 import ctypes as ct
 import errno
 import hashlib
 import os
-import socket
 import struct
 from collections.abc import Mapping
 
 from netjail.backends.errors import InsufficientPrivilege, OperationFailed
-from netjail.backends.firewall.base import JAIL_CHAIN_PREFIX
+from netjail.backends.firewall.chains import JAIL_CHAIN_PREFIX
 from netjail.backends.firewall.xt_layout import (
     IPV4,
     IPV6,
@@ -78,7 +79,7 @@ def read_table(layout: EntryLayout, table: bytes = b"filter") -> tuple[memoryvie
         if exc.errno in _UNAVAILABLE:
             raise TableUnavailable(str(exc)) from None
         raise OperationFailed(f"cannot open a raw socket to read counters: {exc.strerror}") from None
-    with sock:
+    with contextlib.closing(sock):  # _socket's socket is no context manager
         for _ in range(10):
             try:
                 info = ct.create_string_buffer(table, GETINFO.size)

@@ -1,27 +1,49 @@
-"""Each command imports only what it runs (whole-process speed): checked in a fresh interpreter."""
+"""Each command imports only what it runs (whole-process speed): checked in a fresh interpreter
+started as the installed `netjail` starts (app/launcher.py: `python -I -S`, no .pth files)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+from netjail.app import launcher
+from netjail.backends import identity
 
 HEAVY = ("iptc", "pyroute2", "textual", "psutil")
 
 
-def loaded_by(*argv: str) -> set[str]:
-    """Modules present after `netjail ARGV` ran in a new interpreter (its output discarded)."""
-    code = (
+def loaded_by(*argv: str, env: dict[str, str] | None = None, output: list[str] | None = None) -> set[str]:
+    """Modules present after `netjail ARGV` ran in a new interpreter (its output discarded, or
+    appended to `output`)."""
+    script = launcher.script(sys.executable, sysconfig.get_paths()["purelib"], launcher.package_root())
+    preamble = script.split("\n", 1)[1].removesuffix("from netjail.app.cli import entry\nentry()\n")
+    code = preamble + (
         "import contextlib, io, json, os, sys\n"
         "from netjail.app import cli\n"
-        "sys.stdout = io.TextIOWrapper(open(os.devnull, 'wb'))\n"
+        "out = sys.stdout = io.StringIO()\n"
         "with contextlib.suppress(SystemExit):\n"
         f"    cli.main({list(argv)!r})\n"
+        "sys.stderr.write('OUTPUT ' + json.dumps(out.getvalue()) + '\\n')\n"
         "sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)) + '\\n')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    line = next(ln for ln in out.stderr.splitlines() if ln.startswith("MODULES "))
-    return set(json.loads(line[8:]))
+    full = {**os.environ, **env} if env else None
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, env=full
+    )
+    lines = {
+        key: json.loads(value)
+        for key, _, value in (ln.partition(" ") for ln in out.stderr.splitlines())
+        if key in ("OUTPUT", "MODULES")
+    }
+    if output is not None:
+        output.append(lines["OUTPUT"])
+    return set(lines["MODULES"])
 
 
 def top(mods: set[str]) -> set[str]:
@@ -34,6 +56,14 @@ def test_ps_loads_no_firewall_no_netlink_library_no_tui() -> None:
     assert not top(mods) & set(HEAVY), sorted(top(mods) & set(HEAVY))
     assert not {m for m in mods if m.startswith(("netjail.backends.firewall", "netjail.backends.launch"))}
     assert "netjail.backends.engine" not in mods and "netjail.backends.reconcile" not in mods
+
+
+@pytest.mark.parametrize("argv", [["ps", "--json"], ["counters", "--json"], ["--help"]], ids=" ".join)
+def test_no_command_loads_typing_or_shutil(argv: list[str]) -> None:
+    """typing is for the type checker only (`TYPE_CHECKING = False` blocks), and argparse's
+    formatters get their width without shutil (app/cli.py): ~2 ms and ~1.5 ms a command."""
+    mods = loaded_by(*argv)
+    assert "typing" not in mods and "shutil" not in mods
 
 
 def test_help_loads_no_engine_and_no_data_model() -> None:
@@ -50,3 +80,47 @@ def test_reading_counters_loads_no_python_iptables() -> None:
     mods = loaded_by("counters", "--json")
     assert "netjail.backends.firewall.counters" in mods
     assert "iptc" not in top(mods) and "netjail.backends.engine_launch" not in mods
+
+
+def test_reading_counters_loads_no_firewall_interface() -> None:
+    mods = loaded_by("counters", "--json")
+    assert "netjail.backends.firewall.base" not in mods and "netjail.backends.firewall.matches" not in mods
+    assert "orjson" not in mods  # small documents: json's C encoder (cli_output.dumps)
+    assert "socket" not in mods  # _socket: socket.py builds its enums at import
+    assert "netjail.backends.model_processes" not in mods  # no process or socket dataclasses
+
+
+@pytest.mark.root
+def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_path: Path) -> None:
+    """`list` trusts a watcher that reconciled within FRESH_WATCHER: no engine, no
+    python-iptables, no netlink library, no TUI (the reconciling case is the engine's)."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "state.json").write_text(
+        json.dumps({"schema": 1, "jails": [{"name": "j1", "allow": ["10.0.0.0/8"]}]})
+    )
+    stand_in = subprocess.Popen(["sleep", "60"])  # a live process for watcher.pid to name
+    try:
+        me = identity.read_stat(stand_in.pid)
+        assert me is not None
+        (state / "watcher.pid").write_text(f"{me.pid} {me.start_time}\n")
+        now = time.time()  # written a second ago, reconciled after: fresh (watcher.reconciled_within)
+        os.utime(state / "state.json", (now - 1, now - 1))
+        (state / "watcher.tick").touch()
+        os.utime(state / "watcher.tick", (now - 0.5, now - 0.5))
+        output: list[str] = []
+        mods = loaded_by("list", "--json", env={"NETJAIL_STATE_DIR": str(state)}, output=output)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    assert [j["name"] for j in json.loads(output[0])] == ["j1"]
+    assert "netjail.backends.jail_views" in mods
+    assert not top(mods) & set(HEAVY) - {"psutil"}, sorted(top(mods) & set(HEAVY))
+    assert not mods & {
+        "netjail.backends.engine",
+        "netjail.backends.reconcile",
+        "netjail.backends.firewall.base",
+    }
+    assert "orjson" not in mods and "typing" not in mods
+    assert "socket" not in mods and "netjail.backends.model_processes" not in mods
+    assert "subprocess" not in mods and "signal" not in mods  # watcher.py imports them where used

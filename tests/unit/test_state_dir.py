@@ -76,3 +76,25 @@ def test_an_open_directory_above_is_refused_unless_sticky(tmp_path: Path) -> Non
         store.load()
     os.chmod(above, 0o1777)
     assert store.load().jails == {}
+
+
+def test_saving_what_was_loaded_writes_nothing_and_a_change_is_written(tmp_path: Path) -> None:
+    """A reader never serialises the registry (`list`, `counters`); the watcher's save of an
+    unchanged registry is still a no-op, and a changed one is still written."""
+    from netjail.backends.state import JailState, MemberState
+
+    store = Store(tmp_path / "state")
+    with store.locked():
+        store.save(Registry({"j": JailState("j", allow=["10.0.0.0/8"], members=[MemberState(1, 2)])}))
+    path = tmp_path / "state" / "state.json"
+    before = path.stat()
+
+    again = Store(tmp_path / "state")
+    with again.locked():
+        registry = again.load()
+        again.save(registry)
+        assert path.stat().st_ino == before.st_ino  # not replaced (a save renames a new file in)
+        registry.jails["j"].allow.append("10.1.0.0/16")
+        again.save(registry)
+    assert path.stat().st_ino != before.st_ino
+    assert Store(tmp_path / "state").load().jails["j"].allow == ["10.0.0.0/8", "10.1.0.0/16"]

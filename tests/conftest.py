@@ -91,6 +91,27 @@ def _world_executable(path: Path) -> bool:
     return all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents))
 
 
+def uid_pids(uid: int) -> set[int]:
+    """Every process of a user, machine-wide (other test files run beside this one)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    found.add(int(entry))
+    return found
+
+
+def assert_lists_the_user(listed: set[int], before: set[int], uid: int) -> None:
+    """`listed` is what netjail found of a user's processes between `before` (uid_pids, read just
+    before) and now: the machine's other processes of that user may come and go meanwhile, so
+    every one alive throughout must be listed, and nothing listed may be another user's."""
+    after = uid_pids(uid)
+    assert before & after <= listed, f"not listed: {sorted(before & after - listed)}"
+    strays = [p for p in listed - before - after if os.path.exists(f"/proc/{p}")]
+    assert not strays, f"listed but not the user's: {strays}"
+
+
 def python_for(user: str | None) -> list[str]:
     """The interpreter command for a child that runs as `user` (None: as we do).
 

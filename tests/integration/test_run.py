@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CGROUP2, CGROUP_PARENT, NETNS_PREFIX, Peer, python_for
+from tests.conftest import (
+    CGROUP2,
+    CGROUP_PARENT,
+    NETNS_PREFIX,
+    PEERS,
+    Peer,
+    assert_lists_the_user,
+    python_for,
+    start_peer,
+    uid_pids,
+)
 from tests.integration.launch_support import PROBE, Listener, default_route, pasta_processes, start_listener
 from tests.integration.test_block import CLI, jail, jails, legacy_rules, rises, settle_count
 
@@ -163,12 +173,12 @@ def test_user_block_drops_every_process_of_that_uid_and_no_other(
     port = recv.info["lport"]
     theirs = [spawn_peer("udp-send", "127.0.0.1", port, user="nobody") for _ in range(2)]
     ours = spawn_peer("udp-send", "127.0.0.1", port)
-    nobody = {int(p) for p in os.listdir("/proc") if p.isdigit() and _uid(int(p)) == 65534}
+    nobody = uid_pids(65534)
 
     out = cli("block", "--user", "nobody", "--yes", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert {m["pid"] for m in result["members"]} == nobody  # the preview: exactly those
+    assert_lists_the_user({m["pid"] for m in result["members"]}, nobody, 65534)  # the preview
     assert {t.pid for t in theirs} <= nobody and ours.pid not in nobody
     for t in theirs:
         assert rises(t, "errors", by=10), "a process of the blocked user still sends"
@@ -236,21 +246,34 @@ def test_reset_leaves_nothing_of_any_strategy(
     assert subprocess.run(["getent", "group", "netjail-rg"]).returncode == 2
 
 
-def _uid(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
-
-
-def test_run_gid_refuses_root_and_groups_in_use(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
+def test_run_gid_refuses_root_and_groups_in_use(cli: CLI) -> None:
     out = cli("run", "--gid", "0", "--", "true")
     assert out.returncode == 2 and "root" in out.stderr
-    peer = spawn_peer("sleep", user="nobody")  # runs with nogroup
-    gid = os.stat(f"/proc/{peer.pid}").st_gid
-    out = cli("run", "--gid", str(gid), "--", "true")
-    assert out.returncode == 2 and "in use" in out.stderr and str(peer.pid) in out.stderr
-    assert jails(cli) == [] and leftovers() == []
+    # a group only this test's process uses: nogroup's processes (other test files run beside
+    # this one) would fill the five the error names
+    gid = next(g for g in range(61000 + os.getpid() % 1000, 65000) if not _group_in_use(g))
+    cmd = ["setpriv", "--reuid=nobody", f"--regid={gid}", "--clear-groups", *python_for("nobody")]
+    peers: list[Peer] = []
+    try:
+        peer = start_peer([*cmd, str(PEERS), "sleep", "--interval", "0.05"], peers)
+        assert os.stat(f"/proc/{peer.pid}").st_gid == gid
+        out = cli("run", "--gid", str(gid), "--", "true")
+        assert out.returncode == 2 and "in use" in out.stderr and str(peer.pid) in out.stderr
+        assert jails(cli) == [] and leftovers() == []
+    finally:
+        for p in peers:
+            p.kill()
+
+
+def _group_in_use(gid: int) -> bool:
+    if subprocess.run(["getent", "group", str(gid)], capture_output=True).returncode == 0:
+        return True
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_gid == gid:
+                    return True
+    return False
 
 
 def test_relaunch_validates_before_it_terminates(spawn_peer: Callable[..., Peer]) -> None:

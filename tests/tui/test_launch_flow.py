@@ -38,7 +38,7 @@ from netjail.widgets.process_table import ProcessTable
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
-from tests.conftest import Peer
+from tests.conftest import Peer, assert_lists_the_user, uid_pids
 from tests.tui.conftest import Notes, count, settled, sleep_in_app, wait_until
 from tests.tui.test_block_flow import find
 
@@ -60,16 +60,6 @@ def reports(path: Path, pid: int | None = None) -> list[dict[str, Any]]:
 def last_count(path: Path, pid: int) -> dict[str, Any]:
     counts = [r for r in reports(path, pid) if "sent" in r]
     return counts[-1] if counts else {"sent": 0, "errors": 0, "errno": 0}
-
-
-def uid_pids(uid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    found.add(int(entry))
-    return found
 
 
 @pytest.fixture
@@ -248,11 +238,7 @@ async def test_owner_strategy_lists_the_users_processes_then_drops_only_theirs(
         preview = app.screen
         assert isinstance(preview, OwnerPreviewDialog)
         assert preview.who == "user nobody (uid 65534)"
-        # the machine's other processes of that user may come and go meanwhile (other test
-        # files run beside this one): every one alive throughout is listed, nothing else is
-        listed, after = set(preview.listed_pids), uid_pids(65534)
-        assert before & after <= listed
-        assert all(pid in after or not os.path.exists(f"/proc/{pid}") for pid in listed - before)
+        assert_lists_the_user(set(preview.listed_pids), before, 65534)
         assert theirs.pid in preview.listed_pids and ours.pid not in preview.listed_pids
         assert all(p.uid == 65534 for p in preview.processes)
         assert kernel.jails() == ()

@@ -32,6 +32,7 @@ from netjail.app.messages import (
 )
 from netjail.app.netns_labels import named_netns, netns_label
 from netjail.app.polling import Poller
+from netjail.app.process_columns import COLUMNS
 from netjail.app.process_view import DESCENDING, ViewOptions, build_rows, dropped_cell, next_sort
 from netjail.app.screens.engine_calls import (
     BLOCK,
@@ -157,7 +158,7 @@ class MainScreen(EngineCalls):
             yield Input(placeholder=FILTER_HINT, id="filter", compact=True)
             yield Static("", id="view-status")
         yield Static("", id="inventory-error", classes="source-error")
-        yield ProcessTable(id="processes")
+        yield ProcessTable(COLUMNS, id="processes")
         with Horizontal(id="bottom"):
             yield ProcessDetail(id="detail")
             yield JailsPanel(id="jails")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from netjail.app.counter_history import CounterHistory
 from netjail.app.netns_labels import named_netns, netns_label
+from netjail.app.process_columns import COLUMN_KEYS, COLUMNS
 from netjail.app.process_view import ViewOptions, build_rows, matches, next_sort
 from netjail.backends.model import Counters, JailCounters
 from netjail.widgets.allow_input import AllowListError, parse_allow_list
 from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
-from netjail.widgets.process_table import COLUMN_KEYS, COLUMNS
 
 from tests.tui.fakes import CONTAINER_NETNS, NETNS, NETNS_NAMES, PROCESSES, SANDBOX_NETNS
 
@@ -57,7 +57,7 @@ def test_sort_cycle_and_orders() -> None:
     seen = ["pid"]
     while (nxt := next_sort(seen[-1])) != "pid":
         seen.append(nxt)
-    assert seen == ["pid", "name", "user", "sockets", "dropped", "netns"]
+    assert seen == ["pid", "user", "name", "sockets", "dropped", "netns"]  # the columns' order
     assert pids(build_rows(PROCESSES, ViewOptions(sort="sockets"), {}))[0] == 801
     assert pids(build_rows(PROCESSES, ViewOptions(sort="dropped"), {"telemetry": 5}))[0] == 2388
     names = [r.process.name for r in build_rows(PROCESSES, ViewOptions(sort="name"), {})]
@@ -84,7 +84,7 @@ def test_tree_view_nests_children_and_dims_context_ancestors() -> None:
 
 def test_jailed_rows_show_jail_and_dropped_count() -> None:
     row = next(r for r in build_rows(PROCESSES, ViewOptions(), {"telemetry": 12345}) if r.process.pid == 2388)
-    keys = [c[0] for c in COLUMNS]
+    keys = list(COLUMN_KEYS)
     assert str(row.cells[keys.index("jail")]) == "telemetry"
     assert str(row.cells[keys.index("dropped")]) == "12k"
     plain = next(r for r in build_rows(PROCESSES, ViewOptions(), {}) if r.process.pid == 801)
@@ -184,7 +184,7 @@ def test_netns_column_names_ip_netns_namespaces_and_shows_others_by_inode() -> N
     names = {SANDBOX_NETNS + 1: "test123456-netjail-python3-12"}
     (row,) = build_rows((long,), ViewOptions(), {}, NETNS, names)
     cell = str(row.cells[COLUMN_KEYS.index("netns")])
-    assert cell == "…jail-python3-12" and len(cell) == dict((c[0], c[2]) for c in COLUMNS)["netns"]
+    assert cell == "…jail-python3-12" and len(cell) == next(c.width for c in COLUMNS if c.key == "netns")
 
 
 def test_sort_by_netns_groups_namespaces_own_first() -> None:

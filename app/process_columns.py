@@ -2,8 +2,8 @@
 sorts and what the help says about it. A new column is one entry in COLUMNS.
 
 Priority decides what a narrow terminal keeps: 0 is always shown; the table drops the highest
-numbers first (widgets/process_table.visible_columns). At 80 columns PID, NAME, the rates, SOCK,
-JAIL and DROPPED fit; the detail panel shows everything.
+numbers first (widgets/process_table.visible_columns). At 80 columns PID, NAME, SOCK, the rates
+(SEND, RECV), JAIL and DROPPED fit; the detail panel shows everything.
 """
 
 from __future__ import annotations
@@ -71,6 +71,30 @@ def dropped_count(dropped: Mapping[str, int | None], jail: str | None) -> int:
     return -1 if count is None else count
 
 
+def _rate_cell(rate: float | None) -> Cell:
+    """Bytes a second, compact (999, 1.2k, 35M); blank when nothing of it is counted."""
+    if rate is None:
+        return ""
+    if rate < 0.5:
+        return Text("0", style="dim", justify="right")
+    return Text(human_count(round(rate)), style="bold" if rate >= 100_000 else "", justify="right")
+
+
+def _by_rate(rate: Callable[[Process], float | None]) -> Callable[[SortContext], SortKey]:
+    def key(context: SortContext) -> SortKey:
+        return lambda p: (-(r if (r := rate(p)) is not None else -1.0), p.pid)
+
+    return key
+
+
+RATES_HELP = (
+    "TCP payload bytes a second since the last refresh (k = 1000; sent = acknowledged by the peer), "
+    "from the kernel's tcp_info of each socket. Not counted: UDP, raw and packet sockets (blank when "
+    "a process has nothing else), bytes of a connection opened and closed between two refreshes, "
+    "and, without root, sockets in other network namespaces."
+)
+
+
 def _netns_cell(label: str, width: int) -> Cell:
     label = printable(label)  # an `ip netns` name is whatever its creator chose
     if len(label) > width:  # names of netjail's namespaces differ at the end: keep that
@@ -122,6 +146,28 @@ COLUMNS: tuple[ProcessColumn, ...] = (
         sort=lambda c: lambda p: (-len(p.sockets), p.pid),
         descending=True,
         help="open TCP/UDP sockets (N!: with packet sockets no block can cut)",
+    ),
+    ProcessColumn(
+        key="send",
+        label="SEND",
+        width=6,
+        priority=1,
+        right=True,
+        cell=lambda p, c: _rate_cell(p.send_rate),
+        sort=_by_rate(lambda p: p.send_rate),
+        descending=True,
+        help="TCP bytes sent a second (see below)",
+    ),
+    ProcessColumn(
+        key="recv",
+        label="RECV",
+        width=6,
+        priority=1,
+        right=True,
+        cell=lambda p, c: _rate_cell(p.recv_rate),
+        sort=_by_rate(lambda p: p.recv_rate),
+        descending=True,
+        help="TCP bytes received a second (see below)",
     ),
     ProcessColumn(
         key="remote",

@@ -58,8 +58,21 @@ class Unavailable(Exception):
         self.errno = errno
 
 
-def dump_request(family: int, proto: str, states: int = OWNED_STATES, seq: int = 1) -> bytes:
-    body = _REQ.pack(family, _PROTOS[proto], 0, 0, states)
+# INET_DIAG_INFO (attribute 2) asked for with ext bit 1 << (2 - 1): TCP records then carry the
+# socket's struct tcp_info, whose tcpi_bytes_acked and tcpi_bytes_received (u64 at offsets 120
+# and 128, Linux >= 4.1 and 4.2) count payload bytes the peer acknowledged / we received.
+# UDP records carry no such counters (udp_diag fills no INFO): UDP traffic is not counted.
+INET_DIAG_INFO = 2
+EXT_INFO = 1 << (INET_DIAG_INFO - 1)
+_TCPI_BYTES = struct.Struct("=QQ")
+_TCPI_BYTES_AT = 120
+_TCPI_MIN_LEN = _TCPI_BYTES_AT + _TCPI_BYTES.size
+
+Traffic = tuple[int, int]  # (bytes acked by the peer, bytes received): a TCP socket's totals
+
+
+def dump_request(family: int, proto: str, states: int = OWNED_STATES, seq: int = 1, ext: int = 0) -> bytes:
+    body = _REQ.pack(family, _PROTOS[proto], ext, 0, states)
     header = _NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return header + body
 
@@ -72,10 +85,13 @@ def parse_dump(
     cache: Mapping[int, Known] | None = None,
     keep: MutableMapping[int, Known] | None = None,
     addrs: MutableMapping[bytes, str] | None = None,
+    traffic: MutableMapping[int, Traffic] | None = None,
 ) -> bool:
     """Append the inet_diag_msg records of one recv() buffer to out; True at NLMSG_DONE.
 
     Sockets without an inode are skipped. cache/keep work as in procfs.iter_net_table.
+    traffic: inode -> (bytes acked, bytes received) of each record with a tcp_info (a dump
+    asked with ext=EXT_INFO).
     Raises Unavailable for an NLMSG_ERROR (e.g. ENOENT: no udp_diag in this kernel).
     """
     states = TCP_STATES if proto == "tcp" else UDP_STATES
@@ -100,9 +116,14 @@ def parse_dump(
             continue
         if length < size or off + length > end:
             raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
+        record_at = off
         off += (length + 3) & ~3
         if not inode:
             continue
+        if traffic is not None and length > _MSG_END:
+            counted = _tcp_bytes(data, record_at + _MSG_END, record_at + length)
+            if counted is not None:
+                traffic[inode] = counted
         known = cache.get(inode)
         if known is None or known[0] != sockid or known[1] != st:
             width = 4 if family == socket.AF_INET else 16
@@ -131,6 +152,22 @@ def parse_dump(
             keep[inode] = known
         out.append(known[2])
     return False
+
+
+def _tcp_bytes(data: bytes, at: int, stop: int) -> Traffic | None:
+    """(tcpi_bytes_acked, tcpi_bytes_received) from a record's attributes, None without a
+    tcp_info long enough to hold them (UDP, or a kernel older than 4.2)."""
+    while at + 4 <= stop:
+        alen, atype = _ATTR.unpack_from(data, at)
+        if alen < 4:
+            return None
+        if atype & NLA_TYPE_MASK == INET_DIAG_INFO:
+            if alen - 4 < _TCPI_MIN_LEN:
+                return None
+            acked, received = _TCPI_BYTES.unpack_from(data, at + 4 + _TCPI_BYTES_AT)
+            return acked, received
+        at += (alen + 3) & ~3
+    return None
 
 
 def open_socket() -> socket.socket:
@@ -192,6 +229,7 @@ class _Decoded:
     sockets: list[Socket]
     records: list[tuple[int, Known]]
     done: bool
+    traffic: dict[int, Traffic] | None = None
 
 
 class DumpCache:
@@ -208,17 +246,26 @@ class DumpCache:
         self._next_buffers: dict[tuple[str, bytes], _Decoded] = {}
         self._next_records: dict[int, Known] = {}
 
-    def decode(self, data: bytes, proto: str, out: list[Socket]) -> bool:
-        """parse_dump with the caches: appends to out, True at NLMSG_DONE."""
+    def decode(
+        self, data: bytes, proto: str, out: list[Socket], traffic: dict[int, Traffic] | None = None
+    ) -> bool:
+        """parse_dump with the caches: appends to out (and the TCP byte counts to traffic), True
+        at NLMSG_DONE. A buffer with tcp_info in it changes with every packet (its timers too),
+        so it is decoded again; its unchanged sockets still reuse their objects."""
         key = (proto, data)
         hit = self._buffers.get(key)
         if hit is None:
             start = len(out)
             fresh: dict[int, Known] = {}
-            done = parse_dump(data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs)
-            hit = _Decoded(out[start:], list(fresh.items()), done)
+            counted: dict[int, Traffic] | None = {} if traffic is not None else None
+            done = parse_dump(
+                data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs, traffic=counted
+            )
+            hit = _Decoded(out[start:], list(fresh.items()), done, counted)
         else:
             out.extend(hit.sockets)
+        if traffic is not None and hit.traffic:
+            traffic.update(hit.traffic)
         self._next_records.update(hit.records)
         self._next_buffers[key] = hit
         return hit.done
@@ -231,16 +278,21 @@ class DumpCache:
 
 
 def dump(
-    nl: socket.socket, tables: Iterable[tuple[int, str]], cache: DumpCache | None = None
+    nl: socket.socket,
+    tables: Iterable[tuple[int, str]],
+    cache: DumpCache | None = None,
+    traffic: dict[int, Traffic] | None = None,
 ) -> list[Socket]:
-    """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace."""
+    """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace.
+    With `traffic`, TCP dumps also ask for tcp_info and put each socket's byte counts there."""
     if cache is None:
         cache = DumpCache()
     out: list[Socket] = []
     try:
         for seq, (family, proto) in enumerate(tables, 1):
-            nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
-            while not cache.decode(nl.recv(1 << 16), proto, out):
+            ext = EXT_INFO if traffic is not None and proto == "tcp" else 0
+            nl.sendto(dump_request(family, proto, seq=seq, ext=ext), (0, 0))
+            while not cache.decode(nl.recv(1 << 16), proto, out, traffic):
                 pass
     except OSError as exc:
         raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from netjail.app.process_columns import COLUMNS as PROCESS_COLUMNS
-from netjail.app.process_columns import SORTS
+from netjail.app.process_columns import RATES_HELP, SORTS
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -63,7 +63,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(_table(COLUMNS, "bold"), classes="help-section")
             yield Static(
                 Text(
-                    f"{NARROW}\n"
+                    f"{RATES_HELP}\n{NARROW}\n"
                     "Dimmed rows: a process in another network namespace (rules made here do not reach "
                     "it), or in the tree view an ancestor shown only for context.\n"
                     "Without root netjail-tui is read-only: blocking needs CAP_NET_ADMIN and write access "

@@ -461,18 +461,19 @@ class _Rates:
     def of(self, inodes: tuple[int, ...]) -> tuple[float, float] | None:
         """(sent, received) bytes per second of these sockets; None if none is counted."""
         now, last = self._now, self._last
-        sent = received = 0
-        counted = False
-        for inode in inodes:
-            got = now.get(inode)
-            if got is None:
-                continue  # UDP, or a table read through /proc
-            counted = True
-            before = last.get(inode, (0, 0))
-            sent += max(got[0] - before[0], 0)
-            received += max(got[1] - before[1], 0)
+        counted = list(filter(now.__contains__, inodes))  # TCP sockets read over sock_diag
         if not counted:
             return None
+        sent = received = 0
+        for inode in counted:
+            acked, got = now[inode]
+            before = last.get(inode)
+            if before is None:
+                sent += acked
+                received += got
+            else:  # never negative: an inode reused by a new socket restarts from 0
+                sent += max(acked - before[0], 0)
+                received += max(got - before[1], 0)
         return sent / self._seconds, received / self._seconds
 
 

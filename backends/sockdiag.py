@@ -101,8 +101,26 @@ def parse_dump(
         cache = {}
     unpack, size = _RECORD.unpack_from, _RECORD.size
     off, end = 0, len(data)
+    # Records of one dump carry the same attributes before INET_DIAG_INFO: once one record
+    # showed where, the next ones are read whole (head, attribute, counters) in one unpack.
+    with_info: struct.Struct | None = None
+    info_len = 0  # that attribute's length: the same in every record (one struct tcp_info)
     while off + _NLMSG.size <= end:
-        if off + size > end:  # too short for a record: DONE or ERROR
+        counted: Traffic | None = None
+        if with_info is not None and off + with_info.size <= end:
+            length, kind, family, st, sockid, inode, alen, atype, acked, received = with_info.unpack_from(
+                data, off
+            )
+            if (
+                kind == SOCK_DIAG_BY_FAMILY
+                and atype & NLA_TYPE_MASK == INET_DIAG_INFO
+                and alen == info_len
+                and with_info.size <= length
+            ):
+                counted = (acked, received)
+        if counted is not None:
+            pass
+        elif off + size > end:  # too short for a record: DONE or ERROR
             length, kind = _NLMSG.unpack_from(data, off)[:2]
         else:
             length, kind, family, st, sockid, inode = unpack(data, off)
@@ -120,8 +138,13 @@ def parse_dump(
         off += (length + 3) & ~3
         if not inode:
             continue
-        if traffic is not None and length > _MSG_END:
-            counted = _tcp_bytes(data, record_at + _MSG_END, record_at + length)
+        if traffic is not None:
+            if counted is None and length > _MSG_END:
+                found = _find_tcp_bytes(data, record_at + _MSG_END, record_at + length)
+                if found is not None:
+                    gap, info_len, *pair = found
+                    counted = (pair[0], pair[1])
+                    with_info = _record_with_info(gap)
             if counted is not None:
                 traffic[inode] = counted
         known = cache.get(inode)
@@ -154,18 +177,34 @@ def parse_dump(
     return False
 
 
-def _tcp_bytes(data: bytes, at: int, stop: int) -> Traffic | None:
-    """(tcpi_bytes_acked, tcpi_bytes_received) from a record's attributes, None without a
-    tcp_info long enough to hold them (UDP, or a kernel older than 4.2)."""
-    while at + 4 <= stop:
+_INFO_ATTR_MIN = 4 + _TCPI_MIN_LEN  # the nlattr header and tcp_info up to both counters
+_WITH_INFO: dict[int, struct.Struct] = {}
+
+
+def _record_with_info(gap: int) -> struct.Struct:
+    """A record's head (as _RECORD), then `gap` bytes of other attributes, then INET_DIAG_INFO's
+    header and tcp_info up to bytes_acked and bytes_received."""
+    shape = _WITH_INFO.get(gap)
+    if shape is None:
+        shape = _WITH_INFO[gap] = struct.Struct(f"{_RECORD.format}{gap}xHH{_TCPI_BYTES_AT}xQQ")
+    return shape
+
+
+def _find_tcp_bytes(data: bytes, at: int, stop: int) -> tuple[int, int, int, int] | None:
+    """(where INET_DIAG_INFO starts after inet_diag_msg, its length, bytes acked, bytes
+    received) by a walk
+    through a record's attributes; None without a tcp_info long enough to hold the counters
+    (UDP, or a kernel older than 4.2)."""
+    start = at
+    while at + _ATTR.size <= stop:
         alen, atype = _ATTR.unpack_from(data, at)
-        if alen < 4:
+        if alen < _ATTR.size:
             return None
         if atype & NLA_TYPE_MASK == INET_DIAG_INFO:
-            if alen - 4 < _TCPI_MIN_LEN:
+            if alen < _INFO_ATTR_MIN or at + alen > stop:
                 return None
-            acked, received = _TCPI_BYTES.unpack_from(data, at + 4 + _TCPI_BYTES_AT)
-            return acked, received
+            acked, received = _TCPI_BYTES.unpack_from(data, at + _ATTR.size + _TCPI_BYTES_AT)
+            return at - start, alen, acked, received
         at += (alen + 3) & ~3
     return None
 

@@ -71,13 +71,24 @@ def dropped_count(dropped: Mapping[str, int | None], jail: str | None) -> int:
     return -1 if count is None else count
 
 
+_RATE_CELLS: dict[str, Text] = {}  # a Text per shown value: most rows repeat a few (0, 1.2k ...)
+_RATE_CELLS_MAX = 4096
+
+
 def _rate_cell(rate: float | None) -> Cell:
-    """Bytes a second, compact (999, 1.2k, 35M); blank when nothing of it is counted."""
+    """Bytes a second, compact (999, 1.2k, 35M); blank when nothing of it is counted. Texts are
+    shared between rows (DataTable renders a Text cell as it is, never changing it): building
+    one costs more than the rest of a row's cells."""
     if rate is None:
         return ""
-    if rate < 0.5:
-        return Text("0", style="dim", justify="right")
-    return Text(human_count(round(rate)), style="bold" if rate >= 100_000 else "", justify="right")
+    shown = human_count(round(rate)) if rate >= 0.5 else "0"
+    cell = _RATE_CELLS.get(shown)
+    if cell is None:
+        if len(_RATE_CELLS) >= _RATE_CELLS_MAX:
+            _RATE_CELLS.clear()
+        style = "dim" if shown == "0" else "bold" if rate >= 100_000 else ""
+        cell = _RATE_CELLS[shown] = Text(shown, style=style, justify="right")
+    return cell
 
 
 def _by_rate(rate: Callable[[Process], float | None]) -> Callable[[SortContext], SortKey]:

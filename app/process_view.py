@@ -70,11 +70,14 @@ def _dimmed(cell: Cell) -> Cell:
     return cell  # a colour that means something (a jail, a count of drops) stays
 
 
+_CELLS = tuple(column.cell for column in COLUMNS)
+
+
 def _cells(
     process: Process, dropped: Mapping[str, int | None], prefix: str, dim: bool, netns: str
 ) -> tuple[Cell, ...]:
     context = RowContext(dropped, netns, prefix)
-    cells = tuple(column.cell(process, context) for column in COLUMNS)
+    cells = tuple([cell(process, context) for cell in _CELLS])
     return tuple(map(_dimmed, cells)) if dim else cells
 
 

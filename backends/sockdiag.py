@@ -62,6 +62,7 @@ class Unavailable(Exception):
 # socket's struct tcp_info, whose tcpi_bytes_acked and tcpi_bytes_received (u64 at offsets 120
 # and 128, Linux >= 4.1 and 4.2) count payload bytes the peer acknowledged / we received.
 # UDP records carry no such counters (udp_diag fills no INFO): UDP traffic is not counted.
+# (docs/kernel-facts.md #14)
 INET_DIAG_INFO = 2
 EXT_INFO = 1 << (INET_DIAG_INFO - 1)
 _TCPI_BYTES = struct.Struct("=QQ")

@@ -184,13 +184,16 @@ class MainScreen(EngineCalls):
         lines (unless asked for with `p`) and take at most a third of the screen."""
         height = self.size.height
         show = self.panels_choice if self.panels_choice is not None else height >= PANELS_MIN_HEIGHT
+        show = show or self.maximized is not None  # the details full screen live in there
         bottom = self.query_one("#bottom")
         bottom.display = show
         if show:
             bottom.styles.height = max(PANELS_MIN_LINES, min(PANELS_MAX_LINES, (height - 5) // 3))
         narrow = self.size.width < NARROW_WIDTH
         self.set_class(narrow, "narrow")
-        self.query_one("#filter", Input).placeholder = "/ filter" if narrow else FILTER_HINT
+        # the footer has no room left for `? Help` there: the empty filter box says it
+        self.query_one("#filter", Input).placeholder = "/ filter   ? help" if narrow else FILTER_HINT
+        self.query_one(Footer).compact = narrow  # more keys in fewer columns
 
     @property
     def panels_shown(self) -> bool:

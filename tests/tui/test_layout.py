@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from netjail.app.tui import create_app
+from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
 
 from tests.conftest import Peer
@@ -78,6 +79,16 @@ async def test_the_panels_toggle_is_kept_for_the_session(spawn_peer: Callable[..
         await pilot.press("enter")  # the details maximised, then back
         await pilot.press("escape")
         assert screen.panels_shown
+        await pilot.press("p")  # folded again: enter still shows the details, through any resize
+        await pilot.press("enter")
+        detail = screen.query_one(ProcessDetail)
+        await pilot.resize_terminal(100, 30)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert screen.maximized is detail and detail.region.height > 10
+        await pilot.press("escape")
+        await pilot.pause()
+        assert screen.maximized is None and not screen.panels_shown
 
 
 async def test_a_paced_tcp_sender_shows_its_send_rate_at_80x24(spawn_peer: Callable[..., Peer]) -> None:

@@ -102,6 +102,11 @@ def test_help_screen(snap_compare: SnapCompare) -> None:
     assert snap_compare(pinned_app(), press=["question_mark"], terminal_size=SIZE, run_before=settle)
 
 
+def test_help_screen_80x24(snap_compare: SnapCompare) -> None:
+    """The help fits an 80-column terminal (wrapped, scrolling), never cut at the right edge."""
+    assert snap_compare(pinned_app(), press=["question_mark"], terminal_size=(80, 24), run_before=settle)
+
+
 def test_read_only_mode(snap_compare: SnapCompare) -> None:
     async def try_to_block(pilot: Pilot[None]) -> None:
         await settle(pilot)

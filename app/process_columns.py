@@ -236,5 +236,9 @@ COLUMNS: tuple[ProcessColumn, ...] = (
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 BY_KEY = {c.key: c for c in COLUMNS}
-SORTS = tuple(c.key for c in COLUMNS if c.sort is not None)
+# `s` cycles in this order first (as before the columns were records), then any other sortable
+# column in table order: a new sortable column needs no edit here
+_SORT_FIRST = ("pid", "name", "user", "sockets", "send", "recv", "dropped", "netns")
+_SORTABLE = tuple(c.key for c in COLUMNS if c.sort is not None)
+SORTS = tuple(k for k in _SORT_FIRST if k in _SORTABLE) + tuple(k for k in _SORTABLE if k not in _SORT_FIRST)
 DESCENDING = frozenset(c.key for c in COLUMNS if c.descending)

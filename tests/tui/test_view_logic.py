@@ -59,7 +59,7 @@ def test_sort_cycle_and_orders() -> None:
     seen = ["pid"]
     while (nxt := next_sort(seen[-1])) != "pid":
         seen.append(nxt)
-    assert seen == ["pid", "user", "name", "sockets", "send", "recv", "dropped", "netns"]  # columns' order
+    assert seen == ["pid", "name", "user", "sockets", "send", "recv", "dropped", "netns"]
     assert pids(build_rows(PROCESSES, ViewOptions(sort="sockets"), {}))[0] == 801
     assert pids(build_rows(PROCESSES, ViewOptions(sort="dropped"), {"telemetry": 5}))[0] == 2388
     names = [r.process.name for r in build_rows(PROCESSES, ViewOptions(sort="name"), {})]

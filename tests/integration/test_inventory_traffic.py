@@ -29,6 +29,11 @@ def test_a_paced_tcp_sender_shows_its_send_rate_and_the_receiver_its_receive_rat
     inventory = Inventory(traffic=True)
     first = inventory.snapshot(all_processes=False)
     assert by_pid(first, sender.pid).send_rate is None  # no baseline yet
+    deadline = time.monotonic() + 30
+    while len(by_pid(first, sink.pid).sockets) < 3:  # both connections accepted (a loaded machine)
+        assert time.monotonic() < deadline, "the sink never accepted both connections"
+        time.sleep(0.05)
+        first = inventory.snapshot(all_processes=False)
     time.sleep(0.5)  # past the sender's slow start
     inventory.snapshot(all_processes=False)
     time.sleep(2.0)

@@ -48,6 +48,14 @@ def fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def middle(text: str, width: int) -> str:
+    """Cut in the middle: jail names differ at both ends (`telemetryd-25`, `telemetryd-26`)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 def tree_name(prefix: str, name: str, width: int) -> str:
     """Deep trees give up indentation (from the left, marked …) before the name loses letters."""
     keep = min(len(name), width // 2)
@@ -201,7 +209,7 @@ COLUMNS: tuple[ProcessColumn, ...] = (
         label="JAIL",
         width=11,
         priority=0,
-        cell=lambda p, c: Text(printable(p.jail), style="bold red") if p.jail else "",
+        cell=lambda p, c: Text(middle(printable(p.jail), 11), style="bold red") if p.jail else "",
         help="the jail holding the process",
     ),
     ProcessColumn(

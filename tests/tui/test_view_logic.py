@@ -252,3 +252,9 @@ def test_status_line_shortens_by_parts_never_mid_word() -> None:
         if width >= 30:
             assert (len(text) <= width and "9/11" in text) or "9 of 11" in text
             assert "pid" in text and "unread" in text  # the sort and what is unreadable stay
+
+
+def test_a_long_jail_name_keeps_both_ends() -> None:
+    jailed = replace(PROCESSES[5], jail="telemetryd-25")
+    (row,) = build_rows((jailed,), ViewOptions(), {"telemetryd-25": 3})
+    assert str(row.cells[COLUMN_KEYS.index("jail")]) == "telem…yd-25"

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from netjail.app.netns_labels import netns_label
+from netjail.app.process_columns import (
+    BY_KEY,
+    COLUMNS,
+    DESCENDING,
+    SORTS,
+    RowContext,
+    SortContext,
+    SortKey,
+    dropped_cell,
+)
 from netjail.backends.model import Process
-from netjail.widgets.format import human_count, listening_ports, remote_endpoints, summarise
-from netjail.widgets.process_table import COLUMNS, Cell, Plain, ProcessRow, row_key
-from netjail.widgets.safe_text import printable
+from netjail.widgets.process_table import Cell, Plain, ProcessRow, row_key
 from rich.text import Text
 
-SortKey = Callable[[Process], Any]
-SORTS: tuple[str, ...] = ("pid", "name", "user", "sockets", "dropped", "netns")
-DESCENDING = frozenset({"sockets", "dropped"})  # the busiest first
-_WIDTH = {key: width for key, _, width, _ in COLUMNS}
+__all__ = ["DESCENDING", "SORTS", "ViewOptions", "build_rows", "dropped_cell", "matches", "next_sort"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,85 +56,29 @@ def matches(process: Process, query: str) -> bool:
 
 
 def _sort_key(sort: str, dropped: Mapping[str, int | None], label: Callable[[Process], str]) -> SortKey:
-    if sort == "name":
-        return lambda p: (p.name.lower(), p.pid)
-    if sort == "user":
-        return lambda p: (p.user, p.pid)
-    if sort == "sockets":
-        return lambda p: (-len(p.sockets), p.pid)
-    if sort == "dropped":
-        return lambda p: (-_count(dropped, p.jail), p.pid)
-    if sort == "netns":  # grouped by namespace, netjail's own (no label) first
-        return lambda p: (label(p), p.pid)
-    return lambda p: p.pid
+    make = BY_KEY[sort].sort if sort in BY_KEY else None
+    if make is None:
+        return lambda p: p.pid
+    return make(SortContext(dropped, label))
 
 
-def _count(dropped: Mapping[str, int | None], jail: str | None) -> int:
-    count = dropped.get(jail or "", -1)
-    return -1 if count is None else count
+def _dimmed(cell: Cell) -> Cell:
+    if isinstance(cell, (str, Plain)):
+        return Text(str(cell), style="dim")
+    if not cell.style and not cell.spans:
+        return Text(cell.plain, style="dim", justify=cell.justify)
+    return cell  # a colour that means something (a jail, a count of drops) stays
 
 
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _tree_name(prefix: str, name: str, width: int) -> str:
-    """Deep trees give up indentation (from the left, marked …) before the name loses letters."""
-    keep = min(len(name), width // 2)
-    if len(prefix) + keep > width:
-        prefix = "…" + prefix[len(prefix) + keep + 1 - width :]
-    return _fit(prefix + name, width)
-
-
-def dropped_cell(process: Process, dropped: Mapping[str, int | None]) -> Cell:
-    """The jail's dropped packets; "n/a" for a jail netfilter cannot count (seccomp)."""
-    if not process.jail or process.jail not in dropped:
-        return ""
-    count = dropped[process.jail]
-    if count is None:
-        return Text("n/a", style="dim", justify="right")
-    return Text(human_count(count), style="bold red" if count else "", justify="right")
-
-
-def _netns_cell(label: str) -> Cell:
-    width = _WIDTH["netns"]
-    label = printable(label)  # an `ip netns` name is whatever its creator chose
-    if len(label) > width:  # names of netjail's namespaces differ at the end: keep that
-        label = "…" + label[len(label) - width + 1 :]
-    return Text(label, style="yellow") if label else ""
-
-
-def _sockets_cell(process: Process, style: str) -> Cell:
-    """The inet socket count; `N!` in yellow when packet sockets no block can cut come with it."""
-    if process.unfilterable:
-        return Text(f"{len(process.sockets)}!", justify="right", style="bold yellow")
-    return Text(str(len(process.sockets)), justify="right", style=style) if process.sockets else ""
+_CELLS = tuple(column.cell for column in COLUMNS)
 
 
 def _cells(
     process: Process, dropped: Mapping[str, int | None], prefix: str, dim: bool, netns: str
 ) -> tuple[Cell, ...]:
-    # Name and user are the process's (and its user's) choice: escaped, and Plain (never
-    # markup); so are the endpoints, since `[fd00::1]:443` reads as a markup tag.
-    style = "dim" if dim else ""
-    name = _tree_name(prefix, printable(process.name, 256), _WIDTH["name"])
-    jail: Cell = Text(printable(process.jail), style="bold red") if process.jail else ""
-    drop = dropped_cell(process, dropped)
-    plain = (
-        str(process.pid),
-        Plain(_fit(printable(process.user, 64), _WIDTH["user"])),
-        Plain(name),
-        _sockets_cell(process, style),
-        Plain(summarise(remote_endpoints(process.sockets), _WIDTH["remote"])),
-        summarise(listening_ports(process.sockets), _WIDTH["listen"]),
-    )
-    ns = _netns_cell(netns)
-    # a unit name is the unit file's (or a user's transient unit's): escaped, never markup
-    unit: Cell = Plain(_fit(printable(process.unit), _WIDTH["unit"])) if process.unit else ""
-    if style:
-        dimmed = (Text(str(c), style=style) if isinstance(c, (str, Plain)) else c for c in plain)
-        return (*dimmed, jail, drop, unit, ns)
-    return (*plain, jail, drop, unit, ns)
+    context = RowContext(dropped, netns, prefix)
+    cells = tuple([cell(process, context) for cell in _CELLS])
+    return tuple(map(_dimmed, cells)) if dim else cells
 
 
 def build_rows(

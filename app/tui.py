@@ -14,6 +14,7 @@ from netjail.app.netns_labels import named_netns
 from netjail.backends import hardening
 from netjail.backends.engine import Engine
 from netjail.backends.errors import EXIT_BAD_INPUT, NetjailError
+from netjail.backends.inventory import Inventory
 from netjail.backends.version import __version__
 from netjail.widgets.safe_text import printable
 
@@ -26,7 +27,9 @@ def create_app(
     netns_names: Callable[[], dict[int, str]] = named_netns,
 ) -> NetjailApp:
     """`netns_names`: reads the `ip netns` names (tests with pinned data pin these too)."""
-    engine = engine if engine is not None else Engine()
+    # the dashboard's inventory also counts TCP bytes per socket, for the SEND/RECV rates
+    # (`netjail ps` keeps the plain one: a single snapshot has no rate)
+    engine = engine if engine is not None else Engine(inventory=Inventory(traffic=True))
     return NetjailApp(engine, interval, counters_interval, clock, netns_names)
 
 

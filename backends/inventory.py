@@ -43,6 +43,7 @@ from netjail.backends.procfs import (
     process_state,
 )
 from netjail.backends.procio import netns_inode, read_all, read_small, socket_inodes
+from netjail.backends.sockdiag import Traffic
 from netjail.backends.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
@@ -95,12 +96,17 @@ class Inventory:
     Not thread-safe: one caller at a time (the TUI polls from one worker, never overlapping).
     """
 
-    def __init__(self, proc_root: str | os.PathLike[str] = "/proc") -> None:
+    def __init__(self, proc_root: str | os.PathLike[str] = "/proc", traffic: bool = False) -> None:
+        """traffic=True: snapshots carry each process's TCP send/receive rates since the last
+        one (from tcp_info in the same sock_diag dumps; see _Rates)."""
         self._root = os.fspath(proc_root).rstrip("/") or "/"
         self._static: dict[Key, _Static] = {}
         self._fds: dict[Key, _Fds] = {}
         self._unowned: set[int] = set()
-        self._tables = SocketTables(self._root)
+        self._tables = SocketTables(self._root, traffic=traffic)
+        self._traffic = traffic
+        self._last_traffic: dict[int, Traffic] = {}
+        self._last_at: float | None = None
         self._users: dict[int, str] = {}
         self._fd_counts = self._kernel_counts_fds()
 
@@ -111,8 +117,10 @@ class Inventory:
         taken_at = time.time()
         denied: dict[str, int] = {}
         live = self._scan_processes(denied)
+        counted_at = time.monotonic()
         table, per_netns, packets = self._read_tables(live, denied)
         fds = self._resolve_owners(live, table, per_netns)
+        rates = self._rates(counted_at) if self._traffic else None
 
         processes: list[Process] = []
         fds_denied = 0
@@ -136,7 +144,8 @@ class Inventory:
             except PermissionError:
                 cgroup = ""
                 _count(denied, "cgroup")
-            processes.append(self._process(p, cgroup, sockets, blind))
+            moved = rates.of(f.inodes) if rates is not None and f is not None and f.inodes else None
+            processes.append(self._process(p, cgroup, sockets, blind, moved))
 
         for p in live:
             if p.static.exe_denied:
@@ -209,6 +218,17 @@ class Inventory:
                     blind = tuple(filter(None, map(packets.get, inodes)))
             out[live.pid] = self._process(live, cgroup, sockets, blind)
         return out
+
+    # ---- traffic -----------------------------------------------------------------------
+
+    def _rates(self, now: float) -> _Rates | None:
+        """Per-socket byte deltas since the last refresh; None on the first one (no baseline)."""
+        traffic = self._tables.traffic
+        last, last_at = self._last_traffic, self._last_at
+        self._last_traffic, self._last_at = traffic, now
+        if last_at is None or now <= last_at:
+            return None
+        return _Rates(traffic, last, now - last_at)
 
     # ---- processes ---------------------------------------------------------------------
 
@@ -307,7 +327,12 @@ class Inventory:
         return netns_inode(f"{self._root}/self")
 
     def _process(
-        self, p: _Live, cgroup: str, sockets: tuple[Socket, ...], blind: tuple[UnfilterableSocket, ...] = ()
+        self,
+        p: _Live,
+        cgroup: str,
+        sockets: tuple[Socket, ...],
+        blind: tuple[UnfilterableSocket, ...] = (),
+        rates: tuple[float, float] | None = None,
     ) -> Process:
         s = p.static
         return Process(
@@ -327,6 +352,8 @@ class Inventory:
             kernel_thread=p.stat.kernel_thread,
             unfilterable=blind,
             unit=systemd_units.unit_of(cgroup),
+            send_rate=rates[0] if rates else None,
+            recv_rate=rates[1] if rates else None,
         )
 
     # ---- sockets -----------------------------------------------------------------------
@@ -415,6 +442,35 @@ class Inventory:
         f = _Fds(p.fd_count if p.fd_count is not None else -1, inodes)
         fds[p.key] = f
         return f
+
+
+class _Rates:
+    """A socket seen last time moved by the difference of its counters; one new since then by
+    all of its counters (it was opened meanwhile). A socket closed between two refreshes takes
+    its last bytes with it. A socket several processes hold counts for each of them."""
+
+    __slots__ = ("_last", "_now", "_seconds")
+
+    def __init__(self, now: dict[int, Traffic], last: dict[int, Traffic], seconds: float) -> None:
+        self._now, self._last, self._seconds = now, last, seconds
+
+    def of(self, inodes: tuple[int, ...]) -> tuple[float, float] | None:
+        """(sent, received) bytes per second of these sockets; None if none is counted."""
+        now, last = self._now, self._last
+        counted = list(filter(now.__contains__, inodes))  # TCP sockets read over sock_diag
+        if not counted:
+            return None
+        sent = received = 0
+        for inode in counted:
+            acked, got = now[inode]
+            before = last.get(inode)
+            if before is None:
+                sent += acked
+                received += got
+            else:  # never negative: an inode reused by a new socket restarts from 0
+                sent += max(acked - before[0], 0)
+                received += max(got - before[1], 0)
+        return sent / self._seconds, received / self._seconds
 
 
 def _search_order(

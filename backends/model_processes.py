@@ -50,6 +50,11 @@ class Process:
     kernel_thread: bool = False
     unfilterable: tuple[UnfilterableSocket, ...] = ()  # a block cannot cut these: not fully blockable
     unit: str | None = None  # systemd unit, from the cgroup path ("nginx.service"; systemd_units)
+    # TCP payload bytes per second since the previous refresh of an Inventory counting traffic
+    # (sent: acknowledged by the peer); None: not measured (no TCP socket with counters, the
+    # first refresh, or an inventory that does not count). UDP, raw and packet sockets never are.
+    send_rate: float | None = None
+    recv_rate: float | None = None
 
     @property
     def key(self) -> tuple[int, int]:

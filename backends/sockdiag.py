@@ -58,8 +58,22 @@ class Unavailable(Exception):
         self.errno = errno
 
 
-def dump_request(family: int, proto: str, states: int = OWNED_STATES, seq: int = 1) -> bytes:
-    body = _REQ.pack(family, _PROTOS[proto], 0, 0, states)
+# INET_DIAG_INFO (attribute 2) asked for with ext bit 1 << (2 - 1): TCP records then carry the
+# socket's struct tcp_info, whose tcpi_bytes_acked and tcpi_bytes_received (u64 at offsets 120
+# and 128, Linux >= 4.1 and 4.2) count payload bytes the peer acknowledged / we received.
+# UDP records carry no such counters (udp_diag fills no INFO): UDP traffic is not counted.
+# (docs/kernel-facts.md #15)
+INET_DIAG_INFO = 2
+EXT_INFO = 1 << (INET_DIAG_INFO - 1)
+_TCPI_BYTES = struct.Struct("=QQ")
+_TCPI_BYTES_AT = 120
+_TCPI_MIN_LEN = _TCPI_BYTES_AT + _TCPI_BYTES.size
+
+Traffic = tuple[int, int]  # (bytes acked by the peer, bytes received): a TCP socket's totals
+
+
+def dump_request(family: int, proto: str, states: int = OWNED_STATES, seq: int = 1, ext: int = 0) -> bytes:
+    body = _REQ.pack(family, _PROTOS[proto], ext, 0, states)
     header = _NLMSG.pack(_NLMSG.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return header + body
 
@@ -72,10 +86,13 @@ def parse_dump(
     cache: Mapping[int, Known] | None = None,
     keep: MutableMapping[int, Known] | None = None,
     addrs: MutableMapping[bytes, str] | None = None,
+    traffic: MutableMapping[int, Traffic] | None = None,
 ) -> bool:
     """Append the inet_diag_msg records of one recv() buffer to out; True at NLMSG_DONE.
 
     Sockets without an inode are skipped. cache/keep work as in procfs.iter_net_table.
+    traffic: inode -> (bytes acked, bytes received) of each record with a tcp_info (a dump
+    asked with ext=EXT_INFO).
     Raises Unavailable for an NLMSG_ERROR (e.g. ENOENT: no udp_diag in this kernel).
     """
     states = TCP_STATES if proto == "tcp" else UDP_STATES
@@ -85,8 +102,26 @@ def parse_dump(
         cache = {}
     unpack, size = _RECORD.unpack_from, _RECORD.size
     off, end = 0, len(data)
+    # Records of one dump carry the same attributes before INET_DIAG_INFO: once one record
+    # showed where, the next ones are read whole (head, attribute, counters) in one unpack.
+    with_info: struct.Struct | None = None
+    info_len = 0  # that attribute's length: the same in every record (one struct tcp_info)
     while off + _NLMSG.size <= end:
-        if off + size > end:  # too short for a record: DONE or ERROR
+        counted: Traffic | None = None
+        if with_info is not None and off + with_info.size <= end:
+            length, kind, family, st, sockid, inode, alen, atype, acked, received = with_info.unpack_from(
+                data, off
+            )
+            if (
+                kind == SOCK_DIAG_BY_FAMILY
+                and atype & NLA_TYPE_MASK == INET_DIAG_INFO
+                and alen == info_len
+                and with_info.size <= length
+            ):
+                counted = (acked, received)
+        if counted is not None:
+            pass
+        elif off + size > end:  # too short for a record: DONE or ERROR
             length, kind = _NLMSG.unpack_from(data, off)[:2]
         else:
             length, kind, family, st, sockid, inode = unpack(data, off)
@@ -100,9 +135,19 @@ def parse_dump(
             continue
         if length < size or off + length > end:
             raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
+        record_at = off
         off += (length + 3) & ~3
         if not inode:
             continue
+        if traffic is not None:
+            if counted is None and length > _MSG_END:
+                found = _find_tcp_bytes(data, record_at + _MSG_END, record_at + length)
+                if found is not None:
+                    gap, info_len, *pair = found
+                    counted = (pair[0], pair[1])
+                    with_info = _record_with_info(gap)
+            if counted is not None:
+                traffic[inode] = counted
         known = cache.get(inode)
         if known is None or known[0] != sockid or known[1] != st:
             width = 4 if family == socket.AF_INET else 16
@@ -131,6 +176,38 @@ def parse_dump(
             keep[inode] = known
         out.append(known[2])
     return False
+
+
+_INFO_ATTR_MIN = 4 + _TCPI_MIN_LEN  # the nlattr header and tcp_info up to both counters
+_WITH_INFO: dict[int, struct.Struct] = {}
+
+
+def _record_with_info(gap: int) -> struct.Struct:
+    """A record's head (as _RECORD), then `gap` bytes of other attributes, then INET_DIAG_INFO's
+    header and tcp_info up to bytes_acked and bytes_received."""
+    shape = _WITH_INFO.get(gap)
+    if shape is None:
+        shape = _WITH_INFO[gap] = struct.Struct(f"{_RECORD.format}{gap}xHH{_TCPI_BYTES_AT}xQQ")
+    return shape
+
+
+def _find_tcp_bytes(data: bytes, at: int, stop: int) -> tuple[int, int, int, int] | None:
+    """(where INET_DIAG_INFO starts after inet_diag_msg, its length, bytes acked, bytes
+    received) by a walk
+    through a record's attributes; None without a tcp_info long enough to hold the counters
+    (UDP, or a kernel older than 4.2)."""
+    start = at
+    while at + _ATTR.size <= stop:
+        alen, atype = _ATTR.unpack_from(data, at)
+        if alen < _ATTR.size:
+            return None
+        if atype & NLA_TYPE_MASK == INET_DIAG_INFO:
+            if alen < _INFO_ATTR_MIN or at + alen > stop:
+                return None
+            acked, received = _TCPI_BYTES.unpack_from(data, at + _ATTR.size + _TCPI_BYTES_AT)
+            return at - start, alen, acked, received
+        at += (alen + 3) & ~3
+    return None
 
 
 def open_socket() -> socket.socket:
@@ -192,6 +269,7 @@ class _Decoded:
     sockets: list[Socket]
     records: list[tuple[int, Known]]
     done: bool
+    traffic: dict[int, Traffic] | None = None
 
 
 class DumpCache:
@@ -208,17 +286,26 @@ class DumpCache:
         self._next_buffers: dict[tuple[str, bytes], _Decoded] = {}
         self._next_records: dict[int, Known] = {}
 
-    def decode(self, data: bytes, proto: str, out: list[Socket]) -> bool:
-        """parse_dump with the caches: appends to out, True at NLMSG_DONE."""
+    def decode(
+        self, data: bytes, proto: str, out: list[Socket], traffic: dict[int, Traffic] | None = None
+    ) -> bool:
+        """parse_dump with the caches: appends to out (and the TCP byte counts to traffic), True
+        at NLMSG_DONE. A buffer with tcp_info in it changes with every packet (its timers too),
+        so it is decoded again; its unchanged sockets still reuse their objects."""
         key = (proto, data)
         hit = self._buffers.get(key)
         if hit is None:
             start = len(out)
             fresh: dict[int, Known] = {}
-            done = parse_dump(data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs)
-            hit = _Decoded(out[start:], list(fresh.items()), done)
+            counted: dict[int, Traffic] | None = {} if traffic is not None else None
+            done = parse_dump(
+                data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs, traffic=counted
+            )
+            hit = _Decoded(out[start:], list(fresh.items()), done, counted)
         else:
             out.extend(hit.sockets)
+        if traffic is not None and hit.traffic:
+            traffic.update(hit.traffic)
         self._next_records.update(hit.records)
         self._next_buffers[key] = hit
         return hit.done
@@ -231,16 +318,21 @@ class DumpCache:
 
 
 def dump(
-    nl: socket.socket, tables: Iterable[tuple[int, str]], cache: DumpCache | None = None
+    nl: socket.socket,
+    tables: Iterable[tuple[int, str]],
+    cache: DumpCache | None = None,
+    traffic: dict[int, Traffic] | None = None,
 ) -> list[Socket]:
-    """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace."""
+    """Sockets (with an inode) of the given (family, proto) tables, in nl's network namespace.
+    With `traffic`, TCP dumps also ask for tcp_info and put each socket's byte counts there."""
     if cache is None:
         cache = DumpCache()
     out: list[Socket] = []
     try:
         for seq, (family, proto) in enumerate(tables, 1):
-            nl.sendto(dump_request(family, proto, seq=seq), (0, 0))
-            while not cache.decode(nl.recv(1 << 16), proto, out):
+            ext = EXT_INFO if traffic is not None and proto == "tcp" else 0
+            nl.sendto(dump_request(family, proto, seq=seq, ext=ext), (0, 0))
+            while not cache.decode(nl.recv(1 << 16), proto, out, traffic):
                 pass
     except OSError as exc:
         raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc

@@ -32,9 +32,13 @@ def thread_netns() -> int | None:
 
 
 class SocketTables:
-    def __init__(self, proc_root: str = "/proc", netlink: bool = True) -> None:
-        """netlink=False reads every namespace through /proc (the fallback, kept testable)."""
+    def __init__(self, proc_root: str = "/proc", netlink: bool = True, traffic: bool = False) -> None:
+        """netlink=False reads every namespace through /proc (the fallback, kept testable).
+        traffic=True: each refresh also keeps the byte counts of the TCP sockets it dumped over
+        sock_diag in `traffic` (namespaces read through /proc have none)."""
         self._root = proc_root
+        self._count_traffic = traffic
+        self.traffic: dict[int, sockdiag.Traffic] = {}  # inode -> (acked, received), last refresh
         self._lines: dict[LineKey, Socket] = {}  # /proc lines decoded by the last refresh
         self._dumps = sockdiag.DumpCache()
         self._addrs: dict[str, str] = {}
@@ -52,7 +56,10 @@ class SocketTables:
         """(inode -> Socket, netns -> its sockets, namespaces that could not be read) for the
         given namespaces, each read through the first of its processes still there."""
         keep: dict[LineKey, Socket] = {}
-        per_netns = self._read_namespaces(by_netns, keep, self._dumps)
+        self.traffic = {}
+        per_netns = self._read_namespaces(
+            by_netns, keep, self._dumps, self.traffic if self._count_traffic else None
+        )
         self._lines = keep  # only what is still alive
         self._dumps.rotate()
         if len(self._addrs) > sockdiag.DumpCache.MAX_ADDRS:
@@ -71,7 +78,11 @@ class SocketTables:
         return got[netns]
 
     def _read_namespaces(
-        self, by_netns: Mapping[int, Sequence[int]], keep: dict[LineKey, Socket], dumps: sockdiag.DumpCache
+        self,
+        by_netns: Mapping[int, Sequence[int]],
+        keep: dict[LineKey, Socket],
+        dumps: sockdiag.DumpCache,
+        traffic: dict[int, sockdiag.Traffic] | None = None,
     ) -> dict[int, list[Socket]]:
         own = thread_netns() if self._netlink else None
         out: dict[int, list[Socket]] = {}
@@ -85,7 +96,7 @@ class SocketTables:
             if not present:
                 got = []
             elif netns == own:
-                got = self._dump_own(present, dumps)
+                got = self._dump_own(present, dumps, traffic)
             elif self._setns and ("tcp" in present or "tcp6" in present):
                 # Only TCP makes entering worth it: a small UDP table reads faster from /proc
                 # than a thread can enter a namespace.
@@ -98,7 +109,7 @@ class SocketTables:
         if to_enter:
             opened = sockdiag.open_sockets_in([f"{base}/ns/net" for _, base, _ in to_enter])
             for (netns, _, present), nl in zip(to_enter, opened, strict=True):
-                got = self._dump_entered(nl, present, dumps)
+                got = self._dump_entered(nl, present, dumps, traffic)
                 if got is None:
                     got = self._read_proc(by_netns[netns], present, keep)
                 if got is not None:
@@ -115,17 +126,23 @@ class SocketTables:
                 continue
         return None
 
-    def _dump_own(self, present: list[str], dumps: sockdiag.DumpCache) -> list[Socket] | None:
+    def _dump_own(
+        self, present: list[str], dumps: sockdiag.DumpCache, traffic: dict[int, sockdiag.Traffic] | None
+    ) -> list[Socket] | None:
         try:
             with sockdiag.open_socket() as nl:
-                dumped: list[Socket] = sockdiag.dump(nl, _wanted(present), dumps)
+                dumped: list[Socket] = sockdiag.dump(nl, _wanted(present), dumps, traffic)
                 return dumped
         except sockdiag.Unavailable:
             self._netlink = False  # no inet_diag/udp_diag here: /proc from now on
             return None
 
     def _dump_entered(
-        self, nl: socket.socket | Exception, present: list[str], dumps: sockdiag.DumpCache
+        self,
+        nl: socket.socket | Exception,
+        present: list[str],
+        dumps: sockdiag.DumpCache,
+        traffic: dict[int, sockdiag.Traffic] | None,
     ) -> list[Socket] | None:
         if isinstance(nl, sockdiag.Unavailable):
             self._setns = False  # not allowed to enter namespaces: /proc for those
@@ -133,7 +150,7 @@ class SocketTables:
             return None  # (or that process left: /proc through another one)
         with nl:
             try:
-                dumped: list[Socket] = sockdiag.dump(nl, _wanted(present), dumps)
+                dumped: list[Socket] = sockdiag.dump(nl, _wanted(present), dumps, traffic)
                 return dumped
             except sockdiag.Unavailable:
                 self._setns = False

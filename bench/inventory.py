@@ -6,7 +6,9 @@ Spawns --procs helper processes holding N sockets in total (half bound UDP, half
 and established loopback pairs), then times, median of --runs after one warm-up:
 
   * engine cold snapshot      a new Inventory each time (every process new, every fd scanned)
-  * engine warm refresh       the same Inventory again, nothing changed (what the TUI pays at 1 Hz)
+  * engine warm refresh       the same Inventory again, nothing changed
+  * warm, with rates (TUI)    the same with Inventory(traffic=True): TCP dumps carry tcp_info for
+                              the send/receive rates (what the TUI pays at 1 Hz)
   * psutil.net_connections()  the system-wide call
   * ss -tunap                 as a whole process, output discarded (the reference)
 
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 from private_netns import ensure_private_netns
 
 REFERENCE = "ss -tunap (whole process)"
+TRAFFIC = "warm, with rates (TUI)"
 COLD_TARGET, WARM_TARGET, TARGET_SIZE = 1.0, 0.3, 5000
 
 
@@ -147,6 +150,8 @@ def measure(total: int, procs: int, runs: int) -> tuple[dict[str, Timing], float
             raise SystemExit(f"inventory saw {seen} of {total} held sockets: benchmark invalid")
         warm = Inventory()
         warm.snapshot()
+        counting = Inventory(traffic=True)  # the TUI's: tcp_info in the same dumps, for the rates
+        counting.snapshot()
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before psutil runs
         got = medians(
             {
@@ -154,6 +159,7 @@ def measure(total: int, procs: int, runs: int) -> tuple[dict[str, Timing], float
                 "engine cold snapshot": lambda: Inventory().snapshot(),
                 "engine warm refresh": warm.snapshot,
                 "engine warm, inet only": lambda: warm.snapshot(all_processes=False),
+                TRAFFIC: counting.snapshot,
                 "psutil.net_connections()": lambda: psutil.net_connections(kind="inet"),
             },
             runs,
@@ -174,7 +180,8 @@ def report(results: dict[int, tuple[dict[str, Timing], float]], procs: int, runs
             print(f"{first}  {name:<28} {w:>8.1f} {w / ref_wall:>6.2f} {c:>8.1f} {c / ref_cpu:>6.2f}")
         print(f"{'':>8}  {'peak RSS (MB), engine runs':<28} {rss_mb:>8.1f}")
         if total == TARGET_SIZE:
-            for name, target in (("engine cold snapshot", COLD_TARGET), ("engine warm refresh", WARM_TARGET)):
+            targets = (("engine cold snapshot", COLD_TARGET), ("engine warm refresh", WARM_TARGET))
+            for name, target in (*targets, (TRAFFIC, WARM_TARGET)):
                 ratio = rows[name][0] / ref_wall
                 verdict = "ok" if ratio <= target else "MISSED"
                 print(f"target at {total}: {name} <= {target}x ss (wall): {ratio:.2f}x {verdict}")

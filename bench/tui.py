@@ -5,7 +5,8 @@
 Forks --procs holder processes with --sockets sockets in total (bound UDP sockets, a TCP listener
 and an established loopback pair each), then, median of --runs after one warm-up:
 
-  reference (what the TUI's worker thread pays per poll, off the event loop)
+  reference (what the TUI's worker thread pays per poll, off the event loop; the engine's
+  inventory counts TCP bytes for the send/receive rates, as netjail-tui's does)
     * engine snapshot, warm     Engine.snapshot(all_processes=False) on a reused engine
     * engine snapshot, cold     a new Engine each time
   UI (on the event loop: filter/sort, table diff, detail and jails panels, then the repaint)
@@ -128,14 +129,18 @@ def time_calls(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, flo
 
 
 def mutated(snapshot: Any, every: int, turn: int) -> Any:
-    """The snapshot with one process in `every` changed (a socket state), like a live poll."""
+    """The snapshot with one process in `every` changed (a socket state and its send/receive
+    rates), like a live poll."""
     procs = list(snapshot.processes)
     for i in range(turn % every, len(procs), every):
         p = procs[i]
         if p.sockets:
             s = p.sockets[0]
             state = "CLOSE-WAIT" if turn % 2 else s.state
-            procs[i] = replace(p, sockets=(replace(s, state=state), *p.sockets[1:]))
+            rate = 1000.0 * (turn + i)
+            procs[i] = replace(
+                p, sockets=(replace(s, state=state), *p.sockets[1:]), send_rate=rate, recv_rate=rate / 3
+            )
     return replace(snapshot, processes=tuple(procs))
 
 
@@ -272,11 +277,17 @@ def counters_poll(engine: Any, pid: int, runs: int) -> dict[str, float]:
         engine.unblock(UnblockRequest(all=True))
 
 
-def run(procs: int, sockets: int, runs: int) -> int:
+def tui_engine() -> Any:
+    """An engine as netjail-tui makes one: its inventory counts TCP bytes for the rates."""
     from netjail.backends.engine import Engine
+    from netjail.backends.inventory import Inventory
 
+    return Engine(spawn_watcher=False, inventory=Inventory(traffic=True))
+
+
+def run(procs: int, sockets: int, runs: int) -> int:
     with holders(procs, sockets) as pids:
-        engine = Engine(spawn_watcher=False)
+        engine = tui_engine()
         snap = engine.snapshot(all_processes=False)
         mine = set(pids)
         seen = sum(len(p.sockets) for p in snap.processes if p.pid in mine)
@@ -286,7 +297,7 @@ def run(procs: int, sockets: int, runs: int) -> int:
         ref = time_calls(
             {
                 "engine snapshot, warm": lambda: engine.snapshot(all_processes=False),
-                "engine snapshot, cold": lambda: Engine(spawn_watcher=False).snapshot(all_processes=False),
+                "engine snapshot, cold": lambda: tui_engine().snapshot(all_processes=False),
             },
             runs,
         )

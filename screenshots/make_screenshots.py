@@ -31,6 +31,11 @@ REPO = HERE.parent
 PEERS = REPO / "tests" / "peers.py"
 UNSHARED = "NETJAIL_SCREENSHOTS_UNSHARED"
 SIZE = (128, 38)
+SMALL = ((100, 30), (80, 24))
+SHOTS = (
+    *("main-blocked", "main-100x30", "main-80x24", "main-80x24-panels"),
+    *("block-dialog", "launch-dialog", "help"),
+)
 
 
 def ensure_private_namespaces() -> None:
@@ -134,6 +139,8 @@ async def shoot(engine: Any) -> None:
             start("curl", "tcp-client", "127.0.0.1", 8080)
         start("dnsmasq", "udp-bind", "127.0.0.53", 53)
         start("metrics-agent", "udp-recv", "127.0.0.1", 8125)
+        start("rsyncd", "tcp-sink", "127.0.0.1", 873)
+        start("backup-agent", "tcp-paced", "127.0.0.1", 873, 250_000)  # 250 kB/s: the SEND column
         sender = start("telemetryd", "udp-send", "127.0.0.1", 8125)
         command_on_path(Path(tmp), "sync-agent", "udp-send")
         app = create_app(engine, interval=1.0, counters_interval=0.5)
@@ -170,6 +177,16 @@ async def shoot(engine: Any) -> None:
             await pilot.press("escape")  # clear the filter: the whole table, the sender still selected
             await pilot.pause(30)  # the sparkline fills from the right
             app.save_screenshot("main-blocked.svg", str(HERE))
+            for width, height in SMALL:  # the terminals people have: panels folded, columns by priority
+                await pilot.resize_terminal(width, height)
+                await pilot.pause(1.5)
+                app.save_screenshot(f"main-{width}x{height}.svg", str(HERE))
+            await pilot.press("p")  # the panels back on a small terminal
+            await pilot.pause(1.5)
+            app.save_screenshot("main-80x24-panels.svg", str(HERE))
+            await pilot.press("p")
+            await pilot.resize_terminal(*SIZE)
+            await pilot.pause(0.5)
             await pilot.press("question_mark")
             await pilot.pause(0.5)
             app.save_screenshot("help.svg", str(HERE))
@@ -187,15 +204,16 @@ def main() -> int:
     os.environ.setdefault("NETJAIL_STATE_DIR", tempfile.mkdtemp(prefix="netjail-shots-"))
     os.environ.pop("SUDO_USER", None)  # launched commands run as root, whose python this is
     from netjail.backends.engine import Engine
+    from netjail.backends.inventory import Inventory
 
-    engine = Engine()
+    engine = Engine(inventory=Inventory(traffic=True))  # as netjail-tui makes it: with the rates
     try:
         asyncio.run(shoot(engine))
     finally:
         engine.reset()  # outside the event loop: the engine's netlink code runs its own
         with contextlib.suppress(OSError):
             os.rmdir(f"/sys/fs/cgroup/unified/{os.environ['NETJAIL_CGROUP_PARENT']}")
-    for name in ("main-blocked", "block-dialog", "launch-dialog", "help"):
+    for name in SHOTS:
         svg_to_png(HERE / f"{name}.svg", HERE / f"{name}.png")
         print(f"screenshots/{name}.svg  screenshots/{name}.png")
     return 0

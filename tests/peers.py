@@ -10,6 +10,9 @@ Modes:
   tcp-listen BIND PORT           echo server (one thread per client)
   tcp-client HOST PORT           connects once, sends a line every --interval, reads the echo
   udp-bind BIND PORT             a bound, idle UDP socket
+  tcp-sink BIND PORT             accepts connections and reads them, discarding the data
+  tcp-paced HOST PORT RATE       one connection sending RATE bytes a second, a chunk every
+                                 --interval (paced on absolute times)
   udp-send-fresh HOST PORT       a NEW UDP socket for every datagram (exercises the cgroup rule)
   udp-send-multi H:P,H:P ...     one UDP socket sending to every target in turn
   udp-send-child HOST PORT       forks a child that runs udp-send; READY carries child_pid
@@ -116,6 +119,40 @@ def tcp_client(host: str, port: int, interval: float) -> None:
             continue
         count(ok=ok, fail=fail)
         time.sleep(interval)
+
+
+def tcp_sink(bind: str, port: int) -> None:
+    """Accept connections and read them to the end, counting bytes (a receiver for tcp-paced)."""
+    s = socket.socket(family_of(bind), socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((bind, port))
+    s.listen(8)
+    ready(lport=s.getsockname()[1])
+
+    def drain(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(1 << 16):
+                pass
+
+    while True:
+        conn, _ = s.accept()
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
+
+
+def tcp_paced(host: str, port: int, rate: int, interval: float) -> None:
+    """Send `rate` bytes a second over one connection, a chunk every `interval` seconds, paced on
+    absolute times (a late chunk does not shift the ones after it)."""
+    s = socket.create_connection((host, port), timeout=5)
+    ready(lport=s.getsockname()[1])
+    chunk = b"x" * max(1, round(rate * interval))
+    start = time.monotonic()
+    sent = 0
+    while True:
+        s.sendall(chunk)
+        sent += 1
+        if sent % 10 == 0:
+            count(sent_bytes=sent * len(chunk))
+        time.sleep(max(0.0, start + sent * interval - time.monotonic()))
 
 
 def udp_bind(bind: str, port: int) -> None:
@@ -259,6 +296,8 @@ def main() -> None:
         "tcp-prefork": lambda: tcp_prefork(host, port),
         "tcp-client": lambda: tcp_client(host, port, a.interval),
         "udp-bind": lambda: udp_bind(host, port),
+        "tcp-sink": lambda: tcp_sink(host, port),
+        "tcp-paced": lambda: tcp_paced(host, port, int(a.args[2]), a.interval),
         "udp-send-fresh": lambda: udp_send_fresh(host, port, a.interval),
         "udp-send-child": lambda: udp_send_child(host, port, a.interval),
         "listen-on-signal": lambda: listen_on_signal(host, port),

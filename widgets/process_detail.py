@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netjail.backends.model import Process
-from netjail.widgets.format import endpoint
+from netjail.widgets.format import endpoint, human_count
 from netjail.widgets.safe_text import printable
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -54,6 +54,7 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         ),
         _field("netns", netns),
         _field("jail", jail),
+        _field("traffic", traffic(process)),
     ]
     if process.unfilterable:
         fields.append(_field("warning", unfilterable_warning(process)))
@@ -74,6 +75,13 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         where = "any" if u.ifindex == 0 else u.interface or f"ifindex {u.ifindex}"
         table.add_row(Text(u.kind), Text(where), Text("*"), Text("UNFILTERABLE", style="bold yellow"))
     return Group(*fields, Text(""), table)
+
+
+def traffic(process: Process) -> Text:
+    if process.send_rate is None or process.recv_rate is None:
+        return Text("not counted (only TCP is, from the second refresh on)", style="dim")
+    sent, received = human_count(round(process.send_rate)), human_count(round(process.recv_rate))
+    return Text(f"TCP {sent} B/s sent (acknowledged), {received} B/s received")
 
 
 def unfilterable_warning(process: Process) -> Text:

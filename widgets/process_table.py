@@ -9,6 +9,7 @@ from typing import ClassVar, NamedTuple
 
 from netjail.backends.model import Process
 from rich.text import Text
+from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
@@ -29,22 +30,36 @@ class Plain(NamedTuple):
 
 Cell = str | Text | Plain  # str: only text netjail wrote itself (digits, port lists)
 
-# (key, label, width, right-aligned): fixed widths, so refreshing 2000 rows never re-measures text.
-# 124 cells with padding: the table fits a 128-column terminal with its border and scrollbar.
-COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
-    ("pid", "PID", 7, False),
-    ("user", "USER", 8, False),
-    ("name", "NAME", 18, False),  # room for a name under a few levels of tree
-    ("sockets", "SOCK", 5, True),
-    ("remote", "REMOTE", 13, False),
-    ("listen", "LISTEN", 8, False),
-    ("jail", "JAIL", 11, False),
-    ("dropped", "DROPPED", 8, True),
-    ("unit", "UNIT", 10, False),  # its systemd unit: a block never takes it out of it
-    ("netns", "NETNS", 16, False),  # blank in netjail's own namespace
-)
-COLUMN_KEYS = tuple(c[0] for c in COLUMNS)
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A fixed width (refreshing 2,000 rows never re-measures text) and a priority: 0 is always
+    shown, higher numbers drop out first when the table is too narrow for every column."""
+
+    key: str
+    label: str
+    width: int
+    priority: int
+    right: bool = False
+
+
 _FULL_REBUILD_REMOVALS = 64  # DataTable.remove_row is O(rows): past this a rebuild is cheaper
+CELL_PADDING = 1  # DataTable's default, each side of every cell
+
+
+def visible_columns(columns: Sequence[Column], width: int, padding: int = CELL_PADDING) -> tuple[int, ...]:
+    """Indices (in table order) of the columns that fit in `width` cells: by priority, the first
+    one that does not fit ends the list (a less important one never shows in place of a more
+    important one); priority 0 always shows."""
+    chosen: set[int] = set()
+    used = 0
+    for i in sorted(range(len(columns)), key=lambda i: (columns[i].priority, i)):
+        need = columns[i].width + 2 * padding
+        if columns[i].priority and used + need > width:
+            break
+        chosen.add(i)
+        used += need
+    return tuple(sorted(chosen))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +105,57 @@ class ProcessTable(DataTable[Cell]):
             super().__init__()
             self.process = process
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, columns: Sequence[Column], *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cursor_foreground_priority="css")
+        self._columns = tuple(columns)
+        self._keys = tuple(c.key for c in columns)
+        self._shown: tuple[int, ...] = ()  # indices into _columns of the columns on screen
         self._rows: dict[str, ProcessRow] = {}
         self._order: list[str] = []
         self._selected_key: str | None = None
         self._indicator: tuple[str, bool] | None = None
 
     def on_mount(self) -> None:
-        for key, label, width, right in COLUMNS:
-            self.add_column(Text(label, justify="right" if right else "left"), width=width, key=key)
+        self._fit_columns(self.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_columns(event.size.width)
+
+    # ---- columns -----------------------------------------------------------------------------
+
+    @property
+    def shown_columns(self) -> list[str]:
+        return [self._keys[i] for i in self._shown]
+
+    def _fit_columns(self, width: int) -> None:
+        """Show the columns that fit (room kept for the scrollbar, so rows coming and going
+        never reflow them); the cursor stays on the same process."""
+        if width <= 0:
+            width = 10_000  # not laid out yet: every column, fitted at the first resize
+        room = width - self.styles.scrollbar_size_vertical
+        shown = visible_columns(self._columns, room, self.cell_padding)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        selected, scroll_y = self._selected_key, self.scroll_y
+        self.clear(columns=True)
+        for i in shown:
+            c = self._columns[i]
+            self.add_column(self._label(c), width=c.width, key=c.key)
+        for key in self._order:
+            self.add_row(*self._project(self._rows[key].cells), key=key)
+        if selected in self._rows:
+            self.move_cursor(row=self._order.index(selected), animate=False)
+        self.scroll_y = scroll_y
+
+    def _project(self, cells: tuple[Cell, ...]) -> list[Cell]:
+        return [cells[i] for i in self._shown]
+
+    def _label(self, c: Column) -> Text:
+        arrow = ""
+        if self._indicator is not None and self._indicator[0] == c.key:
+            arrow = " ▼" if self._indicator[1] else " ▲"
+        return Text(f"{c.label}{arrow}", justify="right" if c.right else "left")
 
     # ---- rendering ---------------------------------------------------------------------------
 
@@ -107,9 +163,9 @@ class ProcessTable(DataTable[Cell]):
         if self._indicator == (column, descending):
             return
         self._indicator = (column, descending)
-        for key, label, _, right in COLUMNS:
-            text = f"{label}{(' ▼' if descending else ' ▲') if key == column else ''}"
-            self.columns[ColumnKey(key)].label = Text(text, justify="right" if right else "left")
+        for i in self._shown:
+            c = self._columns[i]
+            self.columns[ColumnKey(c.key)].label = self._label(c)
         self._clear_caches()
         self.refresh()
 
@@ -143,7 +199,7 @@ class ProcessTable(DataTable[Cell]):
             self.remove_row(key)
         for row in rows:
             if row.key not in self._rows:
-                self.add_row(*row.cells, key=row.key)
+                self.add_row(*self._project(row.cells), key=row.key)
         self._update_cells(rows)
         left = set(gone)
         current = [k for k in self._order if k not in left] + [k for k in new_order if k not in self._rows]
@@ -153,12 +209,14 @@ class ProcessTable(DataTable[Cell]):
 
     def set_column(self, column: str, cells: Mapping[str, Cell]) -> None:
         """New values for one column of some rows (row key -> cell), order unchanged."""
-        index = COLUMN_KEYS.index(column)
+        index = self._keys.index(column)
+        on_screen = index in self._shown
         for key, cell in cells.items():
             row = self._rows.get(key)
             if row is None or row.cells[index] == cell:
                 continue
-            self.update_cell(key, column, cell)
+            if on_screen:
+                self.update_cell(key, column, cell)
             self._rows[key] = replace(row, cells=(*row.cells[:index], cell, *row.cells[index + 1 :]))
 
     def _update_cells(self, rows: Sequence[ProcessRow]) -> None:
@@ -166,17 +224,16 @@ class ProcessTable(DataTable[Cell]):
             old = self._rows.get(row.key)
             if old is None or old.cells == row.cells:
                 continue
-            for column, (before, after) in zip(
-                COLUMN_KEYS, zip(old.cells, row.cells, strict=True), strict=True
-            ):
-                if before != after:
-                    self.update_cell(row.key, column, after)
+            before, after = old.cells, row.cells
+            for i in self._shown:
+                if before[i] != after[i]:
+                    self.update_cell(row.key, self._keys[i], after[i])
 
     def _rebuild(self, rows: Sequence[ProcessRow]) -> None:
         scroll_y = self.scroll_y
         self.clear()
         for row in rows:
-            self.add_row(*row.cells, key=row.key)
+            self.add_row(*self._project(row.cells), key=row.key)
         self.scroll_y = scroll_y
 
     # ---- selection ---------------------------------------------------------------------------
@@ -197,7 +254,7 @@ class ProcessTable(DataTable[Cell]):
         row = self.row_of(pid)
         if row is None:
             return None
-        cell = row.cells[COLUMN_KEYS.index(column)]
+        cell = row.cells[self._keys.index(column)]
         return cell.plain if isinstance(cell, Text) else str(cell)
 
     @property

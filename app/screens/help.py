@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from netjail.app.process_columns import COLUMNS as PROCESS_COLUMNS
+from netjail.app.process_columns import RATES_HELP, SORTS
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,9 +16,10 @@ from textual.widgets import Static
 
 KEYS: tuple[tuple[str, str], ...] = (
     ("/", "filter by PID, name, user, port or address; enter keeps it, esc clears it"),
-    ("s", "cycle the sort: pid, name, user, sockets, dropped, netns"),
+    ("s", f"cycle the sort: {', '.join(SORTS)}"),
     ("a", "all processes / only processes with sockets or a jail"),
     ("t", "process-tree view (ancestors of matches shown dimmed)"),
+    ("p", "fold or unfold the detail and jails panels (kept for the session)"),
     ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
     ("enter", "full details of the selected process (esc to return)"),
     ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),
@@ -30,13 +33,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("q", "quit (jails stay: they live in the kernel, not in netjail-tui)"),
 )
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("SOCK", "open TCP/UDP sockets"),
-    ("REMOTE", "peers of connected sockets (+N: more than fit)"),
-    ("LISTEN", "listening TCP ports and bound UDP ports (u53 = UDP 53)"),
-    ("JAIL", "the jail holding the process"),
-    ("DROPPED", "packets the jail's rules dropped, read back from the kernel (n/a: seccomp)"),
-    ("NETNS", "another network namespace: its `ip netns` name, else net:[inode]"),
+COLUMNS: tuple[tuple[str, str], ...] = tuple((c.label, c.help) for c in PROCESS_COLUMNS if c.help)
+NARROW = (
+    "A narrow terminal shows fewer columns (the least important go first: UNIT, LISTEN, NETNS, "
+    "REMOTE, USER); PID, NAME, JAIL and DROPPED always stay, and enter shows everything. "
+    "p folds or unfolds the detail and jails panels (folded by themselves below 30 lines)."
 )
 
 
@@ -62,6 +63,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(_table(COLUMNS, "bold"), classes="help-section")
             yield Static(
                 Text(
+                    f"{RATES_HELP}\n{NARROW}\n"
                     "Dimmed rows: a process in another network namespace (rules made here do not reach "
                     "it), or in the tree view an ancestor shown only for context.\n"
                     "Without root netjail-tui is read-only: blocking needs CAP_NET_ADMIN and write access "

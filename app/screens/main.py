@@ -33,6 +33,7 @@ from netjail.app.messages import (
 )
 from netjail.app.netns_labels import named_netns, netns_label
 from netjail.app.polling import Poller
+from netjail.app.process_columns import COLUMNS
 from netjail.app.process_view import DESCENDING, ViewOptions, build_rows, dropped_cell, next_sort
 from netjail.app.screens.engine_calls import (
     BLOCK,
@@ -63,6 +64,7 @@ from netjail.backends.model import (
 )
 from netjail.widgets.block_dialog import BlockDialog, owner_scopes
 from netjail.widgets.confirm_dialog import ConfirmDialog
+from netjail.widgets.fit import Part, fit_parts
 from netjail.widgets.header import READ_ONLY_TEXT, HostHeader
 from netjail.widgets.jails_panel import JailsPanel, JailView
 from netjail.widgets.launch_dialog import LaunchDialog
@@ -71,7 +73,7 @@ from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
 from netjail.widgets.safe_text import printable
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -96,6 +98,12 @@ STRATEGY_EFFECT = {
 }
 
 
+PANELS_MIN_HEIGHT = 30  # below this the detail and jails panels fold away until `p`
+PANELS_MIN_LINES, PANELS_MAX_LINES = 6, 15
+NARROW_WIDTH = 100  # below this the filter box is narrower
+FILTER_HINT = "/ filter: pid, name, port…"
+
+
 def _plural(n: int, word: str) -> str:
     if n == 1:
         return f"{n} {word}"
@@ -108,6 +116,7 @@ class MainScreen(EngineCalls):
         Binding("s", "cycle_sort", "Sort"),
         Binding("a", "toggle_all", "All/net"),
         Binding("t", "toggle_tree", "Tree"),
+        Binding("p", "toggle_panels", "Panels"),
         Binding("n", "launch", "Launch"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("exclamation_mark,ctrl+x", "release_all", "Release all"),
@@ -139,15 +148,18 @@ class MainScreen(EngineCalls):
         self.history = CounterHistory(counters_interval)
         self.inventory = Poller(self, lambda: self.poll_inventory(self._needs_all()), interval)
         self.counters_poll = Poller(self, self.poll_counters, counters_interval)
+        # the detail and jails panels: None follows the terminal's height; `p` makes it a
+        # choice kept for the rest of the session, whatever the size becomes
+        self.panels_choice: bool | None = None
 
     def compose(self) -> ComposeResult:
         yield HostHeader(id="header")
         yield Static(READ_ONLY_TEXT, id="read-only")
         with Horizontal(id="toolbar"):
-            yield Input(placeholder="/ filter: pid, name, port…", id="filter", compact=True)
+            yield Input(placeholder=FILTER_HINT, id="filter", compact=True)
             yield Static("", id="view-status")
         yield Static("", id="inventory-error", classes="source-error")
-        yield ProcessTable(id="processes")
+        yield ProcessTable(COLUMNS, id="processes")
         with Horizontal(id="bottom"):
             yield ProcessDetail(id="detail")
             yield JailsPanel(id="jails")
@@ -163,6 +175,36 @@ class MainScreen(EngineCalls):
         self.inventory.start()
         self.counters_poll.start()
         self.query_one(ProcessTable).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_layout()
+        self.call_after_refresh(self._render_status)  # once the status has its new width
+
+    def fit_layout(self) -> None:
+        """The table keeps most of the height: the panels fold away below PANELS_MIN_HEIGHT
+        lines (unless asked for with `p`) and take at most a third of the screen."""
+        height = self.size.height
+        show = self.panels_choice if self.panels_choice is not None else height >= PANELS_MIN_HEIGHT
+        show = show or self.maximized is not None  # the details full screen live in there
+        bottom = self.query_one("#bottom")
+        bottom.display = show
+        if show:
+            bottom.styles.height = max(PANELS_MIN_LINES, min(PANELS_MAX_LINES, (height - 5) // 3))
+        narrow = self.size.width < NARROW_WIDTH
+        self.set_class(narrow, "narrow")
+        # the footer has no room left for `? Help` there: the empty filter box says it
+        self.query_one("#filter", Input).placeholder = "/ filter   ? help" if narrow else FILTER_HINT
+        self.query_one(Footer).compact = narrow  # more keys in fewer columns
+
+    @property
+    def panels_shown(self) -> bool:
+        return bool(self.query_one("#bottom").display)
+
+    def action_toggle_panels(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        self.panels_choice = not self.panels_shown
+        self.fit_layout()
 
     def on_unmount(self) -> None:
         self.inventory.stop()
@@ -247,23 +289,8 @@ class MainScreen(EngineCalls):
 
     def _render_status(self) -> None:
         o = self.options
-        arrow = "▼" if o.sort in DESCENDING else "▲"
-        parts = [
-            f"sort {o.sort} {arrow}",
-            "all" if not o.networked_only else "networked",
-            "tree" if o.tree else "list",
-        ]
-        snap = self.snapshot
-        if snap is not None:
-            sockets = sum(len(p.sockets) for p in snap.processes)
-            parts[:0] = [
-                f"{self.shown} of {_plural(len(snap.processes), 'process')}",
-                _plural(sockets, "socket"),
-                _plural(len(self.jails), "jail"),
-            ]
-            if snap.denied:
-                parts.append(f"{len(snap.denied)} unreadable")
-        self.query_one("#view-status", Static).update(" · ".join(parts))
+        status = self.query_one("#view-status", Static)
+        status.update(status_line(o, self.snapshot, self.shown, len(self.jails), status.content_size.width))
         self.query_one(ProcessTable).set_sort_indicator(o.sort, o.sort in DESCENDING)
 
     def _show_source_error(self, selector: str, error: str | None) -> None:
@@ -504,6 +531,7 @@ class MainScreen(EngineCalls):
     @on(ProcessTable.DetailsRequested)
     def _details_requested(self) -> None:
         detail = self.query_one(ProcessDetail)
+        self.query_one("#bottom").display = True  # folded panels too: until esc
         self.maximize(detail, container=False)
         detail.focus()
 
@@ -536,6 +564,7 @@ class MainScreen(EngineCalls):
     def minimize(self) -> None:
         """Also reached from Textual's own escape-to-minimize: the table gets the focus back."""
         super().minimize()
+        self.fit_layout()
         self.query_one(ProcessTable).focus()
 
     def action_back(self) -> None:
@@ -589,6 +618,33 @@ class MainScreen(EngineCalls):
     def _release_confirmed(self, yes: bool | None) -> None:
         if yes:
             self.release_all()
+
+
+def status_line(o: ViewOptions, snap: Snapshot | None, shown: int, jails: int, width: int = 10_000) -> Text:
+    """What the table shows, within `width`: short forms first ("12/80 procs"), then the view
+    mode, tree and socket count drop out; the counts, the sort and what is unreadable stay."""
+    arrow = "▼" if o.sort in DESCENDING else "▲"
+    parts = []
+    if snap is not None:
+        sockets = sum(len(p.sockets) for p in snap.processes)
+        total = len(snap.processes)
+        parts += [
+            Part(Text(f"{shown} of {_plural(total, 'process')}"), Text(f"{shown}/{total}"), 0),
+            Part(Text(_plural(sockets, "socket")), Text(f"{sockets} sock"), 4),
+            Part(Text(_plural(jails, "jail")), None, 2),
+        ]
+    parts += [
+        Part(Text(f"sort {o.sort} {arrow}"), Text(f"{o.sort}{arrow}"), 1),
+        Part(
+            Text("all" if not o.networked_only else "networked"),
+            Text("all" if not o.networked_only else "net"),
+            5,
+        ),
+        Part(Text("tree" if o.tree else "list"), None, 6 if not o.tree else 3),
+    ]
+    if snap is not None and snap.denied:
+        parts.append(Part(Text(f"{len(snap.denied)} unreadable"), Text(f"{len(snap.denied)} unread"), 1))
+    return fit_parts(parts, width or 10_000)
 
 
 def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None, log: Path) -> str:

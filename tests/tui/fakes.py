@@ -64,6 +64,7 @@ def _proc(
     sockets: tuple[Socket, ...] = (),
     jail: str | None = None,
     netns: int = NETNS,
+    rates: tuple[float, float] | None = None,
 ) -> Process:
     return Process(
         pid=pid,
@@ -81,6 +82,8 @@ def _proc(
         sockets=sockets,
         jail=jail,
         unit=None if jail else f"{name}.service",
+        send_rate=rates[0] if rates else None,
+        recv_rate=rates[1] if rates else None,
     )
 
 
@@ -102,6 +105,7 @@ PROCESSES: tuple[Process, ...] = (
         "sshd",
         ("sshd: alice [priv]",),
         sockets=(_sock("tcp", "10.0.0.5", 22, "10.0.0.77", 51544, "ESTABLISHED", 13),),
+        rates=(2_350.0, 180.0),
     ),
     _proc(2240, 2201, "bash", ("-bash",), user="alice", uid=1000),
     _proc(
@@ -112,6 +116,7 @@ PROCESSES: tuple[Process, ...] = (
         user="alice",
         uid=1000,
         sockets=(_sock("tcp", "10.0.0.5", 40112, "93.184.216.34", 443, "ESTABLISHED", 14),),
+        rates=(1_200.0, 4_830_000.0),
     ),
     _proc(
         2388,
@@ -125,6 +130,7 @@ PROCESSES: tuple[Process, ...] = (
             _sock("tcp", "10.0.0.5", 40120, "203.0.113.9", 443, "SYN-SENT", 16),
         ),
         jail="telemetry",
+        rates=(0.0, 0.0),
     ),
     _proc(
         530,
@@ -151,6 +157,7 @@ PROCESSES: tuple[Process, ...] = (
             _sock("tcp", "10.0.0.5", 443, "198.51.100.23", 60211, "ESTABLISHED", 21),
             _sock("tcp", "10.0.0.5", 443, "198.51.100.41", 49830, "ESTABLISHED", 22),
         ),
+        rates=(612_000.0, 38_400.0),
     ),
     _proc(
         2950,
@@ -161,6 +168,7 @@ PROCESSES: tuple[Process, ...] = (
         uid=1001,
         sockets=(_sock("tcp", "172.17.0.2", 3000, state="LISTEN", inode=23),),
         netns=CONTAINER_NETNS,
+        rates=(0.0, 0.0),
     ),
     _proc(
         3100,
@@ -172,6 +180,7 @@ PROCESSES: tuple[Process, ...] = (
         sockets=(_sock("tcp", "10.231.0.2", 41822, "10.0.0.3", 3128, "ESTABLISHED", 24),),
         jail="sandbox",
         netns=SANDBOX_NETNS,
+        rates=(0.0, 0.0),
     ),
     _proc(3120, 2240, "fetcher", ("./fetcher", "--all"), user="alice", uid=1000, jail="fetcher-1"),
 )

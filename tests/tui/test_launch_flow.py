@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from netjail.app.netjail_app import NetjailApp
+from netjail.app.process_columns import middle
 from netjail.app.tui import create_app
 from netjail.backends.engine import Engine
 from netjail.backends.launch import netns
@@ -144,7 +145,7 @@ async def test_n_launches_under_netns_in_the_jails_namespace(
         assert app.main.netns_of(row.process) == netns.netns_name(jail)
         cell = table.cell_text(pid, "netns") or ""
         assert netns.netns_name(jail).endswith(cell.lstrip("…")) and jail.endswith(cell[-6:])
-        assert table.cell_text(pid, "jail") == jail
+        assert table.cell_text(pid, "jail") == middle(jail, 11)
 
         # stdout went to the log the notification named; the command runs in that namespace
         await wait_until(pilot, lambda: last_count(log, pid)["sent"] >= 10, what="the command's output")
@@ -183,7 +184,7 @@ async def test_n_launches_under_seccomp_and_the_jail_says_it_cannot_be_counted(
         assert view.info.strategy == "seccomp" and not view.countable
         assert "dropped not countable: seccomp jails never reach netfilter" in describe(view).plain
         await wait_until(pilot, lambda: table.cell_text(pid, "dropped") == "n/a", what="n/a in the table")
-        assert table.cell_text(pid, "jail") == jail and table.cell_text(pid, "netns") == ""
+        assert table.cell_text(pid, "jail") == middle(jail, 11) and table.cell_text(pid, "netns") == ""
 
         # every socket() it tries is refused: nothing is sent, the process keeps running
         await wait_until(pilot, lambda: last_count(log, pid)["errors"] >= 10, what="refused sends")
@@ -255,7 +256,7 @@ async def test_owner_strategy_lists_the_users_processes_then_drops_only_theirs(
         view = jails.views["user-nobody"]
         assert view.info.strategy == "owner" and view.countable
         await wait_until(pilot, lambda: count(table.cell_text(theirs.pid, "dropped")) > 0, what="drops")
-        assert table.cell_text(theirs.pid, "jail") == "user-nobody"
+        assert table.cell_text(theirs.pid, "jail") == middle("user-nobody", 11)
         assert not table.cell_text(ours.pid, "jail")
     assert not notes.having("", "error"), notes.seen
 

@@ -3,7 +3,7 @@ poll intervals, so each poll happens exactly when the test asks (`r`) and nothin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from netjail.app.netjail_app import NetjailApp
@@ -11,6 +11,7 @@ from netjail.app.tui import create_app
 from netjail.widgets.block_dialog import BlockDialog
 from netjail.widgets.launch_dialog import LaunchDialog
 from netjail.widgets.owner_preview import OwnerPreviewDialog
+from netjail.widgets.process_table import ProcessTable
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -55,6 +56,32 @@ def test_main_screen(snap_compare: SnapCompare) -> None:
     assert snap_compare(pinned_app(), terminal_size=SIZE, run_before=with_counter_history)
 
 
+def _blocked_process_visible(size: tuple[int, int]) -> Callable[[Pilot[None]], Awaitable[None]]:
+    async def check(pilot: Pilot[None]) -> None:
+        await with_counter_history(pilot)
+        table = pilot.app.query_one(ProcessTable)
+        assert {"jail", "dropped"} <= set(table.shown_columns), (size, table.shown_columns)
+        assert table.cell_text(2388, "jail") == "telemetry" and table.cell_text(2388, "dropped") == "440"
+        assert pilot.app.size == size
+
+    return check
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (200, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen_at_size(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
+    """A jailed process with its dropped count at every size people run terminals at: 80x24
+    folds the panels and drops the low-priority columns, 200x60 shows everything."""
+    assert snap_compare(pinned_app(), terminal_size=size, run_before=_blocked_process_visible(size))
+
+
+def test_main_screen_80x24_panels_unfolded_sorted_by_send(snap_compare: SnapCompare) -> None:
+    async def unfold(pilot: Pilot[None]) -> None:
+        await with_counter_history(pilot)
+        await pilot.press("p", *"ssss", "down", "down")  # p: the panels; s x4: pid > ... > send
+
+    assert snap_compare(pinned_app(), terminal_size=(80, 24), run_before=unfold)
+
+
 def test_tree_view_sorted_by_sockets(snap_compare: SnapCompare) -> None:
     assert snap_compare(pinned_app(), press=["t", "s", "s", "s"], terminal_size=SIZE, run_before=settle)
 
@@ -73,6 +100,11 @@ def test_block_dialog(snap_compare: SnapCompare) -> None:
 
 def test_help_screen(snap_compare: SnapCompare) -> None:
     assert snap_compare(pinned_app(), press=["question_mark"], terminal_size=SIZE, run_before=settle)
+
+
+def test_help_screen_80x24(snap_compare: SnapCompare) -> None:
+    """The help fits an 80-column terminal (wrapped, scrolling), never cut at the right edge."""
+    assert snap_compare(pinned_app(), press=["question_mark"], terminal_size=(80, 24), run_before=settle)
 
 
 def test_read_only_mode(snap_compare: SnapCompare) -> None:

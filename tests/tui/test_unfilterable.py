@@ -12,13 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from netjail.app.process_columns import COLUMN_KEYS
 from netjail.app.process_view import ViewOptions, build_rows
 from netjail.app.tui import create_app
 from netjail.backends.engine import Engine
 from netjail.backends.model import UnfilterableSocket
 from netjail.widgets.block_dialog import BlockDialog
 from netjail.widgets.process_detail import ProcessDetail, render_process
-from netjail.widgets.process_table import COLUMN_KEYS, ProcessTable
+from netjail.widgets.process_table import ProcessTable
 from rich.console import Console
 
 from tests.tui.conftest import Notes, wait_until

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
 from netjail.app.counter_history import CounterHistory
 from netjail.app.netns_labels import named_netns, netns_label
+from netjail.app.process_columns import COLUMN_KEYS, COLUMNS
 from netjail.app.process_view import ViewOptions, build_rows, matches, next_sort
 from netjail.backends.model import Counters, JailCounters
 from netjail.widgets.format import human_bytes, human_count, listening_ports, remote_endpoints, summarise
-from netjail.widgets.process_table import COLUMN_KEYS, COLUMNS
+from netjail.widgets.process_table import visible_columns
 
 from tests.tui.fakes import CONTAINER_NETNS, NETNS, NETNS_NAMES, PROCESSES, SANDBOX_NETNS
 
@@ -55,7 +57,7 @@ def test_sort_cycle_and_orders() -> None:
     seen = ["pid"]
     while (nxt := next_sort(seen[-1])) != "pid":
         seen.append(nxt)
-    assert seen == ["pid", "name", "user", "sockets", "dropped", "netns"]
+    assert seen == ["pid", "name", "user", "sockets", "send", "recv", "dropped", "netns"]
     assert pids(build_rows(PROCESSES, ViewOptions(sort="sockets"), {}))[0] == 801
     assert pids(build_rows(PROCESSES, ViewOptions(sort="dropped"), {"telemetry": 5}))[0] == 2388
     names = [r.process.name for r in build_rows(PROCESSES, ViewOptions(sort="name"), {})]
@@ -82,7 +84,7 @@ def test_tree_view_nests_children_and_dims_context_ancestors() -> None:
 
 def test_jailed_rows_show_jail_and_dropped_count() -> None:
     row = next(r for r in build_rows(PROCESSES, ViewOptions(), {"telemetry": 12345}) if r.process.pid == 2388)
-    keys = [c[0] for c in COLUMNS]
+    keys = list(COLUMN_KEYS)
     assert str(row.cells[keys.index("jail")]) == "telemetry"
     assert str(row.cells[keys.index("dropped")]) == "12k"
     plain = next(r for r in build_rows(PROCESSES, ViewOptions(), {}) if r.process.pid == 801)
@@ -158,7 +160,7 @@ def test_netns_column_names_ip_netns_namespaces_and_shows_others_by_inode() -> N
     names = {SANDBOX_NETNS + 1: "test123456-netjail-python3-12"}
     (row,) = build_rows((long,), ViewOptions(), {}, NETNS, names)
     cell = str(row.cells[COLUMN_KEYS.index("netns")])
-    assert cell == "…jail-python3-12" and len(cell) == dict((c[0], c[2]) for c in COLUMNS)["netns"]
+    assert cell == "…jail-python3-12" and len(cell) == next(c.width for c in COLUMNS if c.key == "netns")
 
 
 def test_sort_by_netns_groups_namespaces_own_first() -> None:
@@ -182,3 +184,51 @@ def test_uncountable_jails_show_n_a_and_sort_after_counted_ones() -> None:
     cells = {r.process.pid: str(r.cells[COLUMN_KEYS.index("dropped")]) for r in rows}
     assert (cells[2388], cells[3100], cells[3120], cells[801]) == ("7", "0", "n/a", "")
     assert pids(rows)[:2] == [2388, 3100]
+
+
+def test_rate_columns_show_tcp_bytes_a_second_and_sort_the_busiest_first() -> None:
+    rows = build_rows(PROCESSES, ViewOptions(sort="recv"), {})
+    assert pids(rows)[:3] == [2301, 801, 2201]  # 4.8M, 38k, 180 received a second
+    cells = {r.process.pid: r.cells[COLUMN_KEYS.index("send")] for r in rows}
+    assert (str(cells[801]), str(cells[2388]), str(cells[530])) == ("612k", "0", "")  # "": not counted
+    sends = pids(build_rows(PROCESSES, ViewOptions(sort="send"), {}))
+    assert sends[:3] == [801, 2201, 2301]
+    uncounted = {p.pid for p in PROCESSES if p.send_rate is None}
+    assert set(sends[-len(uncounted & set(sends)) :]) == uncounted & set(sends)  # after every 0
+
+
+def test_columns_drop_out_by_priority_as_the_table_narrows() -> None:
+    def shown(width: int) -> list[str]:
+        return [COLUMNS[i].key for i in visible_columns(COLUMNS, width)]
+
+    assert shown(1000) == list(COLUMN_KEYS)
+    at_80 = shown(80 - 2 - 2)  # an 80-column terminal: the table's border and scrollbar
+    assert at_80 == ["pid", "name", "sockets", "send", "recv", "jail", "dropped"]
+    assert shown(66) == ["pid", "name", "send", "jail", "dropped"]  # RECV did not fit after SEND
+    assert shown(55) == ["pid", "name", "jail", "dropped"]  # priority 0 always stays
+    assert shown(10) == ["pid", "name", "jail", "dropped"]
+    widths = [shown(w) for w in range(40, 200)]
+    for narrower, wider in itertools.pairwise(widths):
+        assert set(narrower) <= set(wider)  # widening only ever adds columns
+
+
+def test_status_line_shortens_by_parts_never_mid_word() -> None:
+    from netjail.app.screens.main import status_line
+    from netjail.backends.model import Snapshot
+
+    snap = Snapshot(PROCESSES, 0.0, NETNS, denied=("fds of 2 processes: permission denied",))
+    full = status_line(ViewOptions(), snap, 9, 3).plain
+    assert full == "9 of 11 processes · 14 sockets · 3 jails · sort pid ▲ · networked · list · 1 unreadable"
+    for width in range(20, len(full)):
+        text = status_line(ViewOptions(), snap, 9, 3, width).plain
+        words = set(full.split()) | {"9/11", "14", "sock", "pid▲", "net", "unread"}
+        assert set(text.split()) <= words, text
+        if width >= 30:
+            assert (len(text) <= width and "9/11" in text) or "9 of 11" in text
+            assert "pid" in text and "unread" in text  # the sort and what is unreadable stay
+
+
+def test_a_long_jail_name_keeps_both_ends() -> None:
+    jailed = replace(PROCESSES[5], jail="telemetryd-25")
+    (row,) = build_rows((jailed,), ViewOptions(), {"telemetryd-25": 3})
+    assert str(row.cells[COLUMN_KEYS.index("jail")]) == "telem…yd-25"

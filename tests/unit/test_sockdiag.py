@@ -166,3 +166,61 @@ def test_dump_cache_reuses_unchanged_buffers_and_records_across_refreshes() -> N
     fresh: list[Socket] = []
     cache.decode(TCP4[0], "tcp", fresh)
     assert fresh == first and fresh[0] is not first[0]
+
+
+def _with_tcp_info(
+    record: bytes, acked: int, received: int, before: bytes = b"", info_len: int = 232
+) -> bytes:
+    """The record with `before` (whole attributes) and an INET_DIAG_INFO attribute appended:
+    a tcp_info of `info_len` bytes whose bytes_acked/bytes_received (offsets 120, 128) are set."""
+    info = bytearray(info_len)
+    if info_len >= 136:
+        struct.pack_into("=QQ", info, 120, acked, received)
+    attr = struct.pack("=HH", 4 + info_len, 2) + bytes(info)
+    body = record[: struct.unpack_from("=I", record)[0]] + before + attr
+    return struct.pack("=I", len(body)) + body[4:]
+
+
+def _records(buffer: bytes) -> list[bytes]:
+    out, off = [], 0
+    while off < len(buffer):
+        length = struct.unpack_from("=I", buffer, off)[0]
+        out.append(buffer[off : off + length])
+        off += (length + 3) & ~3
+    return out
+
+
+def test_tcp_info_byte_counts_by_inode_wherever_the_attribute_sits() -> None:
+    first, second, third, fourth = _records(TCP4[0])
+    extra = struct.pack("=HH", 8, 8) + struct.pack("=I", 7)  # one more attribute (a mark) before it
+    buffer = (
+        _with_tcp_info(first, 0, 0)  # the listener: nothing moved
+        + _with_tcp_info(second, 5_000_000_000, 1234)  # past 32 bits
+        + _with_tcp_info(third, 99, 77, before=extra)  # the fast path's guess misses: a walk
+        + _with_tcp_info(fourth, 1, 2, info_len=104)  # a tcp_info too old to hold the counts
+    )
+    traffic: dict[int, tuple[int, int]] = {}
+    out: list[Socket] = []
+    assert not parse_dump(buffer, "tcp", out, traffic=traffic)
+    assert parse_dump(TCP4[1], "tcp", out, traffic=traffic)  # NLMSG_DONE
+    inodes = [s.inode for s in _plain(TCP4[0])]
+    assert [s.inode for s in out] == inodes and out == _plain(TCP4[0])  # the same sockets
+    assert traffic == {inodes[0]: (0, 0), inodes[1]: (5_000_000_000, 1234), inodes[2]: (99, 77)}
+    same: list[Socket] = []
+    parse_dump(buffer, "tcp", same)  # not asked for: the attributes are skipped
+    assert same == out
+
+
+def _plain(buffer: bytes) -> list[Socket]:
+    out: list[Socket] = []
+    parse_dump(buffer, "tcp", out)
+    return out
+
+
+def test_dump_request_asks_for_tcp_info_only_when_told() -> None:
+    from netjail.backends.sockdiag import EXT_INFO
+
+    assert EXT_INFO == 0b10  # 1 << (INET_DIAG_INFO - 1)
+    asked = dump_request(socket.AF_INET6, "tcp", ext=EXT_INFO)
+    assert asked[16:19] == bytes([socket.AF_INET6, socket.IPPROTO_TCP, EXT_INFO])  # family, proto, ext
+    assert dump_request(socket.AF_INET, "tcp")[18] == 0

@@ -258,7 +258,7 @@ class Engine:
         with self.store.locked():
             reg = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
-            name = req.jail or derive_jail_name(target.name, f"-{target.pid}")
+            name = req.jail or _fresh_name(reg, target)
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
             members = self._new_members(reg, name, pids, target, req.force)
             jail = reg.jails.get(name)
@@ -677,6 +677,19 @@ class Engine:
             if failures:
                 raise OperationFailed("reset left something behind: " + "; ".join(failures))
         return ResetResult(names, tuple(released))
+
+
+def _fresh_name(reg: Registry, target: Process) -> str:
+    """The default jail name, never one a jail has already: comm and PID are the process's
+    to arrange (a PID comes round again, a child born in a jail keeps it after its first
+    member exited), and joining that jail would give a block that allows nothing its
+    allow-list (attack review: 97 of 97 datagrams out)."""
+    name = derive_jail_name(target.name, f"-{target.pid}")
+    n = 2
+    while name in reg.jails:
+        name = derive_jail_name(target.name, f"-{target.pid}-{n}")
+        n += 1
+    return name
 
 
 def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:

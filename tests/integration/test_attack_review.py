@@ -4,13 +4,14 @@ Each test reproduces an attack with real processes and counts at the receiver.""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Peer
+from tests.conftest import Peer, python_for, setpriv_as, start_peer
 from tests.integration.test_block import CLI
 
 IN_FLIGHT = Path(__file__).with_name("in_flight_probe.py")
@@ -40,3 +41,52 @@ def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
     tried = member.value("sent") + member.value("errors") - sent_before
     assert tried > 20, f"the member should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams got out through a socket kept in flight"
+
+
+NAMED = Path(__file__).with_name("name_probe.py")
+
+
+def _spawn_with_pid(pid: int, cmd: list[str], peers: list[Peer]) -> Peer | None:
+    """Start cmd as PID `pid` (the PID of a process that exited): ns_last_pid, then retries,
+    since other processes of the machine take PIDs too."""
+    for _ in range(30):
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        peer = start_peer(cmd, peers)
+        if peer.proc.pid == pid:
+            return peer
+        peer.kill()
+    return None
+
+
+def test_a_block_without_allow_list_never_joins_an_old_jail_by_its_derived_name(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
+) -> None:
+    """`block PID` (no --jail, no --allow) means nothing allowed. Its jail is named after the
+    process's comm and PID, both a user can arrange: a jail of that name still held by a child
+    born in it after its first member exited was joined, allow-list and all."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    first = spawn_script(NAMED, "parent", "curl")
+    out = cli("block", str(first.pid), "--allow", "127.0.0.1")  # jail curl-PID, loopback allowed
+    assert out.returncode == 0, out.stderr
+    first.proc.send_signal(signal.SIGUSR1)  # a child born inside keeps the jail
+    time.sleep(0.5)
+    first.proc.send_signal(signal.SIGUSR2)
+    first.proc.wait(5)
+    assert cli("list").returncode == 0  # reconciled: the jail stays, held by the child
+    peers: list[Peer] = []
+    try:
+        cmd = [*setpriv_as("nobody"), *python_for("nobody"), str(NAMED), "udp", "curl"]
+        second = _spawn_with_pid(first.pid, [*cmd, "127.0.0.1", str(recv.info["lport"])], peers)
+        assert second is not None, "could not get the first member's PID again"
+        out = cli("block", str(second.pid))  # nothing allowed
+        assert out.returncode == 0, out.stderr
+        time.sleep(1.0)
+        before, tried_before = recv.value("received"), second.value("sent") + second.value("errors")
+        time.sleep(2.0)
+        got = recv.value("received") - before
+        tried = second.value("sent") + second.value("errors") - tried_before
+        assert tried > 20
+        assert got == 0, f"{got} of {tried} datagrams out of a block that allows nothing"
+    finally:
+        for p in peers:
+            p.kill()

@@ -1,0 +1,63 @@
+"""A process that calls itself NAME (comm, via prctl), for jail names derived from it.
+
+  parent NAME          on SIGUSR1 forks a child that sleeps (born wherever the parent is then),
+                       on SIGUSR2 exits (the child stays)
+  udp NAME HOST PORT   sends a datagram to HOST:PORT every 20 ms from a connected UDP socket
+
+Prints `READY {json}` once set up and `COUNT {json}` lines (sent, errors) like tests/peers.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+_PR_SET_NAME = 15
+
+
+def named(name: str) -> None:
+    ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode(), 0, 0, 0)
+
+
+def parent(name: str) -> None:
+    named(name)
+
+    def fork(*_: object) -> None:
+        if os.fork() == 0:
+            os.setsid()  # the parent's PID, its session's id, is then free once it exits
+            while True:
+                time.sleep(3600)
+
+    signal.signal(signal.SIGUSR1, fork)
+    signal.signal(signal.SIGUSR2, lambda *_: os._exit(0))
+    print("READY " + json.dumps({"pid": os.getpid()}), flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def udp(name: str, host: str, port: int) -> None:
+    named(name)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect((host, port))
+    print("READY " + json.dumps({"pid": os.getpid()}), flush=True)
+    sent = errors = 0
+    while True:
+        try:
+            sock.send(b"z" * 16)
+            sent += 1
+        except OSError:
+            errors += 1
+        print("COUNT " + json.dumps({"sent": sent, "errors": errors}), flush=True)
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "parent":
+        parent(sys.argv[2])
+    else:
+        udp(sys.argv[2], sys.argv[3], int(sys.argv[4]))

@@ -3,6 +3,8 @@
   parent NAME          on SIGUSR1 forks a child that sleeps (born wherever the parent is then),
                        on SIGUSR2 exits (the child stays)
   udp NAME HOST PORT   sends a datagram to HOST:PORT every 20 ms from a connected UDP socket
+  shared NAME HOST PORT  the same socket, made and held by this process, sent through by a
+                       child it forks (READY names the child: `child`)
 
 Prints `READY {json}` once set up and `COUNT {json}` lines (sent, errors) like tests/peers.py.
 """
@@ -40,11 +42,18 @@ def parent(name: str) -> None:
         time.sleep(3600)
 
 
-def udp(name: str, host: str, port: int) -> None:
+def udp(name: str, host: str, port: int, shared: bool = False) -> None:
     named(name)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect((host, port))
-    print("READY " + json.dumps({"pid": os.getpid()}), flush=True)
+    if shared:
+        child = os.fork()
+        if child:
+            print("READY " + json.dumps({"pid": os.getpid(), "child": child}), flush=True)
+            while True:
+                time.sleep(3600)
+    else:
+        print("READY " + json.dumps({"pid": os.getpid()}), flush=True)
     sent = errors = 0
     while True:
         try:
@@ -60,4 +69,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "parent":
         parent(sys.argv[2])
     else:
-        udp(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        udp(sys.argv[2], sys.argv[3], int(sys.argv[4]), shared=sys.argv[1] == "shared")

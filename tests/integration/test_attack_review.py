@@ -90,3 +90,31 @@ def test_a_block_without_allow_list_never_joins_an_old_jail_by_its_derived_name(
     finally:
         for p in peers:
             p.kill()
+
+
+def test_unblocking_one_member_leaves_a_socket_it_shares_with_another_marked(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
+) -> None:
+    """Two processes of one jail, blocked one by one, hold one socket made before the block
+    (a fork). Unblocking the first puts the socket's original mark back; the second, still
+    jailed, must not send through it until the watcher's next period marks it again (held:
+    release gives the staying member's unseen sockets address selectors at once)."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    holder = spawn_script(NAMED, "shared", "sharer", "127.0.0.1", recv.info["lport"])
+    sender = int(holder.info["child"])  # type: ignore[call-overload]
+    env = {"NETJAIL_WATCH_INTERVAL": "5"}  # the window is one period: 5 s to measure it
+    for pid in (holder.pid, sender):
+        out = cli("block", str(pid), "--jail", "shared", env=env)
+        assert out.returncode == 0, out.stderr
+    time.sleep(0.5)
+    jailed = recv.value("received")
+    time.sleep(1.0)
+    assert recv.value("received") == jailed, "the block did not cut the shared socket"
+    out = cli("unblock", str(holder.pid), env=env)
+    assert out.returncode == 0, out.stderr
+    before, tried_before = recv.value("received"), holder.value("sent") + holder.value("errors")
+    time.sleep(2.0)
+    got = recv.value("received") - before
+    tried = holder.value("sent") + holder.value("errors") - tried_before
+    assert tried > 20, f"the jailed child should still be sending ({tried})"
+    assert got == 0, f"{got} of {tried} datagrams out of a process still jailed"

@@ -4,7 +4,10 @@ Each test reproduces an attack with real processes and counts at the receiver.""
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,3 +121,38 @@ def test_unblocking_one_member_leaves_a_socket_it_shares_with_another_marked(
     tried = holder.value("sent") + holder.value("errors") - tried_before
     assert tried > 20, f"the jailed child should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams out of a process still jailed"
+
+
+def test_a_user_process_calling_itself_sshd_is_blocked_like_any_other(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
+) -> None:
+    """Remote-login servers are refused without --force; comm is the process's to choose, so
+    a user's program named "sshd" could not be blocked at all (kept sending)."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    member = spawn_script(NAMED, "udp", "sshd", "127.0.0.1", recv.info["lport"])
+    assert Path(f"/proc/{member.pid}/comm").read_text().strip() == "sshd"
+    out = cli("block", str(member.pid))
+    assert out.returncode == 0, out.stderr
+    time.sleep(0.5)
+    before, tried_before = recv.value("received"), member.value("sent") + member.value("errors")
+    time.sleep(2.0)
+    got = recv.value("received") - before
+    tried = member.value("sent") + member.value("errors") - tried_before
+    assert tried > 20
+    assert got == 0, f"{got} of {tried} datagrams out of a blocked process"
+
+
+def test_the_real_sshd_binary_is_still_refused(cli: CLI) -> None:
+    """Protection holds for a program that is a root-owned remote-login server: a root-owned
+    copy of `sleep` named sshd stands in for it (the exe's name and owner are what count)."""
+    with tempfile.TemporaryDirectory() as d:
+        fake = Path(d) / "sshd"
+        shutil.copy("/bin/sleep", fake)
+        proc = subprocess.Popen([str(fake), "60"])
+        try:
+            time.sleep(0.2)
+            out = cli("block", str(proc.pid))
+            assert out.returncode != 0 and "remote logins" in out.stderr, (out.stdout, out.stderr)
+        finally:
+            proc.kill()
+            proc.wait()

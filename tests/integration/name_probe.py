@@ -5,6 +5,8 @@
   udp NAME HOST PORT   sends a datagram to HOST:PORT every 20 ms from a connected UDP socket
   shared NAME HOST PORT  the same socket, made and held by this process, sent through by a
                        child it forks (READY names the child: `child`)
+  backlog NAME         a TCP listener on 127.0.0.1 (READY: `lport`) that accepts nothing until
+                       SIGUSR1, then accepts every connection queued and sends b"hello" on each
 
 Prints `READY {json}` once set up and `COUNT {json}` lines (sent, errors) like tests/peers.py.
 """
@@ -47,11 +49,14 @@ def udp(name: str, host: str, port: int, shared: bool = False) -> None:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect((host, port))
     if shared:
+        wait, go = os.pipe()
         child = os.fork()
         if child:
             print("READY " + json.dumps({"pid": os.getpid(), "child": child}), flush=True)
+            os.write(go, b"x")  # the child writes its first line after READY, never into it
             while True:
                 time.sleep(3600)
+        os.read(wait, 1)
     else:
         print("READY " + json.dumps({"pid": os.getpid()}), flush=True)
     sent = errors = 0
@@ -65,8 +70,35 @@ def udp(name: str, host: str, port: int, shared: bool = False) -> None:
         time.sleep(0.02)
 
 
+def backlog(name: str) -> None:
+    named(name)
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    go = []
+    signal.signal(signal.SIGUSR1, lambda *_: go.append(1))
+    print("READY " + json.dumps({"pid": os.getpid(), "lport": server.getsockname()[1]}), flush=True)
+    while not go:
+        time.sleep(0.05)
+    server.setblocking(False)
+    sent = errors = 0
+    while True:
+        try:
+            conn, _ = server.accept()
+        except BlockingIOError:
+            break
+        try:
+            conn.send(b"hello")
+            sent += 1
+        except OSError:
+            errors += 1
+        print("COUNT " + json.dumps({"sent": sent, "errors": errors}), flush=True)
+    while True:
+        time.sleep(3600)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "parent":
         parent(sys.argv[2])
+    elif sys.argv[1] == "backlog":
+        backlog(sys.argv[2])
     else:
         udp(sys.argv[2], sys.argv[3], int(sys.argv[4]), shared=sys.argv[1] == "shared")

@@ -5,10 +5,13 @@ Each test reproduces an attack with real processes and counts at the receiver.""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Peer, python_for, setpriv_as, start_peer
-from tests.integration.test_block import CLI
+from tests.conftest import Host, Peer, python_for, setpriv_as, start_peer
+from tests.integration.test_block import CLI, settle_count
+from tests.integration.test_launch_pasta import bound_here
+from tests.integration.test_launch_pasta import uplink as uplink  # a fixture
 
 IN_FLIGHT = Path(__file__).with_name("in_flight_probe.py")
 WATCH = 1.0
@@ -188,3 +193,74 @@ def test_connections_queued_on_a_listener_before_the_block_are_cut_once_accepted
     finally:
         for c in clients:
             c.close()
+
+
+WAIT6 = (
+    "import json, select, socket, sys, time\n"
+    "lport, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])\n"
+    "got = {}\n"
+    "time.sleep(2)  # the link's IPv6 settles (DAD, the gateway's neighbour entry)\n"
+    "with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:\n"
+    "    s.bind(('::', lport))\n"
+    "    for _ in range(3):\n"
+    "        s.sendto(b'netjail', (host, port))\n"
+    "    end = time.monotonic() + 6\n"
+    "    while (left := end - time.monotonic()) > 0:\n"
+    "        if select.select([s], [], [], left)[0]:\n"
+    "            _, addr = s.recvfrom(2048)\n"
+    "            got[addr[0]] = got.get(addr[0], 0) + 1\n"
+    "print(json.dumps(got))\n"
+)
+SEND6 = (
+    "import socket, sys\n"
+    "src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
+    "with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:\n"
+    "    s.bind((src, 0))\n"
+    "    for _ in range(20):\n"
+    "        s.sendto(b'unasked', (dst, port))\n"
+)
+
+
+def _send6(src: str, dst: str, port: int, netns: str | None = None) -> None:
+    cmd = [sys.executable, "-c", SEND6, src, dst, str(port)]
+    subprocess.run(["ip", "netns", "exec", netns, *cmd] if netns else cmd, check=True, timeout=10)
+
+
+def test_pasta_udp6_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_only(
+    cli: CLI, uplink: Host, make_host: Callable[[], Host], spawn_peer: Callable[..., Peer]
+) -> None:
+    """The IPv6 half of test_launch_pasta's UDP test: pasta's [::]:P, once the jail sent from
+    P over IPv6, must pass on only what the allowed host sends."""
+    a, b = uplink, make_host()
+    subprocess.run(["ip", "-6", "route", "add", "default", "via", a.addr6], check=True)
+    try:
+        ua = spawn_peer("udp-recv", "::", 0, netns=a.netns)
+        lport = 20000 + (os.getpid() + 7) % 20000
+        argv = ["/usr/bin/python3", "-c", WAIT6, str(lport), a.addr6, str(ua.info["lport"])]
+        opts = ["--netns", "--jail", "pu6", "--keep", "--allow", "fd00:199:1::/64", "--user", "nobody"]
+        run = subprocess.Popen(
+            [sys.executable, "-m", "netjail.app.cli", "run", *opts, "--", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            if not bound_here(lport):
+                run.kill()
+                o, e = run.communicate()
+                raise AssertionError(f"pasta never held the port the jail sent from: {o} {e}")
+            assert settle_count(ua, "received") == 3, "the jail's datagrams did not reach the allowed host"
+            _send6("::", b.gw6, lport, netns=b.netns)  # not on the allow-list
+            _send6(a.gw6, a.gw6, lport)  # this host, inside the allowed prefix (via lo)
+            _send6("::1", "::1", lport)  # this host's loopback
+            _send6("::", a.gw6, lport, netns=a.netns)  # the allowed host
+            out, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+        assert run.returncode == 0, err
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got.get(a.addr6) == 20, f"the allowed host's datagrams did not all arrive: {got}"
+        assert set(got) == {a.addr6}, f"datagrams from hosts not on the allow-list reached the jail: {got}"
+        assert cli("unblock", "--jail", "pu6").returncode == 0
+    finally:
+        subprocess.run(["ip", "-6", "route", "del", "default", "via", a.addr6], capture_output=True)

@@ -414,9 +414,14 @@ class Engine:
             if stat is None:
                 continue  # a child that exited meanwhile
             if pid != target.pid and netns_inode(f"/proc/{pid}") not in (own, None):
-                # our rules cannot reach it: listing it as jailed would be a lie
-                self.notes.append(f"PID {pid} ({stat.name}) runs in another network namespace: not jailed")
-                continue
+                # Jailed all the same: sockets it made here before it unshared (any user may,
+                # with a user namespace) still send through our OUTPUT, and left out it kept
+                # one unmarked (attack review: 96 of 96 datagrams out). Its own namespace's
+                # traffic is that namespace's rules' business.
+                self.notes.append(
+                    f"PID {pid} ({stat.name}) runs in another network namespace: jailed for its "
+                    "sockets here; what it sends in its own namespace is not filtered"
+                )
             if not force:
                 identity.refuse_protected(stat, protected)
             start = target.start_time if pid == target.pid else stat.start_time

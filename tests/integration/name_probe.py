@@ -5,6 +5,9 @@
   udp NAME HOST PORT   sends a datagram to HOST:PORT every 20 ms from a connected UDP socket
   shared NAME HOST PORT  the same socket, made and held by this process, sent through by a
                        child it forks (READY names the child: `child`)
+  unshared NAME HOST PORT  a UDP socket made here, then a child that moves to a network
+                       namespace of its own (user namespace too: no privilege needed) and
+                       sends to HOST:PORT through it every 20 ms (READY names the child)
   backlog NAME         a TCP listener on 127.0.0.1 (READY: `lport`) that accepts nothing until
                        SIGUSR1, then accepts every connection queued and sends b"hello" on each
 
@@ -22,6 +25,8 @@ import sys
 import time
 
 _PR_SET_NAME = 15
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
 
 
 def named(name: str) -> None:
@@ -70,6 +75,34 @@ def udp(name: str, host: str, port: int, shared: bool = False) -> None:
         time.sleep(0.02)
 
 
+def unshared(name: str, host: str, port: int) -> None:
+    named(name)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    wait, go = os.pipe()
+    printed, say = os.pipe()
+    child = os.fork()
+    if child:
+        sock.close()  # the child's alone: no member of a block holds it
+        os.read(wait, 1)  # unshared by then
+        print("READY " + json.dumps({"pid": os.getpid(), "child": child}), flush=True)
+        os.write(say, b"x")  # its lines come after READY, never into it
+        while True:
+            time.sleep(3600)
+    if ctypes.CDLL(None, use_errno=True).unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare")
+    os.write(go, b"x")
+    os.read(printed, 1)
+    sent = errors = 0
+    while True:
+        try:
+            sock.sendto(b"u" * 16, (host, port))
+            sent += 1
+        except OSError:
+            errors += 1
+        print("COUNT " + json.dumps({"sent": sent, "errors": errors}), flush=True)
+        time.sleep(0.02)
+
+
 def backlog(name: str) -> None:
     named(name)
     server = socket.create_server(("127.0.0.1", 0), backlog=64)
@@ -98,6 +131,8 @@ def backlog(name: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "parent":
         parent(sys.argv[2])
+    elif sys.argv[1] == "unshared":
+        unshared(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "backlog":
         backlog(sys.argv[2])
     else:

@@ -264,3 +264,23 @@ def test_pasta_udp6_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_o
         assert cli("unblock", "--jail", "pu6").returncode == 0
     finally:
         subprocess.run(["ip", "-6", "route", "del", "default", "via", a.addr6], capture_output=True)
+
+
+def test_block_tree_cuts_a_child_that_moved_to_a_network_namespace_of_its_own(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
+) -> None:
+    """A child that unshared its network namespace (a user namespace makes that unprivileged)
+    was left out of `block --tree` ("runs in another network namespace: not jailed"), yet the
+    socket it made here before still sends through this namespace's OUTPUT, unmarked."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    tree = spawn_script(NAMED, "unshared", "unshared", "127.0.0.1", recv.info["lport"])
+    assert tree.wait_for(lambda c: int(c.get("sent", 0)) > 5, 5)
+    out = cli("block", str(tree.pid), "--tree", "--jail", "unshared")
+    assert out.returncode == 0, out.stderr
+    time.sleep(0.5)
+    before, tried_before = recv.value("received"), tree.value("sent") + tree.value("errors")
+    time.sleep(2.0)
+    got = recv.value("received") - before
+    tried = tree.value("sent") + tree.value("errors") - tried_before
+    assert tried > 20
+    assert got == 0, f"{got} of {tried} datagrams out of a child of a --tree block ({out.stdout.strip()})"

@@ -8,6 +8,9 @@
   unshared NAME HOST PORT  a UDP socket made here, then a child that moves to a network
                        namespace of its own (user namespace too: no privilege needed) and
                        sends to HOST:PORT through it every 20 ms (READY names the child)
+  pass-inside NAME HOST PORT  on SIGUSR1, a UDP socket connected to HOST:PORT, handed to a
+                       child forked at start (a unix socketpair) and kept; the child sends
+                       through it every 20 ms (READY names the child)
   backlog NAME         a TCP listener on 127.0.0.1 (READY: `lport`) that accepts nothing until
                        SIGUSR1, then accepts every connection queued and sends b"hello" on each
 
@@ -16,6 +19,7 @@ Prints `READY {json}` once set up and `COUNT {json}` lines (sent, errors) like t
 
 from __future__ import annotations
 
+import array
 import ctypes
 import json
 import os
@@ -103,6 +107,37 @@ def unshared(name: str, host: str, port: int) -> None:
         time.sleep(0.02)
 
 
+def pass_inside(name: str, host: str, port: int) -> None:
+    named(name)
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    child = os.fork()
+    if child == 0:
+        size = socket.CMSG_SPACE(4)
+        _, anc, _, _ = theirs.recvmsg(1, size)
+        sock = socket.socket(fileno=array.array("i", anc[0][2][:4])[0])
+        sent = errors = 0
+        while True:
+            try:
+                sock.send(b"p" * 16)
+                sent += 1
+            except OSError:
+                errors += 1
+            print("COUNT " + json.dumps({"sent": sent, "errors": errors}), flush=True)
+            time.sleep(0.02)
+    held: list[socket.socket] = []
+
+    def give(*_: object) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((host, port))
+        held.append(sock)  # this process keeps its copy
+        mine.sendmsg([b"s"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [sock.fileno()]))])
+
+    signal.signal(signal.SIGUSR1, give)
+    print("READY " + json.dumps({"pid": os.getpid(), "child": child}), flush=True)
+    while True:
+        time.sleep(3600)
+
+
 def backlog(name: str) -> None:
     named(name)
     server = socket.create_server(("127.0.0.1", 0), backlog=64)
@@ -133,6 +168,8 @@ if __name__ == "__main__":
         parent(sys.argv[2])
     elif sys.argv[1] == "unshared":
         unshared(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "pass-inside":
+        pass_inside(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "backlog":
         backlog(sys.argv[2])
     else:

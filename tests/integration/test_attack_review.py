@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Host, Peer, python_for, setpriv_as, start_peer
-from tests.integration.test_block import CLI, settle_count
+from tests.integration.test_block import CLI, rises, settle_count
 from tests.integration.test_launch_pasta import bound_here
 from tests.integration.test_launch_pasta import uplink as uplink  # a fixture
 
@@ -284,3 +284,30 @@ def test_block_tree_cuts_a_child_that_moved_to_a_network_namespace_of_its_own(
     tried = tree.value("sent") + tree.value("errors") - tried_before
     assert tried > 20
     assert got == 0, f"{got} of {tried} datagrams out of a child of a --tree block ({out.stdout.strip()})"
+
+
+def test_unblocking_one_member_leaves_the_jail_mark_on_a_socket_another_member_holds(
+    cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
+) -> None:
+    """A member makes a socket inside the jail (marked at creation) and hands it to another
+    member of the same jail, keeping its copy. Unblocking the first took the jail's mark off
+    (it carried exactly that mark), and its sub-cgroup's rule went with it: the member still
+    jailed sent through it freely until the watcher's next period marked it again."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    giver = spawn_script(NAMED, "pass-inside", "giver", "127.0.0.1", recv.info["lport"])
+    taker = int(giver.info["child"])  # type: ignore[call-overload]
+    env = {"NETJAIL_WATCH_INTERVAL": "5"}  # the window is one period: 5 s to measure it
+    for pid in (giver.pid, taker):
+        out = cli("block", str(pid), "--jail", "handed", env=env)
+        assert out.returncode == 0, out.stderr
+    giver.proc.send_signal(signal.SIGUSR1)
+    assert rises(giver, "errors", by=10), "the handed socket should be cut inside the jail"
+    assert recv.value("received") == 0
+    out = cli("unblock", str(giver.pid), env=env)
+    assert out.returncode == 0, out.stderr
+    before, tried_before = recv.value("received"), giver.value("sent") + giver.value("errors")
+    time.sleep(2.0)
+    got = recv.value("received") - before
+    tried = giver.value("sent") + giver.value("errors") - tried_before
+    assert tried > 20, f"the jailed member should still be sending ({tried})"
+    assert got == 0, f"{got} of {tried} datagrams out of a process still jailed"

@@ -42,7 +42,7 @@ def in_flight(host: str, port: int) -> None:
             errors += 1
         stash(fd)
         print("COUNT " + json.dumps({"sent": sent, "errors": errors}), flush=True)
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":

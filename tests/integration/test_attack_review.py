@@ -36,7 +36,7 @@ def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
 ) -> None:
     """A UDP socket made before the block, kept in a unix socket's queue to itself (SCM_RIGHTS)
-    and taken out only for each send, is in an fd table for microseconds: neither block's one
+    and taken out only for each send (10 a second: the rarer, the less a pass can catch it), is in an fd table for microseconds: neither block's one
     marking pass nor the watcher's reads of the fd tables may find it. security.md promises it
     is cut within one watcher period."""
     recv = spawn_peer("udp-recv", "127.0.0.1", 0)
@@ -49,7 +49,7 @@ def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
     time.sleep(3.0)
     got = recv.value("received") - before
     tried = member.value("sent") + member.value("errors") - sent_before
-    assert tried > 20, f"the member should still be sending ({tried})"
+    assert tried > 15, f"the member should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams got out through a socket kept in flight"
 
 

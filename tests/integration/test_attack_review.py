@@ -36,9 +36,9 @@ def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
 ) -> None:
     """A UDP socket made before the block, kept in a unix socket's queue to itself (SCM_RIGHTS)
-    and taken out only for each send (10 a second: the rarer, the less a pass can catch it), is in an fd table for microseconds: neither block's one
-    marking pass nor the watcher's reads of the fd tables may find it. security.md promises it
-    is cut within one watcher period."""
+    and taken out only for each send (10 a second: the rarer, the less a pass can catch it),
+    is in an fd table for microseconds: neither block's one marking pass nor the watcher's
+    reads of the fd tables may find it. security.md promised it is cut within one period."""
     recv = spawn_peer("udp-recv", "127.0.0.1", 0)
     member = spawn_script(IN_FLIGHT, "in-flight", "127.0.0.1", recv.info["lport"])
     assert member.wait_for(lambda c: int(c.get("sent", 0)) > 5, 5)

@@ -258,7 +258,7 @@ class Engine:
         with self.store.locked():
             reg = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
-            name = req.jail or derive_jail_name(target.name, f"-{target.pid}")
+            name = req.jail or _fresh_name(reg, target)
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
             members = self._new_members(reg, name, pids, target, req.force)
             jail = reg.jails.get(name)
@@ -414,9 +414,14 @@ class Engine:
             if stat is None:
                 continue  # a child that exited meanwhile
             if pid != target.pid and netns_inode(f"/proc/{pid}") not in (own, None):
-                # our rules cannot reach it: listing it as jailed would be a lie
-                self.notes.append(f"PID {pid} ({stat.name}) runs in another network namespace: not jailed")
-                continue
+                # Jailed all the same: sockets it made here before it unshared (any user may,
+                # with a user namespace) still send through our OUTPUT, and left out it kept
+                # one unmarked (attack review: 96 of 96 datagrams out). Its own namespace's
+                # traffic is that namespace's rules' business.
+                self.notes.append(
+                    f"PID {pid} ({stat.name}) runs in another network namespace: jailed for its "
+                    "sockets here; what it sends in its own namespace is not filtered"
+                )
             if not force:
                 identity.refuse_protected(stat, protected)
             start = target.start_time if pid == target.pid else stat.start_time
@@ -677,6 +682,19 @@ class Engine:
             if failures:
                 raise OperationFailed("reset left something behind: " + "; ".join(failures))
         return ResetResult(names, tuple(released))
+
+
+def _fresh_name(reg: Registry, target: Process) -> str:
+    """The default jail name, never one a jail has already: comm and PID are the process's
+    to arrange (a PID comes round again, a child born in a jail keeps it after its first
+    member exited), and joining that jail would give a block that allows nothing its
+    allow-list (attack review: 97 of 97 datagrams out)."""
+    name = derive_jail_name(target.name, f"-{target.pid}")
+    n = 2
+    while name in reg.jails:
+        name = derive_jail_name(target.name, f"-{target.pid}-{n}")
+        n += 1
+    return name
 
 
 def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:

@@ -50,6 +50,21 @@ def ancestors(pid: int | None = None) -> list[int]:
 REMOTE_LOGIN = frozenset({"sshd", "dropbear", "mosh-server"})
 
 
+def serves_remote_logins(stat: ProcStat) -> bool:
+    """Named like a remote-login server and running one: comm is the process's to choose
+    (prctl), so the program it runs must be a root-owned file of that name too (a user's
+    python named "sshd" made every block of it refuse). Unreadable: kept protected."""
+    if stat.name not in REMOTE_LOGIN:
+        return False
+    exe = f"/proc/{stat.pid}/exe"
+    try:
+        st, target = os.stat(exe), os.readlink(exe)
+    except OSError:
+        return True
+    name = os.path.basename(target.removesuffix(" (deleted)"))  # an upgraded, still running sshd
+    return name in REMOTE_LOGIN and st.st_uid == 0 and not st.st_mode & 0o022
+
+
 def refuse_protected(stat: ProcStat, protected: set[int] | None = None) -> None:
     """PID 1, kernel threads, netjail itself, its ancestors and remote-login servers are off
     limits (unless --force)."""
@@ -65,7 +80,7 @@ def refuse_protected(stat: ProcStat, protected: set[int] | None = None) -> None:
             f"refusing to block PID {stat.pid} ({stat.name}): it is an ancestor of netjail "
             "(your shell or session); use --force if you mean it"
         )
-    if stat.name in REMOTE_LOGIN:
+    if serves_remote_logins(stat):
         raise ProtectedProcess(
             f"refusing to block PID {stat.pid} ({stat.name}): it serves remote logins, yours "
             "perhaps; use --force if you mean it"

@@ -17,7 +17,9 @@ _BRACKETED = re.compile(r"\[(?P<addr>[^\]]+)\](?::(?P<port>[^:]*))?")
 
 
 def parse_port(text: str, entry: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    # ASCII digits only: str.isdigit() also takes '²', which int() then refuses (a traceback
+    # in the CLI, a crash of the TUI's dialog), and int() reads Arabic-Indic digits
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise BadInput(f"bad port in allow entry {entry!r}: {text!r} (1-65535)")
     return int(text)
 

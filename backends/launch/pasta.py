@@ -96,7 +96,7 @@ def start(jail: str, netns_path: str, mount: Path, ipv6: bool = True) -> tuple[i
         "--config-net",
         "--no-map-gw",
         *("-t", "none", "-u", "none", "-T", "none", "-U", "none"),
-        *("--no-dhcp", "--no-dhcpv6", "--no-ndp", "--no-ra"),
+        *("--no-dhcp", "--no-dhcpv6", "--no-ra"),
         *(("-4",) if not v6 else ("-6",) if not v4 else ()),
         "--netns",
         netns_path,

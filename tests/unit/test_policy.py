@@ -42,6 +42,9 @@ def test_parse_allow_accepts(text: str, expected: AllowEntry) -> None:
         "[nope]:1",
         "10.0.0.1:1:2",
         "::1/129",
+        "10.0.0.1:\u00b2",  # str.isdigit() takes superscripts, int() does not: was a ValueError
+        "[::1]:\u00b9",
+        "10.0.0.1:\u0664\u0664\u0663",  # Arabic-Indic 443: int() took it
     ],
 )
 def test_parse_allow_rejects_and_names_the_entry(text: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import Host, Peer, python_for, setpriv_as, start_peer
 from tests.integration.test_block import CLI, rises, settle_count
-from tests.integration.test_launch_pasta import bound_here
+from tests.integration.test_launch_pasta import bound_here, send_udp
 from tests.integration.test_launch_pasta import uplink as uplink  # a fixture
 
 IN_FLIGHT = Path(__file__).with_name("in_flight_probe.py")
@@ -216,19 +216,6 @@ WAIT6 = (
     "            got[addr[0]] = got.get(addr[0], 0) + 1\n"
     "print(json.dumps(got))\n"
 )
-SEND6 = (
-    "import socket, sys\n"
-    "src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
-    "with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:\n"
-    "    s.bind((src, 0))\n"
-    "    for _ in range(20):\n"
-    "        s.sendto(b'unasked', (dst, port))\n"
-)
-
-
-def _send6(src: str, dst: str, port: int, netns: str | None = None) -> None:
-    cmd = [sys.executable, "-c", SEND6, src, dst, str(port)]
-    subprocess.run(["ip", "netns", "exec", netns, *cmd] if netns else cmd, check=True, timeout=10)
 
 
 def test_pasta_udp6_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_only(
@@ -255,10 +242,10 @@ def test_pasta_udp6_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_o
                 o, e = run.communicate()
                 raise AssertionError(f"pasta never held the port the jail sent from: {o} {e}")
             assert settle_count(ua, "received") == 3, "the jail's datagrams did not reach the allowed host"
-            _send6("::", b.gw6, lport, netns=b.netns)  # not on the allow-list
-            _send6(a.gw6, a.gw6, lport)  # this host, inside the allowed prefix (via lo)
-            _send6("::1", "::1", lport)  # this host's loopback
-            _send6("::", a.gw6, lport, netns=a.netns)  # the allowed host
+            send_udp("::", b.gw6, lport, netns=b.netns)  # not on the allow-list
+            send_udp(a.gw6, a.gw6, lport)  # this host, inside the allowed prefix (via lo)
+            send_udp("::1", "::1", lport)  # this host's loopback
+            send_udp("::", a.gw6, lport, netns=a.netns)  # the allowed host
             out, err = run.communicate(timeout=60)
         finally:
             run.kill()

@@ -274,7 +274,7 @@ def test_without_a_default_route_pasta_is_refused_in_one_line_and_nothing_is_lef
 SEND = (
     "import socket, sys\n"
     "src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])\n"
-    "with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+    "with socket.socket(socket.AF_INET6 if ':' in dst else socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
     "    s.bind((src, 0))\n"
     "    for _ in range(20):\n"
     "        s.sendto(b'unasked', (dst, port))\n"
@@ -282,7 +282,8 @@ SEND = (
 
 
 def send_udp(src: str, dst: str, port: int, netns: str | None = None) -> None:
-    """20 datagrams from `src` (any port) to dst:port, from a test host's netns or this one."""
+    """20 datagrams from `src` (any port) to dst:port (IPv4 or IPv6), from a test host's netns or
+    this one."""
     cmd = [sys.executable, "-c", SEND, src, dst, str(port)]
     subprocess.run(["ip", "netns", "exec", netns, *cmd] if netns else cmd, check=True, timeout=10)
 

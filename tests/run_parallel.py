@@ -107,7 +107,8 @@ def run_all(jobs: int) -> int:
         for line in o.output.splitlines():
             if line.startswith(("SKIPPED", "XFAIL")):
                 print(f"{o.path}: {line}")
-    with_numbers = [m for o in outcomes for m in re.findall(r"(\d+) (passed|failed|errors?)", o.summary)]
+    counted = r"(\d+) (passed|failed|errors?|xfailed|xpassed|skipped)"
+    with_numbers = [m for o in outcomes for m in re.findall(counted, o.summary)]
     totals: dict[str, int] = {}
     for n, what in with_numbers:
         totals[what.rstrip("s")] = totals.get(what.rstrip("s"), 0) + int(n)

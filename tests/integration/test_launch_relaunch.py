@@ -183,6 +183,10 @@ from netjail.backends import identity
 from netjail.backends.launch import relaunch_target
 
 first = subprocess.Popen(["sleep", "300"])
+# Popen returns once exec closed its pipe, a moment before the kernel sets the new argv: until
+# then /proc/PID/cmdline reads empty (seen under load: "no command line to start again")
+while not open(f"/proc/{first.pid}/cmdline", "rb").read():
+    pass
 with relaunch_target.hold(first.pid, identity.current(first.pid).start_time) as target:
     first.kill()
     first.wait()  # reaped: the PID is free

@@ -153,9 +153,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `netjail ps | head`: the reader left; nothing to report.
+        # `netjail ps | head`: the reader left; nothing to report. A command that changes
+        # something may have stopped before doing so (`block --user U --yes --json` writes its
+        # preview to stderr first: with that pipe gone it blocked nothing and exited 0)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        if args.command in _READ_ONLY:
+            return 0
+        _report("netjail: cannot write: Broken pipe (see `netjail list` for what was done)\n")
+        return EXIT_FAILED
     except OSError as exc:
         if exc.errno not in _WRITE_FAILED:
             return _internal_error(exc)
@@ -169,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _internal_error(exc)
 
 
+_READ_ONLY = frozenset({"ps", "list", "counters", "doctor"})  # a cut output is all they lose
 _WRITE_FAILED = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 

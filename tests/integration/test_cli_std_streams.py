@@ -74,3 +74,35 @@ def full_disk(*args: str) -> None:
         "netjail: cannot write: No space left on device\n",  # a write in the command
         "netjail: cannot write the output: No space left on device\n",  # the flush at its end
     )
+
+
+def test_a_broken_stderr_pipe_never_reports_a_block_that_did_not_happen(
+    cli: CLI, spawn_peer: Callable[..., Peer]
+) -> None:
+    # `block --user U --yes --json` writes its preview to stderr before blocking: with that pipe
+    # gone (its reader left) the BrokenPipeError was taken for `ps | head` and the command
+    # exited 0 having blocked nothing; nobody's sender kept sending
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    spawn_peer("udp-send", "127.0.0.1", recv.info["lport"], user="nobody")
+    assert rises(recv, "received")
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        out = subprocess.run(
+            [*python_for(None), "-m", "netjail.app.cli", "block", "--user", "nobody", "--yes", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=w,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(w)
+    try:
+        blocked = [j["name"] for j in jails(cli)]
+        still_sending = rises(recv, "received", by=5, timeout=2)
+        state = "still" if still_sending else "no longer"
+        assert out.returncode != 0 or (blocked and not still_sending), (
+            f"exit {out.returncode}, jails {blocked}, the sender {state} sends"
+        )
+    finally:
+        cli("reset")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import gc
 import os
 import sys
@@ -152,22 +153,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `netjail ps | head`: the reader left; nothing to report.
+        # `netjail ps | head`: the reader left; nothing to report. A command that changes
+        # something may have stopped before doing so (`block --user U --yes --json` writes its
+        # preview to stderr first: with that pipe gone it blocked nothing and exited 0)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except Exception as exc:
-        if os.environ.get("NETJAIL_DEBUG"):
-            raise
-        sys.stderr.write(
-            f"netjail: internal error: {type(exc).__name__}: {printable(str(exc))} "
-            "(NETJAIL_DEBUG=1 for details)\n"
-        )
+        if args.command in _READ_ONLY:
+            return 0
+        _report("netjail: cannot write: Broken pipe (see `netjail list` for what was done)\n")
         return EXIT_FAILED
+    except OSError as exc:
+        if exc.errno not in _WRITE_FAILED:
+            return _internal_error(exc)
+        # `netjail ps --json > FILE` on a full disk (the state directory's own write errors are
+        # NetjailErrors): one line and exit 1, not "internal error"
+        if exc.filename is None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second failure at exit
+        _report(f"netjail: cannot write: {exc.strerror}\n")
+        return EXIT_FAILED
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+_READ_ONLY = frozenset({"ps", "list", "counters", "doctor"})  # a cut output is all they lose
+_WRITE_FAILED = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("NETJAIL_DEBUG"):
+        raise exc
+    sys.stderr.write(
+        f"netjail: internal error: {type(exc).__name__}: {printable(str(exc))} "
+        "(NETJAIL_DEBUG=1 for details)\n"
+    )
+    return EXIT_FAILED
 
 
 def entry() -> None:
     hardening.harden()  # from "/", sanitized environment: before anything loads a library
     exit_now(main())
+
+
+def _report(line: str) -> None:
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except OSError:
+        pass  # stderr on a full disk too: nowhere left to say it
 
 
 def exit_now(code: int) -> None:
@@ -180,7 +211,12 @@ def exit_now(code: int) -> None:
         sys.stdout.flush()
     except BrokenPipeError:  # `netjail ps | head`: the reader left; nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.stderr.flush()
+    except OSError as exc:  # a full disk, EIO: the output is lost, and the command says so
+        # (it was a traceback and exit 120, Python's code for a failed flush at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _report(f"netjail: cannot write the output: {exc.strerror}\n")
+        code = code or EXIT_FAILED
+    _report("")
     threading = sys.modules.get("threading")
     if (threading is not None and threading.active_count() > 1) or atexit._ncallbacks():
         raise SystemExit(code)

@@ -105,9 +105,31 @@ def settings_problem(env: Mapping[str, str]) -> str | None:
     return None
 
 
+def open_std_streams() -> None:
+    """Give fds 0-2 that the caller left closed (`netjail block PID >&-`) /dev/null, and Python
+    streams for them. Closed, the first file netjail opened took the number: python-iptables
+    swaps fd 1 to read a match's text (`os.dup(1)`: EBADF, so every block failed with 'cannot
+    encode rule'), a launched command inherited whatever file held it, and sys.stdout was None
+    (every command ended in a traceback, exit 1, its work done)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one, or below
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            stream = open(fd, mode, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+            setattr(sys, name, stream)
+            setattr(sys, f"__{name}__", stream)
+
+
 def harden() -> Caller:
     """Run first by every entry point (idempotent); returns the caller's cwd and environment."""
     global _caller
+    open_std_streams()
     if _caller is None:
         try:
             cwd: str | None = os.getcwd()

@@ -351,8 +351,13 @@ class Store:
             jails = [JailState.from_dict(dict(j)) for j in raw["jails"]]
             registry = Registry({j.name: j for j in jails})
             # the file's own text: saving what it already holds is the no-op; a reader never
-            # serialises (that imported orjson and cost ~1 ms a jail for `list`/`counters`)
-            self._saved = text
+            # serialises (that imported orjson and cost ~1 ms a jail for `list`/`counters`).
+            # Only the lock holder's read counts: a lock-free reader (the TUI's counters thread)
+            # may have read the file before the holder's last save and finish after it, and
+            # its old text made the holder skip a save back to that registry (block, then
+            # unblock: the file kept the jail; 4 of 317 saves in 10 s)
+            if self._held is not None and self._held[0] == get_ident():
+                self._saved = text
             return registry
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             if self._held is not None:  # a lock-free reader may be looking at a file being replaced

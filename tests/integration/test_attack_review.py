@@ -45,15 +45,19 @@ def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
     out = cli("block", str(member.pid), "--jail", "inflight", env={"NETJAIL_WATCH_INTERVAL": str(WATCH)})
     assert out.returncode == 0, out.stderr
     time.sleep(3 * WATCH + 1.0)  # three watcher periods and a margin
-    before, sent_before = recv.value("received"), member.value("sent") + member.value("errors")
-    time.sleep(3.0)
-    got = recv.value("received") - before
-    tried = member.value("sent") + member.value("errors") - sent_before
+    got, tried = leaked(recv, member, 3.0)
     assert tried > 15, f"the member should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams got out through a socket kept in flight"
 
 
 NAMED = Path(__file__).with_name("name_probe.py")
+
+
+def leaked(recv: Peer, sender: Peer, seconds: float) -> tuple[int, int]:
+    """(datagrams `recv` got, datagrams `sender` tried) over the next `seconds`."""
+    got, tried = recv.value("received"), sender.value("sent") + sender.value("errors")
+    time.sleep(seconds)
+    return recv.value("received") - got, sender.value("sent") + sender.value("errors") - tried
 
 
 def _spawn_with_pid(pid: int, cmd: list[str], peers: list[Peer]) -> Peer | None:
@@ -93,10 +97,7 @@ def test_a_block_without_allow_list_never_joins_an_old_jail_by_its_derived_name(
         out = cli("block", str(second.pid))  # nothing allowed
         assert out.returncode == 0, out.stderr
         time.sleep(1.0)
-        before, tried_before = recv.value("received"), second.value("sent") + second.value("errors")
-        time.sleep(2.0)
-        got = recv.value("received") - before
-        tried = second.value("sent") + second.value("errors") - tried_before
+        got, tried = leaked(recv, second, 2.0)
         assert tried > 20
         assert got == 0, f"{got} of {tried} datagrams out of a block that allows nothing"
     finally:
@@ -127,10 +128,7 @@ def test_unblocking_one_member_leaves_a_socket_it_shares_with_another_marked(
     assert recv.value("received") == jailed, "the block did not cut the shared socket"
     out = cli("unblock", str(holder.pid), env=env)
     assert out.returncode == 0, out.stderr
-    before, tried_before = recv.value("received"), holder.value("sent") + holder.value("errors")
-    time.sleep(2.0)
-    got = recv.value("received") - before
-    tried = holder.value("sent") + holder.value("errors") - tried_before
+    got, tried = leaked(recv, holder, 2.0)
     assert tried > 20, f"the jailed child should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams out of a process still jailed"
 
@@ -146,10 +144,7 @@ def test_a_user_process_calling_itself_sshd_is_blocked_like_any_other(
     out = cli("block", str(member.pid))
     assert out.returncode == 0, out.stderr
     time.sleep(0.5)
-    before, tried_before = recv.value("received"), member.value("sent") + member.value("errors")
-    time.sleep(2.0)
-    got = recv.value("received") - before
-    tried = member.value("sent") + member.value("errors") - tried_before
+    got, tried = leaked(recv, member, 2.0)
     assert tried > 20
     assert got == 0, f"{got} of {tried} datagrams out of a blocked process"
 
@@ -270,10 +265,7 @@ def test_block_tree_cuts_a_child_that_moved_to_a_network_namespace_of_its_own(
     out = cli("block", str(tree.pid), "--tree", "--jail", "unshared")
     assert out.returncode == 0, out.stderr
     time.sleep(0.5)
-    before, tried_before = recv.value("received"), tree.value("sent") + tree.value("errors")
-    time.sleep(2.0)
-    got = recv.value("received") - before
-    tried = tree.value("sent") + tree.value("errors") - tried_before
+    got, tried = leaked(recv, tree, 2.0)
     assert tried > 20
     assert got == 0, f"{got} of {tried} datagrams out of a child of a --tree block ({out.stdout.strip()})"
 
@@ -297,9 +289,6 @@ def test_unblocking_one_member_leaves_the_jail_mark_on_a_socket_another_member_h
     assert recv.value("received") == 0
     out = cli("unblock", str(giver.pid), env=env)
     assert out.returncode == 0, out.stderr
-    before, tried_before = recv.value("received"), giver.value("sent") + giver.value("errors")
-    time.sleep(2.0)
-    got = recv.value("received") - before
-    tried = giver.value("sent") + giver.value("errors") - tried_before
+    got, tried = leaked(recv, giver, 2.0)
     assert tried > 20, f"the jailed member should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams out of a process still jailed"

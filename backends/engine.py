@@ -706,11 +706,8 @@ def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:
     if hit or req.pid is None:
         return hit
     where = _cgroup_of(req.pid)
-    inside = {
-        j.name
-        for j in reg.jails.values()
-        if j.cgroup and any(where == c or where.startswith(c + "/") for c in (j.cgroup, *j.cgroups))
-    }
+    jails = reg.jails.values()
+    inside = {j.name for j in jails if j.cgroup and jail_cgroups.in_jail(where, (j.cgroup, *j.cgroups))}
     return inside or None
 
 

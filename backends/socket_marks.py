@@ -72,7 +72,7 @@ def allocate(mask: int, used: Iterable[int]) -> int:
 
 
 def _pidfd_getfd(pidfd: int, fd: int) -> int:
-    got = int(_libc.syscall(_PIDFD_GETFD, pidfd, fd, 0))
+    got = int(_syscall(_PIDFD_GETFD, pidfd, fd, 0))
     if got < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -123,15 +123,6 @@ class _Buffers(threading.local):
 
 
 _BUFFERS = _Buffers()
-
-
-def _getsockopt(fd: int, opt: int, size: int = 4) -> bytes:
-    buf = ctypes.create_string_buffer(size)
-    length = ctypes.c_uint32(size)
-    if _getsockopt_c(fd, socket.SOL_SOCKET, opt, buf, ctypes.byref(length)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return buf.raw[: length.value]
 
 
 def _getsockopt_int(fd: int, opt: int) -> int:
@@ -238,11 +229,11 @@ def _held_fds(
         if inode in seen or (wanted is not None and not wanted(inode)):
             continue
         seen.add(inode)
-        got = _syscall(_PIDFD_GETFD, pidfd, int(name), 0)
-        if got < 0:
-            err = ctypes.get_errno()
-            if err in (errno.EPERM, errno.ENOSYS, errno.EACCES):
-                raise Unavailable(os.strerror(err))
+        try:
+            got = _pidfd_getfd(pidfd, int(name))
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+                raise Unavailable(exc.strerror) from None
             continue  # closed meanwhile (EBADF)
         try:
             if os.fstat(got).st_ino == inode:  # the fd number was not reused meanwhile

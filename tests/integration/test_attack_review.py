@@ -11,7 +11,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import pytest
 
 from tests.conftest import Host, Peer, python_for, setpriv_as, start_peer
 from tests.integration.test_block import CLI, rises, settle_count
-from tests.integration.test_launch_pasta import bound_here, send_udp
+from tests.integration.test_launch_pasta import bound_here, send_udp, start_run
 from tests.integration.test_launch_pasta import uplink as uplink  # a fixture
 
 IN_FLIGHT = Path(__file__).with_name("in_flight_probe.py")
@@ -51,6 +50,29 @@ def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
 
 
 NAMED = Path(__file__).with_name("name_probe.py")
+
+
+# the window is one watcher period: 5 s to measure it
+SLOW_WATCHER = {"NETJAIL_WATCH_INTERVAL": "5"}
+
+
+def _two_members(
+    cli: CLI,
+    spawn_peer: Callable[..., Peer],
+    spawn_script: Callable[..., Peer],
+    mode: str,
+    name: str,
+    jail: str,
+) -> tuple[Peer, Peer, int]:
+    """A receiver, and a name_probe MODE process and the child it reports, blocked one by one
+    into one jail: (receiver, the process, its child's PID)."""
+    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
+    first = spawn_script(NAMED, mode, name, "127.0.0.1", recv.info["lport"])
+    child = int(first.info["child"])  # type: ignore[call-overload]
+    for pid in (first.pid, child):
+        out = cli("block", str(pid), "--jail", jail, env=SLOW_WATCHER)
+        assert out.returncode == 0, out.stderr
+    return recv, first, child
 
 
 def leaked(recv: Peer, sender: Peer, seconds: float) -> tuple[int, int]:
@@ -115,18 +137,12 @@ def test_unblocking_one_member_leaves_a_socket_it_shares_with_another_marked(
     (a fork). Unblocking the first puts the socket's original mark back; the second, still
     jailed, must not send through it until the watcher's next period marks it again (held:
     release gives the staying member's unseen sockets address selectors at once)."""
-    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
-    holder = spawn_script(NAMED, "shared", "sharer", "127.0.0.1", recv.info["lport"])
-    sender = int(holder.info["child"])  # type: ignore[call-overload]
-    env = {"NETJAIL_WATCH_INTERVAL": "5"}  # the window is one period: 5 s to measure it
-    for pid in (holder.pid, sender):
-        out = cli("block", str(pid), "--jail", "shared", env=env)
-        assert out.returncode == 0, out.stderr
+    recv, holder, _sender = _two_members(cli, spawn_peer, spawn_script, "shared", "sharer", "shared")
     time.sleep(0.5)
     jailed = recv.value("received")
     time.sleep(1.0)
     assert recv.value("received") == jailed, "the block did not cut the shared socket"
-    out = cli("unblock", str(holder.pid), env=env)
+    out = cli("unblock", str(holder.pid), env=SLOW_WATCHER)
     assert out.returncode == 0, out.stderr
     got, tried = leaked(recv, holder, 2.0)
     assert tried > 20, f"the jailed child should still be sending ({tried})"
@@ -225,12 +241,7 @@ def test_pasta_udp6_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_o
         lport = 20000 + (os.getpid() + 7) % 20000
         argv = ["/usr/bin/python3", "-c", WAIT6, str(lport), a.addr6, str(ua.info["lport"])]
         opts = ["--netns", "--jail", "pu6", "--keep", "--allow", "fd00:199:1::/64", "--user", "nobody"]
-        run = subprocess.Popen(
-            [sys.executable, "-m", "netjail.app.cli", "run", *opts, "--", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        run = start_run(opts, argv)
         try:
             if not bound_here(lport):
                 run.kill()
@@ -277,17 +288,11 @@ def test_unblocking_one_member_leaves_the_jail_mark_on_a_socket_another_member_h
     member of the same jail, keeping its copy. Unblocking the first took the jail's mark off
     (it carried exactly that mark), and its sub-cgroup's rule went with it: the member still
     jailed sent through it freely until the watcher's next period marked it again."""
-    recv = spawn_peer("udp-recv", "127.0.0.1", 0)
-    giver = spawn_script(NAMED, "pass-inside", "giver", "127.0.0.1", recv.info["lport"])
-    taker = int(giver.info["child"])  # type: ignore[call-overload]
-    env = {"NETJAIL_WATCH_INTERVAL": "5"}  # the window is one period: 5 s to measure it
-    for pid in (giver.pid, taker):
-        out = cli("block", str(pid), "--jail", "handed", env=env)
-        assert out.returncode == 0, out.stderr
+    recv, giver, _taker = _two_members(cli, spawn_peer, spawn_script, "pass-inside", "giver", "handed")
     giver.proc.send_signal(signal.SIGUSR1)
     assert rises(giver, "errors", by=10), "the handed socket should be cut inside the jail"
     assert recv.value("received") == 0
-    out = cli("unblock", str(giver.pid), env=env)
+    out = cli("unblock", str(giver.pid), env=SLOW_WATCHER)
     assert out.returncode == 0, out.stderr
     got, tried = leaked(recv, giver, 2.0)
     assert tried > 20, f"the jailed member should still be sending ({tried})"

@@ -281,6 +281,12 @@ SEND = (
 )
 
 
+def start_run(opts: list[str], argv: list[str]) -> subprocess.Popen[str]:
+    """`netjail run OPTS -- ARGV` in the background, its output kept."""
+    cmd = [sys.executable, "-m", "netjail.app.cli", "run", *opts, "--", *argv]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def send_udp(src: str, dst: str, port: int, netns: str | None = None) -> None:
     """20 datagrams from `src` (any port) to dst:port (IPv4 or IPv6), from a test host's netns or
     this one."""
@@ -315,12 +321,7 @@ def test_pasta_udp_port_the_jail_sent_from_takes_datagrams_from_allowed_hosts_on
     wait = f"udp-wait:{lport}:{a.addr4}:{ua.info['lport']}:6"
     argv = [*python_for("nobody"), str(PROBE), f"connect:{a.addr4}:{la.port}", wait]
     opts = ["--netns", "--jail", "pu", "--keep", "--allow", "10.199.1.0/24", "--user", "nobody"]
-    run = subprocess.Popen(
-        [sys.executable, "-m", "netjail.app.cli", "run", *opts, "--", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = start_run(opts, argv)
     try:
         assert bound_here(lport), "pasta never held the port the jail sent from: void test"
         assert settle_count(ua, "received") == 3, "the jail's datagrams did not reach the allowed host"

@@ -125,7 +125,7 @@ def _block(a: argparse.Namespace) -> int:
             f"jailed inside it, in {printable(result.cgroup)}"
         )
     if result.unfilterable or result.shared:
-        from netjail.backends.block_report import result_lines
+        from netjail.backends.jails.block_report import result_lines
 
         for line in result_lines(result):
             print(f"warning: {printable(line)}")
@@ -205,8 +205,9 @@ FRESH_WATCHER = 3.0
 
 
 def _list(a: argparse.Namespace) -> int:
-    from netjail.backends import jail_views, watcher
-    from netjail.backends.state import Store
+    from netjail.backends.jails import views as jail_views
+    from netjail.backends.jails import watcher
+    from netjail.backends.jails.state import Store
 
     store = Store()
     if watcher.reconciled_within(store.dir, FRESH_WATCHER):
@@ -267,8 +268,8 @@ def _cells(c: Counters) -> list[str]:
 
 def _counters(a: argparse.Namespace) -> int:
     # the engine's counters(), without importing the engine (see jail_views.py)
-    from netjail.backends import jail_views
-    from netjail.backends.state import Store
+    from netjail.backends.jails import views as jail_views
+    from netjail.backends.jails.state import Store
 
     store = Store()
     while True:

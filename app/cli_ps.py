@@ -39,9 +39,9 @@ def register(sub: Any) -> None:
 
 def take_snapshot(all_processes: bool) -> Snapshot:
     # not Engine().snapshot: the same call without importing the firewall and launch code
-    from netjail.backends.inventory import Inventory
-    from netjail.backends.labelled import labelled_snapshot
-    from netjail.backends.state import Store
+    from netjail.backends.jails.labelled import labelled_snapshot
+    from netjail.backends.jails.state import Store
+    from netjail.backends.system.inventory import Inventory
 
     return labelled_snapshot(Store(), Inventory(), all_processes=all_processes)
 

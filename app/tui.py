@@ -14,7 +14,7 @@ from netjail.app.netns_labels import named_netns
 from netjail.backends import hardening
 from netjail.backends.engine import Engine
 from netjail.backends.errors import EXIT_BAD_INPUT, NetjailError
-from netjail.backends.inventory import Inventory
+from netjail.backends.system.inventory import Inventory
 from netjail.backends.version import __version__
 from netjail.widgets.safe_text import printable
 

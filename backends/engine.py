@@ -17,17 +17,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjail.backends import (
-    block_report,
-    identity,
-    jail_cgroups,
-    jail_marks,
-    mark_check,
-    policy,
-    systemd_units,
-    watcher,
-)
-from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import (
     BadInput,
     InsufficientPrivilege,
@@ -37,11 +26,24 @@ from netjail.backends.errors import (
     UnsupportedEnvironment,
 )
 from netjail.backends.firewall.base import Firewall, JailRules
-from netjail.backends.inventory import Inventory
-from netjail.backends.jail_names import check_jail_name, derive_jail_name
-from netjail.backends.jail_rules import desired_rules
-from netjail.backends.jail_views import alive, jail_counters, jail_infos
-from netjail.backends.labelled import labelled_snapshot
+from netjail.backends.jails import block_report, mark_check, policy, watcher
+from netjail.backends.jails import cgroups as jail_cgroups
+from netjail.backends.jails import marks as jail_marks
+from netjail.backends.jails.labelled import labelled_snapshot
+from netjail.backends.jails.names import check_jail_name, derive_jail_name
+from netjail.backends.jails.rules import desired_rules
+from netjail.backends.jails.state import (
+    ACTIVE,
+    LAUNCHER,
+    PENDING,
+    RELEASING,
+    JailState,
+    MemberState,
+    Registry,
+    Store,
+)
+from netjail.backends.jails.strategies import STRATEGIES
+from netjail.backends.jails.views import alive, jail_counters, jail_infos
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
@@ -63,24 +65,16 @@ from netjail.backends.model import (
     UnblockResult,
     UnfilterableHeld,
 )
-from netjail.backends.procio import netns_inode
-from netjail.backends.state import (
-    ACTIVE,
-    LAUNCHER,
-    PENDING,
-    RELEASING,
-    JailState,
-    MemberState,
-    Registry,
-    Store,
-)
-from netjail.backends.strategies import STRATEGIES
+from netjail.backends.system import identity, systemd_units
+from netjail.backends.system.cgroupfs import find_cgroup2
+from netjail.backends.system.inventory import Inventory
+from netjail.backends.system.procio import netns_inode
 
 if TYPE_CHECKING:  # each command imports only what it runs (`list` no launch code ...)
     import subprocess
 
     from netjail.backends.engine_launch import Launches, Stdio
-    from netjail.backends.reconcile import Reconciler
+    from netjail.backends.jails.reconcile import Reconciler
 
 FAULT_ENV = "NETJAIL_FAULT_AT"
 
@@ -177,14 +171,14 @@ class Engine:
         return STRATEGIES
 
     def doctor(self) -> tuple[Check, ...]:
-        from netjail.backends.doctor import run_checks
+        from netjail.backends.doctor.checks import run_checks
 
         return run_checks()
 
     # ---- reading ---------------------------------------------------------------------------
 
     def _reconciler(self) -> Reconciler:
-        from netjail.backends.reconcile import Reconciler
+        from netjail.backends.jails.reconcile import Reconciler
 
         mount = find_cgroup2()  # optional: only cgroup jails need it
         return Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory)
@@ -492,7 +486,7 @@ class Engine:
             self.firewall.sync_jail(rules)
         _fault_point("rescan")
         if kill:
-            from netjail.backends.kill_connections import kill_established
+            from netjail.backends.jails.kill_connections import kill_established
 
             return rules, kill_established([s for m in members for s in sockets.get(m.pid, ())])
         return rules, 0
@@ -532,7 +526,7 @@ class Engine:
     def _rollback(
         self, mount: Path, reg: Registry, jail: JailState, members: list[MemberState], new_jail: bool
     ) -> None:
-        from netjail.backends.reconcile import Reconciler
+        from netjail.backends.jails.reconcile import Reconciler
 
         self.notes += Reconciler(mount, self.firewall, self.inventory).release(
             reg, jail, members, remove_jail=new_jail
@@ -636,8 +630,8 @@ class Engine:
         """Remove every netjail rule, chain, cgroup, namespace, group it created and the state
         file; processes keep running, unjailed (a seccomp filter stays with its processes)."""
         from netjail.backends.firewall.nat import Masquerade
+        from netjail.backends.jails.reconcile import Reconciler
         from netjail.backends.launch import netns, pasta
-        from netjail.backends.reconcile import Reconciler
 
         self._require_root("reset")
         mount = find_cgroup2()
@@ -717,7 +711,7 @@ def _remember_sockets(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]
 
 
 def _cgroup_of(pid: int) -> str:
-    from netjail.backends.cgroupfs import read_cgroup
+    from netjail.backends.system.cgroupfs import read_cgroup
 
     try:
         return read_cgroup(pid)

@@ -20,12 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from netjail.backends import host_forwarding, identity, jail_marks, policy, watcher
-from netjail.backends.cgroupfs import find_cgroup2
 from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
-from netjail.backends.jail_names import check_jail_name, derive_jail_name
-from netjail.backends.jail_rules import desired_rules
-from netjail.backends.launch import credentials, groups, logs, netns, pasta, relaunch_target
+from netjail.backends.jails import marks as jail_marks
+from netjail.backends.jails import policy, watcher
+from netjail.backends.jails.names import check_jail_name, derive_jail_name
+from netjail.backends.jails.rules import desired_rules
+from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState
+from netjail.backends.jails.strategies import LAUNCH_STRATEGIES
+from netjail.backends.launch import credentials, groups, host_forwarding, logs, netns, pasta, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
 from netjail.backends.launch.spawn import run_foreground, spawn_jailed
 from netjail.backends.model import (
@@ -36,8 +38,8 @@ from netjail.backends.model import (
     OwnerBlockRequest,
     Process,
 )
-from netjail.backends.state import ACTIVE, LAUNCHER, JailState, MemberState
-from netjail.backends.strategies import LAUNCH_STRATEGIES
+from netjail.backends.system import identity
+from netjail.backends.system.cgroupfs import find_cgroup2
 
 if TYPE_CHECKING:
     from netjail.backends.engine import Engine

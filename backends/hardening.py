@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from netjail.backends.errors import EXIT_BAD_INPUT
-from netjail.backends.trusted_paths import path_problem
+from netjail.backends.system.trusted_paths import path_problem
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _KEEP = frozenset(

@@ -177,9 +177,9 @@ def jailed_sleepers(count: int) -> Iterator[list[int]]:
 
 
 def bench_jails(jails: int, rules: int, runs: int) -> None:
-    from netjail.backends import watcher
     from netjail.backends.engine import Engine
     from netjail.backends.errors import BadInput
+    from netjail.backends.jails import watcher
     from netjail.backends.model import UnblockRequest
 
     with jailed_sleepers(jails):

@@ -140,7 +140,7 @@ def medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, Timing
 
 def measure(total: int, procs: int, runs: int) -> tuple[dict[str, Timing], float]:
     import psutil
-    from netjail.backends.inventory import Inventory
+    from netjail.backends.system.inventory import Inventory
 
     ss = shutil.which("ss") or "ss"
     with holders(total, procs) as pids:

@@ -280,7 +280,7 @@ def counters_poll(engine: Any, pid: int, runs: int) -> dict[str, float]:
 def tui_engine() -> Any:
     """An engine as netjail-tui makes one: its inventory counts TCP bytes for the rates."""
     from netjail.backends.engine import Engine
-    from netjail.backends.inventory import Inventory
+    from netjail.backends.system.inventory import Inventory
 
     return Engine(spawn_watcher=False, inventory=Inventory(traffic=True))
 

@@ -62,11 +62,12 @@ def main() -> int:
             steady = median_ms(engine.reconcile, args.runs)
             print(f"{args.total} sockets, member holds {args.member}: period {steady}")
             try:
-                from netjail.backends import sockdiag, socket_cgroups
+                from netjail.backends.jails import socket_cgroups
+                from netjail.backends.system import sockdiag
             except ImportError:
                 return 0
 
-            from netjail.backends import reconcile
+            from netjail.backends.jails import reconcile
 
             rec = engine._reconciler()
             procs = rec.processes(fresh=True)

@@ -204,7 +204,7 @@ def main() -> int:
     os.environ.setdefault("NETJAIL_STATE_DIR", tempfile.mkdtemp(prefix="netjail-shots-"))
     os.environ.pop("SUDO_USER", None)  # launched commands run as root, whose python this is
     from netjail.backends.engine import Engine
-    from netjail.backends.inventory import Inventory
+    from netjail.backends.system.inventory import Inventory
 
     engine = Engine(inventory=Inventory(traffic=True))  # as netjail-tui makes it: with the rates
     try:

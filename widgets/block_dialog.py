@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from netjail.backends.errors import BadInput
+from netjail.backends.jails.policy import parse_allow_list
 from netjail.backends.model import BlockRequest, OwnerBlockRequest, Process, StrategyInfo
-from netjail.backends.policy import parse_allow_list
 from netjail.widgets.form_dialog import FormDialog
 from netjail.widgets.safe_text import printable
 from rich.text import Text

@@ -13,8 +13,8 @@ from collections.abc import Collection, Sequence
 from typing import ClassVar
 
 from netjail.backends.errors import BadInput
+from netjail.backends.jails.policy import parse_allow_list
 from netjail.backends.model import LaunchRequest, Process, StrategyInfo
-from netjail.backends.policy import parse_allow_list
 from netjail.widgets.form_dialog import FormDialog
 from netjail.widgets.launch_form import (
     FieldError,

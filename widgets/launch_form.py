@@ -13,8 +13,8 @@ import shutil
 from collections.abc import Collection
 from pathlib import Path
 
-from netjail.backends import jail_names
 from netjail.backends.errors import BadInput
+from netjail.backends.jails import names as jail_names
 
 
 class FieldError(ValueError):

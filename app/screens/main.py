@@ -409,7 +409,7 @@ class MainScreen(EngineCalls):
             title="blocked",
         )
         if r.unfilterable or r.shared:
-            from netjail.backends.block_report import result_lines
+            from netjail.backends.jails.block_report import result_lines
 
             for line in result_lines(r):
                 self.notify(line, title="not fully blocked", severity="warning", timeout=15)

@@ -40,7 +40,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from netjail.backends.cgroupfs import MOUNTINFO, find_cgroup2
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
 from netjail.backends.firewall import families
 from netjail.backends.firewall.base import (
@@ -91,8 +90,9 @@ from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, SET_INDEX_PREFIX, decode_entry_cached
 from netjail.backends.firewall.xtables_lock import xtables_lock
-from netjail.backends.jail_names import check_jail_name
+from netjail.backends.jails.names import check_jail_name
 from netjail.backends.model import JailCounters
+from netjail.backends.system.cgroupfs import MOUNTINFO, find_cgroup2
 
 COMMENT = "netjail"
 

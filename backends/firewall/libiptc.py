@@ -32,7 +32,7 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
-from netjail.backends.trusted_paths import path_problem
+from netjail.backends.system.trusted_paths import path_problem
 
 _PRIVILEGE = {errno.EPERM, errno.EACCES}
 _MISSING = {errno.ENOENT, errno.ENOPROTOOPT, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.ENOSYS}

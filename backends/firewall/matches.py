@@ -26,7 +26,7 @@ from netjail.backends.firewall.fallback_sets import (
     canonical_entries,
     set_kind,
 )
-from netjail.backends.jail_names import check_jail_name
+from netjail.backends.jails.names import check_jail_name
 
 DIRECTIONS = ("out", "in", "fwd")
 FAMILIES = ("inet", "inet6")

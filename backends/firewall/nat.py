@@ -35,7 +35,7 @@ from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN, decode_entry
 from netjail.backends.firewall.xtables_lock import xtables_lock
-from netjail.backends.jail_names import check_jail_name
+from netjail.backends.jails.names import check_jail_name
 
 NAT_CHAIN = "NETJAIL-NAT"
 BUILTIN = "POSTROUTING"

@@ -19,7 +19,7 @@ from netjail.backends.firewall.ipsets import Ipsets
 from netjail.backends.firewall.lanes import ALL_BITS, CLEAR_MARK
 from netjail.backends.firewall.libiptc import load_iptc
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN
-from netjail.backends.stderr_capture import stderr_captured
+from netjail.backends.system.stderr_capture import stderr_captured
 
 
 def _new_rule(family: str) -> Any:

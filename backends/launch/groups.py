@@ -13,9 +13,9 @@ import grp
 import os
 import subprocess
 
-from netjail.backends import tools
 from netjail.backends.errors import BadInput, InsufficientPrivilege, OperationFailed
-from netjail.backends.jail_names import check_jail_name
+from netjail.backends.jails.names import check_jail_name
+from netjail.backends.system import tools
 
 GROUP_PREFIX = "netjail-"
 GROUPADD_NAME_IN_USE = 9  # groupadd(8) exit codes

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from netjail.backends.errors import InsufficientPrivilege
-from netjail.backends.state import Store
+from netjail.backends.jails.state import Store
 
 LOG_DIR = "logs"
 

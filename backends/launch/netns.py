@@ -44,7 +44,7 @@ from netjail.backends.errors import (
     UnsupportedEnvironment,
 )
 from netjail.backends.firewall.base import MAX_JAIL_NAME
-from netjail.backends.jail_names import check_jail_name
+from netjail.backends.jails.names import check_jail_name
 from netjail.backends.launch.addr_pool import VethAddresses, block, index_of, pick_free
 
 NETNS_RUN_DIR = Path("/run/netns")

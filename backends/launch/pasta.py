@@ -32,9 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, procio, sock_create_mark, tools
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
-from netjail.backends.state import JailState
+from netjail.backends.jails import cgroups as jail_cgroups
+from netjail.backends.jails import sock_create_mark
+from netjail.backends.jails.state import JailState
+from netjail.backends.system import identity, procio, tools
 
 PASTA = "pasta"
 PACKAGE = "passt"

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from netjail.backends import identity, procio
 from netjail.backends.errors import BadInput, NetjailError, NoSuchProcess
+from netjail.backends.system import identity, procio
 
 
 @dataclass(frozen=True, slots=True)

@@ -242,8 +242,8 @@ def test_refusals_have_exit_2_and_leave_nothing(cli: CLI, spawn_peer: Callable[.
 def test_a_reused_pid_is_refused(spawn_peer: Callable[..., Peer]) -> None:
     from netjail.backends.engine import Engine
     from netjail.backends.errors import NoSuchProcess
-    from netjail.backends.identity import read_stat
     from netjail.backends.model import BlockRequest
+    from netjail.backends.system.identity import read_stat
 
     peer = spawn_peer("sleep")
     stat = read_stat(peer.pid)

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netjail.backends import jail_cgroups
 from netjail.backends.errors import NoSuchProcess
+from netjail.backends.jails import cgroups as jail_cgroups
 
 from tests.conftest import CGROUP2, Peer
 from tests.integration.test_block import CLI
@@ -93,8 +93,8 @@ def test_a_unit_tree_a_user_owns_is_not_where_a_jail_goes() -> None:
     """A user who owns a cgroup above the jail could move the jailed process back out (attack
     review: their user@UID.service): netjail keeps jails inside a unit only where every
     directory down to it, and its cgroup.procs, belong to root."""
-    from netjail.backends import jail_cgroups
-    from netjail.backends.cgroupfs import find_cgroup2
+    from netjail.backends.jails import cgroups as jail_cgroups
+    from netjail.backends.system.cgroupfs import find_cgroup2
 
     found = find_cgroup2()
     assert found is not None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from netjail.backends import jail_cgroups
+from netjail.backends.jails import cgroups as jail_cgroups
 
 from tests.conftest import CGROUP2, Peer
 from tests.integration.test_block import CLI, jails, legacy_rules, rises, settle_count

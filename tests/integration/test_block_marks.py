@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netjail.backends import jail_cgroups
-from netjail.backends.cgroupfs import find_cgroup2
+from netjail.backends.jails import cgroups as jail_cgroups
+from netjail.backends.system.cgroupfs import find_cgroup2
 
 from tests.conftest import Peer, python_for, setpriv_as
 from tests.integration.test_block import CLI, legacy_rules, settle_count
@@ -418,8 +418,8 @@ def test_release_takes_the_mark_off_sockets_made_since_the_last_pass(
     it. Released before any pass, both must carry mark 0 again: a socket left with netjail's
     mark would be caught by the next jail given the same value."""
     from netjail.backends.engine import Engine
+    from netjail.backends.jails.reconcile import Reconciler
     from netjail.backends.model import BlockRequest
-    from netjail.backends.reconcile import Reconciler
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

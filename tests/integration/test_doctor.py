@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netjail.backends import doctor_probes
+from netjail.backends.doctor import probes as doctor_probes
 
 NAMES = [
     "root",

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from netjail.backends import sockdiag
-from netjail.backends.inventory import Inventory
 from netjail.backends.model import Process, Snapshot
-from netjail.backends.procfs import parse_net_table, table_kind
-from netjail.backends.socket_tables import TABLES, SocketTables
+from netjail.backends.system import sockdiag
+from netjail.backends.system.inventory import Inventory
+from netjail.backends.system.procfs import parse_net_table, table_kind
+from netjail.backends.system.socket_tables import TABLES, SocketTables
 
 from tests.conftest import Host, Peer
 

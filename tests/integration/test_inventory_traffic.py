@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from netjail.backends.inventory import Inventory
 from netjail.backends.model import Process, Snapshot
+from netjail.backends.system.inventory import Inventory
 
 from tests.conftest import Peer
 

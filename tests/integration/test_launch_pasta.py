@@ -248,7 +248,7 @@ def test_a_pasta_jail_whose_state_was_lost_is_adopted_and_its_pasta_ended(
 
 
 def test_without_pasta_run_names_every_host_wide_change_of_the_veth_link(docker_like: None) -> None:
-    from netjail.backends.host_forwarding import veth_notes
+    from netjail.backends.launch.host_forwarding import veth_notes
 
     notes = " ".join(veth_notes("jx", pasta_missing=True))
     assert "pasta is not installed (install passt" in notes

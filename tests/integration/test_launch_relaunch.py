@@ -179,7 +179,7 @@ def test_relaunch_log_refuses_a_planted_symlink(tmp_path: Path, state_dir: Path)
 # Inside a PID namespace of its own, so that the PID can be handed to a new process on purpose.
 _REUSE = """
 import json, os, signal, subprocess, sys
-from netjail.backends import identity
+from netjail.backends.system import identity
 from netjail.backends.launch import relaunch_target
 
 first = subprocess.Popen(["sleep", "300"])

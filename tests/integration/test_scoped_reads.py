@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from netjail.backends.engine import Engine
 from netjail.backends.errors import ProtectedProcess
-from netjail.backends.inventory import Inventory
 from netjail.backends.model import BlockRequest, OwnerBlockRequest, Process, Snapshot, UnblockRequest
+from netjail.backends.system.inventory import Inventory
 
 from tests.conftest import Peer
 

@@ -204,7 +204,7 @@ def test_a_netjail_package_planted_in_the_cwd_does_not_run_as_the_watcher(
     # the real watcher runs instead (its pid file names a live python -I)
     pid = int(watcher_pid(Path(os.environ["NETJAIL_STATE_DIR"])).read_text().split()[0])
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert b"-I" in argv and b"netjail.backends.watcher" in argv, argv
+    assert b"-I" in argv and b"netjail.backends.jails.watcher" in argv, argv
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
     environ = dict(
         e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e

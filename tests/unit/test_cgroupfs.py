@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
-from netjail.backends.cgroupfs import (
+from netjail.backends.errors import NoSuchProcess
+from netjail.backends.system.cgroupfs import (
     Cgroup2Mount,
     find_cgroup2,
     parse_cgroup,
     parse_mountinfo,
     read_cgroup,
 )
-from netjail.backends.errors import NoSuchProcess
 
 # This machine (Linux 6.18): v1 controllers beside cgroup2 at /sys/fs/cgroup/unified.
 HYBRID = """\

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from netjail.app import launcher
-from netjail.backends import identity
+from netjail.backends.system import identity
 
 HEAVY = ("iptc", "pyroute2", "textual", "psutil")
 
@@ -52,10 +52,10 @@ def top(mods: set[str]) -> set[str]:
 
 def test_ps_loads_no_firewall_no_netlink_library_no_tui() -> None:
     mods = loaded_by("ps", "--json")
-    assert "netjail.backends.inventory" in mods  # it did take a snapshot
+    assert "netjail.backends.system.inventory" in mods  # it did take a snapshot
     assert not top(mods) & set(HEAVY), sorted(top(mods) & set(HEAVY))
     assert not {m for m in mods if m.startswith(("netjail.backends.firewall", "netjail.backends.launch"))}
-    assert "netjail.backends.engine" not in mods and "netjail.backends.reconcile" not in mods
+    assert "netjail.backends.engine" not in mods and "netjail.backends.jails.reconcile" not in mods
 
 
 @pytest.mark.parametrize("argv", [["ps", "--json"], ["counters", "--json"], ["--help"]], ids=" ".join)
@@ -69,7 +69,12 @@ def test_no_command_loads_typing_or_shutil(argv: list[str]) -> None:
 def test_help_loads_no_engine_and_no_data_model() -> None:
     mods = loaded_by("--help")
     # hardening runs first in every command (docs/security.md §1): small, no data model
-    allowed = {"netjail.backends.errors", "netjail.backends.hardening", "netjail.backends.trusted_paths"}
+    allowed = {
+        "netjail.backends.errors",
+        "netjail.backends.hardening",
+        "netjail.backends.system",  # the package: a docstring, nothing imported
+        "netjail.backends.system.trusted_paths",
+    }
     assert not {m for m in mods if m.startswith("netjail.backends.") and m not in allowed}
     assert "orjson" not in mods and "importlib.metadata" not in mods
 
@@ -114,11 +119,11 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
         stand_in.kill()
         stand_in.wait()
     assert [j["name"] for j in json.loads(output[0])] == ["j1"]
-    assert "netjail.backends.jail_views" in mods
+    assert "netjail.backends.jails.views" in mods
     assert not top(mods) & set(HEAVY) - {"psutil"}, sorted(top(mods) & set(HEAVY))
     assert not mods & {
         "netjail.backends.engine",
-        "netjail.backends.reconcile",
+        "netjail.backends.jails.reconcile",
         "netjail.backends.firewall.base",
     }
     assert "orjson" not in mods and "typing" not in mods

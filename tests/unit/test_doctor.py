@@ -8,8 +8,8 @@ import struct
 from collections import Counter
 
 from netjail.app.cli_doctor import format_checks
-from netjail.backends import doctor
-from netjail.backends.doctor import (
+from netjail.backends.doctor import checks as doctor
+from netjail.backends.doctor.checks import (
     cgroup2_check,
     early_demux_check,
     firewalls_check,
@@ -23,7 +23,7 @@ from netjail.backends.doctor import (
     sock_destroy_check,
     xt_match_check,
 )
-from netjail.backends.doctor_parsers import (
+from netjail.backends.doctor.parsers import (
     FwmarkRule,
     MarkedSocket,
     MarkSeen,
@@ -596,7 +596,7 @@ def test_socket_marks_from_a_sock_diag_dump() -> None:
 
 
 def test_pidfd_getfd_and_ipset_checks_say_which_path_block_takes() -> None:
-    from netjail.backends.doctor import ipset_check, pidfd_getfd_check
+    from netjail.backends.doctor.checks import ipset_check, pidfd_getfd_check
 
     assert pidfd_getfd_check(True, None).status == "ok"
     refused = pidfd_getfd_check(True, "pidfd_getfd: Operation not permitted")

@@ -21,8 +21,8 @@ from netjail.backends.firewall.fallback_sets import (
 from netjail.backends.firewall.matches import canonical_match, canonical_rules
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import IPV4, IPV6, decode_entry
+from netjail.backends.jails.socket_rules import set_entries_for, set_entries_for_all
 from netjail.backends.model import Socket
-from netjail.backends.socket_rules import set_entries_for, set_entries_for_all
 
 
 def test_names_fit_the_kernels_limit_and_are_told_apart() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netjail.backends.doctor import families_check
+from netjail.backends.doctor.checks import families_check
 from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.firewall.families import FamilySupport, coverage_note, only, usable
 

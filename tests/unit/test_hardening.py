@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from netjail.backends import hardening, tools
+from netjail.backends import hardening
 from netjail.backends.errors import EXIT_UNSUPPORTED, UnsupportedEnvironment
 from netjail.backends.firewall import libiptc
-from netjail.backends.trusted_paths import path_problem, stat_problem
+from netjail.backends.system import tools
+from netjail.backends.system.trusted_paths import path_problem, stat_problem
 
 
 def test_the_sanitized_environment_keeps_only_what_netjail_needs() -> None:
@@ -64,17 +65,17 @@ def test_harden_starts_from_root_and_keeps_the_callers_cwd(tmp_path: Path) -> No
 
 
 def test_helpers_run_isolated() -> None:
-    argv = hardening.helper_command("netjail.backends.watcher", "/run/x")
+    argv = hardening.helper_command("netjail.backends.jails.watcher", "/run/x")
     assert argv[:3] == [sys.executable, "-I", "-m"]
     # the editable install stays importable under -I (its finder is a .pth in site-packages)
     out = subprocess.run(
-        [sys.executable, "-I", "-c", "import netjail.backends.watcher as w; print(w.__name__)"],
+        [sys.executable, "-I", "-c", "import netjail.backends.jails.watcher as w; print(w.__name__)"],
         cwd="/",
         capture_output=True,
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == "netjail.backends.watcher"
+    assert out.stdout.strip() == "netjail.backends.jails.watcher"
 
 
 def test_tools_come_from_system_directories() -> None:

@@ -7,14 +7,14 @@ import time
 
 import pytest
 from netjail.backends.errors import NoSuchProcess, ProtectedProcess
-from netjail.backends.identity import (
+from netjail.backends.system.identity import (
     ancestors,
     current,
     descendants,
     read_stat,
     refuse_protected,
 )
-from netjail.backends.procfs import parse_stat
+from netjail.backends.system.procfs import parse_stat
 
 STAT = (
     "4242 (my (weird) ) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 "
@@ -96,7 +96,7 @@ def test_pid_2_of_a_pid_namespace_and_its_children_are_not_kernel_threads() -> N
     script = (
         "import os, subprocess, sys\n"
         "from netjail.backends.errors import ProtectedProcess\n"
-        "from netjail.backends.identity import read_stat, refuse_protected\n"
+        "from netjail.backends.system.identity import read_stat, refuse_protected\n"
         "assert os.getpid() == 2, os.getpid()\n"
         "child = subprocess.Popen(['sleep', '30'])\n"
         "for pid in (2, child.pid):\n"

@@ -42,4 +42,4 @@ def test_import_linter_contracts_hold(tmp_path: Path) -> None:
         cwd=root,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "Contracts: 2 kept, 0 broken" in out.stdout, out.stdout
+    assert "Contracts: 3 kept, 0 broken" in out.stdout, out.stdout

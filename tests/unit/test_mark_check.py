@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netjail.backends.errors import EXIT_BAD_INPUT, ForeignMark
-from netjail.backends.mark_check import ForeignSocket, forced_notes, refusal
+from netjail.backends.jails.mark_check import ForeignSocket, forced_notes, refusal
 from netjail.backends.model import Socket
 
 

@@ -1,8 +1,8 @@
-"""What a cgroup.procs write moved when its target died around it (backends/move_check.py)."""
+"""What a cgroup.procs write moved when its target died around it (backends/jails/move_check.py)."""
 
 from __future__ import annotations
 
-from netjail.backends.move_check import EXITED, MOVED, RESTORE, UNKNOWN, Seen, after_write
+from netjail.backends.jails.move_check import EXITED, MOVED, RESTORE, UNKNOWN, Seen, after_write
 
 JAIL = "/netjail/net-1/web/42.100"
 

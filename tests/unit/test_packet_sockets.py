@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import socket
 
-from netjail.backends import shared_sockets
 from netjail.backends.model import UnfilterableSocket
-from netjail.backends.packet_sockets import describe, parse_packet_table
+from netjail.backends.system import shared_sockets
+from netjail.backends.system.packet_sockets import describe, parse_packet_table
 
 CAPTURED = """\
 sk               RefCnt Type Proto  Iface R Rmem   User   Inode
@@ -58,7 +58,7 @@ def test_holders_finds_a_forked_child_sharing_a_socket_and_skips_the_rest() -> N
 
 
 def test_result_lines_name_every_holder_and_fit_the_advice() -> None:
-    from netjail.backends.block_report import result_lines
+    from netjail.backends.jails.block_report import result_lines
     from netjail.backends.model import BlockResult, Member, SharedSocket, UnfilterableHeld
 
     workers = SharedSocket(

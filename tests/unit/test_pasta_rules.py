@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from netjail.backends.jail_rules import desired_rules
+from netjail.backends.jails.rules import desired_rules
+from netjail.backends.jails.state import JailState
 from netjail.backends.launch.pasta import uplink_ifaces
-from netjail.backends.state import JailState
 
 
 def test_pasta_jail_is_selected_by_its_link_cgroup_and_never_forwards() -> None:

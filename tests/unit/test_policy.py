@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 from netjail.backends.errors import BadInput
-from netjail.backends.jail_names import check_jail_name, derive_jail_name
+from netjail.backends.jails.names import check_jail_name, derive_jail_name
+from netjail.backends.jails.policy import parse_allow, parse_allow_list
 from netjail.backends.model import AllowEntry
-from netjail.backends.policy import parse_allow, parse_allow_list
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from netjail.backends.model import Socket
-from netjail.backends.procfs import (
+from netjail.backends.system.procfs import (
     TCP_STATES,
     decode_addr,
     display_name,
@@ -227,7 +227,7 @@ def test_parse_sockstat_inuse() -> None:
 
 
 def test_netns_inode_names_the_namespace_a_task_is_in() -> None:
-    from netjail.backends.procio import netns_inode
+    from netjail.backends.system.procio import netns_inode
 
     own = netns_inode()
     assert own == os.stat("/proc/self/ns/net").st_ino == netns_inode("/proc/thread-self")

@@ -14,7 +14,7 @@ import struct
 
 import pytest
 from netjail.backends.model import Socket
-from netjail.backends.sockdiag import (
+from netjail.backends.system.sockdiag import (
     NLMSG_ERROR,
     OWNED_STATES,
     SOCK_DIAG_BY_FAMILY,
@@ -218,7 +218,7 @@ def _plain(buffer: bytes) -> list[Socket]:
 
 
 def test_dump_request_asks_for_tcp_info_only_when_told() -> None:
-    from netjail.backends.sockdiag import EXT_INFO
+    from netjail.backends.system.sockdiag import EXT_INFO
 
     assert EXT_INFO == 0b10  # 1 << (INET_DIAG_INFO - 1)
     asked = dump_request(socket.AF_INET6, "tcp", ext=EXT_INFO)

@@ -1,5 +1,5 @@
-"""The cgroup a socket was created in, as sock_diag reports it (backends/sockdiag.py,
-backends/socket_cgroups.py): parsed from built records and read from this kernel."""
+"""The cgroup a socket was created in, as sock_diag reports it (backends/system/sockdiag.py,
+backends/jails/socket_cgroups.py): parsed from built records and read from this kernel."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import os
 import socket
 import struct
 
-from netjail.backends import sockdiag
-from netjail.backends.cgroupfs import find_cgroup2, read_cgroup
+from netjail.backends.jails.socket_cgroups import SocketCgroups, held_inodes
 from netjail.backends.model import Socket
-from netjail.backends.socket_cgroups import SocketCgroups, held_inodes
+from netjail.backends.system import sockdiag
+from netjail.backends.system.cgroupfs import find_cgroup2, read_cgroup
 
 
 def record(inode: int, attrs: list[tuple[int, bytes]]) -> bytes:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from netjail.backends.errors import BadInput, OperationFailed
 from netjail.backends.firewall.base import Match, SetEntry
-from netjail.backends.jail_rules import desired_rules
+from netjail.backends.jails.rules import desired_rules
+from netjail.backends.jails.socket_marks import DEFAULT_MASK, allocate, mark_mask
+from netjail.backends.jails.state import JailState
 from netjail.backends.model import Socket
-from netjail.backends.socket_marks import DEFAULT_MASK, allocate, mark_mask
-from netjail.backends.state import JailState
 
 
 def test_mask_default_and_hex() -> None:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from netjail.backends.firewall.base import Match
+from netjail.backends.jails.socket_rules import selectors_for, selectors_for_all
 from netjail.backends.model import Socket
-from netjail.backends.socket_rules import selectors_for, selectors_for_all
 
 
 def sock(family: str, proto: str, laddr: str, lport: int, raddr: str, rport: int, state: str) -> Socket:

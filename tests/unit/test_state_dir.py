@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from netjail.backends.errors import EXIT_PRIVILEGE, InsufficientPrivilege
-from netjail.backends.state import Registry, Store
+from netjail.backends.jails.state import Registry, Store
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_an_open_directory_above_is_refused_unless_sticky(tmp_path: Path) -> Non
 def test_saving_what_was_loaded_writes_nothing_and_a_change_is_written(tmp_path: Path) -> None:
     """A reader never serialises the registry (`list`, `counters`); the watcher's save of an
     unchanged registry is still a no-op, and a changed one is still written."""
-    from netjail.backends.state import JailState, MemberState
+    from netjail.backends.jails.state import JailState, MemberState
 
     store = Store(tmp_path / "state")
     with store.locked():
@@ -111,7 +111,7 @@ def test_a_lock_free_reader_never_makes_the_lock_holder_skip_a_save(tmp_path: Pa
     import sys
     import threading
 
-    from netjail.backends.state import JailState
+    from netjail.backends.jails.state import JailState
 
     store = Store(tmp_path / "state")
     with store.locked():

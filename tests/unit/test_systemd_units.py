@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from netjail.backends import systemd_units
-from netjail.backends.doctor import pid1_check
+from netjail.backends.doctor.checks import pid1_check
+from netjail.backends.system import systemd_units
 
 USER = "/user.slice/user-1000.slice/user@1000.service"  # a user's own systemd (delegated)
 

@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from netjail.backends import identity, watcher
+from netjail.backends.jails import watcher
+from netjail.backends.system import identity
 
 
 def as_if_we_were_the_watcher(state_dir: Path) -> None:

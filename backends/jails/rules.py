@@ -7,11 +7,11 @@ from collections.abc import Collection, Iterable, Mapping
 
 from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.firewall.fallback_sets import selectors_for_sets
+from netjail.backends.jails.policy import parse_allow
+from netjail.backends.jails.socket_rules import set_entries_for_all
+from netjail.backends.jails.state import JailState
 from netjail.backends.launch.pasta import uplink_ifaces
 from netjail.backends.model import AllowEntry, Socket
-from netjail.backends.policy import parse_allow
-from netjail.backends.socket_rules import set_entries_for_all
-from netjail.backends.state import JailState
 
 FAMILIES = ("inet", "inet6")
 

@@ -28,11 +28,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netjail.backends import systemd_units
 from netjail.backends.errors import OperationFailed
 from netjail.backends.model import Process, Snapshot, Socket, UnfilterableSocket
-from netjail.backends.packet_sockets import read_packet_table
-from netjail.backends.procfs import (
+from netjail.backends.system import systemd_units
+from netjail.backends.system.packet_sockets import read_packet_table
+from netjail.backends.system.procfs import (
     ProcStat,
     display_name,
     ns_inode,
@@ -42,9 +42,9 @@ from netjail.backends.procfs import (
     parse_status_ids,
     process_state,
 )
-from netjail.backends.procio import netns_inode, read_all, read_small, socket_inodes
-from netjail.backends.sockdiag import Traffic
-from netjail.backends.socket_tables import SocketTables
+from netjail.backends.system.procio import netns_inode, read_all, read_small, socket_inodes
+from netjail.backends.system.sockdiag import Traffic
+from netjail.backends.system.socket_tables import SocketTables
 
 Key = tuple[int, int]  # (pid, start time): a PID alone is not an identity
 _GONE = (FileNotFoundError, ProcessLookupError)

@@ -29,9 +29,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from netjail.backends import identity, move_check, procio, systemd_units
-from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import InsufficientPrivilege, NetjailError, NoSuchProcess, OperationFailed
+from netjail.backends.jails import move_check
+from netjail.backends.system import identity, procio, systemd_units
+from netjail.backends.system.cgroupfs import read_cgroup
 
 
 def _base() -> str:
@@ -61,7 +62,7 @@ def place(origin: str | None) -> str:
 def _only_root_may_change(rel: str) -> bool:
     """Every directory from the cgroup2 mount down to `rel`, and its cgroup.procs, belong to
     root and are writable by nobody else."""
-    from netjail.backends.cgroupfs import find_cgroup2
+    from netjail.backends.system.cgroupfs import find_cgroup2
 
     found = find_cgroup2()
     if found is None:

@@ -11,7 +11,7 @@ import os
 import stat
 
 from netjail.backends.errors import UnsupportedEnvironment
-from netjail.backends.trusted_paths import path_problem
+from netjail.backends.system.trusted_paths import path_problem
 
 SYSTEM_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 

@@ -29,9 +29,9 @@ import socket
 from collections.abc import Collection, Container, Iterable
 from pathlib import Path
 
-from netjail.backends import fd_tables, sockdiag
 from netjail.backends.model import Socket
-from netjail.backends.procio import socket_inodes
+from netjail.backends.system import fd_tables, sockdiag
+from netjail.backends.system.procio import socket_inodes
 
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 

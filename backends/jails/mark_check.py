@@ -17,10 +17,10 @@ import socket
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from netjail.backends import socket_marks
 from netjail.backends.errors import ForeignMark
+from netjail.backends.jails import socket_marks
+from netjail.backends.jails.state import LAUNCHER, MemberState
 from netjail.backends.model import Socket
-from netjail.backends.state import LAUNCHER, MemberState
 
 _INET = (socket.AF_INET, socket.AF_INET6)
 

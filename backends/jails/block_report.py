@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping
 
-from netjail.backends import packet_sockets, shared_sockets
-from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError
+from netjail.backends.jails.state import JailState, MemberState
 from netjail.backends.model import Member, Process, Socket, UnfilterableSocket
 from netjail.backends.model_actions import BlockResult, SharedSocket, UnfilterableHeld
-from netjail.backends.state import JailState, MemberState
+from netjail.backends.system import packet_sockets, shared_sockets
+from netjail.backends.system.cgroupfs import read_cgroup
 
 SECCOMP_HINT = (
     "relaunch it under seccomp (netjail run --seccomp -- COMMAND, or R in the TUI), which refuses "

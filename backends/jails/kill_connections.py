@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterable
 
-from netjail.backends import tools
 from netjail.backends.errors import UnsupportedEnvironment
 from netjail.backends.model import Socket
+from netjail.backends.system import tools
 
 
 def _endpoint(addr: str, port: int) -> str:

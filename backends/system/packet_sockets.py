@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 
 from netjail.backends.model import UnfilterableSocket
-from netjail.backends.procio import read_all
+from netjail.backends.system.procio import read_all
 
 _TYPES: dict[int, str] = {int(socket.SOCK_RAW): "raw", int(socket.SOCK_DGRAM): "dgram"}
 PROTOCOL_NAMES = {0x0003: "all", 0x0800: "ipv4", 0x86DD: "ipv6", 0x0806: "arp", 0x88CC: "lldp"}

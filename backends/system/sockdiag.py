@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from netjail.backends.model import Socket
-from netjail.backends.procfs import TCP_STATES, UDP_STATES
+from netjail.backends.system.procfs import TCP_STATES, UDP_STATES
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from netjail.backends.errors import NoSuchProcess, ProtectedProcess
-from netjail.backends.procfs import ProcStat, parse_stat
+from netjail.backends.system.procfs import ProcStat, parse_stat
 
 
 def read_stat(pid: int, proc_root: str = "/proc") -> ProcStat | None:

@@ -29,16 +29,19 @@ import contextlib
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from netjail.backends import identity, jail_cgroups, jail_marks, socket_cgroups, systemd_units
-from netjail.backends.cgroupfs import read_cgroup
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
-from netjail.backends.inventory import Inventory
-from netjail.backends.jail_rules import allow_from_rules, desired_rules
+from netjail.backends.jails import cgroups as jail_cgroups
+from netjail.backends.jails import marks as jail_marks
+from netjail.backends.jails import socket_cgroups
+from netjail.backends.jails.rules import allow_from_rules, desired_rules
+from netjail.backends.jails.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
 from netjail.backends.launch import groups, netns, pasta
 from netjail.backends.model import Process, Socket
-from netjail.backends.scoped_processes import ScopedProcesses
-from netjail.backends.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
+from netjail.backends.system import identity, systemd_units
+from netjail.backends.system.cgroupfs import read_cgroup
+from netjail.backends.system.inventory import Inventory
+from netjail.backends.system.scoped_processes import ScopedProcesses
 
 
 class Reconciler:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 
-from netjail.backends.inventory import Inventory
 from netjail.backends.model import Process
+from netjail.backends.system.inventory import Inventory
 
 
 class ScopedProcesses(Mapping[int, Process]):

@@ -16,9 +16,9 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
-from netjail.backends import tools
 from netjail.backends.firewall.xtables_lock import xtables_lock
-from netjail.backends.stderr_capture import stderr_captured
+from netjail.backends.system import tools
+from netjail.backends.system.stderr_capture import stderr_captured
 
 PROBE_CHAIN_PREFIX = "NETJAIL-PROBE-"
 _PROBE_CHAIN = re.compile(re.escape(PROBE_CHAIN_PREFIX) + r"(\d+)$")
@@ -135,7 +135,7 @@ def probe_pidfd_getfd(timeout: float = 5.0) -> str | None:
     one's own fd skips the ptrace access check that Yama and capabilities apply."""
     import sys
 
-    from netjail.backends import socket_marks
+    from netjail.backends.jails import socket_marks
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
         child = subprocess.Popen(

@@ -18,9 +18,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
-from netjail.backends import doctor_probes, sockdiag, socket_marks, systemd_units, tools
-from netjail.backends.cgroupfs import find_cgroup2, parse_mountinfo, read_cgroup
-from netjail.backends.doctor_parsers import (
+from netjail.backends.doctor import probes as doctor_probes
+from netjail.backends.doctor.parsers import (
     FULL_MARK,
     FwmarkRule,
     MarkedSocket,
@@ -40,10 +39,13 @@ from netjail.backends.doctor_parsers import (
 )
 from netjail.backends.errors import BadInput, NetjailError
 from netjail.backends.firewall.families import LABEL, FamilySupport, coverage_text, usable
-from netjail.backends.host_forwarding import ForwardView, describe, dropping, read_view, sysctl_changes
+from netjail.backends.jails import socket_marks
+from netjail.backends.jails.state import Store
+from netjail.backends.launch.host_forwarding import ForwardView, describe, dropping, read_view, sysctl_changes
 from netjail.backends.model import Check, MarkUse
-from netjail.backends.procio import socket_inodes
-from netjail.backends.state import Store
+from netjail.backends.system import sockdiag, systemd_units, tools
+from netjail.backends.system.cgroupfs import find_cgroup2, parse_mountinfo, read_cgroup
+from netjail.backends.system.procio import socket_inodes
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 NO_ROOT = "cannot probe without root"

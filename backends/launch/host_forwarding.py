@@ -16,8 +16,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 
-from netjail.backends import tools
 from netjail.backends.launch.netns import forwarding
+from netjail.backends.system import tools
 
 _POLICY = re.compile(r"^:FORWARD (\S+) ", re.MULTILINE)
 _CHAIN = re.compile(r"^:(\S+) ", re.MULTILINE)

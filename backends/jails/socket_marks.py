@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from netjail.backends import fd_tables, identity
 from netjail.backends.errors import BadInput, OperationFailed
+from netjail.backends.system import fd_tables, identity
 
 MASK_ENV = "NETJAIL_MARK_MASK"
 # Bits 24-31. Well-known users of the mark sit below: WireGuard's wg-quick (51820, low 16 bits),

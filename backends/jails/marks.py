@@ -11,8 +11,9 @@ from collections.abc import Collection, Container, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netjail.backends import identity, sock_create_mark, socket_marks
-from netjail.backends.state import LAUNCHER, JailState, MemberState
+from netjail.backends.jails import sock_create_mark, socket_marks
+from netjail.backends.jails.state import LAUNCHER, JailState, MemberState
+from netjail.backends.system import identity
 
 _OTHER: set[int] = set()  # inodes of sockets netfilter does not filter (unix, netlink, packet)
 _PACKET: set[int] = set()  # those of them that are AF_PACKET (a block reports them)

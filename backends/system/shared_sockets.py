@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from netjail.backends import identity
-from netjail.backends.procio import socket_inodes
+from netjail.backends.system import identity
+from netjail.backends.system.procio import socket_inodes
 
 Holder = tuple[int, int, str]  # pid, start time, name
 

@@ -15,10 +15,10 @@ import socket
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
-from netjail.backends import sockdiag
 from netjail.backends.model import Socket
-from netjail.backends.procfs import LineKey, iter_net_table, parse_sockstat_inuse, table_kind
-from netjail.backends.procio import netns_inode, read_all, read_small
+from netjail.backends.system import sockdiag
+from netjail.backends.system.procfs import LineKey, iter_net_table, parse_sockstat_inuse, table_kind
+from netjail.backends.system.procio import netns_inode, read_all, read_small
 
 TABLES = ("tcp", "tcp6", "udp", "udp6")
 _AF = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}

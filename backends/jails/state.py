@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from netjail.backends.errors import BadInput, InsufficientPrivilege, NetjailError, OperationFailed
-from netjail.backends.procio import netns_inode
-from netjail.backends.trusted_paths import stat_problem
+from netjail.backends.system.procio import netns_inode
+from netjail.backends.system.trusted_paths import stat_problem
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
 if TYPE_CHECKING:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from netjail.backends import jail_cgroups
 from netjail.backends.errors import NetjailError
-from netjail.backends.inventory import Inventory
+from netjail.backends.jails import cgroups as jail_cgroups
+from netjail.backends.jails.state import LAUNCHER, Store
 from netjail.backends.model import Snapshot
-from netjail.backends.state import LAUNCHER, Store
+from netjail.backends.system.inventory import Inventory
 
 
 def labelled_snapshot(store: Store, inventory: Inventory, *, all_processes: bool = True) -> Snapshot:

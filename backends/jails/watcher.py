@@ -2,7 +2,7 @@
 so sockets a cgroup rule cannot see (listeners opened inside the jail, docs/kernel-facts.md #2) get
 covered and a re-created cgroup gets its rule reloaded. It exits when no jail is left.
 
-Started by `block` (`python -I -m netjail.backends.watcher`, from "/" with a sanitized
+Started by `block` (`python -I -m netjail.backends.jails.watcher`, from "/" with a sanitized
 environment: see hardening), one per state directory, in the network namespace of the netjail
 that started it (the rules live there).
 """
@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from netjail.backends import hardening, identity
+from netjail.backends import hardening
 from netjail.backends.errors import NetjailError
-from netjail.backends.state import Store
+from netjail.backends.jails.state import Store
+from netjail.backends.system import identity
 
 INTERVAL_ENV = "NETJAIL_WATCH_INTERVAL"
 
@@ -64,7 +65,7 @@ def ensure_running(state_dir: Path) -> None:
     import subprocess  # here, not at the top: see stop()
 
     subprocess.Popen(
-        hardening.helper_command("netjail.backends.watcher", str(state_dir.absolute())),
+        hardening.helper_command("netjail.backends.jails.watcher", str(state_dir.absolute())),
         cwd="/",
         env=hardening.helper_environ(),
         stdin=subprocess.DEVNULL,

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from netjail.backends import identity
 from netjail.backends.errors import InsufficientPrivilege
+from netjail.backends.jails.state import LAUNCHER, JailState, MemberState, Registry, Store
+from netjail.backends.jails.strategies import by_name
 from netjail.backends.model import Counters, JailCounters, JailInfo, Member
-from netjail.backends.state import LAUNCHER, JailState, MemberState, Registry, Store
-from netjail.backends.strategies import by_name
+from netjail.backends.system import identity
 
 
 def require_root(what: str) -> None:

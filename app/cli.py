@@ -117,7 +117,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
 
     command = None if argv is None else _command_in(argv)
-    for name in ("cli_ps", "cli_jails", "cli_run", "cli_doctor"):
+    for name in ("cli_ps", "cli_jails", "cli_run", "cli_doctor", "cli_attempts"):
         module = importlib.import_module(f"netjail.app.{name}")
         module.register(sub if command is None else _OnlyCommand(sub, command))
         if command in sub.choices:
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _internal_error(exc)
 
 
-_READ_ONLY = frozenset({"ps", "list", "counters", "doctor"})  # a cut output is all they lose
+_READ_ONLY = frozenset({"ps", "list", "counters", "doctor", "attempts"})  # a cut output is all they lose
 _WRITE_FAILED = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 

@@ -20,6 +20,10 @@ from netjail.backends.errors import NetjailError
 from netjail.backends.jails.state import Store
 from netjail.backends.system import identity
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from netjail.backends.engine import Engine
+
 INTERVAL_ENV = "NETJAIL_WATCH_INTERVAL"
 
 
@@ -108,8 +112,21 @@ def main(state_dir: Path) -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from netjail.backends.attempts import collector  # what jails drop, logged (docs/attempts.md)
+
+    collecting = collector.start(state_dir)
+    try:
+        _watch(engine, state_dir, me.pid)
+    finally:
+        if collecting is not None:  # the batch in hand is written before the watcher goes
+            collecting[0].set()
+            collecting[1].join(timeout=2.0)
+    return 0
+
+
+def _watch(engine: Engine, state_dir: Path, me: int) -> None:
     interval = float(os.environ.get(INTERVAL_ENV, "1.0"))
-    while running(state_dir) == me.pid:
+    while running(state_dir) == me:
         time.sleep(interval)
         started = time.time()
         try:
@@ -129,10 +146,9 @@ def main(state_dir: Path) -> int:
         with engine.store.locked():
             if not engine.store.load().jails:
                 with contextlib.suppress(NetjailError):
-                    if running(state_dir) == me.pid:
+                    if running(state_dir) == me:
                         engine.store.unlink(PIDFILE)
                 break
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,272 @@
+"""The attempts log: SQLite (WAL) in the state directory, bounded, surviving restarts.
+
+Two tables: `attempts` aggregates per jail, direction, protocol, remote and port (what the
+table shows), `events` keeps a ring of the most recent packets (what `--follow` streams), and
+`names` the DNS questions. A collector writes one transaction per batch, never one per packet.
+Bounds: at most ROWS_PER_JAIL aggregate rows per jail (the least recently seen go first), EVENTS
+ring rows, and MAX_BYTES of file (oldest first); docs/attempts.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from netjail.backends.attempts.decode import Attempt
+from netjail.backends.jails.state import open_checked_dir
+
+FILENAME = "attempts.sqlite"
+ROWS_PER_JAIL = 4096
+EVENTS = 10_000
+MAX_BYTES = 32 << 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attempts (
+    jail TEXT NOT NULL, direction TEXT NOT NULL, proto TEXT NOT NULL, remote TEXT NOT NULL,
+    port INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT,
+    count INTEGER NOT NULL, bytes INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL,
+    uid INTEGER,
+    PRIMARY KEY (jail, direction, proto, remote, port, kind)
+);
+CREATE INDEX IF NOT EXISTS attempts_last ON attempts (jail, last);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, jail TEXT NOT NULL, direction TEXT NOT NULL,
+    proto TEXT NOT NULL, remote TEXT NOT NULL, port INTEGER NOT NULL, kind TEXT NOT NULL,
+    name TEXT, length INTEGER NOT NULL, uid INTEGER
+);
+CREATE TABLE IF NOT EXISTS names (
+    jail TEXT NOT NULL, name TEXT NOT NULL, qtype TEXT NOT NULL,
+    count INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL,
+    PRIMARY KEY (jail, name, qtype)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One dropped packet, attributed: what the collector hands the log."""
+
+    jail: str
+    at: float
+    uid: int | None
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    jail: str
+    direction: str
+    proto: str
+    remote: str
+    port: int
+    kind: str
+    name: str | None  # the DNS name this jail asked for that remote, when one is known
+    count: int
+    bytes: int
+    first: float
+    last: float
+    uid: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NameRow:
+    jail: str
+    name: str
+    qtype: str
+    count: int
+    first: float
+    last: float
+
+
+class AttemptLog:
+    """One connection to the log. `create=False` opens only an existing log (readers: `attempts`
+    before any collector ran gets an empty answer, and no file is made)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        create: bool = True,
+        max_bytes: int = MAX_BYTES,
+        events: int = EVENTS,
+        rows_per_jail: int = ROWS_PER_JAIL,
+    ) -> None:
+        self.max_bytes, self.events, self.rows_per_jail = max_bytes, events, rows_per_jail
+        self._dfd = open_checked_dir(directory, create=create)
+        self.db: sqlite3.Connection | None = None
+        if self._dfd is None:
+            return
+        try:
+            # The file is made (or found) by descriptor, without following a symlink; SQLite
+            # then opens it through the pinned directory, so nothing can swap the path between.
+            flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+            try:
+                os.close(os.open(FILENAME, flags, 0o600, dir_fd=self._dfd))
+            except FileNotFoundError:
+                return
+            path = f"/proc/self/fd/{self._dfd}/{FILENAME}"
+            self.db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            if create:
+                self.db.executescript(_SCHEMA)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        if self._dfd is not None:
+            os.close(self._dfd)
+            self._dfd = None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        assert self.db is not None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def record(self, batch: Iterable[Seen]) -> int:
+        """One transaction for the whole batch; returns the packets written."""
+        if self.db is None:
+            return 0
+        events, written = [], 0
+        with self._transaction() as db:
+            for seen in batch:
+                a = seen.attempt
+                for name, qtype in a.dns:
+                    db.execute(
+                        "INSERT INTO names VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET"
+                        " count = count + 1, last = max(last, excluded.last)",
+                        (seen.jail, name, qtype, seen.at, seen.at),
+                    )
+                db.execute(
+                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes,"
+                    " last = max(last, excluded.last), uid = coalesce(excluded.uid, uid),"
+                    " name = coalesce(excluded.name, name)",
+                    (
+                        seen.jail,
+                        a.direction,
+                        a.proto,
+                        a.remote,
+                        a.port,
+                        a.kind,
+                        a.dns[0][0] if a.dns else None,
+                        a.length,
+                        seen.at,
+                        seen.at,
+                        seen.uid,
+                    ),
+                )
+                events.append(
+                    (
+                        seen.at,
+                        seen.jail,
+                        a.direction,
+                        a.proto,
+                        a.remote,
+                        a.port,
+                        a.kind,
+                        a.dns[0][0] if a.dns else None,
+                        a.length,
+                        seen.uid,
+                    )
+                )
+                written += 1
+            db.executemany(
+                "INSERT INTO events (at, jail, direction, proto, remote, port, kind,"
+                " name, length, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                events,
+            )
+            self._bound(db, {s for (_, s, *_rest) in events})
+        return written
+
+    def _bound(self, db: sqlite3.Connection, jails: set[str]) -> None:
+        db.execute("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (self.events,))
+        for jail in jails:
+            db.execute(
+                "DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts WHERE jail = ?"
+                " ORDER BY last DESC LIMIT -1 OFFSET ?)",
+                (jail, self.rows_per_jail),
+            )
+            db.execute(
+                "DELETE FROM names WHERE rowid IN (SELECT rowid FROM names WHERE jail = ?"
+                " ORDER BY last DESC LIMIT -1 OFFSET ?)",
+                (jail, self.rows_per_jail),
+            )
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        used = (
+            db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+        ) * page
+        if used > self.max_bytes:
+            # oldest first, a tenth of each table at a time, until the pages in use fit
+            db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id"
+                " LIMIT (SELECT count(*) / 10 + 1 FROM events))"
+            )
+            db.execute(
+                "DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts"
+                " ORDER BY last LIMIT (SELECT count(*) / 10 + 1 FROM attempts))"
+            )
+
+    def attempts(
+        self, *, jail: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AttemptRow]:
+        """Most attempted first."""
+        if self.db is None:
+            return []
+        rows = self.db.execute(
+            "SELECT jail, direction, proto, remote, port, kind, name, count, bytes, first, last,"
+            " uid FROM attempts WHERE (?1 IS NULL OR jail = ?1) AND (?2 IS NULL OR last >= ?2)"
+            " ORDER BY count DESC, last DESC LIMIT ?3",
+            (jail, since, limit),
+        ).fetchall()
+        return [AttemptRow(*row) for row in rows]
+
+    def names(self, *, jail: str | None = None, since: float | None = None) -> list[NameRow]:
+        if self.db is None:
+            return []
+        rows = self.db.execute(
+            "SELECT jail, name, qtype, count, first, last FROM names WHERE (?1 IS NULL OR"
+            " jail = ?1) AND (?2 IS NULL OR last >= ?2) ORDER BY count DESC, last DESC",
+            (jail, since),
+        ).fetchall()
+        return [NameRow(*row) for row in rows]
+
+    def events_after(
+        self, last_id: int, *, jail: str | None = None, limit: int = 1000
+    ) -> list[tuple[int, AttemptRow]]:
+        """Raw events with an id above `last_id`, oldest first (what `--follow` prints)."""
+        if self.db is None:
+            return []
+        rows = self.db.execute(
+            "SELECT id, jail, direction, proto, remote, port, kind, name, 1, length, at, at, uid"
+            " FROM events WHERE id > ?1 AND (?2 IS NULL OR jail = ?2) ORDER BY id LIMIT ?3",
+            (last_id, jail, limit),
+        ).fetchall()
+        return [(row[0], AttemptRow(*row[1:])) for row in rows]
+
+    def last_event(self) -> int:
+        if self.db is None:
+            return 0
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+    def forget(self, jail: str) -> None:
+        """A released jail's rows go with it (unless the user kept its log)."""
+        if self.db is None:
+            return
+        with self._transaction() as db:
+            for table in ("attempts", "events", "names"):
+                db.execute(f"DELETE FROM {table} WHERE jail = ?", (jail,))

@@ -130,6 +130,21 @@ class NflogGroup:
             raise
         return parse_batch(data)
 
+    def read_all(self) -> list[LoggedPacket]:
+        """Every batch already queued (one select wake-up, several kernel flushes)."""
+        out = self.read()
+        while True:
+            try:
+                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return out
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.lost += 1
+                continue
+            out.extend(parse_batch(data))
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._config(socket.AF_UNSPEC, _attr(NFULA_CFG_CMD, bytes([NFULNL_CFG_CMD_UNBIND])))

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from netjail.backends.attempts.batch import Batch
 from netjail.backends.attempts.decode import Attempt
 from netjail.backends.jails.state import open_checked_dir
 
@@ -137,61 +138,54 @@ class AttemptLog:
             raise
         self.db.execute("COMMIT")
 
-    def record(self, batch: Iterable[Seen]) -> int:
-        """One transaction for the whole batch; returns the packets written."""
-        if self.db is None:
+    def record(self, seen: Iterable[Seen]) -> int:
+        """Packets one by one (tests, small callers): aggregated, then written as one batch."""
+        batch = Batch()
+        for s in seen:
+            batch.add(s.jail, s.at, s.uid, s.attempt)
+        return self.write(batch)
+
+    def write(self, batch: Batch) -> int:
+        """One transaction for the whole batch; returns the packets it held."""
+        if self.db is None or not batch.packets:
             return 0
-        events, written = [], 0
         with self._transaction() as db:
-            for seen in batch:
-                a = seen.attempt
-                for name, qtype in a.dns:
-                    db.execute(
-                        "INSERT INTO names VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT DO UPDATE SET"
-                        " count = count + 1, last = max(last, excluded.last)",
-                        (seen.jail, name, qtype, seen.at, seen.at),
-                    )
-                db.execute(
-                    "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes,"
-                    " last = max(last, excluded.last), uid = coalesce(excluded.uid, uid),"
-                    " name = coalesce(excluded.name, name)",
-                    (
-                        seen.jail,
-                        a.direction,
-                        a.proto,
-                        a.remote,
-                        a.port,
-                        a.kind,
-                        a.dns[0][0] if a.dns else None,
-                        a.length,
-                        seen.at,
-                        seen.at,
-                        seen.uid,
-                    ),
-                )
-                events.append(
-                    (
-                        seen.at,
-                        seen.jail,
-                        a.direction,
-                        a.proto,
-                        a.remote,
-                        a.port,
-                        a.kind,
-                        a.dns[0][0] if a.dns else None,
-                        a.length,
-                        seen.uid,
-                    )
-                )
-                written += 1
             db.executemany(
-                "INSERT INTO events (at, jail, direction, proto, remote, port, kind,"
-                " name, length, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                events,
+                "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " count = count + excluded.count, last = max(last, excluded.last)",
+                [(j, n, q, int(c), f, la) for (j, n, q), (c, f, la) in batch.names.items()],
             )
-            self._bound(db, {s for (_, s, *_rest) in events})
-        return written
+            db.executemany(
+                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO UPDATE SET count = count + excluded.count,"
+                " bytes = bytes + excluded.bytes, last = max(last, excluded.last),"
+                " uid = coalesce(excluded.uid, uid), name = coalesce(excluded.name, name)",
+                [
+                    (*key[:6], r.name, r.count, r.bytes, r.first, r.last, r.uid)
+                    for key, r in batch.rows.items()
+                ],
+            )
+            db.executemany(
+                "INSERT INTO events (at, jail, direction, proto, remote, port, kind, name, length,"
+                " uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        at,
+                        jail,
+                        a.direction,
+                        a.proto,
+                        a.remote,
+                        a.port,
+                        a.kind,
+                        a.dns[0][0] if a.dns else None,
+                        a.length,
+                        uid,
+                    )
+                    for at, jail, uid, a in batch.events
+                ],
+            )
+            self._bound(db, {key[0] for key in batch.rows})
+        return batch.packets
 
     def _bound(self, db: sqlite3.Connection, jails: set[str]) -> None:
         db.execute("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (self.events,))

@@ -1,0 +1,66 @@
+"""What a collector gathers between two writes: packets aggregated in memory (pure).
+
+A flood of copies of the same attempt becomes one row update per write, not one per packet;
+the raw-event ring gets at most MAX_EVENTS of a batch (the first ones: a new destination is seen
+at once, a flood is sampled), and `sampled_out` says how many were left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netjail.backends.attempts.decode import Attempt
+
+MAX_EVENTS = 256
+
+Key = tuple[str, str, str, str, int, str]  # jail, direction, proto, remote, port, kind
+
+
+@dataclass(slots=True)
+class Aggregate:
+    count: int
+    bytes: int
+    first: float
+    last: float
+    uid: int | None
+    name: str | None
+
+
+@dataclass(slots=True)
+class Batch:
+    rows: dict[Key, Aggregate] = field(default_factory=dict)
+    names: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)  # [count, first, last]
+    events: list[tuple[float, str, int | None, Attempt]] = field(default_factory=list)
+    packets: int = 0
+    sampled_out: int = 0
+
+    def add(self, jail: str, at: float, uid: int | None, a: Attempt) -> None:
+        self.packets += 1
+        key = (jail, a.direction, a.proto, a.remote, a.port, a.kind)
+        row = self.rows.get(key)
+        name = a.dns[0][0] if a.dns else None
+        if row is None:
+            self.rows[key] = Aggregate(1, a.length, at, at, uid, name)
+        else:
+            row.count += 1
+            row.bytes += a.length
+            row.last = max(row.last, at)
+            row.first = min(row.first, at)
+            if uid is not None:
+                row.uid = uid
+            if name is not None:
+                row.name = name
+        for qname, qtype in a.dns:
+            seen = self.names.get((jail, qname, qtype))
+            if seen is None:
+                self.names[(jail, qname, qtype)] = [1, at, at]
+            else:
+                seen[0] += 1
+                seen[2] = max(seen[2], at)
+        if len(self.events) < MAX_EVENTS:
+            self.events.append((at, jail, uid, a))
+        else:
+            self.sampled_out += 1
+
+    def __len__(self) -> int:
+        return self.packets

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from netjail.backends.attempts import prefix
 from netjail.backends.attempts.batch import Batch
-from netjail.backends.attempts.decode import decode
+from netjail.backends.attempts.decode import CachedDecoder
 from netjail.backends.attempts.nflog import NflogGroup
 from netjail.backends.attempts.store import AttemptLog
 
@@ -33,6 +33,7 @@ class Collector:
         self.recorded = 0
         self.sampled_out = 0  # packets counted in the rows but not kept as raw events
         self._lanes: dict[str, tuple[str, str]] = {}
+        self._decode = CachedDecoder()
         self.skipped = 0  # copies that were not ours (another prefix) or cut before the IP header
 
     def run(self, stop: threading.Event) -> None:
@@ -62,7 +63,7 @@ class Collector:
                 lane = lanes[packet.prefix] = prefix.parse(packet.prefix) or ("", "")
                 if len(lanes) > 4096:  # prefixes come from our rules; a bound all the same
                     lanes.clear()
-            attempt = decode(packet.family, packet.payload, lane[0]) if lane[1] else None
+            attempt = self._decode(packet.family, packet.payload, lane[0]) if lane[1] else None
             if attempt is None or batch.packets >= MAX_PENDING:
                 self.skipped += 1
                 continue

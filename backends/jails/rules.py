@@ -74,7 +74,7 @@ def desired_rules(
             owners += marks
             in_sel += marks
         # established TCP and connected UDP sockets opened inside: early demux gives INPUT
-        # their socket, and its cgroup (the watcher marks them too, within a period)
+        # their socket, and its cgroup (docs/kernel-facts.md #16; the watcher marks them too)
         in_sel += tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
     elif jail.strategy == "owner" and jail.uid is not None:
         owners = tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES)

@@ -10,7 +10,8 @@ A cgroup BPF program of type CGROUP_SOCK attached at INET_SOCK_CREATE runs in th
 every AF_INET/AF_INET6 socket created by a process of the cgroup (or a descendant) and may set
 `bpf_sock.mark`: four instructions, no maps, no helpers. Attached with BPF_F_ALLOW_MULTI, beside
 whatever systemd or others attached; it goes away with the cgroup. It needs CAP_BPF or
-CAP_SYS_ADMIN and a kernel with cgroup BPF (4.10+); where it cannot be attached the watcher's
+CAP_SYS_ADMIN and a kernel with cgroup BPF (4.10+; docs/kernel-facts.md #17);
+where it cannot be attached the watcher's
 period marking remains, and `attach` says why.
 """
 

@@ -7,7 +7,8 @@ by a process outside the jail (issue 8, finding 5). Each such socket gets the ja
 (jail_marks), or an address selector where it cannot be marked; a connected socket created
 inside the jail needs neither (its cgroup rule drops what it sends).
 
-sock_diag reports each socket's cgroup id (INET_DIAG_CGROUP_ID, Linux >= 5.7), which on cgroup2
+sock_diag reports each socket's cgroup id (INET_DIAG_CGROUP_ID, Linux >= 5.7, docs/kernel-facts.md #18),
+which on cgroup2
 is the inode number of the cgroup's directory: a socket is seen by the jail's rule exactly when
 that id is the inode of one of the jail's sub-cgroups or of a cgroup below one (xt_cgroup
 matches descendants). Where the kernel does not say (older kernel, no sock_diag), every socket a

@@ -4,7 +4,8 @@ A socket created before its holder was jailed (or handed to it later) keeps the 
 created in (docs/kernel-facts.md #1), so the jail's `-m cgroup` rule never sees it. Address selectors
 cover only sockets sock_diag lists with an address: an unbound TCP socket that connects after
 the block, a raw/ICMP socket (ping) or UDP-Lite have none. `pidfd_getfd(2)` gives root a
-duplicate of the holder's fd, and `setsockopt(SO_MARK)` on it marks the *same* socket (fact 9):
+duplicate of the holder's fd, and `setsockopt(SO_MARK)` on it marks the *same* socket
+(docs/kernel-facts.md #9):
 every later packet of it, whatever it connects to, carries the mark, and one `-m mark` rule per
 jail sends it to the jail's chain.
 

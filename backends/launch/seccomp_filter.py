@@ -12,7 +12,8 @@ What the filter does, native architecture only:
   register would let `socket(0x100000002, ...)` (upper bits set, AF_INET to the kernel) slip past
   an "== AF_INET" rule. Here any value with upper bits set is denied.
 - io_uring_setup / io_uring_enter / io_uring_register fail with ENOSYS. IORING_OP_SOCKET
-  (Linux 5.19+) creates sockets without the socket() syscall, where seccomp cannot see them.
+  (Linux 5.19+) creates sockets without the socket() syscall, where seccomp cannot see them
+  (docs/kernel-facts.md #22).
   ENOSYS rather than EACCES because programs treat ENOSYS as "no io_uring in this kernel" and
   fall back to plain syscalls (libuv, liburing users, tokio-uring), which the filter does see.
 - socketcall(), on architectures that still have it (i386, s390x, ppc), is denied for

@@ -1,6 +1,7 @@
 """Which threads of a process hold fd tables of their own.
 
-A process's sockets are not only in /proc/PID/fd: a thread made with clone() without
+A process's sockets are not only in /proc/PID/fd (docs/kernel-facts.md #21): a thread made with
+clone() without
 CLONE_FILES, or one that called unshare(CLONE_FILES), has a table of its own, and a leader that
 called pthread_exit is a zombie with an empty table while its threads go on. Each distinct
 table is reached through one of its threads (/proc/PID/task/TID/fd, and pidfd_getfd on a

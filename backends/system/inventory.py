@@ -6,7 +6,8 @@ Costs (docs/kernel-facts.md #7, and bench/inventory.py) decide the shape:
   sock_diag netlink, the others through /proc/<pid>/net/* of one process in each (that file
   shows the process's netns: no setns needed). Never per-process psutil `net_connections()`.
 * Who holds a socket comes from /proc/<pid>/fd readlinks ("socket:[INODE]"), the expensive part.
-  Since Linux 6.2, stat() of /proc/<pid>/fd reports the number of open fds, even for processes
+  Since Linux 6.2, stat() of /proc/<pid>/fd reports the number of open fds (docs/kernel-facts.md #19),
+  even for processes
   whose fds we may not list. A process is rescanned only when it is new or that number moved;
   a socket inode nobody known holds sends us looking through the other processes (socket owners
   first) until it is found. Inodes a full search did not find (held by processes we may not

@@ -5,7 +5,7 @@ that process's namespace (no setns). Our own namespace is dumped over NETLINK_SO
 4x cheaper (see sockdiag), and as root so is any other one with TCP sockets, through netlink
 sockets opened inside them by one throwaway thread. /proc/<pid>/net/sockstat says which tables
 hold anything at all, so empty ones are skipped (an empty /proc/net/tcp still walks the whole
-TCP hash: ~3 ms here). A refusal from the kernel falls back to /proc for good.
+TCP hash: ~3 ms here, docs/kernel-facts.md #20). A refusal from the kernel falls back to /proc for good.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A socket's cgroup is fixed when it is made (docs/kernel-facts.md #1), and sock_diag lists neither an
 unbound TCP socket nor a raw/ICMP one, so no address rule can name them. Marked through
-pidfd_getfd (fact 9), every later packet of such a socket meets the jail's `-m mark` rule.
+pidfd_getfd (docs/kernel-facts.md #9), every later packet of such a socket meets the jail's `-m mark` rule.
 Attackers run as `nobody`; what arrives is counted at the receiver.
 """
 

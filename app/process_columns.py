@@ -16,6 +16,7 @@ from netjail.backends.model import Process
 from netjail.widgets.format import human_count, listening_ports, remote_endpoints, summarise
 from netjail.widgets.process_table import Cell, Column, Plain
 from netjail.widgets.safe_text import printable
+from rich.cells import cell_len, get_character_cell_size
 from rich.text import Text
 
 SortKey = Callable[[Process], Any]
@@ -44,22 +45,42 @@ class ProcessColumn(Column):
     help: str = ""
 
 
+# Widths are terminal cells, not characters: a CJK character or an emoji takes two, and a
+# process may choose a name of them to push the columns after NAME out of line.
+
+
+def head_cells(text: str, width: int) -> str:
+    """The longest start of `text` within `width` cells: a wide character that would straddle
+    the edge is left out whole, never split."""
+    used = 0
+    for i, ch in enumerate(text):
+        used += get_character_cell_size(ch)
+        if used > width:
+            return text[:i]
+    return text
+
+
+def tail_cells(text: str, width: int) -> str:
+    """The longest end of `text` within `width` cells (as head_cells, from the other side)."""
+    return head_cells(text[::-1], width)[::-1]
+
+
 def fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if cell_len(text) <= width else head_cells(text, width - 1) + "…"
 
 
 def middle(text: str, width: int) -> str:
     """Cut in the middle: jail names differ at both ends (`telemetryd-25`, `telemetryd-26`)."""
-    if len(text) <= width:
+    if cell_len(text) <= width:
         return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    head = head_cells(text, (width - 1) // 2)
+    return head + "…" + tail_cells(text, width - 1 - cell_len(head))
 
 
 def tree_name(prefix: str, name: str, width: int) -> str:
     """Deep trees give up indentation (from the left, marked …) before the name loses letters."""
-    keep = min(len(name), width // 2)
-    if len(prefix) + keep > width:
+    keep = min(cell_len(name), width // 2)
+    if len(prefix) + keep > width:  # the tree's prefix is one cell a character
         prefix = "…" + prefix[len(prefix) + keep + 1 - width :]
     return fit(prefix + name, width)
 
@@ -116,8 +137,8 @@ RATES_HELP = (
 
 def _netns_cell(label: str, width: int) -> Cell:
     label = printable(label)  # an `ip netns` name is whatever its creator chose
-    if len(label) > width:  # names of netjail's namespaces differ at the end: keep that
-        label = "…" + label[len(label) - width + 1 :]
+    if cell_len(label) > width:  # names of netjail's namespaces differ at the end: keep that
+        label = "…" + tail_cells(label, width - 1)
     return Text(label, style="yellow") if label else ""
 
 

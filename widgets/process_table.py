@@ -77,7 +77,7 @@ class ProcessTable(DataTable[Cell]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
-        Binding("R", "relaunch", "Relaunch jailed"),
+        Binding("R", "relaunch", "Relaunch"),
         Binding("enter", "details", "Details"),
     ]
 

@@ -67,6 +67,7 @@ from netjail.widgets.confirm_dialog import ConfirmDialog
 from netjail.widgets.fit import Part, fit_parts
 from netjail.widgets.header import READ_ONLY_TEXT, HostHeader
 from netjail.widgets.jails_panel import JailsPanel, JailView
+from netjail.widgets.key_footer import KeyFooter
 from netjail.widgets.launch_dialog import LaunchDialog
 from netjail.widgets.owner_preview import OwnerPreviewDialog
 from netjail.widgets.process_detail import ProcessDetail
@@ -163,7 +164,7 @@ class MainScreen(EngineCalls):
         with Horizontal(id="bottom"):
             yield ProcessDetail(id="detail")
             yield JailsPanel(id="jails")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#processes").border_title = "Processes"
@@ -192,8 +193,7 @@ class MainScreen(EngineCalls):
             bottom.styles.height = max(PANELS_MIN_LINES, min(PANELS_MAX_LINES, (height - 5) // 3))
         narrow = self.size.width < NARROW_WIDTH
         self.set_class(narrow, "narrow")
-        # the footer has no room left for `? Help` there: the empty filter box says it
-        self.query_one("#filter", Input).placeholder = "/ filter   ? help" if narrow else FILTER_HINT
+        self.query_one("#filter", Input).placeholder = "/ filter: pid, name…" if narrow else FILTER_HINT
         self.query_one(Footer).compact = narrow  # more keys in fewer columns
 
     @property

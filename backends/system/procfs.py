@@ -240,11 +240,19 @@ def ns_inode(link: str) -> int:
 
 
 def display_name(comm: str, cmdline: tuple[str, ...]) -> str:
-    """comm is cut at 15 characters; complete it from argv[0] when that is what was cut."""
-    if len(comm) >= 15 and cmdline:
+    """comm is cut at 15 bytes; complete it from argv[0] when that is what was cut. Bytes, not
+    characters: a name of CJK characters is cut after 5 of them, an emoji perhaps mid-way (its
+    first bytes then arrive as surrogate escapes)."""
+    if len(comm) >= 15 and cmdline:  # the common, ASCII case
         base = cmdline[0].rsplit("/", 1)[-1].split(" ", 1)[0]
         if base.startswith(comm):
             return base
+    elif cmdline and not comm.isascii():
+        raw = comm.encode("utf-8", "surrogateescape")
+        if len(raw) >= 15:
+            base = cmdline[0].rsplit("/", 1)[-1].split(" ", 1)[0]
+            if base.encode("utf-8", "surrogateescape").startswith(raw):
+                return base
     return comm
 
 

@@ -31,6 +31,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 # TIME_WAIT (6) and NEW_SYN_RECV (12) entries belong to no process (inode 0): not asked for.
 OWNED_STATES = 0xFFFFFFFF & ~((1 << 6) | (1 << 12))
+_LISTEN = 1 << 10  # TCP_LISTEN: a listener's tcp_info counts no payload
 
 _NLMSG = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
@@ -38,7 +39,7 @@ _REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pa
 # of ports and addresses, inode); the kernel appends attributes (shutdown, cgroup id) after it.
 _RECORD = struct.Struct("=IH10xBB2x36s28xI")
 _ERRNO = struct.Struct("=i")
-_FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+_FAMILIES: dict[int, str] = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _PROTOS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 _CLONE_NEWNET = 0x40000000
 
@@ -102,26 +103,8 @@ def parse_dump(
         cache = {}
     unpack, size = _RECORD.unpack_from, _RECORD.size
     off, end = 0, len(data)
-    # Records of one dump carry the same attributes before INET_DIAG_INFO: once one record
-    # showed where, the next ones are read whole (head, attribute, counters) in one unpack.
-    with_info: struct.Struct | None = None
-    info_len = 0  # that attribute's length: the same in every record (one struct tcp_info)
     while off + _NLMSG.size <= end:
-        counted: Traffic | None = None
-        if with_info is not None and off + with_info.size <= end:
-            length, kind, family, st, sockid, inode, alen, atype, acked, received = with_info.unpack_from(
-                data, off
-            )
-            if (
-                kind == SOCK_DIAG_BY_FAMILY
-                and atype & NLA_TYPE_MASK == INET_DIAG_INFO
-                and alen == info_len
-                and with_info.size <= length
-            ):
-                counted = (acked, received)
-        if counted is not None:
-            pass
-        elif off + size > end:  # too short for a record: DONE or ERROR
+        if off + size > end:  # too short for a record: DONE or ERROR
             length, kind = _NLMSG.unpack_from(data, off)[:2]
         else:
             length, kind, family, st, sockid, inode = unpack(data, off)
@@ -137,57 +120,129 @@ def parse_dump(
             raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
         record_at = off
         off += (length + 3) & ~3
-        if not inode:
-            continue
-        if traffic is not None:
-            if counted is None and length > _MSG_END:
-                found = _find_tcp_bytes(data, record_at + _MSG_END, record_at + length)
-                if found is not None:
-                    gap, info_len, *pair = found
-                    counted = (pair[0], pair[1])
-                    with_info = _record_with_info(gap)
-            if counted is not None:
-                traffic[inode] = counted
-        known = cache.get(inode)
-        if known is None or known[0] != sockid or known[1] != st:
-            width = 4 if family == socket.AF_INET else 16
-            src, dst = sockid[4 : 4 + width], sockid[20 : 20 + width]
-            laddr = addrs.get(src)
-            if laddr is None:
-                laddr = addrs[src] = socket.inet_ntop(family, src)
-            raddr = addrs.get(dst)
-            if raddr is None:
-                raddr = addrs[dst] = socket.inet_ntop(family, dst)
-            known = (
-                sockid,
-                st,
-                Socket(
-                    family=_FAMILIES.get(family) or str(family),
-                    proto=proto,
-                    local_addr=laddr,
-                    local_port=(sockid[0] << 8) | sockid[1],  # network byte order
-                    remote_addr=raddr,
-                    remote_port=(sockid[2] << 8) | sockid[3],
-                    state=states.get(st) or f"UNKNOWN_{st:02X}",
-                    inode=inode,
-                ),
-            )
-        if keep is not None:
-            keep[inode] = known
-        out.append(known[2])
+        if traffic is not None and length > _MSG_END:
+            found = _find_tcp_bytes(data, record_at + _MSG_END, record_at + length)
+            if found is not None:
+                gap, info_len, acked, received = found
+                if inode:
+                    traffic[inode] = (acked, received)
+                    out.append(_known(cache, keep, addrs, states, proto, family, st, sockid, inode))
+                # The records of one dump carry the same attributes in the same order: the
+                # ones after this are read whole (head, attribute header, counters) at C speed
+                # while they keep this one's length, falling back here at the first that does not.
+                off += _same_shape_records(
+                    data, off, length, gap, info_len, states, proto, out, cache, keep, addrs, traffic
+                )
+                continue
+        if inode:
+            out.append(_known(cache, keep, addrs, states, proto, family, st, sockid, inode))
     return False
 
 
+def _known(
+    cache: Mapping[int, Known],
+    keep: MutableMapping[int, Known] | None,
+    addrs: MutableMapping[bytes, str],
+    states: Mapping[int, str],
+    proto: str,
+    family: int,
+    st: int,
+    sockid: bytes,
+    inode: int,
+) -> Socket:
+    """The Socket of one record: the cached one if its addresses and state are unchanged."""
+    known = cache.get(inode)
+    if known is None or known[0] != sockid or known[1] != st:
+        known = (sockid, st, _socket(addrs, states, proto, family, st, sockid, inode))
+    if keep is not None:
+        keep[inode] = known
+    return known[2]
+
+
+def _socket(
+    addrs: MutableMapping[bytes, str],
+    states: Mapping[int, str],
+    proto: str,
+    family: int,
+    st: int,
+    sockid: bytes,
+    inode: int,
+) -> Socket:
+    width = 4 if family == socket.AF_INET else 16
+    src, dst = sockid[4 : 4 + width], sockid[20 : 20 + width]
+    laddr = addrs.get(src)
+    if laddr is None:
+        laddr = addrs[src] = socket.inet_ntop(family, src)
+    raddr = addrs.get(dst)
+    if raddr is None:
+        raddr = addrs[dst] = socket.inet_ntop(family, dst)
+    return Socket(
+        family=_FAMILIES.get(family) or str(family),
+        proto=proto,
+        local_addr=laddr,
+        local_port=(sockid[0] << 8) | sockid[1],  # network byte order
+        remote_addr=raddr,
+        remote_port=(sockid[2] << 8) | sockid[3],
+        state=states.get(st) or f"UNKNOWN_{st:02X}",
+        inode=inode,
+    )
+
+
+def _same_shape_records(
+    data: bytes,
+    at: int,
+    length: int,
+    gap: int,
+    info_len: int,
+    states: Mapping[int, str],
+    proto: str,
+    out: list[Socket],
+    cache: Mapping[int, Known],
+    keep: MutableMapping[int, Known] | None,
+    addrs: MutableMapping[bytes, str],
+    traffic: MutableMapping[int, Traffic],
+) -> int:
+    """Bytes consumed from `at` by the run of records shaped like the one just read (same
+    length, INET_DIAG_INFO at the same place with the same length), each decoded as
+    parse_dump would; the first record that differs (or NLMSG_DONE) is left to parse_dump."""
+    stride = (length + 3) & ~3
+    count = (len(data) - at) // stride
+    if not count:
+        return 0
+    shape = _record_with_info(gap, stride)
+    done = 0
+    append, get = out.append, cache.get
+    for row in shape.iter_unpack(memoryview(data)[at : at + count * stride]):
+        rlen, kind, family, st, sockid, inode, alen, atype, acked, received = row
+        if rlen != length or kind != SOCK_DIAG_BY_FAMILY or alen != info_len:
+            break
+        if atype & NLA_TYPE_MASK != INET_DIAG_INFO:
+            break
+        done += 1
+        if not inode:
+            continue
+        traffic[inode] = (acked, received)
+        known = get(inode)
+        if known is None or known[0] != sockid or known[1] != st:
+            known = (sockid, st, _socket(addrs, states, proto, family, st, sockid, inode))
+        if keep is not None:
+            keep[inode] = known
+        append(known[2])
+    return done * stride
+
+
 _INFO_ATTR_MIN = 4 + _TCPI_MIN_LEN  # the nlattr header and tcp_info up to both counters
-_WITH_INFO: dict[int, struct.Struct] = {}
+_WITH_INFO: dict[tuple[int, int], struct.Struct] = {}
 
 
-def _record_with_info(gap: int) -> struct.Struct:
+def _record_with_info(gap: int, stride: int) -> struct.Struct:
     """A record's head (as _RECORD), then `gap` bytes of other attributes, then INET_DIAG_INFO's
-    header and tcp_info up to bytes_acked and bytes_received."""
-    shape = _WITH_INFO.get(gap)
+    header and tcp_info up to bytes_acked and bytes_received, padded to `stride` bytes."""
+    shape = _WITH_INFO.get((gap, stride))
     if shape is None:
-        shape = _WITH_INFO[gap] = struct.Struct(f"{_RECORD.format}{gap}xHH{_TCPI_BYTES_AT}xQQ")
+        head = struct.calcsize(f"{_RECORD.format}{gap}xHH{_TCPI_BYTES_AT}xQQ")
+        shape = struct.Struct(f"{_RECORD.format}{gap}xHH{_TCPI_BYTES_AT}xQQ{stride - head}x")
+        _WITH_INFO[gap, stride] = shape
     return shape
 
 
@@ -269,7 +324,6 @@ class _Decoded:
     sockets: list[Socket]
     records: list[tuple[int, Known]]
     done: bool
-    traffic: dict[int, Traffic] | None = None
 
 
 class DumpCache:
@@ -290,22 +344,28 @@ class DumpCache:
         self, data: bytes, proto: str, out: list[Socket], traffic: dict[int, Traffic] | None = None
     ) -> bool:
         """parse_dump with the caches: appends to out (and the TCP byte counts to traffic), True
-        at NLMSG_DONE. A buffer with tcp_info in it changes with every packet (its timers too),
-        so it is decoded again; its unchanged sockets still reuse their objects."""
+        at NLMSG_DONE. A buffer with tcp_info in it changes with every packet (its timers too):
+        it is decoded straight into this refresh's records, never kept whole; its unchanged
+        sockets still reuse their objects."""
+        if traffic is not None:
+            return parse_dump(
+                data,
+                proto,
+                out,
+                cache=self._records,
+                keep=self._next_records,
+                addrs=self.addrs,
+                traffic=traffic,
+            )
         key = (proto, data)
         hit = self._buffers.get(key)
         if hit is None:
             start = len(out)
             fresh: dict[int, Known] = {}
-            counted: dict[int, Traffic] | None = {} if traffic is not None else None
-            done = parse_dump(
-                data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs, traffic=counted
-            )
-            hit = _Decoded(out[start:], list(fresh.items()), done, counted)
+            done = parse_dump(data, proto, out, cache=self._records, keep=fresh, addrs=self.addrs)
+            hit = _Decoded(out[start:], list(fresh.items()), done)
         else:
             out.extend(hit.sockets)
-        if traffic is not None and hit.traffic:
-            traffic.update(hit.traffic)
         self._next_records.update(hit.records)
         self._next_buffers[key] = hit
         return hit.done
@@ -329,14 +389,29 @@ def dump(
         cache = DumpCache()
     out: list[Socket] = []
     try:
-        for seq, (family, proto) in enumerate(tables, 1):
-            ext = EXT_INFO if traffic is not None and proto == "tcp" else 0
-            nl.sendto(dump_request(family, proto, seq=seq, ext=ext), (0, 0))
-            while not cache.decode(nl.recv(1 << 16), proto, out, traffic):
+        for seq, (family, proto, states, counted) in enumerate(_requests(tables, traffic), 1):
+            ext = EXT_INFO if counted is not None else 0
+            nl.sendto(dump_request(family, proto, states, seq, ext), (0, 0))
+            while not cache.decode(nl.recv(1 << 16), proto, out, counted):
                 pass
     except OSError as exc:
         raise Unavailable(exc.errno or 0, f"sock_diag: {exc.strerror}") from exc
     return out
+
+
+def _requests(
+    tables: Iterable[tuple[int, str]], traffic: dict[int, Traffic] | None
+) -> Iterable[tuple[int, str, int, dict[int, Traffic] | None]]:
+    """(family, proto, states, where to count bytes) of each dump. Counting asks for tcp_info
+    only from the states that carry data: listeners get a dump of their own without it, whose
+    buffers stay byte-identical while nothing changes (DumpCache then skips them), and a
+    listeners-only dump never walks the established hash (inet_diag_dump_icsk)."""
+    for family, proto in tables:
+        if traffic is None or proto != "tcp":
+            yield family, proto, OWNED_STATES, None
+        else:
+            yield family, proto, OWNED_STATES & _LISTEN, None
+            yield family, proto, OWNED_STATES & ~_LISTEN, traffic
 
 
 # ---- the cgroup a socket was created in ---------------------------------------------------

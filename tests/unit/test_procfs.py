@@ -242,3 +242,13 @@ def test_netns_inode_names_the_namespace_a_task_is_in() -> None:
         other.kill()
         other.wait()
     assert netns_inode(f"/proc/{other.pid}") is None  # gone (reaped): no namespace to name
+
+
+def test_display_name_completes_a_comm_cut_at_15_bytes_of_wide_characters() -> None:
+    wide = "网络名字" * 3  # 36 bytes: the kernel keeps 15 of them, 5 characters
+    assert display_name(wide.encode()[:15].decode(), (f"/opt/{wide}", "-x")) == wide
+    emoji = "😀😀😀😀x"  # 4 bytes each: the cut falls inside the fourth
+    comm = emoji.encode()[:15].decode("utf-8", "surrogateescape")
+    assert display_name(comm, (emoji,)) == emoji
+    assert display_name("网络名字网", ("网络名字网",)) == "网络名字网"  # not cut at all
+    assert display_name(wide.encode()[:15].decode(), ("other",)) == "网络名字网"  # argv[0] elsewhere

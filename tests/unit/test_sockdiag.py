@@ -224,3 +224,29 @@ def test_dump_request_asks_for_tcp_info_only_when_told() -> None:
     asked = dump_request(socket.AF_INET6, "tcp", ext=EXT_INFO)
     assert asked[16:19] == bytes([socket.AF_INET6, socket.IPPROTO_TCP, EXT_INFO])  # family, proto, ext
     assert dump_request(socket.AF_INET, "tcp")[18] == 0
+
+
+def test_tcp_info_run_of_same_shaped_records_decodes_like_one_by_one() -> None:
+    """The C-speed run over same-shaped records keeps the order, counts and reused objects,
+    and hands back to the walk at a record shaped otherwise (then picks up a new run)."""
+    recs = _records(TCP4[0])
+    extra = struct.pack("=HH", 8, 8) + struct.pack("=I", 7)
+    buffer = (
+        b"".join(_with_tcp_info(r, i, 10 * i) for i, r in enumerate(recs, 1))  # one run
+        + _with_tcp_info(recs[0], 0, 0, before=extra)  # another shape: a walk, then a run
+        + _with_tcp_info(recs[1], 7, 8, before=extra)
+        + _with_tcp_info(recs[2], 5, 6)  # the first shape again
+        + TCP4[1]
+    )
+    keep: dict[int, Known] = {}
+    traffic: dict[int, tuple[int, int]] = {}
+    out: list[Socket] = []
+    assert parse_dump(buffer, "tcp", out, keep=keep, traffic=traffic)
+    plain = _plain(TCP4[0])
+    inodes = [s.inode for s in plain]
+    assert out == plain + plain[:3]
+    # A later record of the same inode overwrites the earlier one's counts (as a dict would).
+    assert traffic == {inodes[0]: (0, 0), inodes[1]: (7, 8), inodes[2]: (5, 6), inodes[3]: (4, 40)}
+    again: list[Socket] = []
+    parse_dump(buffer, "tcp", again, cache=keep, traffic={})
+    assert again == out and all(s is keep[s.inode][2] for s in again)  # unchanged records reused

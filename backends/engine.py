@@ -128,10 +128,10 @@ class Engine:
 
     @staticmethod
     def warm_up() -> None:
-        """Load the iptables extensions netjail uses, before a UI owns the terminal."""
-        from netjail.backends.firewall import rule_build  # loads libxtables
+        """Load the firewall backend's rule library, before a UI owns the terminal."""
+        from netjail.backends.firewall import registry
 
-        rule_build.warm_up()
+        registry.backend_class(registry.selected()).warm_up()
 
     @staticmethod
     def privileged() -> bool:

@@ -169,6 +169,12 @@ class Firewall(abc.ABC):
     def limits(self) -> Limits:
         return self.describe().limits
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Load what the first rule change would (libraries, extensions), while a terminal UI
+        has not taken the terminal yet: their loading can print (nothing to load: no-op)."""
+        return None
+
     def coverage(self) -> tuple[FamilySupport, ...]:
         """The families this backend can filter here (empty: not known, assume both)."""
         return ()

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
-from netjail.backends.firewall import families
+from netjail.backends.firewall import families, rule_build
 from netjail.backends.firewall.base import (
     BUILTIN,
     DISPATCH,
@@ -254,6 +254,10 @@ class IptcFirewall(Firewall):
 
     def describe(self) -> BackendInfo:
         return IPTABLES
+
+    @classmethod
+    def warm_up(cls) -> None:
+        rule_build.warm_up()
 
     # ---- transactions -------------------------------------------------------------------------
 

@@ -92,11 +92,15 @@ def limits() -> Limits:
     return selected().limits
 
 
+def backend_class(info: BackendInfo) -> type[Firewall]:
+    """One backend's Firewall subclass (importing its module loads its rule library)."""
+    cls: type[Firewall] = getattr(importlib.import_module(info.module), info.factory)
+    return cls
+
+
 def create(info: BackendInfo) -> Firewall:
-    """A new instance of one backend (this loads its rule library)."""
-    cls = getattr(importlib.import_module(info.module), info.factory)
-    fw: Firewall = cls()
-    return fw
+    """A new instance of one backend."""
+    return backend_class(info)()
 
 
 def select_backend() -> Firewall:

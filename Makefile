@@ -8,7 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.netjail-installed
 LAUNCHER := $(VENV)/.netjail-launcher
 # Every program netjail, the suite and bench/ run, as program:debian-package (tests/unit/
-# test_system_tools.py scans tests/ and bench/ and fails when one is missing here).
+# test_system_tools.py scans tests/ and bench/ and fails when one is missing here). The iptables*
+# entries are the iptables backend's own (BackendInfo.tools in backends/firewall/registry.py, checked
+# by tests/unit/test_firewall_registry.py): a new firewall backend adds its tools to both.
 SYSTEM_TOOLS := iptables:iptables iptables-legacy:iptables ip6tables-legacy:iptables \
   iptables-legacy-save:iptables ip6tables-legacy-save:iptables \
   iptables-legacy-restore:iptables ip6tables-legacy-restore:iptables \

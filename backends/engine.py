@@ -128,10 +128,10 @@ class Engine:
 
     @staticmethod
     def warm_up() -> None:
-        """Load the iptables extensions netjail uses, before a UI owns the terminal."""
-        from netjail.backends.firewall import rule_build  # loads libxtables
+        """Load the firewall backend's rule library, before a UI owns the terminal."""
+        from netjail.backends.firewall import registry
 
-        rule_build.warm_up()
+        registry.backend_class(registry.selected()).warm_up()
 
     @staticmethod
     def privileged() -> bool:
@@ -629,7 +629,6 @@ class Engine:
     def reset(self) -> ResetResult:
         """Remove every netjail rule, chain, cgroup, namespace, group it created and the state
         file; processes keep running, unjailed (a seccomp filter stays with its processes)."""
-        from netjail.backends.firewall.nat import Masquerade
         from netjail.backends.jails.reconcile import Reconciler
         from netjail.backends.launch import netns, pasta
 
@@ -659,9 +658,9 @@ class Engine:
                 attempt(f"jail {jail.name}", partial(reconciler.release, reg, jail, list(jail.members), True))
                 reg.jails.pop(jail.name, None)
             attempt("filter rules", self.firewall.reset)
-            attempt("nat rules", Masquerade().reset)
+            attempt("nat rules", self.firewall.reset_masquerade)
             for leftover in netns.list_netjail_netns():
-                attempt(f"netns {leftover}", partial(netns.remove_netns, leftover))
+                attempt(f"netns {leftover}", partial(netns.remove_netns, leftover, firewall=self.firewall))
             if mount:
                 for name in jail_cgroups.existing(Path(mount.path)):
                     # a pasta link left behind is ended, never moved out of its cgroup alive

@@ -252,7 +252,12 @@ class Launches:
                     "run --netns --allow needs IPv4 filtering, which this kernel lacks "
                     "(see `netjail doctor`): use --gid"
                 )
-            made = netns.create_netns(jail.name, veth=jail.link == "veth", ipv6="inet6" in filterable)
+            made = netns.create_netns(
+                jail.name,
+                veth=jail.link == "veth",
+                ipv6="inet6" in filterable,
+                firewall=self.engine.firewall,
+            )
             if made.forwarding_before is not None:
                 jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
         mount = None

@@ -38,6 +38,7 @@ from netjail.backends.doctor.parsers import (
     socket_marks_seen,
 )
 from netjail.backends.errors import BadInput, NetjailError
+from netjail.backends.firewall import registry
 from netjail.backends.firewall.families import LABEL, FamilySupport, coverage_text, usable
 from netjail.backends.jails import socket_marks
 from netjail.backends.jails.state import Store
@@ -741,6 +742,17 @@ def guarded(name: str, check: Callable[[], Check]) -> Check:
         return Check(name, FAIL, f"check crashed: {type(exc).__name__}: {exc}")
 
 
+def for_backend(
+    checks: Iterable[tuple[str, Callable[[], Check]]], backend: registry.BackendInfo
+) -> tuple[tuple[str, Callable[[], Check]], ...]:
+    """The common checks and those `backend` names as its own (registry.BackendInfo), in order:
+    a check another registered backend claims is not run for this one."""
+    claimed = {c for b in registry.BACKENDS.values() for c in b.doctor_checks}
+    return tuple((n, c) for n, c in checks if n not in claimed or n in backend.doctor_checks)
+
+
 def run_checks() -> tuple[Check, ...]:
-    """Every doctor check on this machine, in the caller's network namespace."""
-    return tuple(guarded(name, check) for name, check in _checks(_Machine()))
+    """Every doctor check on this machine for the firewall backend in use, in the caller's
+    network namespace."""
+    checks = for_backend(_checks(_Machine()), registry.selected())
+    return tuple(guarded(name, check) for name, check in checks)

@@ -1,8 +1,10 @@
-"""Firewall layer: netjail-owned chains behind one interface.
+"""Firewall layer: netjail-owned chains behind one interface (base.py), backends chosen in
+registry.py.
 
-`default_firewall()` is the backend the engine uses; importing this package loads no
-python-iptables (that happens on the first call that touches the kernel), nor the interface
-below until it is asked for: `netjail counters` imports the package for counters.py alone.
+`default_firewall()` is the backend the engine uses (NETJAIL_FIREWALL, iptables by default);
+importing this package loads no python-iptables (that happens on the first call that touches
+the kernel), nor the interface below until it is asked for: `netjail counters` imports the
+package for registry.py and the backend's counter reader alone.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ def __getattr__(name: str) -> object:
 
 
 def default_firewall() -> Firewall:
-    from netjail.backends.firewall.iptc_backend import IptcFirewall
+    from netjail.backends.firewall.registry import select_backend
 
-    return IptcFirewall()
+    return select_backend()
 
 
 __all__ = ["Firewall", "JailRules", "Match", "canonical_rules", "default_firewall"]

@@ -1,5 +1,13 @@
 """The firewall interface: what the engine asks of any backend (python-iptables now, nftables later).
 
+A backend gets desired JailRules and makes the kernel hold exactly them, reads them back,
+removes them, reports per-jail counters as model types (JailCounters), masquerades a netns
+jail's veth prefixes, resets everything it owns, and describes itself as data
+(registry.BackendInfo: name, limits such as the longest jail name, tools it needs). Choosing a
+backend is registry.py's job; nothing outside firewall/ imports a backend module.
+
+How the iptables backend (iptc_backend.py) lays this out:
+
 Shape of what a backend builds, per address family, in the filter table:
 
     OUTPUT  -> (rule 1) -j NETJAIL-OUT      INPUT -> (rule 1) -j NETJAIL-IN
@@ -26,7 +34,7 @@ allow. Everything else in the tables (Docker, ufw, user rules) is never touched.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,6 +48,7 @@ from netjail.backends.model import JailCounters
 
 if TYPE_CHECKING:
     from netjail.backends.firewall.families import FamilySupport
+    from netjail.backends.firewall.registry import BackendInfo, Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +114,7 @@ class Firewall(abc.ABC):
     """A backend owning netjail's chains. Every method is idempotent and commits atomically per
     table, under the xtables lock, retrying when another writer committed in between."""
 
-    name: str = "abstract"
+    name: str = "abstract"  # shown to the user (TUI header, doctor)
 
     @abc.abstractmethod
     def sync_jail(self, rules: JailRules) -> None:
@@ -135,6 +144,36 @@ class Firewall(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None:
         """Remove every netjail chain and jump rule; nothing else is touched."""
+
+    @abc.abstractmethod
+    def sync_masquerade(self, jail: str, sources: Sequence[str], out_iface: str | None = None) -> None:
+        """Source-NAT traffic from `sources` (a netns jail's veth prefixes, either family)
+        leaving through `out_iface` (None: any interface): exactly these for the jail."""
+
+    @abc.abstractmethod
+    def remove_masquerade(self, jail: str) -> None:
+        """Remove the jail's masquerade rules (no error when absent)."""
+
+    @abc.abstractmethod
+    def masquerades(self) -> dict[str, tuple[str, ...]]:
+        """jail -> the source prefixes it is masqueraded for, read back from the kernel."""
+
+    @abc.abstractmethod
+    def reset_masquerade(self) -> None:
+        """Remove every masquerade rule of netjail's; nothing else is touched."""
+
+    @abc.abstractmethod
+    def describe(self) -> BackendInfo:
+        """This backend as data (its registry entry)."""
+
+    def limits(self) -> Limits:
+        return self.describe().limits
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Load what the first rule change would (libraries, extensions), while a terminal UI
+        has not taken the terminal yet: their loading can print (nothing to load: no-op)."""
+        return None
 
     def coverage(self) -> tuple[FamilySupport, ...]:
         """The families this backend can filter here (empty: not known, assume both)."""

@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
-from netjail.backends.firewall import families
+from netjail.backends.firewall import families, rule_build
 from netjail.backends.firewall.base import (
     BUILTIN,
     DISPATCH,
@@ -86,6 +87,7 @@ from netjail.backends.firewall.plan import (
     edit_jail_chain,
     edit_lane,
 )
+from netjail.backends.firewall.registry import IPTABLES, BackendInfo
 from netjail.backends.firewall.retry import commit_with_retries
 from netjail.backends.firewall.rule_build import build_entry
 from netjail.backends.firewall.xt_layout import LAYOUTS, SET_INDEX_PREFIX, decode_entry_cached
@@ -93,6 +95,9 @@ from netjail.backends.firewall.xtables_lock import xtables_lock
 from netjail.backends.jails.names import check_jail_name
 from netjail.backends.model import JailCounters
 from netjail.backends.system.cgroupfs import MOUNTINFO, find_cgroup2
+
+if TYPE_CHECKING:
+    from netjail.backends.firewall.nat import Masquerade
 
 COMMENT = "netjail"
 
@@ -123,6 +128,7 @@ class IptcFirewall(Firewall):
         # nothing then costs two table reads, not the decoding of every rule.
         self._verified: dict[str, JailRules] = {}
         self._verified_digests: dict[str, bytes | None] | None = None
+        self._masquerade: Masquerade | None = None
 
     # ---- Firewall API -------------------------------------------------------------------------
 
@@ -225,6 +231,33 @@ class IptcFirewall(Firewall):
 
     def coverage(self) -> tuple[families.FamilySupport, ...]:
         return families.support()
+
+    # masquerade lives in the nat table, its own transactions (nat.py), loaded on first use
+    def _nat(self) -> Masquerade:
+        if self._masquerade is None:
+            from netjail.backends.firewall.nat import Masquerade
+
+            self._masquerade = Masquerade(lock_timeout=self._lock_timeout)
+        return self._masquerade
+
+    def sync_masquerade(self, jail: str, sources: Sequence[str], out_iface: str | None = None) -> None:
+        self._nat().sync_masquerade(jail, sources, out_iface)
+
+    def remove_masquerade(self, jail: str) -> None:
+        self._nat().remove(jail)
+
+    def masquerades(self) -> dict[str, tuple[str, ...]]:
+        return self._nat().read()
+
+    def reset_masquerade(self) -> None:
+        self._nat().reset()
+
+    def describe(self) -> BackendInfo:
+        return IPTABLES
+
+    @classmethod
+    def warm_up(cls) -> None:
+        rule_build.warm_up()
 
     # ---- transactions -------------------------------------------------------------------------
 

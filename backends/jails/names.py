@@ -2,8 +2,9 @@
 and the one way a default name is made from a program's or user's name (pure, no I/O).
 
 A name becomes part of chain, namespace, group and cgroup names, so it is short and plain:
-ASCII letters, digits, '_', '.', '-', a letter or digit first, at most MAX_JAIL_NAME characters
-(the room a chain name leaves, firewall/chains.py).
+ASCII letters, digits, '_', '.', '-', a letter or digit first, and no longer than the firewall
+backend in use can hold (its `Limits.max_jail_name`, firewall/registry.py: 23 for iptables, the
+room a chain name leaves).
 """
 
 from __future__ import annotations
@@ -11,23 +12,32 @@ from __future__ import annotations
 import re
 
 from netjail.backends.errors import BadInput
-from netjail.backends.firewall.chains import MAX_JAIL_NAME
+from netjail.backends.firewall import registry
 
-_JAIL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_JAIL_NAME - 1}}}")
+_JAIL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.-]")  # ASCII only: str.isalnum() takes 'é' and 'ø' too
 
 
-def check_jail_name(name: str) -> str:
-    if not isinstance(name, str) or not _JAIL_NAME.fullmatch(name):
+def max_jail_name() -> int:
+    """The longest jail name the firewall backend in use can hold."""
+    return registry.limits().max_jail_name
+
+
+def check_jail_name(name: str, longest: int | None = None) -> str:
+    """`name`, when it is a valid jail name of at most `longest` characters (None: what the
+    backend in use can hold); BadInput otherwise."""
+    longest = max_jail_name() if longest is None else longest
+    if not isinstance(name, str) or len(name) > longest or not _JAIL_NAME.fullmatch(name):
         raise BadInput(
-            f"bad jail name {name!r}: 1-{MAX_JAIL_NAME} characters of A-Z a-z 0-9 _ . - "
+            f"bad jail name {name!r}: 1-{longest} characters of A-Z a-z 0-9 _ . - "
             "(starting with a letter or digit)"
         )
     return name
 
 
-def derive_jail_name(base: str, suffix: str = "") -> str:
+def derive_jail_name(base: str, suffix: str = "", longest: int | None = None) -> str:
     """A valid name from `base` (a program, process or user name) ending in `suffix` ("-42"):
     other characters become '_', leading punctuation goes, the rest is cut to fit."""
+    longest = max_jail_name() if longest is None else longest
     clean = _NOT_ALLOWED.sub("_", base).lstrip("-._") or "jail"
-    return check_jail_name(clean[: MAX_JAIL_NAME - len(suffix)] + suffix)
+    return check_jail_name(clean[: longest - len(suffix)] + suffix, longest)

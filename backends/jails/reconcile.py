@@ -498,7 +498,7 @@ class Reconciler:
             left = [m.pid for m in jail.members if is_alive(m) and m.status != LAUNCHER]
             if jail.link == "pasta":  # after its rules: they name pasta's cgroup
                 pasta.stop(jail.name, self.mount, jail.pasta_pid, jail.pasta_start)
-            netns.remove_netns(jail.name, nat=jail.link != "pasta")
+            netns.remove_netns(jail.name, nat=jail.link != "pasta", firewall=self.fw)
             if left:
                 notes.append(
                     f"jail {jail.name!r}: PID(s) {', '.join(map(str, left))} stay in the "

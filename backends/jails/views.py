@@ -39,8 +39,8 @@ def jail_infos(reg: Registry, found: Mapping[str, JailCounters]) -> tuple[JailIn
 
 def read_now(store: Store) -> tuple[Registry, Mapping[str, JailCounters]]:
     """The registry (read without the lock: it is replaced atomically) and the kernel's
-    counters, one table read per family, without python-iptables."""
-    from netjail.backends.firewall.counters import read_counters
+    counters, read by the firewall backend in use without its rule library (python-iptables)."""
+    from netjail.backends.firewall.registry import read_counters
 
     return store.load(), read_counters()
 

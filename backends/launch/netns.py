@@ -6,9 +6,10 @@ Without a link a netns jail has loopback only: nothing leaves it. With one:
     here:  nj-<jail> 10.231.N.1/30, fd00:231:N::1/64  <-veth->  eth0 10.231.N.2/30, fd00:231:N::2/64
     in the netns: default routes via .1 / ::1
 
-plus, here, IP forwarding switched on and a masquerade rule for the netns prefixes (nat table,
-firewall/nat.py). What may pass is not decided here: the engine filters FORWARD through the
-Firewall interface with `in_iface=<host_iface>` selectors and the jail's allow-list.
+plus, here, IP forwarding switched on and a masquerade rule for the netns prefixes (asked of
+the firewall backend: Firewall.sync_masquerade). What may pass is not decided here: the engine
+filters FORWARD through the Firewall interface with `in_iface=<host_iface>` selectors and the
+jail's allow-list.
 
 Forwarding is a per-namespace sysctl: in a test's private netns it is private, but when netjail
 runs in the machine's own namespace, `net.ipv4.ip_forward=1` (and the IPv6 `all.forwarding`)
@@ -34,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netjail.backends.errors import (
     BadInput,
@@ -43,9 +44,11 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
-from netjail.backends.firewall.base import MAX_JAIL_NAME
-from netjail.backends.jails.names import check_jail_name
+from netjail.backends.jails.names import check_jail_name, max_jail_name
 from netjail.backends.launch.addr_pool import VethAddresses, block, index_of, pick_free
+
+if TYPE_CHECKING:
+    from netjail.backends.firewall.base import Firewall
 
 NETNS_RUN_DIR = Path("/run/netns")
 NETNS_PREFIX_ENV = "NETJAIL_NETNS_PREFIX"
@@ -115,7 +118,8 @@ def list_netjail_netns() -> list[str]:
     except FileNotFoundError:
         return []
     jails = (n[len(prefix) :] for n in names if n.startswith(prefix))
-    return sorted(j for j in jails if 0 < len(j) <= MAX_JAIL_NAME)
+    longest = max_jail_name()
+    return sorted(j for j in jails if 0 < len(j) <= longest)
 
 
 def netns_pids(jail: str) -> list[int]:
@@ -240,10 +244,17 @@ def _index(ipr: Any, ifname: str) -> int | None:
 
 
 def create_netns(
-    jail: str, *, veth: bool = False, ipv6: bool = True, masquerade: bool = True, out_iface: str | None = None
+    jail: str,
+    *,
+    veth: bool = False,
+    ipv6: bool = True,
+    masquerade: bool = True,
+    out_iface: str | None = None,
+    firewall: Firewall | None = None,
 ) -> JailNetns:
     """Create the jail's netns with loopback up, and with `veth` a link to here, forwarding on
-    and (with `masquerade`) NAT for its prefixes leaving through `out_iface` (None: any).
+    and (with `masquerade`) NAT for its prefixes leaving through `out_iface` (None: any), done
+    by `firewall` (None: the backend in use).
 
     Fails with BadInput when the netns already exists. On any failure everything created so far
     is removed again.
@@ -270,14 +281,12 @@ def create_netns(
         before = forwarding()
         set_forwarding(Forwarding(ipv4=True, ipv6=ipv6 or before.ipv6))
         if masquerade:
-            from netjail.backends.firewall.nat import Masquerade
-
             sources = list(addrs.prefixes if ipv6 else (addrs.prefix4,))
-            Masquerade().sync_masquerade(jail, sources, out_iface)
+            (firewall or _backend()).sync_masquerade(jail, sources, out_iface)
         return JailNetns(jail, name, str(path), iface, addrs, before)
     except BaseException:
         try:
-            remove_netns(jail)
+            remove_netns(jail, firewall=firewall)
             if before is not None:
                 set_forwarding(before)
         except NetjailError:
@@ -309,6 +318,12 @@ def _add_link(jail: str, name: str, ipv6: bool) -> tuple[str, VethAddresses]:
     return iface, addrs
 
 
+def _backend() -> Firewall:
+    from netjail.backends.firewall.registry import select_backend  # loads the rule library
+
+    return select_backend()
+
+
 def read_netns(jail: str) -> JailNetns | None:
     """What the kernel holds for a jail's netns (None when it has none): its link and addresses
     read back from the host end."""
@@ -328,7 +343,7 @@ def read_netns(jail: str) -> JailNetns | None:
     return JailNetns(jail, name, str(path), iface, block(n) if n is not None else None)
 
 
-def remove_netns(jail: str, nat: bool = True) -> None:
+def remove_netns(jail: str, nat: bool = True, firewall: Firewall | None = None) -> None:
     """Remove the jail's masquerade rules (unless not `nat`: a jail that never had any leaves
     the nat table alone, not even loading it), veth and netns; whatever of them exists.
     Processes still inside keep the namespace alive (without its name) until they exit: check
@@ -336,9 +351,7 @@ def remove_netns(jail: str, nat: bool = True) -> None:
     name = netns_name(jail)
     try:
         if nat:
-            from netjail.backends.firewall.nat import Masquerade
-
-            Masquerade().remove(jail)
+            (firewall or _backend()).remove_masquerade(jail)
     except UnsupportedEnvironment:
         pass  # no nat table (or no iptables at all): no rule of ours can exist
     iface = host_iface(jail)

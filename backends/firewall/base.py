@@ -76,6 +76,9 @@ class Match:
     # (fallback_sets.py), e.g. "nj4-web-c" with "src,src,dst"
     match_set: str | None = None
     set_flags: str | None = None
+    # `-m limit --limit RATE --limit-burst BURST` with attempts.prefix's values: the jail chain's
+    # log rule, so a flood costs the attempts collector a fixed rate of copies (docs/attempts.md)
+    log_limit: bool = False
 
 
 @dataclass(frozen=True, slots=True)

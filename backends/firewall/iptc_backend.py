@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netjail.backends.errors import NetjailError, OperationFailed, UnsupportedEnvironment
-from netjail.backends.firewall import families, rule_build
+from netjail.backends.firewall import families, log_rule, rule_build
 from netjail.backends.firewall.base import (
     BUILTIN,
     DISPATCH,
@@ -356,7 +356,7 @@ class IptcFirewall(Firewall):
                     if decoded.match.match_set and decoded.match.match_set.startswith(SET_INDEX_PREFIX):
                         m = _named_set(decoded.match, names)
                     if m is not None:
-                        key = (target, m, decoded.comment)
+                        key = (decoded.log_target or target, m, decoded.comment)
             out.append((target, key))
         return out
 
@@ -510,7 +510,8 @@ class IptcFirewall(Firewall):
                 else:
                     table.create_chain(chain)
                 body = [("RETURN", m, None) for m in allow(rules, d) if m.family == fam]
-                self._run(table, chain, edit_jail_chain(current, body, ("DROP", everything, None)))
+                log = _log_rule(fam, d, name)
+                self._run(table, chain, edit_jail_chain(current, body, ("DROP", everything, None), log))
 
             dispatch = DISPATCH[d]
             # each changed jail's selectors: into the dispatch chain or into their lane's
@@ -632,6 +633,26 @@ class IptcFirewall(Firewall):
             f"{exc} (rules still match cgroups that no longer exist: {', '.join(dead)}; the kernel "
             "refuses every table that holds them)"
         )
+
+
+_LOG_AVAILABLE: dict[str, bool] = {}
+
+
+def _log_rule(family: str, direction: str, jail: str) -> RuleKey | None:
+    """The jail chain's copy to the attempts log (log_rule.py), or None: turned off
+    (NETJAIL_ATTEMPTS=off), or this kernel or xtables has no NFLOG target or limit match. A
+    jail blocks the same without it; `doctor` says why nothing is logged."""
+    if not log_rule.enabled():
+        return None
+    match = Match(family, log_limit=True)
+    key = (log_rule.target(direction, jail), match, None)
+    if family not in _LOG_AVAILABLE:
+        try:
+            rule_build.build_entry(match, key[0])
+            _LOG_AVAILABLE[family] = True
+        except (UnsupportedEnvironment, OperationFailed):
+            _LOG_AVAILABLE[family] = False
+    return key if _LOG_AVAILABLE[family] else None
 
 
 def _jail_rules(

@@ -40,24 +40,35 @@ def _deletes(keep: Sequence[bool]) -> list[Edit]:
     return [Delete(i) for i in reversed(range(len(keep))) if not keep[i]]
 
 
-def edit_jail_chain(current: Current, body: Sequence[RuleKey], tail: RuleKey) -> list[Edit]:
-    """A jail chain: `body` (allow RETURNs, any order) then `tail` (the DROP) as the last rule."""
+def edit_jail_chain(
+    current: Current, body: Sequence[RuleKey], tail: RuleKey, log: RuleKey | None = None
+) -> list[Edit]:
+    """A jail chain: `body` (allow RETURNs, any order), then `log` (the copy to the attempts
+    log, when there is one) and `tail` (the DROP) as its last rules, in that order."""
+    ends = [log, tail] if log is not None else [tail]
+    n = len(ends)
+    keys = [key for _, key in current]
+    has_ends = len(keys) >= n and keys[len(keys) - n :] == ends
+    limit = len(keys) - n if has_ends else len(keys)
     wanted = set(body)
     seen: set[RuleKey] = set()
     keep = [False] * len(current)
-    for i, (_, key) in enumerate(current):
+    for i in range(limit):
+        key = keys[i]
         if key is None or key in seen:
             continue
-        if key in wanted or (key == tail and i == len(current) - 1):
+        if key in wanted:
             keep[i] = True
             seen.add(key)
+    if has_ends:
+        keep[limit:] = [True] * n
     edits = _deletes(keep)
-    kept = sum(keep)
+    kept_body = sum(keep[:limit])
     missing = [k for k in dict.fromkeys(body) if k not in seen]
-    if tail in seen:
-        edits += [Insert(kept - 1 + n, k) for n, k in enumerate(missing)]
+    if has_ends:
+        edits += [Insert(kept_body + j, k) for j, k in enumerate(missing)]
     else:
-        edits += [Append(k) for k in missing] + [Append(tail)]
+        edits += [Append(k) for k in missing] + [Append(k) for k in ends]
     return edits
 
 

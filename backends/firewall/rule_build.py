@@ -13,11 +13,14 @@ import functools
 import struct
 from typing import Any
 
+from netjail.backends.attempts import prefix
 from netjail.backends.errors import OperationFailed, UnsupportedEnvironment
+from netjail.backends.firewall import log_rule
 from netjail.backends.firewall.base import Match
 from netjail.backends.firewall.ipsets import Ipsets
 from netjail.backends.firewall.lanes import ALL_BITS, CLEAR_MARK
 from netjail.backends.firewall.libiptc import load_iptc
+from netjail.backends.firewall.log_rule import LOG_TARGET
 from netjail.backends.firewall.xt_layout import LAYOUTS, XT_EXTENSION_MAXNAMELEN
 from netjail.backends.system.stderr_capture import stderr_captured
 
@@ -54,6 +57,19 @@ def set_index(name: str) -> int:
     return index
 
 
+_NFLOG_INFO = struct.Struct("=IHHHH64s")  # xt_nflog_info: len, group, threshold, flags, pad, prefix
+_XT_ALIGN = 8
+
+
+def _nflog_target(group: int, text: str) -> bytes:
+    """An xt_entry_target for NFLOG revision 0: copy SNAPLEN bytes to `group` with prefix `text`
+    (threshold 0: the group's own queue threshold, set by the collector, applies)."""
+    data = _NFLOG_INFO.pack(prefix.SNAPLEN, group, 0, log_rule.XT_NFLOG_F_COPY_LEN, 0, text.encode()[:63])
+    data += b"\0" * (-len(data) % _XT_ALIGN)
+    size = 32 + len(data)
+    return struct.pack("=H29sB", size, b"NFLOG", 0) + data
+
+
 def warm_up() -> None:
     """Load every extension netjail uses now, before a UI owns the terminal: the first load is
     the one whose warnings must be kept off the screen."""
@@ -74,7 +90,7 @@ def build_entry(match: Match, target: str, comment: str | None = None) -> bytes:
     # the entry holds the set's index, not its name: a set destroyed and made again under the
     # same name may get another index, so the index is part of what the cached entry depends on
     index = None if match.match_set is None else set_index(match.match_set)
-    if target in VERDICTS or target == CLEAR_MARK:
+    if target in VERDICTS or target == CLEAR_MARK or target.startswith(LOG_TARGET):
         return _build(match, target, comment, index)
     # A jump is a standard target carrying the chain's name. python-iptables would look the name
     # up in its own process-wide table handles, which do not know chains created in ours.
@@ -91,6 +107,16 @@ def build_entry(match: Match, target: str, comment: str | None = None) -> bytes:
 
 @functools.lru_cache(maxsize=8192)
 def _build(match: Match, target: str, comment: str | None, set_index: int | None = None) -> bytes:
+    if target.startswith(LOG_TARGET):
+        # The NFLOG target is written here, not by python-iptables: its NFLOG support corrupts
+        # the heap (a SIGSEGV a few allocations later, and "--nflog-range" warnings). The entry
+        # is the matches of a RETURN rule built as usual, then this target (docs/attempts.md).
+        matches = _build(match, "RETURN", comment, set_index)
+        at = LAYOUTS[match.family].target_offset
+        (target_offset,) = struct.unpack_from("=H", matches, at)
+        entry = bytearray(matches[:target_offset] + _nflog_target(*log_rule.split(target)))
+        struct.pack_into("=HH", entry, at, target_offset, len(entry))
+        return bytes(entry)
     try:
         rule = _new_rule(match.family)
         if match.src:
@@ -127,10 +153,21 @@ def _build(match: Match, target: str, comment: str | None, set_index: int | None
             _create_match(rule, "mark").mark = f"{match.mark:#x}/{match.mark_mask:#x}"
         if match.match_set is not None:  # libxt_set looks the index up itself
             _create_match(rule, "set").match_set = [match.match_set, match.set_flags]
+        if match.log_limit:
+            m = _create_match(rule, "limit")
+            m.limit = prefix.RATE
+            m.limit_burst = str(prefix.BURST)
         if comment is not None:
             _create_match(rule, "comment").comment = comment
         try:
-            t = rule.create_target(target)
+            if target.startswith(LOG_TARGET):
+                group, text = log_rule.split(target)
+                t = rule.create_target("NFLOG")
+                t.nflog_group = str(group)
+                t.nflog_prefix = text
+                t.nflog_size = str(prefix.SNAPLEN)
+            else:
+                t = rule.create_target(target)
             if target == CLEAR_MARK:  # the bits its match says are not set: all, or netjail's
                 bits = ALL_BITS if match.mark_mask is None else ALL_BITS & ~match.mark_mask
                 t.set_xmark = f"0x0/{bits:#x}"

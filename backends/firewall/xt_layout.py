@@ -17,6 +17,9 @@ import _socket as socket  # socket.py's C core, same calls: socket.py builds enu
 import struct
 from dataclasses import dataclass
 
+from netjail.backends.attempts import prefix
+from netjail.backends.firewall import log_rule
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
 if TYPE_CHECKING:  # imported by the decoder: reading counters needs only the layouts
     from netjail.backends.firewall.base import Match
@@ -95,6 +98,7 @@ XT_SET_V4_DATA = 48  # xt_set_info_match_v4: xt_set_info (4), 2 x ip_set_counter
 class DecodedRule:
     match: Match
     comment: str | None = None
+    log_target: str | None = None  # log_rule.target() of an NFLOG rule netjail writes
 
 
 class _NotOurs(Exception):
@@ -197,7 +201,7 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
 
     sport = dport = uid = gid = icmp6_type = mark = mark_mask = None
     cgroup = comment = match_set = flags = None
-    socket_mark = False
+    socket_mark = log_limit = False
     (target_offset,) = struct.unpack_from("=H", entry, layout.target_offset)
     off = layout.size
     while off < target_offset:
@@ -247,9 +251,22 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
             flags = ",".join("src" if set_flags >> i & 1 else "dst" for i in range(1, dim + 1))
         elif name == "comment":
             comment = _cstr(entry[data : data + 256])
+        elif name == "limit" and revision == 0:
+            # xt_rateinfo: avg, burst; the kernel's own fields after them read back as zeros
+            avg, burst = struct.unpack_from("=II", entry, data)
+            if (avg, burst) != (log_rule.limit_avg(), prefix.BURST):
+                raise _NotOurs("limit")
+            log_limit = True
         else:
             raise _NotOurs(f"match {name}")
         off += msize
+    log_target = None
+    if _cstr(entry[target_offset + 2 : target_offset + 2 + XT_EXTENSION_MAXNAMELEN]) == "NFLOG":
+        # xt_nflog_info: len, group, threshold, flags, pad, prefix[64]
+        length, group, _threshold, nflags = struct.unpack_from("=IHHH", entry, target_offset + 32)
+        text = _cstr(entry[target_offset + 32 + 12 : target_offset + 32 + 12 + 64])
+        if nflags == log_rule.XT_NFLOG_F_COPY_LEN and length == prefix.SNAPLEN:
+            log_target = f"{log_rule.LOG_TARGET}{group}:{text}"
     match = Match(
         family=layout.family,
         proto=proto,
@@ -268,5 +285,6 @@ def _decode(layout: EntryLayout, entry: bytes) -> DecodedRule:
         socket_mark=socket_mark,
         match_set=match_set,
         set_flags=flags,
+        log_limit=log_limit,
     )
-    return DecodedRule(match, comment)
+    return DecodedRule(match, comment, log_target)

@@ -146,6 +146,14 @@ WEB = JailRules(
 )
 
 
+def log(lane: str) -> str:
+    """A jail chain's copy to the attempts log, just before its DROP (docs/attempts.md)."""
+    return (
+        f"-A NJ-{lane.upper()}-web -m limit --limit 200/sec --limit-burst 400 -j NFLOG"
+        f' --nflog-prefix "netjail:{lane}:web" --nflog-group 5770 --nflog-size 384'
+    )
+
+
 def test_sync_creates_exactly_the_expected_rules(fw: IptcFirewall) -> None:
     fw.sync_jail(WEB)
     assert ours("inet") == [
@@ -157,8 +165,10 @@ def test_sync_creates_exactly_the_expected_rules(fw: IptcFirewall) -> None:
         "-A OUTPUT -m comment --comment netjail -j NETJAIL-OUT",
         "-A NETJAIL-IN -p tcp -m tcp --dport 8080 -j NJ-I-web",
         "-A NETJAIL-OUT -p udp -m udp --dport 5353 -j NJ-O-web",
+        log("i"),
         "-A NJ-I-web -j DROP",
         "-A NJ-O-web -d 127.0.0.53/32 -p udp -m udp --dport 53 -j RETURN",
+        log("o"),
         "-A NJ-O-web -j DROP",
     ]
     assert ours("inet6") == [
@@ -169,7 +179,9 @@ def test_sync_creates_exactly_the_expected_rules(fw: IptcFirewall) -> None:
         "-A INPUT -m comment --comment netjail -j NETJAIL-IN",
         "-A OUTPUT -m comment --comment netjail -j NETJAIL-OUT",
         "-A NETJAIL-OUT -d fd00:1::/64 -p tcp -j NJ-O-web",
+        log("i"),
         "-A NJ-I-web -j DROP",
+        log("o"),
         "-A NJ-O-web -j DROP",
     ]
     assert all("FORWARD" not in line for f in TOOL for line in ours(f))  # no fwd selectors: no FWD

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from netjail.backends.firewall.ipsets import Ipsets
 
 from tests.conftest import Host, Peer, python_for, setpriv_as, start_peer
@@ -28,10 +27,6 @@ IN_FLIGHT = Path(__file__).with_name("in_flight_probe.py")
 WATCH = 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: nothing reads sockets in a unix queue; measured 279-288 of 279-288 datagrams out",
-)
 def test_a_socket_kept_in_flight_is_cut_within_a_watcher_period(
     cli: CLI, spawn_peer: Callable[..., Peer], spawn_script: Callable[..., Peer]
 ) -> None:

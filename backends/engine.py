@@ -26,7 +26,7 @@ from netjail.backends.errors import (
     UnsupportedEnvironment,
 )
 from netjail.backends.firewall.base import Firewall, JailRules
-from netjail.backends.jails import block_report, mark_check, policy, watcher
+from netjail.backends.jails import accept_queue, block_report, mark_check, policy, watcher
 from netjail.backends.jails import cgroups as jail_cgroups
 from netjail.backends.jails import marks as jail_marks
 from netjail.backends.jails.labelled import labelled_snapshot
@@ -475,7 +475,9 @@ class Engine:
                 jail.members.remove(m)  # a --tree child that exited meanwhile
         _fault_point("move")
         # the mark rule is loaded: each socket is cut from its next packet on
+        had = jail_marks.marked(jail)
         self._mark(jail, members, seen)
+        accept_queue.refresh(jail, not had.issuperset(jail_marks.marked(jail)))
         sockets = before
         if jail.marks_unavailable or jail.mark_foreign or kill:
             # address selectors (or kills) for them need their addresses: a fresh scan

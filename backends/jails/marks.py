@@ -143,3 +143,9 @@ def prune(jail: JailState, live: Collection[int]) -> None:
 def forget_other(live: Collection[int]) -> None:
     _OTHER.intersection_update(live)
     _PACKET.intersection_update(live)
+
+
+def local_sockets(held: Iterable[int]) -> set[int]:
+    """Of these inodes, the sockets seen not to be INET nor AF_PACKET: unix (and netlink) ones,
+    whose queues may hold sockets in flight (in_flight)."""
+    return (set(held) & _OTHER) - _PACKET

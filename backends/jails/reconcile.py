@@ -31,9 +31,9 @@ from pathlib import Path
 
 from netjail.backends.errors import NetjailError, NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
+from netjail.backends.jails import accept_queue, in_flight, socket_cgroups
 from netjail.backends.jails import cgroups as jail_cgroups
 from netjail.backends.jails import marks as jail_marks
-from netjail.backends.jails import socket_cgroups
 from netjail.backends.jails.rules import allow_from_rules, desired_rules
 from netjail.backends.jails.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
 from netjail.backends.launch import groups, netns, pasta
@@ -82,7 +82,11 @@ class Reconciler:
                 # where each process is was read by the refresh just now, unless the repair moved some
                 notes += self._bring_back_escapees(jail, None if repaired else self._found.get(jail.name))
                 self._read_held_inodes(jail)
+                had = jail_marks.marked(jail)
                 notes += self._mark(jail)
+                held = (i for m in jail.members for i in self._raw_by_pid.get(m.pid, ()))
+                in_flight.mark_in_flight(jail, jail_marks.local_sockets(held))
+                accept_queue.refresh(jail, not had.issuperset(jail_marks.marked(jail)))
             notes += _check_pasta(jail)
             kept.append(jail)
         # Sockets by address only where marks do not cover them all: a cgroup jail whose every

@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.firewall.fallback_sets import selectors_for_sets
+from netjail.backends.jails import accept_queue
 from netjail.backends.jails.policy import parse_allow
 from netjail.backends.jails.socket_rules import set_entries_for_all
 from netjail.backends.jails.state import JailState
@@ -65,6 +66,8 @@ def desired_rules(
     # sockets that could not be marked: one set lookup per direction and kind, whatever their
     # number (fallback_sets), never one rule each
     set_entries = set_entries_for_all(chosen)
+    if jail.queued:  # connections a listener's queue held, not marked yet (accept_queue)
+        set_entries = tuple(dict.fromkeys(set_entries + tuple(accept_queue.entries(jail))))
     out_sel, in_sel = selectors_for_sets(jail.name, set_entries)
     out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
     if jail.strategy == "cgroup":

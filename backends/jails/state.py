@@ -84,6 +84,9 @@ class JailState:
     mark_foreign: list[int] = field(default_factory=list)
     marks_unavailable: bool = False
     mark_force: bool = False
+    # connections accepted from a marked listener's queue, not marked yet, as
+    # [family, port, local, remote] (accept_queue): in the jail's flow set until they are
+    queued: list[list[Any]] = field(default_factory=list)
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown
     # owner, gid, netns and seccomp strategies

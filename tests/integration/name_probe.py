@@ -148,9 +148,11 @@ def backlog(name: str) -> None:
         time.sleep(0.05)
     server.setblocking(False)
     sent = errors = 0
+    kept = []  # open: the watcher marks them, and the jail's set lets them go
     while True:
         try:
             conn, _ = server.accept()
+            kept.append(conn)
         except BlockingIOError:
             break
         try:

@@ -580,8 +580,10 @@ def test_incoming_mark_lane_matches_the_sockets_mark_and_survives_a_resync(fw: I
         gate = [ln for ln in save("inet", counters=True) if "-j NETJAIL-IN-MK" in ln]
         assert len(gate) == 1 and "--mark 0x0/0xffffff " in gate[0], gate  # no bits but netjail's
         lane = [ln for ln in ours("inet") if ln.startswith("-A NETJAIL-IN-MK")]
-        assert lane[0] == "-A NETJAIL-IN-MK -m mark --mark 0x0/0xffffff -j MARK --set-xmark 0x0/0xff000000"
-        assert "--nowildcard --restore-skmark -m mark --mark 0x0 -j RETURN" in lane[1], lane
+        # the lookup first: an unjailed socket's packet leaves after one rule
+        assert "--nowildcard --restore-skmark -m mark --mark 0x0 -j RETURN" in lane[0], lane
+        assert lane[1] == "-A NETJAIL-IN-MK -m mark --mark 0x0/0xffffff -j MARK --set-xmark 0x0/0xff000000"
+        assert "--nowildcard --restore-skmark -m mark --mark 0x0 -j RETURN" in lane[2], lane
         assert lane[-1] == "-A NETJAIL-IN-MK -j MARK --set-xmark 0x0/0xffffffff"
         fw.sync_jail(JailRules("inmark", in_selectors=(mark,)))
         assert [ln for ln in save("inet", counters=True) if "-j NETJAIL-IN-MK" in ln] == gate

@@ -54,13 +54,16 @@ def test_mark_lane_head_covers_every_jails_mask_and_incoming_clears_the_mark() -
     assert MK.gates("inet", body) == [(MK.chain, Match("inet"), None)]
     assert MK.tail("inet") == []
     # coming in, only unmarked packets are looked up, and the mark goes back to 0 after
-    # coming in: packets with no bits but netjail's enter (a jailed sender's mark over lo),
-    # lose netjail's bits, then take their socket's mark; the mark goes back to 0 after
+    # coming in: packets with no bits but netjail's enter (a jailed sender's mark over lo) and
+    # take their socket's mark: one without a mark leaves at the first rule; the others lose
+    # netjail's bits and are looked up again; the mark goes back to 0 after
     not_ours = ALL_BITS & ~0xFF0000F0
+    lookup = ("RETURN", Match("inet6", mark=0, mark_mask=ALL_BITS, socket_mark=True), None)
     assert IN_MK.gates("inet6", body) == [(IN_MK.chain, Match("inet6", mark=0, mark_mask=not_ours), None)]
     assert IN_MK.head("inet6", body) == [
+        lookup,
         (CLEAR_MARK, Match("inet6", mark=0, mark_mask=not_ours), None),
-        ("RETURN", Match("inet6", mark=0, mark_mask=ALL_BITS, socket_mark=True), None),
+        lookup,
     ]
     assert IN_MK.tail("inet6") == [(CLEAR_MARK, Match("inet6"), None)]
 

@@ -19,10 +19,12 @@ from netjail.backends.system.sockdiag import (
     OWNED_STATES,
     SOCK_DIAG_BY_FAMILY,
     DumpCache,
+    Flow,
     Known,
     Unavailable,
     dump_request,
     parse_dump,
+    parse_flows,
 )
 
 TCP4 = [
@@ -250,3 +252,20 @@ def test_tcp_info_run_of_same_shaped_records_decodes_like_one_by_one() -> None:
     again: list[Socket] = []
     parse_dump(buffer, "tcp", again, cache=keep, traffic={})
     assert again == out and all(s is keep[s.inode][2] for s in again)  # unchanged records reused
+
+
+def test_flows_keep_inode_0_records_and_read_the_mark_attribute() -> None:
+    """The accept queue's check (accept_queue.py) needs what parse_dump skips: records without an
+    inode, and each one's INET_DIAG_MARK (15; every full socket's record carries it, 0 too)."""
+    first, second, *_ = _records(TCP4[0])
+    queued = bytearray(second)
+    struct.pack_into("=I", queued, 16 + 72 - 4, 0)  # no inode: in no fd table yet
+    at = 16 + 72
+    while struct.unpack_from("=H", queued, at + 2)[0] & 0x3FFF != 15:
+        at += (struct.unpack_from("=H", queued, at)[0] + 3) & ~3
+    struct.pack_into("=I", queued, at + 4, 0x1000000)
+    flows: list[Flow] = []
+    assert not parse_flows(first + bytes(queued), flows)
+    assert [(f.inode != 0, f.mark) for f in flows] == [(True, 0), (False, 0x1000000)]
+    assert flows[0].lport == 8080 and flows[0].local == socket.inet_aton("127.0.0.1")
+    assert parse_flows(TCP4[1], flows)  # NLMSG_DONE

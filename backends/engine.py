@@ -41,6 +41,7 @@ from netjail.backends.jails.state import (
     MemberState,
     Registry,
     Store,
+    StrategyName,
 )
 from netjail.backends.jails.strategies import STRATEGIES
 from netjail.backends.jails.views import alive, jail_counters, jail_infos
@@ -261,7 +262,7 @@ class Engine:
             if jail is None:
                 jail = JailState(
                     name,
-                    "cgroup",
+                    StrategyName.CGROUP,
                     allow=allow_text,
                     allow_loopback=req.allow_loopback,
                     cgroup=jail_cgroups.jail_path(name),

@@ -25,7 +25,7 @@ from netjail.backends.jails import marks as jail_marks
 from netjail.backends.jails import policy, watcher
 from netjail.backends.jails.names import check_jail_name, derive_jail_name
 from netjail.backends.jails.rules import desired_rules
-from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState
+from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState, StrategyName
 from netjail.backends.jails.strategies import LAUNCH_STRATEGIES
 from netjail.backends.launch import credentials, groups, host_forwarding, logs, netns, pasta, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
@@ -208,7 +208,7 @@ class Launches:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             jail = JailState(
                 name,
-                req.strategy,
+                StrategyName(req.strategy),
                 allow=allow,
                 allow_loopback=req.allow_loopback,
                 keep=req.keep,
@@ -350,7 +350,7 @@ class Launches:
             procs = self.preview_owner(req.user, req.group, force=True)
             jail = JailState(
                 name,
-                "owner",
+                StrategyName.OWNER,
                 allow=[str(a) for a in allow],
                 allow_loopback=req.allow_loopback,
                 uid=uid,

@@ -35,7 +35,15 @@ from netjail.backends.jails import cgroups as jail_cgroups
 from netjail.backends.jails import marks as jail_marks
 from netjail.backends.jails import socket_cgroups
 from netjail.backends.jails.rules import allow_from_rules, desired_rules
-from netjail.backends.jails.state import LAUNCHER, PENDING, RELEASING, JailState, MemberState, Registry
+from netjail.backends.jails.state import (
+    LAUNCHER,
+    PENDING,
+    RELEASING,
+    JailState,
+    MemberState,
+    Registry,
+    StrategyName,
+)
 from netjail.backends.launch import groups, netns, pasta
 from netjail.backends.model import Process, Socket
 from netjail.backends.system import identity, systemd_units
@@ -239,7 +247,7 @@ class Reconciler:
             }
             return JailState(
                 name,
-                "cgroup",
+                StrategyName.CGROUP,
                 cgroup=rel,
                 members=members,
                 cgroups=subs,
@@ -249,7 +257,7 @@ class Reconciler:
             found = netns.read_netns(name)
             jail = JailState(
                 name,
-                "netns",
+                StrategyName.NETNS,
                 netns=found.name if found else "",
                 veth=(found.host_iface or "") if found else "",
                 keep=True,
@@ -271,7 +279,9 @@ class Reconciler:
             return None
         uid, gid = owners[0].uid_owner, owners[0].gid_owner
         created = groups.group_gid(groups.group_name(name)) == gid if gid is not None else False
-        return JailState(name, "gid" if created else "owner", uid=uid, gid=gid, group_created=created)
+        return JailState(
+            name, StrategyName.GID if created else StrategyName.OWNER, uid=uid, gid=gid, group_created=created
+        )
 
     # ---- 2. interrupted steps -------------------------------------------------------------
 

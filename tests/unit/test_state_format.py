@@ -13,8 +13,8 @@ from netjail.backends.jails.state import (
     MemberState,
     MemberStatus,
     Registry,
-    StrategyName,
     Store,
+    StrategyName,
 )
 
 OLD = Path(__file__).with_name("state_schema1.json")

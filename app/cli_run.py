@@ -119,6 +119,5 @@ def _run(a: argparse.Namespace) -> int:
             link=a.link or "",
         )
     )
-    own = f"jail {result.jail!r} removed"  # expected once the command is done: not news
-    print_notes(n for n in engine.notes if not n.startswith(own))
+    print_notes(result.notes)
     return result.exit_code or 0

@@ -325,6 +325,7 @@ class Engine:
             shared=shared,
             unit=systemd_units.unit_of(target.cgroup),
             cgroup=members[0].cgroup if members else "",
+            notes=tuple(self.notes),
         )
 
     def _block_report(
@@ -604,7 +605,7 @@ class Engine:
                 if jail.name not in reg.jails:
                     removed.append(jail.name)
             self.store.save(reg)
-        return UnblockResult(tuple(released), tuple(removed))
+        return UnblockResult(tuple(released), tuple(removed), notes=tuple(self.notes))
 
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
         for jail in reg.jails.values():

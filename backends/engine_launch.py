@@ -135,7 +135,10 @@ class Launches:
             if self.engine.spawn_watcher:
                 watcher.ensure_running(self.engine.store.dir)
         path = log[0] if log else ""
-        return LaunchResult(jail.name if jail else "", req.strategy, proc.pid, log=path), proc
+        result = LaunchResult(
+            jail.name if jail else "", req.strategy, proc.pid, log=path, notes=tuple(self.engine.notes)
+        )
+        return result, proc
 
     def run(self, req: LaunchRequest) -> LaunchResult:
         """Run req.argv jailed in the foreground and return its exit code: netjail's terminal is
@@ -158,7 +161,9 @@ class Launches:
             self.engine.notes[:0] = [n for n in said if n not in self.engine.notes]
         # the reconciliation above started its notes afresh
         self.engine.notes[:0] = [n for n in coverage if n not in self.engine.notes]
-        return replace(result, exit_code=code)
+        own = f"jail {result.jail!r} removed"  # expected once the command is done: not news
+        notes = tuple(n for n in self.engine.notes if not n.startswith(own))
+        return replace(result, exit_code=code, notes=notes)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
         """Everything about a launch that can be refused without touching anything:
@@ -378,6 +383,7 @@ class Launches:
             tuple(Member(p.pid, p.start_time, True, p.name) for p in procs),
             socket_rules=sockets,
             set_entries=len(rules.set_entries),
+            notes=tuple(self.engine.notes),
         )
 
     # ---- relaunch --------------------------------------------------------------------------

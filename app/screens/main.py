@@ -49,7 +49,7 @@ from netjail.app.screens.engine_calls import (
     UNBLOCK,
     EngineCalls,
 )
-from netjail.backends.engine import Engine
+from netjail.backends.engine_api import EngineAPI
 from netjail.backends.launch.credentials import default_user
 from netjail.backends.model import (
     BlockRequest,
@@ -125,7 +125,7 @@ class MainScreen(EngineCalls):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineAPI,
         interval: float = 1.0,
         counters_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,

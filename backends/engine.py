@@ -211,6 +211,15 @@ class Engine:
             self.store.save(reg)
             return list(self.notes)
 
+    # ---- for the launch code (engine_launch.Launches): its part of the engine, public ----
+
+    def load_reconciled(self) -> Registry:
+        """The registry, every jail reconciled (call with the store locked); notes in self.notes."""
+        return self._load()
+
+    def reconciler(self) -> Reconciler:
+        return self._reconciler()
+
     def _load(self, scope: Callable[[Registry], Collection[str] | None] | None = None) -> Registry:
         """The registry, reconciled: every jail, or the jails `scope` picks from the state as
         loaded (block and unblock: the one they act on; reconcile.py says why that is safe)."""

@@ -188,7 +188,7 @@ class Launches:
             self._refuse_shared_gid(req.gid)
         name = _jail_name(req)
         if not (req.strategy == "seccomp" and not self.engine.privileged()):
-            self.engine._require_root(f"netjail run --{req.strategy}")
+            self.engine.require_root(f"netjail run --{req.strategy}")
         return allow, name
 
     def _refuse_shared_gid(self, gid: int) -> None:
@@ -208,7 +208,7 @@ class Launches:
             return None  # works without root; the registry (root's) simply does not list it
         me = identity.current(os.getpid())
         with self.engine.store.locked():
-            reg = self.engine._load()
+            reg = self.engine.load_reconciled()
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             jail = JailState(
@@ -236,7 +236,7 @@ class Launches:
             try:
                 self._create_launch_objects(jail, bool(allow))
             except BaseException:
-                self.engine.notes += self.engine._reconciler().release(
+                self.engine.notes += self.engine.reconciler().release(
                     reg, jail, list(jail.members), remove_jail=True
                 )
                 self.engine.store.save(reg)
@@ -303,7 +303,7 @@ class Launches:
         with self.engine.store.locked():
             reg = self.engine.store.load()
             if (jail := reg.jails.get(name)) is not None:
-                self.engine.notes += self.engine._reconciler().release(
+                self.engine.notes += self.engine.reconciler().release(
                     reg, jail, list(jail.members), remove_jail=True
                 )
                 self.engine.store.save(reg)
@@ -347,9 +347,9 @@ class Launches:
         name = check_jail_name(req.jail) if req.jail else derive_jail_name(f"{kind}-{label}")
         if not force:
             _refuse_own_owner(kind, label, uid, gid)
-        self.engine._require_root(f"blocking a {kind}")
+        self.engine.require_root(f"blocking a {kind}")
         with self.engine.store.locked():
-            reg = self.engine._load()
+            reg = self.engine.load_reconciled()
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             procs = self.preview_owner(req.user, req.group, force=True)

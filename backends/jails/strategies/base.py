@@ -16,9 +16,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping
 
+    from netjail.backends.engine_launch import Launches
     from netjail.backends.firewall.base import JailRules, Match
     from netjail.backends.jails.reconcile import Reconciler
-    from netjail.backends.model import Process, Socket
+    from netjail.backends.model import LaunchRequest, Process, Socket
 
 
 class Strategy:
@@ -98,6 +99,32 @@ class Strategy:
     ) -> list[str]:
         """Undo the strategy's own kernel objects (its rules are gone already). Returns notes."""
         return []
+
+    # ---- launching (strategies whose info.launch is set) -------------------------------------
+
+    launch_needs_root = True  # seccomp: a filter needs no privilege (then no registry entry)
+    spawn_seccomp = False  # the command starts with the socket() filter (launch/seccomp_filter)
+
+    def check_launch(self, launches: Launches, req: LaunchRequest, allow: list[str]) -> None:
+        """Refuse what this strategy cannot launch as asked, before anything is touched."""
+        from netjail.backends.errors import BadInput
+
+        if req.link:
+            raise BadInput("--link applies to --netns with --allow (without one the jail has loopback only)")
+
+    def launch_state(self, jail: JailState, req: LaunchRequest, reg: Registry, allow: list[str]) -> None:
+        """Fill in the new launch jail's own fields before it is journalled."""
+
+    def create_launch_objects(self, launches: Launches, jail: JailState, link: bool) -> list[str]:
+        """Create the kernel objects the jail needs before its rules are loaded. Returns notes."""
+        return []
+
+    def after_launch_rules(self, launches: Launches, jail: JailState) -> None:
+        """What starts once the jail's rules are loaded (and before its command)."""
+
+    def launch_gid(self, jail: JailState) -> int | None:
+        """The group the command runs under, when the strategy picks it."""
+        return None
 
 
 class Found:

@@ -11,9 +11,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from netjail.backends.engine_launch import Launches
     from netjail.backends.firewall.base import Match
     from netjail.backends.jails.reconcile import Reconciler
-    from netjail.backends.model import Process
+    from netjail.backends.model import LaunchRequest, Process
 
 
 class Gid(Strategy):
@@ -43,6 +44,27 @@ class Gid(Strategy):
         if owner is None or owner[1] is None or groups.group_gid(groups.group_name(name)) != owner[1]:
             return None
         return JailState(name, StrategyName.GID, uid=owner[0], gid=owner[1], group_created=True)
+
+    def check_launch(self, launches: Launches, req: LaunchRequest, allow: list[str]) -> None:
+        super().check_launch(launches, req, allow)
+        if req.gid is not None and not req.force:
+            launches.refuse_shared_gid(req.gid)
+
+    def launch_state(self, jail: JailState, req: LaunchRequest, reg: Registry, allow: list[str]) -> None:
+        from netjail.backends.launch import groups
+
+        jail.gid = req.gid
+        jail.group_created = req.gid is None and groups.group_gid(groups.group_name(jail.name)) is None
+
+    def create_launch_objects(self, launches: Launches, jail: JailState, link: bool) -> list[str]:
+        if jail.gid is None:
+            from netjail.backends.launch import groups
+
+            jail.gid, _ = groups.ensure_group(jail.name)
+        return []
+
+    def launch_gid(self, jail: JailState) -> int | None:
+        return jail.gid
 
     def found_pids(
         self, rc: Reconciler, jail: JailState, alive: list[MemberState], procs: Mapping[int, Process]

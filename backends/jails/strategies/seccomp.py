@@ -11,8 +11,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from netjail.backends.engine_launch import Launches
     from netjail.backends.jails.reconcile import Reconciler
-    from netjail.backends.model import Process
+    from netjail.backends.model import LaunchRequest, Process
 
 
 class Seccomp(Strategy):
@@ -26,6 +27,18 @@ class Seccomp(Strategy):
         allow_list=False,
         counters=False,
     )
+
+    launch_needs_root = False
+    spawn_seccomp = True
+
+    def check_launch(self, launches: Launches, req: LaunchRequest, allow: list[str]) -> None:
+        super().check_launch(launches, req, allow)
+        if allow:
+            from netjail.backends.errors import BadInput
+
+            raise BadInput(
+                "seccomp refuses every network socket: it has no allow-list (use --netns or --gid)"
+            )
 
     def found_pids(
         self, rc: Reconciler, jail: JailState, alive: list[MemberState], procs: Mapping[int, Process]

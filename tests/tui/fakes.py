@@ -193,9 +193,36 @@ PROCESSES: tuple[Process, ...] = (
 STRATEGIES = (
     StrategyInfo("cgroup", "cgroup2 path match + rules for existing sockets", True, False, True, True),
     StrategyInfo("owner", "every process of a user or group, now and later", True, False, True, True),
-    StrategyInfo("netns", "run in a new network namespace, or a filtered veth", False, True, True, True),
-    StrategyInfo("gid", "run under a group whose packets an owner rule drops", False, True, True, True),
-    StrategyInfo("seccomp", "run with network sockets refused; nothing counted", False, True, False, False),
+    StrategyInfo(
+        "netns",
+        "run in a new network namespace, or a filtered veth",
+        False,
+        True,
+        True,
+        True,
+        keep_option=True,
+        effect="in a new network namespace",
+    ),
+    StrategyInfo(
+        "gid",
+        "run under a group whose packets an owner rule drops",
+        False,
+        True,
+        True,
+        True,
+        loopback_option=True,
+        keep_option=True,
+        effect="under a group whose packets are dropped",
+    ),
+    StrategyInfo(
+        "seccomp",
+        "run with network sockets refused; nothing counted",
+        False,
+        True,
+        False,
+        False,
+        effect="with network sockets refused (seccomp)",
+    ),
 )
 
 

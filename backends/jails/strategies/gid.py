@@ -26,6 +26,9 @@ class Gid(Strategy):
         launch=True,
         allow_list=True,
         counters=True,
+        loopback_option=True,
+        keep_option=True,
+        effect="under a group whose packets are dropped",
     )
 
     def selectors(self, jail: JailState) -> tuple[tuple[Match, ...], tuple[Match, ...]] | None:

@@ -29,6 +29,8 @@ class Netns(Strategy):
         launch=True,
         allow_list=True,
         counters=True,
+        keep_option=True,
+        effect="in a new network namespace",
     )
 
     def desired_rules(

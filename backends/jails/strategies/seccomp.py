@@ -26,6 +26,7 @@ class Seccomp(Strategy):
         launch=True,
         allow_list=False,
         counters=False,
+        effect="with network sockets refused (seccomp)",
     )
 
     launch_needs_root = False

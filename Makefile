@@ -84,6 +84,8 @@ check: setup
 	mkdir -p .typecheck/netjail
 	for d in app widgets backends; do ln -sfn ../../$$d .typecheck/netjail/$$d; done
 	MYPYPATH=.typecheck $(VENV)/bin/mypy --explicit-package-bases -p netjail.backends -p netjail.app -p netjail.widgets
+	@# the TUI's engine double must implement the EngineAPI the TUI types against
+	MYPYPATH=.typecheck $(VENV)/bin/mypy --explicit-package-bases tests/tui/fakes.py
 	PYTHONPATH=.typecheck $(VENV)/bin/lint-imports
 
 bench: setup

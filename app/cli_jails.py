@@ -14,11 +14,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a
 if TYPE_CHECKING:  # `--help` imports every command module: no dataclasses for it
     from typing import Any
 
-    from netjail.backends.engine import Engine
+    from netjail.backends.engine_api import EngineAPI
     from netjail.backends.model import Counters, JailCounters, JailInfo
 
 
-def _engine() -> Engine:
+def _engine() -> EngineAPI:
     from netjail.backends.engine import Engine  # only the commands that act load it
 
     return Engine()
@@ -103,7 +103,7 @@ def _block(a: argparse.Namespace) -> int:
         force=a.force,
     )
     result = engine.block(req)
-    print_notes(engine.notes)
+    print_notes(result.notes)
     if a.json:
         print_json(result)
         return 0
@@ -132,7 +132,7 @@ def _block(a: argparse.Namespace) -> int:
     return 0
 
 
-def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
+def _block_owner(engine: EngineAPI, a: argparse.Namespace) -> int:
     """Show every process the block affects, ask (unless --yes), then block."""
     ignored = [
         flag for flag, used in (("--tree", a.tree), ("--kill-connections", a.kill_connections)) if used
@@ -171,7 +171,7 @@ def _block_owner(engine: Engine, a: argparse.Namespace) -> int:
         user=a.user, group=a.group, jail=a.jail, allow=tuple(a.allow), allow_loopback=a.allow_loopback
     )
     result = engine.block_owner(req, force=a.force)
-    print_notes(engine.notes)
+    print_notes(result.notes)
     if a.json:
         print_json(result)
     else:
@@ -188,7 +188,7 @@ def _unblock(a: argparse.Namespace) -> int:
     from netjail.backends.model import UnblockRequest
 
     result = engine.unblock(UnblockRequest(pid=a.pid, jail=a.jail, all=a.all))
-    print_notes(engine.notes)
+    print_notes(result.notes)
     if a.json:
         print_json(result)
         return 0
@@ -215,8 +215,10 @@ def _list(a: argparse.Namespace) -> int:
         jails = jail_views.jail_infos(*jail_views.read_now(store))
     else:
         engine = _engine()
-        jails = engine.jails()
-        print_notes(engine.notes)
+        engine.require_root("reading netjail's jails")
+        notes = engine.reconcile()
+        jails = engine.jails(reconcile=False)
+        print_notes(notes)
     if a.json:
         print_json(list(jails))
         return 0

@@ -37,7 +37,11 @@ def _valid_unicode(obj: Any) -> Any:
             _valid_unicode(k if isinstance(k, str) else _key(k)): _valid_unicode(v) for k, v in obj.items()
         }
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _valid_unicode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: _valid_unicode(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.metadata.get("json", True)  # a result's notes go to stderr, not in the document
+        }
     return obj
 
 

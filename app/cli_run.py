@@ -88,12 +88,16 @@ def _run(a: argparse.Namespace) -> int:
         raise BadInput("no command given: netjail run --netns -- CMD ARGS...")
     if "/" in argv[0] and not os.path.isabs(argv[0]) and (cwd := hardening.caller().cwd):
         argv = [os.path.join(cwd, argv[0]), *argv[1:]]  # typed relative to where netjail started
+    from netjail.backends.jails.strategies import by_name
+
     strategy = "netns" if a.netns else "seccomp" if a.seccomp else "gid"
+    info = by_name(strategy)
+    assert info is not None
     ignored = [
         flag
         for flag, used, applies in (
-            ("--allow-loopback", a.allow_loopback, strategy == "gid"),
-            ("--keep", a.keep, strategy != "seccomp"),
+            ("--allow-loopback", a.allow_loopback, info.loopback_option),
+            ("--keep", a.keep, info.keep_option),
         )
         if used and not applies
     ]
@@ -119,6 +123,5 @@ def _run(a: argparse.Namespace) -> int:
             link=a.link or "",
         )
     )
-    own = f"jail {result.jail!r} removed"  # expected once the command is done: not news
-    print_notes(n for n in engine.notes if not n.startswith(own))
+    print_notes(result.notes)
     return result.exit_code or 0

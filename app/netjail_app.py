@@ -9,7 +9,7 @@ from typing import ClassVar
 from netjail.app.netns_labels import named_netns
 from netjail.app.screens.help import HelpScreen
 from netjail.app.screens.main import MainScreen
-from netjail.backends.engine import Engine
+from netjail.backends.engine_api import EngineAPI
 from netjail.widgets.safe_text import printable
 from textual.app import App
 from textual.binding import Binding, BindingType
@@ -30,7 +30,7 @@ class NetjailApp(App[None]):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineAPI,
         interval: float = 1.0,
         counters_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,

@@ -13,6 +13,7 @@ from netjail.app.netjail_app import NetjailApp
 from netjail.app.netns_labels import named_netns
 from netjail.backends import hardening
 from netjail.backends.engine import Engine
+from netjail.backends.engine_api import EngineAPI
 from netjail.backends.errors import EXIT_BAD_INPUT, NetjailError
 from netjail.backends.system.inventory import Inventory
 from netjail.backends.version import __version__
@@ -20,7 +21,7 @@ from netjail.widgets.safe_text import printable
 
 
 def create_app(
-    engine: Engine | None = None,
+    engine: EngineAPI | None = None,
     interval: float = 1.0,
     counters_interval: float = 0.5,
     clock: Callable[[], float] = time.monotonic,

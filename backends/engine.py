@@ -41,6 +41,7 @@ from netjail.backends.jails.state import (
     MemberState,
     Registry,
     Store,
+    StrategyName,
 )
 from netjail.backends.jails.strategies import STRATEGIES
 from netjail.backends.jails.views import alive, jail_counters, jail_infos
@@ -210,6 +211,15 @@ class Engine:
             self.store.save(reg)
             return list(self.notes)
 
+    # ---- for the launch code (engine_launch.Launches): its part of the engine, public ----
+
+    def load_reconciled(self) -> Registry:
+        """The registry, every jail reconciled (call with the store locked); notes in self.notes."""
+        return self._load()
+
+    def reconciler(self) -> Reconciler:
+        return self._reconciler()
+
     def _load(self, scope: Callable[[Registry], Collection[str] | None] | None = None) -> Registry:
         """The registry, reconciled: every jail, or the jails `scope` picks from the state as
         loaded (block and unblock: the one they act on; reconcile.py says why that is safe)."""
@@ -261,7 +271,7 @@ class Engine:
             if jail is None:
                 jail = JailState(
                     name,
-                    "cgroup",
+                    StrategyName.CGROUP,
                     allow=allow_text,
                     allow_loopback=req.allow_loopback,
                     cgroup=jail_cgroups.jail_path(name),
@@ -324,6 +334,7 @@ class Engine:
             shared=shared,
             unit=systemd_units.unit_of(target.cgroup),
             cgroup=members[0].cgroup if members else "",
+            notes=tuple(self.notes),
         )
 
     def _block_report(
@@ -605,7 +616,7 @@ class Engine:
                 if jail.name not in reg.jails:
                     removed.append(jail.name)
             self.store.save(reg)
-        return UnblockResult(tuple(released), tuple(removed))
+        return UnblockResult(tuple(released), tuple(removed), notes=tuple(self.notes))
 
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
         for jail in reg.jails.values():

@@ -20,14 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess, UnsupportedEnvironment
-from netjail.backends.jails import marks as jail_marks
+from netjail.backends.errors import BadInput, NetjailError, ProtectedProcess
 from netjail.backends.jails import policy, watcher
 from netjail.backends.jails.names import check_jail_name, derive_jail_name
 from netjail.backends.jails.rules import desired_rules
-from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState
-from netjail.backends.jails.strategies import LAUNCH_STRATEGIES
-from netjail.backends.launch import credentials, groups, host_forwarding, logs, netns, pasta, relaunch_target
+from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState, StrategyName
+from netjail.backends.jails.strategies import LAUNCH_STRATEGIES, strategy
+from netjail.backends.launch import credentials, logs, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
 from netjail.backends.launch.spawn import run_foreground, spawn_jailed
 from netjail.backends.model import (
@@ -39,7 +38,6 @@ from netjail.backends.model import (
     Process,
 )
 from netjail.backends.system import identity
-from netjail.backends.system.cgroupfs import find_cgroup2
 
 if TYPE_CHECKING:
     from netjail.backends.engine import Engine
@@ -104,7 +102,7 @@ class Launches:
             jail = self._prepare_launch(req)
             if log is not None:
                 stdin, stdout, stderr = subprocess.DEVNULL, log[1], log[1]
-            gid = jail.gid if jail and jail.strategy == "gid" else None
+            gid = strategy(jail.strategy).launch_gid(jail) if jail else None
             if target is not None and gid is None:
                 gid = target.gid
             proc = spawn_jailed(
@@ -112,7 +110,7 @@ class Launches:
                 user=req.user,
                 netns=jail.netns if jail and jail.netns else None,
                 gid=gid,
-                seccomp=req.strategy == "seccomp",
+                seccomp=strategy(req.strategy).spawn_seccomp,
                 cwd=None if target else req.cwd,
                 preferred_cwd=target.cwd if target else None,
                 env=dict(req.env) if req.env is not None else None,
@@ -135,7 +133,10 @@ class Launches:
             if self.engine.spawn_watcher:
                 watcher.ensure_running(self.engine.store.dir)
         path = log[0] if log else ""
-        return LaunchResult(jail.name if jail else "", req.strategy, proc.pid, log=path), proc
+        result = LaunchResult(
+            jail.name if jail else "", req.strategy, proc.pid, log=path, notes=tuple(self.engine.notes)
+        )
+        return result, proc
 
     def run(self, req: LaunchRequest) -> LaunchResult:
         """Run req.argv jailed in the foreground and return its exit code: netjail's terminal is
@@ -158,7 +159,9 @@ class Launches:
             self.engine.notes[:0] = [n for n in said if n not in self.engine.notes]
         # the reconciliation above started its notes afresh
         self.engine.notes[:0] = [n for n in coverage if n not in self.engine.notes]
-        return replace(result, exit_code=code)
+        own = f"jail {result.jail!r} removed"  # expected once the command is done: not news
+        notes = tuple(n for n in self.engine.notes if not n.startswith(own))
+        return replace(result, exit_code=code, notes=notes)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
         """Everything about a launch that can be refused without touching anything:
@@ -173,20 +176,14 @@ class Launches:
         allow = [str(a) for a in policy.parse_allow_list(req.allow)]
         if req.link not in ("", *LINKS):
             raise BadInput(f"unknown link {req.link!r} (one of: {', '.join(LINKS)})")
-        if req.link and (req.strategy != "netns" or not allow):
-            raise BadInput("--link applies to --netns with --allow (without one the jail has loopback only)")
-        if req.strategy == "seccomp" and allow:
-            raise BadInput(
-                "seccomp refuses every network socket: it has no allow-list (use --netns or --gid)"
-            )
-        if req.strategy == "gid" and req.gid is not None and not req.force:
-            self._refuse_shared_gid(req.gid)
+        kind = strategy(req.strategy)
+        kind.check_launch(self, req, allow)
         name = _jail_name(req)
-        if not (req.strategy == "seccomp" and not self.engine.privileged()):
-            self.engine._require_root(f"netjail run --{req.strategy}")
+        if kind.launch_needs_root or self.engine.privileged():
+            self.engine.require_root(f"netjail run --{req.strategy}")
         return allow, name
 
-    def _refuse_shared_gid(self, gid: int) -> None:
+    def refuse_shared_gid(self, gid: int) -> None:
         """--gid N drops everything N sends, now and later: N must belong to the jail alone."""
         _refuse_own_owner("group", str(gid), None, gid)
         users = [p for p in self.engine.inventory.snapshot(all_processes=True).processes if p.gid == gid]
@@ -199,39 +196,29 @@ class Launches:
 
     def _prepare_launch(self, req: LaunchRequest) -> JailState | None:
         allow, name = self._validate(req)
-        if req.strategy == "seccomp" and not self.engine.privileged():
+        if not strategy(req.strategy).launch_needs_root and not self.engine.privileged():
             return None  # works without root; the registry (root's) simply does not list it
         me = identity.current(os.getpid())
         with self.engine.store.locked():
-            reg = self.engine._load()
+            reg = self.engine.load_reconciled()
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             jail = JailState(
                 name,
-                req.strategy,
+                StrategyName(req.strategy),
                 allow=allow,
                 allow_loopback=req.allow_loopback,
                 keep=req.keep,
                 created_at=time.time(),
                 members=[MemberState(me.pid, me.start_time, "netjail", status=LAUNCHER)],
             )
-            if req.strategy == "gid":
-                jail.gid = req.gid
-                jail.group_created = req.gid is None and groups.group_gid(groups.group_name(name)) is None
-            if req.strategy == "netns":
-                jail.netns = netns.netns_name(name)
-                jail.link = (req.link or ("pasta" if pasta.available() else "veth")) if allow else ""
-                jail.veth = netns.host_iface(name) if jail.link == "veth" else ""
-                if jail.link == "pasta":
-                    jail.pasta_cgroup = pasta.cgroup_path(name)
-                    # pasta's sockets carry it: what arrives for them meets the allow-list
-                    jail_marks.assign(jail, [j.mark for j in reg.jails.values()])
+            strategy(req.strategy).launch_state(jail, req, reg, allow)
             reg.jails[name] = jail
             self.engine.store.save(reg)  # journal first: a crash from here on is undone by the next command
             try:
                 self._create_launch_objects(jail, bool(allow))
             except BaseException:
-                self.engine.notes += self.engine._reconciler().release(
+                self.engine.notes += self.engine.reconciler().release(
                     reg, jail, list(jail.members), remove_jail=True
                 )
                 self.engine.store.save(reg)
@@ -240,43 +227,16 @@ class Launches:
         return jail
 
     def _create_launch_objects(self, jail: JailState, link: bool) -> None:
-        if jail.strategy == "gid" and jail.gid is None:
-            jail.gid, _ = groups.ensure_group(jail.name)
-        if jail.strategy == "netns" and jail.link == "veth":
-            self.engine.notes += host_forwarding.veth_notes(jail.name, pasta_missing=not pasta.available())
-        if jail.strategy == "netns":
-            # no IPv6 on the link unless it is filtered: it would bypass the allow-list
-            filterable = self._filterable()
-            if link and "inet" not in filterable:  # the link always carries IPv4
-                raise UnsupportedEnvironment(
-                    "run --netns --allow needs IPv4 filtering, which this kernel lacks "
-                    "(see `netjail doctor`): use --gid"
-                )
-            made = netns.create_netns(
-                jail.name,
-                veth=jail.link == "veth",
-                ipv6="inet6" in filterable,
-                firewall=self.engine.firewall,
-            )
-            if made.forwarding_before is not None:
-                jail.forwarding_before = [made.forwarding_before.ipv4, made.forwarding_before.ipv6]
-        mount = None
-        if jail.strategy == "netns" and jail.link == "pasta":
-            if (found := find_cgroup2()) is None:
-                raise UnsupportedEnvironment("cgroup2 is not mounted: a pasta link is jailed by its cgroup")
-            mount = Path(found.path)
-            pasta.create_cgroup(jail.name, mount)
-            self.engine.notes += pasta.mark_sockets(jail, mount)
+        kind = strategy(jail.strategy)
+        self.engine.notes += kind.create_launch_objects(self, jail, link)
         rules = desired_rules(jail, {})
-        if rules is not None:  # before pasta starts: its first packet already meets the allow-list
+        if rules is not None:  # before a link starts: its first packet already meets the allow-list
             self.engine.firewall.sync_jail(rules)
             self._filtered = True
-        if mount is not None:
-            path = str(netns.netns_path(jail.name))
-            ipv6 = "inet6" in self._filterable()
-            jail.pasta_pid, jail.pasta_start, _ = pasta.start(jail.name, path, mount, ipv6=ipv6)
+        kind.after_launch_rules(self, jail)
 
-    def _filterable(self) -> tuple[str, ...]:
+    def filterable(self) -> tuple[str, ...]:
+        """The address families the firewall filters here (a netns link carries only those)."""
         from netjail.backends.firewall.families import usable
 
         found = self.engine.firewall.coverage()
@@ -303,7 +263,7 @@ class Launches:
         with self.engine.store.locked():
             reg = self.engine.store.load()
             if (jail := reg.jails.get(name)) is not None:
-                self.engine.notes += self.engine._reconciler().release(
+                self.engine.notes += self.engine.reconciler().release(
                     reg, jail, list(jail.members), remove_jail=True
                 )
                 self.engine.store.save(reg)
@@ -347,15 +307,15 @@ class Launches:
         name = check_jail_name(req.jail) if req.jail else derive_jail_name(f"{kind}-{label}")
         if not force:
             _refuse_own_owner(kind, label, uid, gid)
-        self.engine._require_root(f"blocking a {kind}")
+        self.engine.require_root(f"blocking a {kind}")
         with self.engine.store.locked():
-            reg = self.engine._load()
+            reg = self.engine.load_reconciled()
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             procs = self.preview_owner(req.user, req.group, force=True)
             jail = JailState(
                 name,
-                "owner",
+                StrategyName.OWNER,
                 allow=[str(a) for a in allow],
                 allow_loopback=req.allow_loopback,
                 uid=uid,
@@ -383,6 +343,7 @@ class Launches:
             tuple(Member(p.pid, p.start_time, True, p.name) for p in procs),
             socket_rules=sockets,
             set_entries=len(rules.set_entries),
+            notes=tuple(self.engine.notes),
         )
 
     # ---- relaunch --------------------------------------------------------------------------

@@ -105,6 +105,9 @@ class StrategyInfo:
     launch: bool  # can start a command already jailed
     allow_list: bool
     counters: bool
+    loopback_option: bool = False  # launch: --allow-loopback applies (a netns has its own lo)
+    keep_option: bool = False  # launch: --keep applies (the jail outlives its command)
+    effect: str = ""  # launch: how the command runs, for a confirmation ("in a new network namespace")
 
 
 # Requests and results live in model_actions, imported on first use (PEP 562): see there.

@@ -5,11 +5,17 @@ dataclasses at import (~0.5-1 ms each on Python 3.11).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from netjail.backends.model import Member, UnfilterableSocket
+
+
+def _notes() -> tuple[str, ...]:
+    """A result's notes: what the engine found and did on the way (drift repaired, host-wide
+    changes), for the UI to show. Not part of --json output (metadata read by cli_output)."""
+    return field(default=(), compare=False, metadata={"json": False})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,7 @@ class BlockResult:
     shared: tuple[SharedSocket, ...] = ()  # also cut for processes outside the jail
     unit: str | None = None  # the systemd unit the process belongs to (systemd_units)
     cgroup: str = ""  # where its jail lives: its member cgroup
+    notes: tuple[str, ...] = _notes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,7 @@ class UnblockRequest:
 class UnblockResult:
     released: tuple[Member, ...]
     removed_jails: tuple[str, ...]
+    notes: tuple[str, ...] = _notes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +145,7 @@ class LaunchResult:
     pid: int
     exit_code: int | None = None  # None while it runs (launch), set by run
     log: str = ""  # where a background launch's output goes ("" for run: the terminal)
+    notes: tuple[str, ...] = _notes()
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,9 +151,8 @@ class LaunchDialog(FormDialog[LaunchRequest]):
 
     def _sync_enabled(self) -> None:
         strategy = self._strategy()
-        name = strategy.name if strategy else ""
         self.query_one("#allow", Input).disabled = strategy is not None and not strategy.allow_list
-        self.query_one("#loopback", Checkbox).disabled = name != "gid"  # netns has its own lo
+        self.query_one("#loopback", Checkbox).disabled = not (strategy and strategy.loopback_option)
         self._allow()  # a disabled field is not wrong
 
     @on(OptionList.OptionHighlighted, "#strategy")
@@ -240,7 +239,7 @@ class LaunchDialog(FormDialog[LaunchRequest]):
             strategy=strategy.name,
             jail=jail or self._default_jail(argv),
             allow=allow,
-            allow_loopback=strategy.name == "gid" and self.query_one("#loopback", Checkbox).value,
+            allow_loopback=strategy.loopback_option and self.query_one("#loopback", Checkbox).value,
             user=p.user if p is not None else user,
             keep=self.query_one("#keep", Checkbox).value,
             cwd=self.cwd if p is not None else None,

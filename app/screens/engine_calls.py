@@ -32,7 +32,7 @@ from netjail.app.messages import (
     TargetChecked,
 )
 from netjail.app.netns_labels import named_netns
-from netjail.backends.engine import Engine
+from netjail.backends.engine_api import EngineAPI
 from netjail.backends.model import (
     BlockRequest,
     LaunchRequest,
@@ -53,7 +53,7 @@ CHECK_RELAUNCH, RELAUNCH = "relaunch check", "relaunch"
 class EngineCalls(Screen[None]):
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineAPI,
         clock: Callable[[], float] = time.monotonic,
         netns_names: Callable[[], dict[int, str]] = named_netns,
     ) -> None:
@@ -106,7 +106,7 @@ class EngineCalls(Screen[None]):
     def block(self, request: BlockRequest) -> None:
         with self.engine_lock:
             result = self.engine.block(request)
-            self._post_notes()
+            self._post_notes(result.notes)
         self.post_message(ProcessBlocked(request, result))
 
     @work(thread=True, exit_on_error=False, name=UNBLOCK, group="action")
@@ -114,19 +114,19 @@ class EngineCalls(Screen[None]):
         request = UnblockRequest(jail=process.jail) if whole_jail else UnblockRequest(pid=process.pid)
         with self.engine_lock:
             result = self.engine.unblock(request)
-            self._post_notes()
+            self._post_notes(result.notes)
         self.post_message(ProcessUnblocked(process, result))
 
-    def _post_notes(self) -> None:
-        """Call with the engine lock held: the notes belong to the call just made."""
-        if self.engine.notes:
-            self.post_message(EngineNoted(list(self.engine.notes)))
+    def _post_notes(self, notes: tuple[str, ...]) -> None:
+        """Before the result's own message: the notes say what happened on the way to it."""
+        if notes:
+            self.post_message(EngineNoted(list(notes)))
 
     @work(thread=True, exit_on_error=False, name=RELEASE_ALL, group="action")
     def release_all(self) -> None:
         with self.engine_lock:
             result = self.engine.unblock(UnblockRequest(all=True))
-            self._post_notes()
+            self._post_notes(result.notes)
         self.post_message(AllReleased(result))
 
     @work(thread=True, exit_on_error=False, name=LAUNCH, group="action")
@@ -147,7 +147,7 @@ class EngineCalls(Screen[None]):
     def block_owner(self, request: OwnerBlockRequest) -> None:
         with self.engine_lock:
             result = self.engine.block_owner(request)
-            self._post_notes()
+            self._post_notes(result.notes)
         self.post_message(OwnerBlocked(request, result))
 
     @work(thread=True, exit_on_error=False, name=CHECK_RELAUNCH, group="action")

@@ -49,7 +49,7 @@ from netjail.app.screens.engine_calls import (
     UNBLOCK,
     EngineCalls,
 )
-from netjail.backends.engine import Engine
+from netjail.backends.engine_api import EngineAPI
 from netjail.backends.launch.credentials import default_user
 from netjail.backends.model import (
     BlockRequest,
@@ -92,13 +92,6 @@ FAILED = {
     CHECK_RELAUNCH: "cannot relaunch",
     RELAUNCH: "relaunch failed",
 }
-STRATEGY_EFFECT = {
-    "netns": "in a new network namespace",
-    "gid": "under a group whose packets are dropped",
-    "seccomp": "with network sockets refused (seccomp)",
-}
-
-
 PANELS_MIN_HEIGHT = 30  # below this the detail and jails panels fold away until `p`
 PANELS_MIN_LINES, PANELS_MAX_LINES = 6, 15
 NARROW_WIDTH = 100  # below this the filter box is narrower
@@ -126,7 +119,7 @@ class MainScreen(EngineCalls):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineAPI,
         interval: float = 1.0,
         counters_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
@@ -513,7 +506,8 @@ class MainScreen(EngineCalls):
                     self.relaunch(process, request)
 
             log = self.engine.launch_log_path(request.jail or "")  # the dialog always names it
-            question = relaunch_question(process, request, cwd, log)
+            info = next((s for s in self.strategies or () if s.name == request.strategy), None)
+            question = relaunch_question(process, request, cwd, log, info)
             self.app.push_screen(ConfirmDialog("Relaunch jailed", question, yes="Relaunch"), confirmed)
 
         self.app.push_screen(dialog, chosen)
@@ -647,19 +641,24 @@ def status_line(o: ViewOptions, snap: Snapshot | None, shown: int, jails: int, w
     return fit_parts(parts, width or 10_000)
 
 
-def relaunch_question(process: Process, request: LaunchRequest, cwd: str | None, log: Path) -> str:
+def relaunch_question(
+    process: Process, request: LaunchRequest, cwd: str | None, log: Path, info: StrategyInfo | None = None
+) -> str:
     """What `y` will do, exactly: the confirmation names the process, command, place and jail.
-    Each quoted part is escaped and bounded, so none can hide or push away the rest."""
-    how = STRATEGY_EFFECT.get(request.strategy, "")
+    Each quoted part is escaped and bounded, so none can hide or push away the rest. `info`:
+    the strategy's capabilities as the engine gave them (by default the registry's)."""
+    if info is None:
+        from netjail.backends.jails.strategies import by_name
+
+        info = by_name(request.strategy)
+    how = info.effect if info else ""
     name, user = printable(process.name, 64), printable(process.user or "its user", 64)
     command, where = (
         printable(shlex.join(process.cmdline), 1000),
         printable(cwd or "an unknown directory", 1024),
     )
     allow = ", ".join([*request.allow, *(["loopback"] if request.allow_loopback else [])])
-    tail = f", allowing only {allow}" if allow else ""
-    if request.strategy == "seccomp":
-        tail = ""
+    tail = f", allowing only {allow}" if allow and (info is None or info.allow_list) else ""
     return (
         f"Terminate PID {process.pid} ({name}), then start `{command}` "
         f"in {where} as {user} under {request.strategy} "

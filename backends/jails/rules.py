@@ -41,7 +41,21 @@ def allow_matches(
 def desired_rules(
     jail: JailState, sockets: Mapping[int, Iterable[Socket]], unseen: Collection[int] = ()
 ) -> JailRules | None:
-    """The rules one jail needs, by strategy (None: netfilter has no part in it, seccomp).
+    """The rules one jail needs, by its strategy (None: netfilter has no part in it, seccomp)."""
+    from netjail.backends.jails.strategies import strategy
+
+    return strategy(jail.strategy).desired_rules(jail, sockets, unseen)
+
+
+def address_rules(
+    jail: JailState,
+    sockets: Mapping[int, Iterable[Socket]],
+    unseen: Collection[int],
+    owners: tuple[Match, ...],
+    in_sel: tuple[Match, ...],
+) -> JailRules:
+    """The rules of a jail whose strategy's selectors (`owners` going out, `in_sel` coming in:
+    Strategy.selectors) say who is jailed, completed by the sockets they cannot see.
 
     Selectors say who is jailed: the cgroup (OUTPUT only: INPUT never matches by cgroup) and
     the jail's socket mark (both ways; see jail_marks for which sockets carry it), the
@@ -68,29 +82,12 @@ def desired_rules(
     set_entries = set_entries_for_all(chosen)
     if jail.queued:  # connections a listener's queue held, not marked yet (accept_queue)
         set_entries = tuple(dict.fromkeys(set_entries + tuple(accept_queue.entries(jail))))
-    out_sel, in_sel = selectors_for_sets(jail.name, set_entries)
+    out_sel, in_sets = selectors_for_sets(jail.name, set_entries)
     out_allow, in_allow = allow_matches(entries, jail.allow_loopback)
-    if jail.strategy == "cgroup":
-        owners = tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
-        if jail.mark:
-            marks = tuple(Match(fam, mark=jail.mark, mark_mask=jail.mark_mask) for fam in FAMILIES)
-            owners += marks
-            in_sel += marks
-        # established TCP and connected UDP sockets opened inside: early demux gives INPUT
-        # their socket, and its cgroup (docs/kernel-facts.md #16; the watcher marks them too)
-        in_sel += tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
-    elif jail.strategy == "owner" and jail.uid is not None:
-        owners = tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES)
-    elif jail.strategy in ("owner", "gid") and jail.gid is not None:
-        owners = tuple(Match(fam, gid_owner=jail.gid) for fam in FAMILIES)
-    elif jail.strategy == "netns":
-        return _netns_rules(jail, entries)
-    else:
-        return None
     return JailRules(
         name=jail.name,
         out_selectors=owners + out_sel,
-        in_selectors=in_sel,
+        in_selectors=in_sets + in_sel,
         out_allow=out_allow,
         in_allow=in_allow,
         set_entries=set_entries,
@@ -108,7 +105,7 @@ def serves(sock: Socket) -> bool:
 NDP_TYPES = (133, 135, 136)
 
 
-def _netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None:
+def netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None:
     """A netns reaches the world only through its veth: what it forwards (both ways) passes its
     allow-list, and whatever it sends to this host's own addresses, in any protocol (UDP-Lite,
     SCTP, ICMP echo ... not only TCP/UDP: issue 8 finding 8), is dropped. The host itself is

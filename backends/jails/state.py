@@ -21,6 +21,7 @@ import stat
 from _thread import get_ident  # threading.get_ident, without threading's import
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 
 from netjail.backends.errors import BadInput, InsufficientPrivilege, NetjailError, OperationFailed
@@ -32,12 +33,34 @@ if TYPE_CHECKING:
     from typing import Any
 
 SCHEMA = 1
-# A member's status journals what is being done to it, so a netjail killed half-way is finished
-# (or undone) by the next command: pending -> active on block, releasing -> gone on unblock.
-PENDING = "pending"  # block in progress: rolled back by the next command if never finished
-ACTIVE = "active"
-RELEASING = "releasing"  # unblock in progress: completed by the next command
-LAUNCHER = "launcher"  # the `netjail run` holding a launch jail open until its command starts
+
+
+class StrategyName(StrEnum):
+    """How a jail holds its processes (strategies/ has one module each). A StrEnum: the state
+    file and --json output keep the plain string."""
+
+    CGROUP = "cgroup"
+    OWNER = "owner"
+    NETNS = "netns"
+    GID = "gid"
+    SECCOMP = "seccomp"
+
+
+class MemberStatus(StrEnum):
+    """A member's status journals what is being done to it, so a netjail killed half-way is
+    finished (or undone) by the next command: pending -> active on block, releasing -> gone on
+    unblock."""
+
+    PENDING = "pending"  # block in progress: rolled back by the next command if never finished
+    ACTIVE = "active"
+    RELEASING = "releasing"  # unblock in progress: completed by the next command
+    LAUNCHER = "launcher"  # the `netjail run` holding a launch jail open until its command starts
+
+
+PENDING = MemberStatus.PENDING
+ACTIVE = MemberStatus.ACTIVE
+RELEASING = MemberStatus.RELEASING
+LAUNCHER = MemberStatus.LAUNCHER
 
 
 def state_dir() -> Path:
@@ -56,13 +79,13 @@ class MemberState:
     original_cgroup: str = "/"
     root: int = 0  # the PID this member was blocked with (itself, or its --tree ancestor)
     cgroup: str = ""  # cgroup jails: the sub-cgroup of its root it lives in
-    status: str = ACTIVE
+    status: MemberStatus = ACTIVE
 
 
 @dataclass(slots=True)
 class JailState:
     name: str
-    strategy: str = "cgroup"
+    strategy: StrategyName = StrategyName.CGROUP
     allow: list[str] = field(default_factory=list)
     allow_loopback: bool = False
     cgroup: str = ""  # the jail's directory relative to the cgroup2 mount (see jail_cgroups)
@@ -106,8 +129,14 @@ class JailState:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JailState:
-        members = [MemberState(**m) for m in raw.pop("members", [])]
-        return cls(members=members, **raw)
+        members = []
+        for m in raw.pop("members", []):
+            member = MemberState(**m)
+            member.status = MemberStatus(member.status)
+            members.append(member)
+        jail = cls(members=members, **raw)
+        jail.strategy = StrategyName(jail.strategy)
+        return jail
 
 
 def _fields(obj: object) -> dict[str, Any]:

@@ -10,11 +10,14 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
-from netjail.backends.engine import Engine
-from netjail.backends.errors import NoSuchProcess
+from netjail.backends.engine_api import EngineAPI
+from netjail.backends.errors import InsufficientPrivilege, NoSuchProcess
+from netjail.backends.jails.names import check_jail_name
+from netjail.backends.launch import logs
 from netjail.backends.model import (
     BlockRequest,
     BlockResult,
+    Check,
     Counters,
     HostInfo,
     JailCounters,
@@ -24,6 +27,7 @@ from netjail.backends.model import (
     Member,
     OwnerBlockRequest,
     Process,
+    ResetResult,
     Snapshot,
     Socket,
     StrategyInfo,
@@ -31,6 +35,7 @@ from netjail.backends.model import (
     UnblockResult,
 )
 
+STATE_DIR = Path("/nonexistent")  # never opened: the fake reads and writes nothing
 NETNS = 4026532001
 SANDBOX_NETNS = 4026532450  # named `netjail-sandbox` by the pinned netns names below
 CONTAINER_NETNS = 4026532777  # a namespace without a name
@@ -188,9 +193,36 @@ PROCESSES: tuple[Process, ...] = (
 STRATEGIES = (
     StrategyInfo("cgroup", "cgroup2 path match + rules for existing sockets", True, False, True, True),
     StrategyInfo("owner", "every process of a user or group, now and later", True, False, True, True),
-    StrategyInfo("netns", "run in a new network namespace, or a filtered veth", False, True, True, True),
-    StrategyInfo("gid", "run under a group whose packets an owner rule drops", False, True, True, True),
-    StrategyInfo("seccomp", "run with network sockets refused; nothing counted", False, True, False, False),
+    StrategyInfo(
+        "netns",
+        "run in a new network namespace, or a filtered veth",
+        False,
+        True,
+        True,
+        True,
+        keep_option=True,
+        effect="in a new network namespace",
+    ),
+    StrategyInfo(
+        "gid",
+        "run under a group whose packets an owner rule drops",
+        False,
+        True,
+        True,
+        True,
+        loopback_option=True,
+        keep_option=True,
+        effect="under a group whose packets are dropped",
+    ),
+    StrategyInfo(
+        "seccomp",
+        "run with network sockets refused; nothing counted",
+        False,
+        True,
+        False,
+        False,
+        effect="with network sockets refused (seccomp)",
+    ),
 )
 
 
@@ -203,11 +235,13 @@ class FakeClock:
         return self.now
 
 
-class FakeEngine(Engine):
+class FakeEngine:
+    """An EngineAPI (checked: `_implements` below, mypy in `make check`), not an Engine: the
+    TUI reaches it through nothing else."""
+
     def __init__(
         self, privileged: bool = True, processes: tuple[Process, ...] = PROCESSES, step: int = 40
     ) -> None:
-        super().__init__(Path("/nonexistent"))
         self.privileged = privileged
         self.processes = processes
         self.step = step
@@ -228,6 +262,19 @@ class FakeEngine(Engine):
 
     def strategies(self) -> tuple[StrategyInfo, ...]:
         return STRATEGIES
+
+    def doctor(self) -> tuple[Check, ...]:
+        raise AssertionError("snapshot tests never run doctor")
+
+    def require_root(self, what: str) -> None:
+        if not self.privileged:
+            raise InsufficientPrivilege(f"{what} needs root (CAP_NET_ADMIN and write access to cgroup2)")
+
+    def reconcile(self) -> list[str]:
+        return []
+
+    def launch_log_path(self, jail: str) -> Path:
+        return logs.log_path(STATE_DIR, check_jail_name(jail))
 
     def check_target(self, pid: int, start_time: int | None = None, force: bool = False) -> Process:
         for p in self.processes:
@@ -263,7 +310,9 @@ class FakeEngine(Engine):
             JailCounters("sandbox", zero, zero, zero),
         )
 
-    def preview_owner(self, user: str | None = None, group: str | None = None) -> tuple[Process, ...]:
+    def preview_owner(
+        self, user: str | None = None, group: str | None = None, force: bool = False
+    ) -> tuple[Process, ...]:
         return tuple(
             p
             for p in self.processes
@@ -279,8 +328,20 @@ class FakeEngine(Engine):
     def launch(self, req: LaunchRequest, **stdio: Any) -> tuple[LaunchResult, Popen[bytes]]:
         raise AssertionError("snapshot tests never launch")
 
-    def relaunch(self, pid: int, start_time: int | None, req: LaunchRequest) -> LaunchResult:
+    def run(self, req: LaunchRequest) -> LaunchResult:
+        raise AssertionError("snapshot tests never launch")
+
+    def relaunch(
+        self, pid: int, start_time: int | None, req: LaunchRequest, force: bool = False
+    ) -> LaunchResult:
         raise AssertionError("snapshot tests never relaunch")
 
     def unblock(self, req: UnblockRequest) -> UnblockResult:
         raise AssertionError("snapshot tests never unblock")
+
+    def reset(self) -> ResetResult:
+        raise AssertionError("snapshot tests never reset")
+
+
+def _implements(engine: FakeEngine) -> EngineAPI:
+    return engine  # mypy: FakeEngine has every method of EngineAPI, with compatible signatures

@@ -129,3 +129,29 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
     assert "orjson" not in mods and "typing" not in mods
     assert "socket" not in mods and "netjail.backends.model_processes" not in mods
     assert "subprocess" not in mods and "signal" not in mods  # watcher.py imports them where used
+
+
+@pytest.mark.parametrize("argv", [["ps", "--json"], ["counters", "--json"], ["--help"]], ids=" ".join)
+def test_no_command_loads_openssl_for_a_hash(argv: list[str]) -> None:
+    """hashlib loads OpenSSL's _hashlib (~2.5 ms a command): the rule-table digest uses the
+    built-in _blake2, the netns interface name imports hashlib where it hashes."""
+    mods = loaded_by(*argv)
+    assert "_hashlib" not in mods and "hashlib" not in mods
+
+
+def test_the_engine_loads_no_openssl_for_a_hash() -> None:
+    """`block`, `unblock`, `reset` and `list` reconciling load the engine, the firewall backend
+    and the launch code (bench/cli.py's block + first drop): none of them hashes with OpenSSL."""
+    modules = (
+        "netjail.backends.engine",
+        "netjail.backends.jails.reconcile",
+        "netjail.backends.firewall.iptc_backend",
+        "netjail.backends.firewall.counters",
+        "netjail.backends.launch.netns",
+    )
+    code = f"import json, sys\nfor m in {modules!r}: __import__(m)\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    mods = set(json.loads(out.stdout))
+    assert "_hashlib" not in mods and "hashlib" not in mods

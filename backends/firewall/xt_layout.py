@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _socket as socket  # socket.py's C core, same calls: socket.py builds enums at import (~3 ms)
 import struct
-from dataclasses import dataclass
 
 from netjail.backends.attempts import prefix
 from netjail.backends.firewall import log_rule
@@ -37,20 +36,45 @@ VERDICT_RETURN = -5  # XT_RETURN = -NF_REPEAT - 1
 _PROTO_NAMES = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMPV6: "icmpv6"}
 
 
-@dataclass(frozen=True, slots=True)
 class EntryLayout:
-    """Offsets inside one family's entry struct (x86-64 / any LP64 ABI: u64 counters aligned 8)."""
+    """Offsets inside one family's entry struct (x86-64 / any LP64 ABI: u64 counters aligned 8).
 
-    family: str
-    addr_len: int
-    size: int  # sizeof(struct ipt_entry), where the first match starts
-    target_offset: int  # u16 target_offset, then u16 next_offset
-    counters: int  # u64 pcnt, u64 bcnt
-    proto: int  # u16 proto, then the flags byte(s)
-    ifaces: int  # iniface, outiface, iniface_mask, outiface_mask (IFNAMSIZ each)
-    sockopt_level: int
-    get_info: int  # IPT_SO_GET_INFO / IP6T_SO_GET_INFO
-    get_entries: int
+    A plain class, not a dataclass: two constants that `counters` imports, and creating a
+    dataclass costs ~1 ms a command (its generated methods are compiled at import)."""
+
+    __slots__ = (
+        "addr_len",
+        "counters",
+        "family",
+        "get_entries",
+        "get_info",
+        "ifaces",
+        "proto",
+        "size",
+        "sockopt_level",
+        "target_offset",
+    )
+
+    def __init__(
+        self,
+        *,
+        family: str,
+        addr_len: int,
+        size: int,  # sizeof(struct ipt_entry), where the first match starts
+        target_offset: int,  # u16 target_offset, then u16 next_offset
+        counters: int,  # u64 pcnt, u64 bcnt
+        proto: int,  # u16 proto, then the flags byte(s)
+        ifaces: int,  # iniface, outiface, iniface_mask, outiface_mask (IFNAMSIZ each)
+        sockopt_level: int,
+        get_info: int,  # IPT_SO_GET_INFO / IP6T_SO_GET_INFO
+        get_entries: int,
+    ) -> None:
+        self.family, self.addr_len, self.size = family, addr_len, size
+        self.target_offset, self.counters, self.proto, self.ifaces = target_offset, counters, proto, ifaces
+        self.sockopt_level, self.get_info, self.get_entries = sockopt_level, get_info, get_entries
+
+    def __repr__(self) -> str:
+        return f"EntryLayout({self.family})"
 
 
 # ipt_ip: src dst smsk dmsk (4 each), 4 x IFNAMSIZ, u16 proto, u8 flags, u8 invflags = 84
@@ -94,11 +118,26 @@ IPSET_INV_MATCH = 0x01  # xt_set_info.flags bit 0; bit i (1..dim) says dimension
 XT_SET_V4_DATA = 48  # xt_set_info_match_v4: xt_set_info (4), 2 x ip_set_counter_match (16), u32
 
 
-@dataclass(frozen=True, slots=True)
 class DecodedRule:
-    match: Match
-    comment: str | None = None
-    log_target: str | None = None  # log_rule.target() of an NFLOG rule netjail writes
+    """One decoded entry (a plain class: see EntryLayout)."""
+
+    __slots__ = ("comment", "log_target", "match")
+
+    def __init__(self, match: Match, comment: str | None = None, log_target: str | None = None) -> None:
+        # log_target: log_rule.target() of an NFLOG rule netjail writes
+        self.match, self.comment, self.log_target = match, comment, log_target
+
+    def _key(self) -> tuple[Match, str | None, str | None]:
+        return (self.match, self.comment, self.log_target)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DecodedRule) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"DecodedRule({self.match!r}, {self.comment!r}, {self.log_target!r})"
 
 
 class _NotOurs(Exception):

@@ -18,7 +18,12 @@ from netjail.backends.system import identity
 HEAVY = ("iptc", "pyroute2", "textual", "psutil")
 
 
-def loaded_by(*argv: str, env: dict[str, str] | None = None, output: list[str] | None = None) -> set[str]:
+def loaded_by(
+    *argv: str,
+    env: dict[str, str] | None = None,
+    output: list[str] | None = None,
+    dataclasses: list[str] | None = None,
+) -> set[str]:
     """Modules present after `netjail ARGV` ran in a new interpreter (its output discarded, or
     appended to `output`)."""
     script = launcher.script(sys.executable, sysconfig.get_paths()["purelib"], launcher.package_root())
@@ -31,6 +36,10 @@ def loaded_by(*argv: str, env: dict[str, str] | None = None, output: list[str] |
         f"    cli.main({list(argv)!r})\n"
         "sys.stderr.write('OUTPUT ' + json.dumps(out.getvalue()) + '\\n')\n"
         "sys.stderr.write('MODULES ' + json.dumps(sorted(sys.modules)) + '\\n')\n"
+        "made = sorted(f'{m.__name__}.{k}' for m in list(sys.modules.values())\n"
+        "    if m.__name__.startswith('netjail') for k, v in vars(m).items()\n"
+        "    if isinstance(v, type) and v.__module__ == m.__name__ and '__dataclass_fields__' in vars(v))\n"
+        "sys.stderr.write('DATACLASSES ' + json.dumps(made) + '\\n')\n"
     )
     full = {**os.environ, **env} if env else None
     out = subprocess.run(
@@ -39,10 +48,12 @@ def loaded_by(*argv: str, env: dict[str, str] | None = None, output: list[str] |
     lines = {
         key: json.loads(value)
         for key, _, value in (ln.partition(" ") for ln in out.stderr.splitlines())
-        if key in ("OUTPUT", "MODULES")
+        if key in ("OUTPUT", "MODULES", "DATACLASSES")
     }
     if output is not None:
         output.append(lines["OUTPUT"])
+    if dataclasses is not None:
+        dataclasses.extend(lines["DATACLASSES"])
     return set(lines["MODULES"])
 
 
@@ -129,3 +140,40 @@ def test_list_with_a_fresh_watcher_reads_the_registry_and_loads_no_engine(tmp_pa
     assert "orjson" not in mods and "typing" not in mods
     assert "socket" not in mods and "netjail.backends.model_processes" not in mods
     assert "subprocess" not in mods and "signal" not in mods  # watcher.py imports them where used
+
+
+@pytest.mark.parametrize("argv", [["ps", "--json"], ["counters", "--json"], ["--help"]], ids=" ".join)
+def test_no_command_loads_openssl_for_a_hash(argv: list[str]) -> None:
+    """hashlib loads OpenSSL's _hashlib (~2.5 ms a command): the rule-table digest uses the
+    built-in _blake2, the netns interface name imports hashlib where it hashes."""
+    mods = loaded_by(*argv)
+    assert "_hashlib" not in mods and "hashlib" not in mods
+
+
+def test_the_engine_loads_no_openssl_for_a_hash() -> None:
+    """`block`, `unblock`, `reset` and `list` reconciling load the engine, the firewall backend
+    and the launch code (bench/cli.py's block + first drop): none of them hashes with OpenSSL."""
+    modules = (
+        "netjail.backends.engine",
+        "netjail.backends.jails.reconcile",
+        "netjail.backends.firewall.iptc_backend",
+        "netjail.backends.firewall.counters",
+        "netjail.backends.launch.netns",
+    )
+    code = f"import json, sys\nfor m in {modules!r}: __import__(m)\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    mods = set(json.loads(out.stdout))
+    assert "_hashlib" not in mods and "hashlib" not in mods
+
+
+def test_counters_creates_only_the_dataclasses_its_output_is_made_of() -> None:
+    """Each @dataclass compiles its generated methods at import (~1 ms a class on a busy
+    machine): `counters` builds the model's jail types and the registry's, not the firewall
+    decoder's layouts (plain classes, firewall/xt_layout.py)."""
+    made: list[str] = []
+    loaded_by("counters", "--json", dataclasses=made)
+    assert "netjail.backends.model.JailCounters" in made  # it does see the ones it makes
+    assert not [name for name in made if name.startswith("netjail.backends.firewall.")], made
+    assert len(made) <= 10, made  # model: 6, jails.state: 3, hardening: 1

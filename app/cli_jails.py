@@ -60,6 +60,7 @@ def register(sub: Any) -> None:
     target.add_argument("pid", type=int, nargs="?")
     target.add_argument("--jail", metavar="NAME")
     target.add_argument("--all", action="store_true")
+    p.add_argument("--keep-log", action="store_true", help="keep the jail's attempts log after it is removed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_unblock)
 
@@ -187,6 +188,8 @@ def _unblock(a: argparse.Namespace) -> int:
     engine = _engine()
     from netjail.backends.model import UnblockRequest
 
+    if a.keep_log:
+        _keep_logs(a)
     result = engine.unblock(UnblockRequest(pid=a.pid, jail=a.jail, all=a.all))
     print_notes(result.notes)
     if a.json:
@@ -197,6 +200,26 @@ def _unblock(a: argparse.Namespace) -> int:
     removed = f"; removed jail(s) {removed_jails}" if result.removed_jails else ""
     print(f"released {pids}{removed}")
     return 0
+
+
+def _keep_logs(a: argparse.Namespace) -> None:
+    """Mark the jails this unblock may remove as kept in the attempts log (docs/attempts.md)."""
+    from netjail.backends.attempts.store import AttemptLog
+    from netjail.backends.jails.state import Store, state_dir
+
+    jails = Store().load().jails
+    if a.all:
+        names = list(jails)
+    elif a.jail:
+        names = [a.jail]
+    else:
+        names = [j.name for j in jails.values() if any(m.pid == a.pid for m in j.members)]
+    log = AttemptLog(state_dir())
+    try:
+        for name in names:
+            log.keep(name)
+    finally:
+        log.close()
 
 
 # `list` trusts a watcher that reconciled this recently (it does so every second) instead of

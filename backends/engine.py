@@ -182,7 +182,7 @@ class Engine:
         from netjail.backends.jails.reconcile import Reconciler
 
         mount = find_cgroup2()  # optional: only cgroup jails need it
-        return Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory)
+        return Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory, self.store.dir)
 
     def snapshot(self, *, all_processes: bool = True) -> Snapshot:
         """Processes and sockets, labelled with their jail (see labelled.py)."""
@@ -541,7 +541,7 @@ class Engine:
     ) -> None:
         from netjail.backends.jails.reconcile import Reconciler
 
-        self.notes += Reconciler(mount, self.firewall, self.inventory).release(
+        self.notes += Reconciler(mount, self.firewall, self.inventory, self.store.dir).release(
             reg, jail, members, remove_jail=new_jail
         )
         self.store.save(reg)
@@ -649,7 +649,8 @@ class Engine:
         mount = find_cgroup2()
         with self.store.locked():
             reg = self.store.load()
-            reconciler = Reconciler(Path(mount.path) if mount else None, self.firewall, self.inventory)
+            root = Path(mount.path) if mount else None
+            reconciler = Reconciler(root, self.firewall, self.inventory, self.store.dir)
             reconciler.adopt_kernel_jails(reg)
             names = tuple(reg.jails)
             released: list[Member] = []

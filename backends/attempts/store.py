@@ -18,6 +18,7 @@ from pathlib import Path
 
 from netjail.backends.attempts.batch import Batch
 from netjail.backends.attempts.decode import Attempt
+from netjail.backends.errors import NetjailError
 from netjail.backends.jails.state import open_checked_dir
 
 FILENAME = "attempts.sqlite"
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS events (
     proto TEXT NOT NULL, remote TEXT NOT NULL, port INTEGER NOT NULL, kind TEXT NOT NULL,
     name TEXT, length INTEGER NOT NULL, uid INTEGER
 );
+CREATE TABLE IF NOT EXISTS kept (jail TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS names (
     jail TEXT NOT NULL, name TEXT NOT NULL, qtype TEXT NOT NULL,
     count INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL,
@@ -257,10 +259,34 @@ class AttemptLog:
             return 0
         return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
 
-    def forget(self, jail: str) -> None:
-        """A released jail's rows go with it (unless the user kept its log)."""
+    def keep(self, jail: str) -> None:
+        """`unblock --keep-log`: the jail's rows outlive it (until `attempts --forget`)."""
+        if self.db is not None:
+            self.db.execute("INSERT OR IGNORE INTO kept VALUES (?)", (jail,))
+
+    def forget(self, jail: str, *, kept_too: bool = False) -> bool:
+        """A released jail's rows go with it, unless the user kept its log. True: forgotten."""
         if self.db is None:
-            return
+            return False
         with self._transaction() as db:
-            for table in ("attempts", "events", "names"):
+            if db.execute("SELECT 1 FROM kept WHERE jail = ?", (jail,)).fetchone() and not kept_too:
+                return False
+            for table in ("attempts", "events", "names", "kept"):
                 db.execute(f"DELETE FROM {table} WHERE jail = ?", (jail,))
+        return True
+
+
+def forget_jail(directory: Path, jail: str) -> list[str]:
+    """For a jail being removed: its rows go. A log that cannot be opened never stops a removal;
+    the note says so."""
+    try:
+        log = AttemptLog(directory, create=False)
+    except (OSError, sqlite3.Error, NetjailError) as exc:
+        return [f"attempts log: jail {jail!r} not forgotten: {exc}"]
+    try:
+        log.forget(jail)
+    except sqlite3.Error as exc:
+        return [f"attempts log: jail {jail!r} not forgotten: {exc}"]
+    finally:
+        log.close()
+    return []

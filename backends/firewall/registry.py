@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
 
 from netjail.backends.errors import BadInput
 from netjail.backends.firewall.chains import MAX_JAIL_NAME as IPTABLES_MAX_JAIL_NAME
@@ -29,30 +28,62 @@ ENV = "NETJAIL_FIREWALL"
 DEFAULT = "iptables"
 
 
-@dataclass(frozen=True, slots=True)
 class Limits:
-    """What a backend's kernel objects can hold."""
+    """What a backend's kernel objects can hold. A plain class, like BackendInfo: `netjail
+    counters` reads the registry, and each dataclass costs 1-2 ms of its start
+    (tests/unit/test_cli_imports.py)."""
 
-    max_jail_name: int  # a jail name becomes part of the backend's chain (or set) names
+    __slots__ = ("max_jail_name",)
+
+    def __init__(self, max_jail_name: int) -> None:
+        self.max_jail_name = max_jail_name  # a jail name becomes part of the backend's chain names
 
 
-@dataclass(frozen=True, slots=True)
 class BackendInfo:
     """A backend described as data (no rule library loaded)."""
 
-    name: str  # the NETJAIL_FIREWALL value
-    module: str  # the module holding the Firewall subclass
-    factory: str  # that class's name
-    counters_module: str  # has `read_counters() -> Mapping[str, JailCounters]`, no rule library
-    limits: Limits
-    # programs the backend (or its doctor checks and tests) runs: program, Debian package; the
-    # Makefile's SYSTEM_TOOLS holds each (tests/unit/test_firewall_registry.py)
-    tools: tuple[tuple[str, str], ...] = ()
-    # doctor check names that are this backend's own: doctor runs them only for the backend in
-    # use, and the common ones for every backend
-    doctor_checks: tuple[str, ...] = ()
-    needs_ipset: bool = False  # kernel ipsets, for the sockets that cannot be marked
-    needs_xtables: bool = False  # xtables-legacy tables and extensions (xt_cgroup, xt_owner ...)
+    __slots__ = (
+        "counters_module",
+        "doctor_checks",
+        "factory",
+        "limits",
+        "module",
+        "name",
+        "needs_ipset",
+        "needs_xtables",
+        "tools",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        module: str,
+        factory: str,
+        counters_module: str,
+        limits: Limits,
+        tools: tuple[tuple[str, str], ...] = (),
+        doctor_checks: tuple[str, ...] = (),
+        needs_ipset: bool = False,
+        needs_xtables: bool = False,
+    ) -> None:
+        self.name = name  # the NETJAIL_FIREWALL value
+        self.module = module  # the module holding the Firewall subclass
+        self.factory = factory  # that class's name
+        # has `read_counters() -> Mapping[str, JailCounters]`, no rule library
+        self.counters_module = counters_module
+        self.limits = limits
+        # programs the backend (or its doctor checks and tests) runs: program, Debian package;
+        # the Makefile's SYSTEM_TOOLS holds each (tests/unit/test_firewall_registry.py)
+        self.tools = tools
+        # doctor check names that are this backend's own: doctor runs them only for the backend
+        # in use, and the common ones for every backend
+        self.doctor_checks = doctor_checks
+        self.needs_ipset = needs_ipset  # kernel ipsets, for the sockets that cannot be marked
+        self.needs_xtables = needs_xtables  # xtables-legacy tables and extensions
+
+    def __repr__(self) -> str:
+        return f"BackendInfo(name={self.name!r}, module={self.module!r})"
 
 
 IPTABLES = BackendInfo(

@@ -53,8 +53,11 @@ from netjail.backends.system.scoped_processes import ScopedProcesses
 
 
 class Reconciler:
-    def __init__(self, mount: Path | None, firewall: Firewall, inventory: Inventory) -> None:
+    def __init__(
+        self, mount: Path | None, firewall: Firewall, inventory: Inventory, state_dir: Path | None = None
+    ) -> None:
         self.mount = mount
+        self.state_dir = state_dir  # where the attempts log is: a removed jail's rows go with it
         self.fw = firewall
         self.inventory = inventory
         self._procs: ScopedProcesses | None = None
@@ -276,6 +279,10 @@ class Reconciler:
         self.fw.remove_jail(jail.name)
         notes = strategy(jail.strategy).remove(self, reg, jail, origins)
         reg.jails.pop(jail.name, None)
+        if self.state_dir is not None:
+            from netjail.backends.attempts.store import forget_jail
+
+            notes += forget_jail(self.state_dir, jail.name)
         return notes
 
 

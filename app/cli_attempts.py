@@ -110,6 +110,17 @@ def _open() -> AttemptLog:
 
 
 def _attempts(a: argparse.Namespace) -> int:
+    import sqlite3
+
+    from netjail.backends.errors import OperationFailed
+
+    try:
+        return _show(a)
+    except sqlite3.Error as exc:  # a log another netjail is writing, or a damaged file
+        raise OperationFailed(f"cannot read the attempts log: {exc}") from None
+
+
+def _show(a: argparse.Namespace) -> int:
     jail = a.jail if a.pid is None else _jail_of(a.pid)
     since = None if a.since is None else time.time() - a.since
     log = _open()

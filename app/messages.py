@@ -25,6 +25,10 @@ from netjail.backends.model import (
 )
 from textual.message import Message
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from netjail.backends.attempts.store import AttemptRow
+
 
 class EngineNoted(Message):
     """What the engine noticed while acting (a process left in an unnamed namespace, drift
@@ -63,10 +67,17 @@ class InventoryPolled(Message):
 
 
 class CountersPolled(Message):
-    def __init__(self, jails: tuple[JailInfo, ...], counters: tuple[JailCounters, ...], at: float) -> None:
+    def __init__(
+        self,
+        jails: tuple[JailInfo, ...],
+        counters: tuple[JailCounters, ...],
+        at: float,
+        attempts: tuple[AttemptRow, ...] = (),
+    ) -> None:
         super().__init__()
         self.jails = jails
         self.counters = counters
+        self.attempts = attempts  # the attempts log's top rows, every jail
         self.at = at  # monotonic time of the read: rates divide by the real elapsed time
 
 

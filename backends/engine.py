@@ -74,6 +74,7 @@ from netjail.backends.system.procio import netns_inode
 if TYPE_CHECKING:  # each command imports only what it runs (`list` no launch code ...)
     import subprocess
 
+    from netjail.backends.attempts.store import AttemptRow
     from netjail.backends.engine_launch import Launches, Stdio
     from netjail.backends.jails.reconcile import Reconciler
 
@@ -247,6 +248,17 @@ class Engine:
     def counters(self) -> tuple[JailCounters, ...]:
         self._require_root("reading netjail's counters")
         return jail_counters(self.store.load(), self.firewall.counters())
+
+    def attempts(self, *, jail: str | None = None, limit: int = 200) -> tuple[AttemptRow, ...]:
+        """What jails' processes tried to reach, most attempted first (docs/attempts.md)."""
+        from netjail.backends.attempts.store import AttemptLog
+
+        self._require_root("reading the attempts log")
+        log = AttemptLog(self.store.dir, create=False)
+        try:
+            return tuple(log.attempts(jail=jail, limit=limit))
+        finally:
+            log.close()
 
     # ---- blocking --------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from netjail.backends.model import (
 if TYPE_CHECKING:
     import subprocess
 
+    from netjail.backends.attempts.store import AttemptRow
     from netjail.backends.engine_launch import Stdio
 
 
@@ -62,6 +63,10 @@ class EngineAPI(Protocol):
     ) -> tuple[JailInfo, ...]: ...
 
     def counters(self) -> tuple[JailCounters, ...]: ...
+
+    def attempts(self, *, jail: str | None = None, limit: int = 200) -> tuple[AttemptRow, ...]:
+        """The attempts log (docs/attempts.md): destinations tried, most attempted first."""
+        ...
 
     def preview_owner(
         self, user: str | None = None, group: str | None = None, force: bool = False

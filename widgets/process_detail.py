@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netjail.backends.model import Process
 from netjail.widgets.format import endpoint, human_count
 from netjail.widgets.safe_text import printable
@@ -11,6 +13,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from netjail.backends.attempts.store import AttemptRow
 
 CMDLINE_LIMIT = 4096  # characters shown of a command line (the kernel allows megabytes)
 
@@ -25,8 +31,18 @@ def title(process: Process | None) -> Text:
     return Text(f"Process {process.pid} {printable(process.name, 64)}" if process else "Process")
 
 
-def render_process(process: Process | None, own_netns: int | None, netns_name: str = "") -> RenderableType:
-    """`netns_name`: the process's namespace as `ip netns` names it ("" when it has no name)."""
+NEW_SECONDS = 10.0  # a destination first tried this recently is highlighted
+
+
+def render_process(
+    process: Process | None,
+    own_netns: int | None,
+    netns_name: str = "",
+    tried: Sequence[AttemptRow] = (),
+    now: float = 0.0,
+) -> RenderableType:
+    """`netns_name`: the process's namespace as `ip netns` names it ("" when it has no name);
+    `tried`: its jail's top rows of the attempts log (what it tried to reach), at time `now`."""
     if process is None:
         return Text("no process selected", style="dim")
     cmdline = printable(" ".join(process.cmdline) or f"[{process.name}]", CMDLINE_LIMIT)
@@ -58,6 +74,8 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
     ]
     if process.unfilterable:
         fields.append(_field("warning", unfilterable_warning(process)))
+    if process.jail:
+        fields.append(_field("tried", tried_text(tried, now)))
     if not process.sockets and not process.unfilterable:
         return Group(*fields, Text(""), Text("no sockets", style="dim"))
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold")
@@ -75,6 +93,28 @@ def render_process(process: Process | None, own_netns: int | None, netns_name: s
         where = "any" if u.ifindex == 0 else u.interface or f"ifindex {u.ifindex}"
         table.add_row(Text(u.kind), Text(where), Text("*"), Text("UNFILTERABLE", style="bold yellow"))
     return Group(*fields, Text(""), table)
+
+
+def tried_text(tried: Sequence[AttemptRow], now: float) -> Text:
+    """The destinations its jail dropped, most attempted first: `203.0.113.7:443/tcp 12x new`,
+    with the DNS name asked for where there is one. Names and addresses come from the jailed
+    program's own packets: escaped."""
+    if not tried:
+        return Text("nothing dropped and logged yet (netjail attempts)", style="dim")
+    out = Text()
+    for i, r in enumerate(tried):
+        if i:
+            out.append("  ")
+        port = f":{r.port}" if r.proto in ("tcp", "udp", "sctp") else ""
+        where = endpoint(r.remote, r.port) if port else r.remote
+        style = "bold yellow" if now and now - r.first <= NEW_SECONDS else ""
+        out.append(printable(f"{where}/{r.proto}"), style=style)
+        if r.name:
+            out.append(f" {printable(r.name, 48)}", style="cyan")
+        out.append(f" {human_count(r.count)}x", style="dim")
+        if style:
+            out.append(" new", style=style)
+    return out
 
 
 def traffic(process: Process) -> Text:
@@ -107,7 +147,15 @@ class ProcessDetail(VerticalScroll):
 
     process: Process | None = None
 
-    def show(self, process: Process | None, own_netns: int | None, netns_name: str = "") -> None:
+    def show(
+        self,
+        process: Process | None,
+        own_netns: int | None,
+        netns_name: str = "",
+        tried: Sequence[AttemptRow] = (),
+        now: float = 0.0,
+    ) -> None:
         self.process = process
-        self.query_one("#detail-body", Static).update(render_process(process, own_netns, netns_name))
+        body = render_process(process, own_netns, netns_name, tried, now)
+        self.query_one("#detail-body", Static).update(body)
         self.border_title = title(process)

@@ -93,8 +93,9 @@ class EngineCalls(Screen[None]):
             counters = self.engine.counters()
             at = self.clock()
             jails = self.engine.jails(reconcile=not self._reconciled, counters=counters)
+            attempts = self.engine.attempts(limit=500) if jails else ()
         self._reconciled = True  # only once it worked: a failed first read reconciles next time
-        self.post_message(CountersPolled(jails, counters, at))
+        self.post_message(CountersPolled(jails, counters, at, attempts))
 
     @work(thread=True, exit_on_error=False, name=CHECK, group="action")
     def check_target(self, process: Process) -> None:

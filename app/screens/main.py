@@ -49,6 +49,7 @@ from netjail.app.screens.engine_calls import (
     UNBLOCK,
     EngineCalls,
 )
+from netjail.backends.attempts.store import AttemptRow
 from netjail.backends.engine_api import EngineAPI
 from netjail.backends.launch.credentials import default_user
 from netjail.backends.model import (
@@ -92,6 +93,7 @@ FAILED = {
     CHECK_RELAUNCH: "cannot relaunch",
     RELAUNCH: "relaunch failed",
 }
+DETAIL_ATTEMPTS = 6  # destinations a jailed process's detail lists
 PANELS_MIN_HEIGHT = 30  # below this the detail and jails panels fold away until `p`
 PANELS_MIN_LINES, PANELS_MAX_LINES = 6, 15
 NARROW_WIDTH = 100  # below this the filter box is narrower
@@ -136,6 +138,7 @@ class MainScreen(EngineCalls):
         self.netns_names: dict[int, str] = {}  # namespace inode -> `ip netns` name
         self.jails: tuple[JailInfo, ...] = ()
         self.counters: dict[str, JailCounters] = {}
+        self.attempts: dict[str, list[AttemptRow]] = {}  # the attempts log, per jail
         self.dropped: dict[str, int | None] = {}  # None: the jail cannot be counted
         self._block_target: Process | None = None
         self.shown = 0  # rows in the table
@@ -231,6 +234,12 @@ class MainScreen(EngineCalls):
 
     def on_counters_polled(self, message: CountersPolled) -> None:
         self.history.record(message.counters, message.at)
+        by_jail: dict[str, list[AttemptRow]] = {}
+        for row in message.attempts:
+            by_jail.setdefault(row.jail, []).append(row)
+        if by_jail != self.attempts:
+            self.attempts = by_jail
+            self._show_detail(self.query_one(ProcessDetail).process)
         self.jails = message.jails
         self.counters = {c.jail: c for c in message.counters}
         dropped: dict[str, int | None] = {j.name: j.counters.dropped_packets for j in message.jails}
@@ -293,10 +302,13 @@ class MainScreen(EngineCalls):
 
     @on(ProcessTable.Selected)
     def _selected(self, event: ProcessTable.Selected) -> None:
+        self._show_detail(event.process)
+
+    def _show_detail(self, process: Process | None) -> None:
         own_netns = self.snapshot.own_netns if self.snapshot else None
-        process = event.process
         name = self.netns_names.get(process.netns, "") if process and process.netns else ""
-        self.query_one(ProcessDetail).show(process, own_netns, name)
+        tried = self.attempts.get(process.jail, []) if process and process.jail else []
+        self.query_one(ProcessDetail).show(process, own_netns, name, tried[:DETAIL_ATTEMPTS], time.time())
 
     # ---- failures ----------------------------------------------------------------------------
 

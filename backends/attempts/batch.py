@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from netjail.backends.attempts.decode import Attempt
 
 MAX_EVENTS = 256
+GONE_GRACE = 2.0  # seconds
 
 Key = tuple[str, str, str, str, int, str]  # jail, direction, proto, remote, port, kind
 
@@ -61,6 +62,19 @@ class Batch:
             self.events.append((at, jail, uid, a))
         else:
             self.sampled_out += 1
+
+    def drop_before(self, gone: dict[str, float]) -> None:
+        """Leave out what jails in `gone` dropped up to the time each was forgotten. A copy the
+        kernel did not stamp (outgoing packets) is dated when it was read, up to a flush period
+        later: GONE_GRACE covers that (a jail made again under the name that soon loses its
+        first seconds of log)."""
+
+        def old(jail: str, at: float) -> bool:
+            return jail in gone and at <= gone[jail] + GONE_GRACE
+
+        self.rows = {k: r for k, r in self.rows.items() if not old(k[0], r.first)}
+        self.names = {k: v for k, v in self.names.items() if not old(k[0], v[1])}
+        self.events = [e for e in self.events if not old(e[1], e[0])]
 
     def __len__(self) -> int:
         return self.packets

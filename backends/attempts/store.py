@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
     name TEXT, length INTEGER NOT NULL, uid INTEGER
 );
 CREATE TABLE IF NOT EXISTS kept (jail TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS gone (jail TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS names (
     jail TEXT NOT NULL, name TEXT NOT NULL, qtype TEXT NOT NULL,
     count INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL,
@@ -116,7 +118,11 @@ class AttemptLog:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             if create:
-                self.db.executescript(_SCHEMA)
+                self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")  # all tables, or none
+            elif not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'kept'").fetchone():
+                # a collector made the file and has not written its schema yet: no log so far
+                self.db.close()
+                self.db = None
         except BaseException:
             self.close()
             raise
@@ -152,6 +158,12 @@ class AttemptLog:
         if self.db is None or not batch.packets:
             return 0
         with self._transaction() as db:
+            # a jail forgotten since these packets were dropped: the collector's batch in hand
+            # must not bring its rows back (a later jail of that name drops later packets)
+            gone = dict(db.execute("SELECT jail, at FROM gone").fetchall())
+            if gone:
+                batch.drop_before(gone)
+                db.execute("DELETE FROM gone WHERE at < ?", (time.time() - 60,))
             db.executemany(
                 "INSERT INTO names VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
                 " count = count + excluded.count, last = max(last, excluded.last)",
@@ -273,6 +285,7 @@ class AttemptLog:
                 return False
             for table in ("attempts", "events", "names", "kept"):
                 db.execute(f"DELETE FROM {table} WHERE jail = ?", (jail,))
+            db.execute("INSERT OR REPLACE INTO gone VALUES (?, ?)", (jail, time.time()))
         return True
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
+from netjail.backends.attempts.store import AttemptRow
 from netjail.backends.engine_api import EngineAPI
 from netjail.backends.errors import InsufficientPrivilege, NoSuchProcess
 from netjail.backends.jails.names import check_jail_name
@@ -299,6 +300,33 @@ class FakeEngine:
             JailInfo("fetcher-1", "seccomp", (), (Member(3120, 4120, True, "fetcher"),), Counters()),
             JailInfo("sandbox", "netns", ("10.0.0.3:3128",), (Member(3100, 4100, True, "pip"),), Counters()),
         )
+
+    def attempts(self, *, jail: str | None = None, limit: int = 200) -> tuple[AttemptRow, ...]:
+        """The telemetry jail's log: a name it asked for, a connection, a flood of UDP."""
+        at = 1_790_000_000.0
+        rows = (
+            AttemptRow(
+                "telemetry",
+                "out",
+                "udp",
+                "127.0.0.53",
+                53,
+                "udp",
+                "upload.vendor.example",
+                3,
+                210,
+                at,
+                at + 2,
+                998,
+            ),
+            AttemptRow(
+                "telemetry", "out", "tcp", "203.0.113.7", 443, "syn", None, 12, 720, at + 1, at + 9, 998
+            ),
+            AttemptRow(
+                "telemetry", "out", "udp", "203.0.113.9", 4711, "udp", None, 480, 33600, at, at + 9, 998
+            ),
+        )
+        return tuple(sorted((r for r in rows if jail in (None, r.jail)), key=lambda r: -r.count))[:limit]
 
     def counters(self) -> tuple[JailCounters, ...]:
         self.reads += 1

@@ -17,9 +17,11 @@ from netjail.widgets.confirm_dialog import ConfirmDialog
 from netjail.widgets.jails_panel import JailsPanel
 from netjail.widgets.process_detail import ProcessDetail
 from netjail.widgets.process_table import ProcessTable
+from textual.widgets import Static
 
 from tests.conftest import Peer
 from tests.tui.conftest import Notes, count, settled, sleep_in_app, wait_until
+from tests.tui.rendered import widget_text
 
 
 async def find(pilot, table: ProcessTable, pid: int) -> None:  # type: ignore[no-untyped-def]
@@ -210,3 +212,29 @@ async def test_socket_with_a_foreign_mark_is_refused_with_the_reason(
         assert "carries mark 0x1, outside netjail's range 0xff000000: not blocked" in text, text
         assert not table.cell_text(peer.pid, "jail")
     assert kernel.jails() == ()
+
+
+async def test_a_blocked_senders_destination_shows_in_its_detail_within_2_seconds(
+    kernel: Engine, spawn_peer: Callable[..., Peer], notes: Notes
+) -> None:
+    """The attempts log, live: block a real sender by keyboard, and its detail panel names the
+    address and port it keeps trying (the watcher's collector, read by the counters poll)."""
+    sender = spawn_peer("udp-send", "127.0.0.9", 4712, interval=0.05)
+    app = create_app(kernel, interval=0.3, counters_interval=0.2)
+    async with app.run_test(size=(140, 40), message_hook=notes.hook) as pilot:
+        table = app.main.query_one(ProcessTable)
+        detail = app.main.query_one(ProcessDetail)
+        await wait_until(pilot, lambda: app.main.host is not None, what="host info")
+        await find(pilot, table, sender.pid)
+        await pilot.press("b")
+        await wait_until(pilot, lambda: isinstance(app.screen, BlockDialog), what="block dialog")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: notes.having("jailed"), what="block notification")
+
+        def shown() -> bool:
+            return "127.0.0.9:4712/udp" in widget_text(detail.query_one("#detail-body", Static))
+
+        await wait_until(pilot, shown, timeout=2.0, what="the destination in the detail panel")
+        await pilot.press("u")
+        await wait_until(pilot, lambda: notes.having("released"), what="unblock notification")
+    assert not notes.having("", "error"), notes.seen

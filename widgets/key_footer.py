@@ -27,6 +27,7 @@ PRIORITY = (
     "cycle_sort",
     "details",
     "toggle_panels",
+    "attempts",
     "toggle_all",
     "toggle_tree",
     "relaunch",

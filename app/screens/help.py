@@ -20,6 +20,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("a", "all processes / only processes with sockets or a jail"),
     ("t", "process-tree view (ancestors of matches shown dimmed)"),
     ("p", "fold or unfold the detail and jails panels (kept for the session)"),
+    ("w", "what the jails dropped: every destination tried, DNS names, counts (filter, sort)"),
     ("↑ ↓ pgup pgdn", "move the selection; the detail panel follows it"),
     ("enter", "full details of the selected process (esc to return)"),
     ("b", "block the selected process: strategy, scope, allow-list; enter confirms"),

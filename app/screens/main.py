@@ -113,6 +113,7 @@ class MainScreen(EngineCalls):
         Binding("a", "toggle_all", "All/net"),
         Binding("t", "toggle_tree", "Tree"),
         Binding("p", "toggle_panels", "Panels"),
+        Binding("w", "attempts", "Tried"),
         Binding("n", "launch", "Launch"),
         Binding("r", "refresh", "Refresh", show=False),
         Binding("exclamation_mark,ctrl+x", "release_all", "Release all"),
@@ -196,6 +197,14 @@ class MainScreen(EngineCalls):
     def panels_shown(self) -> bool:
         return bool(self.query_one("#bottom").display)
 
+    def action_attempts(self) -> None:
+        """What the jails dropped, full screen; opened on the selected process's jail."""
+        from netjail.app.screens.attempts import AttemptsScreen
+
+        selected = self.query_one(ProcessDetail).process
+        rows = [r for rows in self.attempts.values() for r in rows]
+        self.app.push_screen(AttemptsScreen(rows, selected.jail if selected and selected.jail else None))
+
     def action_toggle_panels(self) -> None:
         if self.maximized is not None:
             self.minimize()
@@ -240,6 +249,10 @@ class MainScreen(EngineCalls):
         if by_jail != self.attempts:
             self.attempts = by_jail
             self._show_detail(self.query_one(ProcessDetail).process)
+        from netjail.app.screens.attempts import AttemptsScreen
+
+        if isinstance(self.app.screen, AttemptsScreen):
+            self.app.screen.show(message.attempts)
         self.jails = message.jails
         self.counters = {c.jail: c for c in message.counters}
         dropped: dict[str, int | None] = {j.name: j.counters.dropped_packets for j in message.jails}

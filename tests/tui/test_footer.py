@@ -18,7 +18,7 @@ ESSENTIAL = ["b Block", "u Unblock", "n Launch", "? Help", "q Quit"]
         (80, [*ESSENTIAL, "/ Filter", "s Sort", "⏎ Details", "p Panels"]),
         (
             120,
-            [*ESSENTIAL, "/ Filter", "s Sort", "⏎ Details", "p Panels", "a All/net", "t Tree", "R Relaunch"],
+            [*ESSENTIAL, "/ Filter", "s Sort", "⏎ Details", "p Panels", "w Tried", "a All/net", "t Tree"],
         ),
     ],
 )

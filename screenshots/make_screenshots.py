@@ -34,7 +34,7 @@ SIZE = (128, 38)
 SMALL = ((100, 30), (80, 24))
 SHOTS = (
     *("main-blocked", "main-100x30", "main-80x24", "main-80x24-panels"),
-    *("block-dialog", "launch-dialog", "help"),
+    *("block-dialog", "launch-dialog", "attempts", "help"),
 )
 
 
@@ -186,6 +186,11 @@ async def shoot(engine: Any) -> None:
             app.save_screenshot("main-80x24-panels.svg", str(HERE))
             await pilot.press("p")
             await pilot.resize_terminal(*SIZE)
+            await pilot.pause(0.5)
+            await pilot.press("w")  # what the jails dropped, full screen
+            await pilot.pause(1.0)
+            app.save_screenshot("attempts.svg", str(HERE))
+            await pilot.press("escape")
             await pilot.pause(0.5)
             await pilot.press("question_mark")
             await pilot.pause(0.5)

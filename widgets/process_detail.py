@@ -74,8 +74,8 @@ def render_process(
     ]
     if process.unfilterable:
         fields.append(_field("warning", unfilterable_warning(process)))
-    if process.jail:
-        fields.append(_field("tried", tried_text(tried, now)))
+    if process.jail:  # what it is trying to reach comes first for a jailed process
+        fields.insert(1, _field("tried", tried_text(tried, now)))
     if not process.sockets and not process.unfilterable:
         return Group(*fields, Text(""), Text("no sockets", style="dim"))
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold")
@@ -96,7 +96,7 @@ def render_process(
 
 
 def tried_text(tried: Sequence[AttemptRow], now: float) -> Text:
-    """The destinations its jail dropped, most attempted first: `203.0.113.7:443/tcp 12x new`,
+    """The destinations its jail dropped, most attempted first: `203.0.113.7:443/tcp 12 tries new`,
     with the DNS name asked for where there is one. Names and addresses come from the jailed
     program's own packets: escaped."""
     if not tried:
@@ -111,7 +111,7 @@ def tried_text(tried: Sequence[AttemptRow], now: float) -> Text:
         out.append(printable(f"{where}/{r.proto}"), style=style)
         if r.name:
             out.append(f" {printable(r.name, 48)}", style="cyan")
-        out.append(f" {human_count(r.count)}x", style="dim")
+        out.append(f" {human_count(r.count)} tries", style="dim")
         if style:
             out.append(" new", style=style)
     return out

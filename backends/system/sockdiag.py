@@ -426,35 +426,53 @@ _INODE_AT = _MSG_END - 4
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 
-def parse_cgroup_ids(data: bytes, out: dict[int, int]) -> bool:
-    """inode -> cgroup id of each record of one recv() buffer into out; True at NLMSG_DONE.
-
-    A record without the attribute (Linux < 5.7) adds nothing: the caller treats it as unknown.
-    On cgroup2 the id is the inode number of the cgroup's directory (64-bit kernels)."""
+def _records(data: bytes) -> tuple[list[tuple[int, int]], bool]:
+    """(offset, length) of each inet_diag record of one recv() buffer, and whether the dump
+    ended (NLMSG_DONE) in it; a refused dump or a cut record raises Unavailable."""
+    found: list[tuple[int, int]] = []
     off, end = 0, len(data)
     while off + _NLMSG.size <= end:
         length, kind = _HEAD.unpack_from(data, off)
         if kind == NLMSG_DONE:
-            return True
+            return found, True
         if kind == NLMSG_ERROR:
             errno = -_ERRNO.unpack_from(data, off + _NLMSG.size)[0]
             raise Unavailable(errno, f"sock_diag dump refused: {os.strerror(errno)}")
         if length < _NLMSG.size or off + length > end:
             raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
-        if kind == SOCK_DIAG_BY_FAMILY and length >= _MSG_END:
-            (inode,) = _U32.unpack_from(data, off + _INODE_AT)
-            at, stop = off + _MSG_END, off + length
-            while at + _ATTR.size <= stop:
-                alen, atype = _ATTR.unpack_from(data, at)
-                if alen < _ATTR.size:
-                    break
-                if atype & NLA_TYPE_MASK == INET_DIAG_CGROUP_ID and alen >= _ATTR.size + 8:
-                    if inode:
-                        out[inode] = _U64.unpack_from(data, at + _ATTR.size)[0]
-                    break
-                at += (alen + 3) & ~3
+        if kind == SOCK_DIAG_BY_FAMILY:
+            found.append((off, length))
         off += (length + 3) & ~3
-    return False
+    return found, False
+
+
+def _attribute(data: bytes, off: int, length: int, wanted: int, size: int) -> int | None:
+    """Where the value of attribute `wanted` (at least `size` bytes) starts in a record."""
+    at, stop = off + _MSG_END, off + length
+    while at + _ATTR.size <= stop:
+        alen, atype = _ATTR.unpack_from(data, at)
+        if alen < _ATTR.size:
+            return None
+        if atype & NLA_TYPE_MASK == wanted and alen >= _ATTR.size + size:
+            return at + _ATTR.size
+        at += (alen + 3) & ~3
+    return None
+
+
+def parse_cgroup_ids(data: bytes, out: dict[int, int]) -> bool:
+    """inode -> cgroup id of each record of one recv() buffer into out; True at NLMSG_DONE.
+
+    A record without the attribute (Linux < 5.7) adds nothing: the caller treats it as unknown.
+    On cgroup2 the id is the inode number of the cgroup's directory (64-bit kernels)."""
+    records, done = _records(data)
+    for off, length in records:
+        if length < _MSG_END:
+            continue
+        (inode,) = _U32.unpack_from(data, off + _INODE_AT)
+        at = _attribute(data, off, length, INET_DIAG_CGROUP_ID, 8) if inode else None
+        if at is not None:
+            out[inode] = _U64.unpack_from(data, at)[0]
+    return done
 
 
 def cgroup_ids(nl: socket.socket, tables: Iterable[tuple[int, str]]) -> dict[int, int]:
@@ -498,44 +516,27 @@ class Flow:
 
 def parse_flows(data: bytes, out: list[Flow]) -> bool:
     """The records of one recv() buffer, inode 0 included, into out; True at NLMSG_DONE."""
-    off, end = 0, len(data)
-    while off + _NLMSG.size <= end:
-        length, kind = _HEAD.unpack_from(data, off)
-        if kind == NLMSG_DONE:
-            return True
-        if kind == NLMSG_ERROR:
-            errno = -_ERRNO.unpack_from(data, off + _NLMSG.size)[0]
-            raise Unavailable(errno, f"sock_diag dump refused: {os.strerror(errno)}")
-        if length < _NLMSG.size or off + length > end:
-            raise Unavailable(errno_mod.EPROTO, f"short sock_diag record ({length} bytes)")
-        if kind == SOCK_DIAG_BY_FAMILY and length >= _RECORD.size:
-            _, _, family, state, sockid, inode = _RECORD.unpack_from(data, off)
-            width = 4 if family == socket.AF_INET else 16
-            mark: int | None = None
-            at, stop = off + _MSG_END, off + length
-            while at + _ATTR.size <= stop:
-                alen, atype = _ATTR.unpack_from(data, at)
-                if alen < _ATTR.size:
-                    break
-                if atype & NLA_TYPE_MASK == INET_DIAG_MARK and alen >= _ATTR.size + 4:
-                    mark = _U32.unpack_from(data, at + _ATTR.size)[0]
-                    break
-                at += (alen + 3) & ~3
-            out.append(
-                Flow(
-                    family,
-                    state,
-                    sockid[4 : 4 + width],
-                    (sockid[0] << 8) | sockid[1],
-                    sockid[20 : 20 + width],
-                    (sockid[2] << 8) | sockid[3],
-                    inode,
-                    mark,
-                    _U32.unpack_from(data, off + _RQUEUE_AT)[0],
-                )
+    records, done = _records(data)
+    for off, length in records:
+        if length < _RECORD.size:
+            continue
+        _, _, family, state, sockid, inode = _RECORD.unpack_from(data, off)
+        width = 4 if family == socket.AF_INET else 16
+        at = _attribute(data, off, length, INET_DIAG_MARK, 4)
+        out.append(
+            Flow(
+                family,
+                state,
+                sockid[4 : 4 + width],
+                (sockid[0] << 8) | sockid[1],
+                sockid[20 : 20 + width],
+                (sockid[2] << 8) | sockid[3],
+                inode,
+                None if at is None else _U32.unpack_from(data, at)[0],
+                _U32.unpack_from(data, off + _RQUEUE_AT)[0],
             )
-        off += (length + 3) & ~3
-    return False
+        )
+    return done
 
 
 # inet_diag bytecode (the filter `ss` sends): ops of {code u8, yes u8, no u16}, run by the

@@ -9,6 +9,13 @@ duplicate marks the socket in flight (docs/kernel-facts.md #24). Every watcher p
 unix socket members hold. Limits: only the head message of each queue is seen (a socket queued
 behind another message waits for the pass that finds it first), and a socket whose owner set
 SO_PEEK_OFF is not peeked (a peek would move the owner's offset).
+
+A peek hands over every fd the message carries, files too, and closing a file of a FUSE mount
+waits for its daemon's FLUSH answer, uninterruptibly (a user with /dev/fuse, the default on most
+distributions, writes that daemon): closed on the watcher's thread, one such fd queued in a
+member's unix socket stopped every later pass (attack review). What is not a socket is told
+apart without calling into its file system (the /proc/self/fd link) and closed on a closer
+thread of its own; while that thread waits on more than MAX_CLOSING fds, no socket is peeked.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import array
 import contextlib
 import os
+import queue
 import socket
+import threading
 from collections.abc import Iterable
 
 from netjail.backends.jails import socket_marks
@@ -28,8 +37,51 @@ _ANC = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
 _FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
 
 
+MAX_CLOSING = 1024  # fds a hung closer may hold before peeks stop (the watcher's limit is higher)
+
+
+class _Closer:
+    """Closes fds on a daemon thread: a close that never returns stalls it, not the caller."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.pending = 0
+        self._thread: threading.Thread | None = None
+
+    def close(self, fd: int) -> None:
+        with self._lock:
+            self.pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="in-flight-closer", daemon=True)
+                self._thread.start()
+        self._queue.put(fd)
+
+    def _run(self) -> None:
+        while True:
+            fd = self._queue.get()
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            with self._lock:
+                self.pending -= 1
+
+
+closer = _Closer()
+
+
+def _is_socket(fd: int) -> bool:
+    """From the fd's /proc link, which names a socket by its inode: no file system is asked."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}").startswith("socket:[")
+    except OSError:
+        return False
+
+
 def peeked_fds(dup: int) -> list[int]:
-    """Our fds for what the head message of unix socket `dup`'s queue carries (left queued)."""
+    """Our fds for the sockets the head message of unix socket `dup`'s queue carries (left
+    queued); the other fds it carries go to the closer."""
+    if closer.pending > MAX_CLOSING:
+        return []
     with socket.socket(fileno=os.dup(dup)) as s:
         if s.getsockopt(socket.SOL_SOCKET, _SO_PEEK_OFF) >= 0:
             return []
@@ -43,7 +95,11 @@ def peeked_fds(dup: int) -> list[int]:
             got = array.array("i")
             got.frombytes(data[: len(data) - len(data) % got.itemsize])
             fds.extend(got)
-    return fds
+    sockets = [fd for fd in fds if _is_socket(fd)]
+    for fd in fds:
+        if fd not in sockets:
+            closer.close(fd)
+    return sockets
 
 
 def mark_in_flight(jail: JailState, unix: Iterable[int]) -> None:

@@ -302,3 +302,50 @@ def test_unblocking_one_member_leaves_the_jail_mark_on_a_socket_another_member_h
     got, tried = leaked(recv, giver, 2.0)
     assert tried > 20, f"the jailed member should still be sending ({tried})"
     assert got == 0, f"{got} of {tried} datagrams out of a process still jailed"
+
+
+FUSE_FLIGHT = Path(__file__).with_name("fuse_flight_probe.py")
+
+
+def test_a_fuse_file_in_a_members_unix_queue_does_not_stall_the_in_flight_peek() -> None:
+    """A member's unix queue holds a file of a FUSE mount whose daemon never answers FLUSH:
+    the peek that hands netjail that fd must not close it on the watcher's thread (a close
+    waits for the answer, uninterruptibly: every later watcher pass stopped)."""
+    import json
+    import threading
+
+    from netjail.backends.jails import in_flight, socket_marks
+    from netjail.backends.system import identity
+
+    serve = subprocess.Popen(
+        [*python_for(None), str(FUSE_FLIGHT), "serve", *setpriv_as("nobody"), "--pdeathsig=KILL",
+         *python_for("nobody"), str(FUSE_FLIGHT), "fuse-flight", "127.0.0.1", "9"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert serve.stdout is not None
+        line = serve.stdout.readline()
+        assert line.startswith("READY "), line
+        pid = int(json.loads(line.split(" ", 1)[1])["pid"])
+        stat = identity.read_stat(pid)
+        assert stat is not None
+
+        peeked: list[int] = []
+
+        def peek_all() -> None:
+            for h in socket_marks.held(pid, stat.start_time):
+                if h.domain() == socket.AF_UNIX:
+                    for fd in in_flight.peeked_fds(h.dup):
+                        os.close(fd)
+            peeked.append(in_flight.closer.pending)
+
+        started = time.monotonic()
+        peeking = threading.Thread(target=peek_all, daemon=True)
+        peeking.start()
+        peeking.join(5.0)
+        assert not peeking.is_alive(), "the peek hung on the FUSE file's close"
+        assert time.monotonic() - started < 2.0
+        assert peeked == [1], "the FUSE file should wait on the closer"
+    finally:
+        serve.kill()  # its /dev/fuse closes: a close still waiting gets ENOTCONN
+        serve.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import struct
 import threading
 import time
 from pathlib import Path
@@ -31,7 +32,8 @@ class Collector:
         self.reader = NflogGroup(self.group, snaplen=prefix.SNAPLEN)
         self.log = AttemptLog(directory)
         self.recorded = 0
-        self.sampled_out = 0  # packets counted in the rows but not kept as raw events
+        self.sampled_out = 0
+        self.last_error = ""  # packets counted in the rows but not kept as raw events
         self._lanes: dict[str, tuple[str, str]] = {}
         self._decode = CachedDecoder()
         self.skipped = 0  # copies that were not ours (another prefix) or cut before the IP header
@@ -43,7 +45,13 @@ class Collector:
         while not stop.is_set():
             ready, _, _ = select.select([fd], [], [], FLUSH_SECONDS)
             if ready:
-                self._take(batch)
+                try:
+                    self._take(batch)
+                except (ValueError, IndexError, UnicodeError, struct.error) as exc:
+                    # bytes a jailed program wrote, in a shape decode did not foresee: that
+                    # batch is lost, the log goes on (the watcher's reconciliation never stops)
+                    self.skipped += 1
+                    self.last_error = repr(exc)
             if batch.packets and (time.monotonic() - flushed >= FLUSH_SECONDS or not ready):
                 self._write(batch)
                 batch = Batch()

@@ -74,7 +74,7 @@ def _attr(kind: int, data: bytes) -> bytes:
 
 
 class NflogGroup:
-    """A bound NFLOG group in the caller's network namespace. Binding fails with EBUSY when
+    """A bound NFLOG group in the caller's network namespace. Binding fails with EPERM when
     another socket (another collector, a `tcpdump -i nflog:N`) already holds the group."""
 
     def __init__(

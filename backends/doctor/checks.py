@@ -38,7 +38,7 @@ from netjail.backends.doctor.parsers import (
     socket_marks_seen,
 )
 from netjail.backends.errors import BadInput, NetjailError
-from netjail.backends.firewall import registry
+from netjail.backends.firewall import log_rule, registry
 from netjail.backends.firewall.families import LABEL, FamilySupport, coverage_text, usable
 from netjail.backends.jails import socket_marks
 from netjail.backends.jails.state import Store
@@ -279,6 +279,19 @@ def ipset_check(probed: bool, error: str | None, present: Collection[str]) -> Ch
         OK,
         "hash:ip,port,ip and hash:net,port sets created and removed (fallback for unmarked sockets)" + used,
     )
+
+
+def attempts_check(enabled: bool, probed: bool, error: str | None) -> Check:
+    """The attempts log (docs/attempts.md): whether this namespace's NFLOG group can be read.
+    Without it jails block the same; only the log of what they dropped stays empty."""
+    name = "attempts"
+    if not enabled:
+        return Check(name, WARN, "NETJAIL_ATTEMPTS=off: jail chains copy nothing to the attempts log")
+    if not probed:
+        return Check(name, WARN, NO_ROOT)
+    if error is None:
+        return Check(name, OK, "NFLOG group bound and released: jails log what they drop (netjail attempts)")
+    return Check(name, WARN, f"{error}: jails block, but `netjail attempts` stays empty")
 
 
 def early_demux_check(tcp: str | None, udp: str | None) -> Check:
@@ -719,6 +732,12 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
         (
             "ipset",
             lambda: ipset_check(m.can_admin, *(doctor_probes.probe_ipset() if m.can_admin else (None, ()))),
+        ),
+        (
+            "attempts",
+            lambda: attempts_check(
+                log_rule.enabled(), m.can_admin, doctor_probes.probe_nflog() if m.can_admin else None
+            ),
         ),
         (
             "early-demux",

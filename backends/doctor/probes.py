@@ -178,3 +178,24 @@ def probe_ipset() -> tuple[str | None, set[str]]:
             return None, present
     except NetjailError as exc:
         return str(exc), set()
+
+
+def probe_nflog() -> str | None:
+    """Bind the attempts log's NFLOG group in the caller's namespace and let it go; None when
+    that worked, else why not. A group already held is netjail's own watcher while jails exist
+    (or another reader, which would keep the watcher from logging)."""
+    import errno
+
+    from netjail.backends.attempts import prefix
+    from netjail.backends.attempts.nflog import NflogGroup
+
+    group = prefix.group()
+    try:
+        NflogGroup(group, snaplen=64).close()
+    except OSError as exc:
+        # the kernel answers EPERM, not EBUSY, for a group another socket is bound to (we asked
+        # as root: the capability is there)
+        if exc.errno in (errno.EPERM, errno.EBUSY):
+            return f"NFLOG group {group} is held by another reader (netjail's watcher, while jails exist)"
+        return f"NFLOG group {group} cannot be bound: {os.strerror(exc.errno or 0)}"
+    return None

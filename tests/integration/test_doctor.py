@@ -31,6 +31,7 @@ NAMES = [
     "sock-destroy",
     "pidfd_getfd",
     "ipset",
+    "attempts",
     "early-demux",
     "pid1",
     "firewalls",
@@ -314,3 +315,22 @@ def test_sock_destroy_probe_kills_only_its_own_connection() -> None:
             bystander.sendall(b"still here")
             assert accepted.recv(64) == b"still here"
             assert bystander.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+
+
+def test_doctor_says_whether_the_attempts_log_can_read_its_group(cli: CLI) -> None:
+    """ok when the NFLOG group binds (and is let go: a second doctor gets it too); warn, naming
+    the holder, while another reader has it."""
+    from netjail.backends.attempts import prefix
+    from netjail.backends.attempts.nflog import NflogGroup
+
+    for _ in range(2):
+        checks = by_name(cli("doctor", "--json"))
+        assert checks["attempts"]["status"] == "ok", checks["attempts"]
+    holder = NflogGroup(prefix.group(), snaplen=64)
+    try:
+        held = by_name(cli("doctor", "--json"))["attempts"]
+        assert held["status"] == "warn" and "held by another reader" in held["detail"], held
+    finally:
+        holder.close()
+    off = by_name(cli("doctor", "--json", env={"NETJAIL_ATTEMPTS": "off"}))["attempts"]
+    assert off["status"] == "warn" and "NETJAIL_ATTEMPTS=off" in off["detail"]

@@ -604,3 +604,13 @@ def test_pidfd_getfd_and_ipset_checks_say_which_path_block_takes() -> None:
     assert pidfd_getfd_check(False, None).status == "warn"
     assert "nj4-web-f" in ipset_check(True, None, {"nj4-web-f"}).detail
     assert ipset_check(True, "kernel ipset type hash:net,port unavailable", ()).status == "warn"
+
+
+def test_the_attempts_check_says_why_nothing_would_be_logged() -> None:
+    from netjail.backends.doctor.checks import attempts_check
+
+    assert attempts_check(True, True, None).status == "ok"
+    assert attempts_check(False, True, None).status == "warn"
+    assert attempts_check(True, False, None).status == "warn"  # not root: not probed
+    busy = attempts_check(True, True, "NFLOG group 5770 is held by another reader")
+    assert busy.status == "warn" and "stays empty" in busy.detail

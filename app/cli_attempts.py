@@ -67,23 +67,21 @@ def _flat(row: AttemptRow) -> dict[str, Any]:
     }
 
 
-def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at))
-
-
 def _rows(rows: list[AttemptRow]) -> list[list[str]]:
+    from netjail.widgets.format import PORTED, clock  # not at import: `--help` loads every command
+
     return [
         [
             printable(r.jail),
             r.direction,
             r.proto,
             r.remote,
-            str(r.port) if r.proto in ("tcp", "udp", "sctp") else "",
+            str(r.port) if r.proto in PORTED else "",
             r.kind,
             printable(r.name or "", 40),
             str(r.count),
-            _clock(r.first),
-            _clock(r.last),
+            clock(r.first),
+            clock(r.last),
         ]
         for r in rows
     ]

@@ -39,6 +39,23 @@ def endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+# attempts log rows (docs/attempts.md): where, when, and which are new
+PORTED = frozenset({"tcp", "udp", "sctp"})  # protocols whose rows carry a port
+NEW_ATTEMPT_SECONDS = 10.0  # a destination first tried this recently is highlighted
+
+
+def attempt_target(remote: str, port: int, proto: str) -> str:
+    """`203.0.113.7:443`, `[fd00::1]:53`, or the bare address for ICMP and other protocols."""
+    return endpoint(remote, port) if proto in PORTED else remote
+
+
+def clock(at: float) -> str:
+    """A wall-clock time of today's kind, HH:MM:SS, local."""
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
 def is_listening(sock: Socket) -> bool:
     """A TCP listener, or a UDP socket bound to a port and not connected: it can receive."""
     if sock.proto == "tcp":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from netjail.backends.model import Process
-from netjail.widgets.format import endpoint, human_count
+from netjail.widgets.format import NEW_ATTEMPT_SECONDS, attempt_target, endpoint, human_count
 from netjail.widgets.safe_text import printable
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -29,9 +29,6 @@ def _field(label: str, value: str | Text) -> Text:
 def title(process: Process | None) -> Text:
     """The panel's border title: a Text, since a str border title is read as markup."""
     return Text(f"Process {process.pid} {printable(process.name, 64)}" if process else "Process")
-
-
-NEW_SECONDS = 10.0  # a destination first tried this recently is highlighted
 
 
 def render_process(
@@ -105,10 +102,8 @@ def tried_text(tried: Sequence[AttemptRow], now: float) -> Text:
     for i, r in enumerate(tried):
         if i:
             out.append("  ")
-        port = f":{r.port}" if r.proto in ("tcp", "udp", "sctp") else ""
-        where = endpoint(r.remote, r.port) if port else r.remote
-        style = "bold yellow" if now and now - r.first <= NEW_SECONDS else ""
-        out.append(printable(f"{where}/{r.proto}"), style=style)
+        style = "bold yellow" if now and now - r.first <= NEW_ATTEMPT_SECONDS else ""
+        out.append(printable(f"{attempt_target(r.remote, r.port, r.proto)}/{r.proto}"), style=style)
         if r.name:
             out.append(f" {printable(r.name, 48)}", style="cyan")
         out.append(f" {human_count(r.count)} tries", style="dim")

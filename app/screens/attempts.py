@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from netjail.backends.attempts.store import AttemptRow
-from netjail.widgets.format import endpoint, human_count
+from netjail.widgets.format import NEW_ATTEMPT_SECONDS, attempt_target, clock, human_count
 from netjail.widgets.safe_text import printable
 from rich.text import Text
 from textual import on
@@ -19,12 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Input, Static
 
 SORTS = ("count", "last", "remote")
-NEW_SECONDS = 10.0  # a destination first tried this recently is highlighted
 COLUMNS = ("JAIL", "DIR", "PROTO", "REMOTE", "KIND", "NAME", "COUNT", "BYTES", "FIRST", "LAST")
-
-
-def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 def matches(row: AttemptRow, text: str) -> bool:
@@ -91,20 +86,19 @@ class AttemptsScreen(Screen[None]):
         table.clear()
         rows = self.shown()
         for r in rows:
-            new = now - r.first <= NEW_SECONDS
+            new = now - r.first <= NEW_ATTEMPT_SECONDS
             style = "bold yellow" if new else ""
-            where = endpoint(r.remote, r.port) if r.proto in ("tcp", "udp", "sctp") else r.remote
             cells = (
                 printable(r.jail),
                 r.direction,
                 r.proto,
-                printable(where),
+                printable(attempt_target(r.remote, r.port, r.proto)),
                 r.kind,
                 printable(r.name or "", 60),
                 human_count(r.count),
                 human_count(r.bytes),
-                _clock(r.first),
-                _clock(r.last) + (" new" if new else ""),
+                clock(r.first),
+                clock(r.last) + (" new" if new else ""),
             )
             table.add_row(*(Text(c, style=style) for c in cells))
         status = (

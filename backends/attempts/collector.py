@@ -82,21 +82,31 @@ class Collector:
         self.log.close()
 
 
-def start(directory: Path) -> tuple[threading.Event, threading.Thread] | None:
-    """The collector on a daemon thread, or None when this kernel or namespace cannot give it
-    the group (no NFLOG, another holder): jails still block, they only go unlogged."""
-    try:
-        collector = Collector(directory)
-    except OSError as exc:
-        os.write(2, f"netjail watcher: attempts log off: {exc}\n".encode())
-        return None
+RETRY_SECONDS = 1.0
+
+
+def start(directory: Path) -> tuple[threading.Event, threading.Thread]:
+    """The collector on a daemon thread. While the group cannot be had (held by the watcher of
+    another state directory in this namespace, or one still exiting; no NFLOG here) it asks
+    again every RETRY_SECONDS: jails block meanwhile, they only go unlogged."""
     stop = threading.Event()
 
     def body() -> None:
-        try:
-            collector.run(stop)
-        finally:
-            collector.close()
+        said = False
+        while not stop.is_set():
+            try:
+                collector = Collector(directory)
+            except OSError as exc:
+                if not said:  # once: the watcher's stderr is its log
+                    os.write(2, f"netjail watcher: attempts log waiting: {exc}\n".encode())
+                    said = True
+                stop.wait(RETRY_SECONDS)
+                continue
+            try:
+                collector.run(stop)
+            finally:
+                collector.close()
+            return
 
     thread = threading.Thread(target=body, name="attempts-collector", daemon=True)
     thread.start()

@@ -118,9 +118,8 @@ def main(state_dir: Path) -> int:
     try:
         _watch(engine, state_dir, me.pid)
     finally:
-        if collecting is not None:  # the batch in hand is written before the watcher goes
-            collecting[0].set()
-            collecting[1].join(timeout=2.0)
+        collecting[0].set()  # the batch in hand is written before the watcher goes
+        collecting[1].join(timeout=2.0)
     return 0
 
 

@@ -215,3 +215,24 @@ def test_one_collector_per_group_and_a_killed_one_loses_at_most_its_batch(
         assert log.db is not None and log.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         log.close()
+
+
+def test_a_collector_waits_for_a_held_group_and_takes_it_when_let_go(
+    logged: object, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two state directories in one namespace (or a watcher still exiting) want the one group:
+    the later collector keeps asking instead of giving up for the watcher's whole life."""
+    from netjail.backends.attempts import collector
+
+    monkeypatch.setenv(prefix.GROUP_ENV, str(GROUP))
+    holder = NflogGroup(GROUP, snaplen=64)
+    stop, thread = collector.start(state_dir)
+    try:
+        time.sleep(1.5)  # it tried and was refused at least once
+        holder.close()
+        time.sleep(collector.RETRY_SECONDS + 0.5)
+        subprocess.run([sys.executable, "-c", SENDER, "00"], capture_output=True, check=True)
+        assert sum(r["count"] for r in _wait_rows(state_dir, 15)) == 15
+    finally:
+        stop.set()
+        thread.join(5)

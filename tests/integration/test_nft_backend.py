@@ -77,17 +77,9 @@ def receiver() -> Iterator[socket.socket]:
 def send_as_nobody(rx: socket.socket, count: int = 50) -> tuple[int, int]:
     """(sends the kernel let out, datagrams the receiver got) for `count` sends by uid nobody."""
     port = str(rx.getsockname()[1])
+    who = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     out = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={NOBODY}",
-            f"--regid={NOBODY}",
-            "--clear-groups",
-            "/usr/bin/python3",
-            "-c",
-            SENDER,
-        ]
-        + [port, str(count)],
+        [*who, "/usr/bin/python3", "-c", SENDER, port, str(count)],
         capture_output=True,
         text=True,
         check=True,

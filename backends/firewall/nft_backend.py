@@ -225,7 +225,7 @@ class NftFirewall(Firewall):
         from netjail.backends.firewall.nft_counters import read_counters
 
         with self._mutex:
-            return read_counters(self._ctx())
+            return read_counters()
 
     def reset(self) -> None:
         with self._mutex, nft_lock(self._lock_timeout):

@@ -120,6 +120,9 @@ class Nft:
     callers hold their own lock (one context per backend instance)."""
 
     def __init__(self) -> None:
+        if os.geteuid() != 0:
+            # asked anyway, libnftables answers EPERM and prints a line of its own to stderr at exit
+            raise InsufficientPrivilege("the nftables backend needs root (CAP_NET_ADMIN)")
         module = load_binding()
         before = _open_fds()
         try:
@@ -146,17 +149,17 @@ class Nft:
                 check=False,
             )
             if done.returncode != 0:
-                raise _error(done.stderr or f"exit status {done.returncode}")
+                raise _raise(done.stderr or f"exit status {done.returncode}")
             return
         rc, _out, err = self._ctx.cmd(commands)
         if rc != 0:
-            raise _error(err)
+            raise _raise(err)
 
     def list(self, what: str) -> list[dict[str, Any]] | None:
         """The JSON objects of `list <what>` (None: no such table or object)."""
         rc, out, err = self._ctx.cmd(f"list {what}")
         if rc != 0:
-            exc = _error(err)
+            exc = _raise(err)
             if exc.missing:
                 return None
             raise exc
@@ -173,6 +176,14 @@ def _open_fds() -> set[int]:
         return set()
 
 
+def _raise(err: str) -> NftError:
+    """The error to raise for libnftables' `err`: InsufficientPrivilege itself when refused."""
+    exc = _error(err)
+    if exc.denied:
+        raise InsufficientPrivilege(str(exc))
+    return exc
+
+
 def _error(err: str) -> NftError:
     lines = [line.strip() for line in err.splitlines() if line.strip().startswith("Error:")]
     first = lines[0][len("Error:") :].strip() if lines else (err.strip().splitlines() or ["unknown error"])[0]
@@ -181,8 +192,3 @@ def _error(err: str) -> NftError:
         return NftError(f"nftables refused netjail: {first} (needs root: CAP_NET_ADMIN)", denied=True)
     missing = "No such file or directory" in first
     return NftError(f"nftables refused netjail's change: {first}", missing=missing)
-
-
-def raise_denied(exc: NftError) -> None:
-    if exc.denied:
-        raise InsufficientPrivilege(str(exc)) from None

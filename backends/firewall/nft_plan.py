@@ -477,7 +477,9 @@ def parse_listing(items: Iterable[Mapping[str, Any]]) -> Held:
                 else:
                     text, verdict = _elem_text(el), None
                 if cgroups:
-                    if isinstance(key, int) or text.isdigit():  # the cgroup is gone: only its id is left
+                    # a cgroup that is gone lists as its bare id; a path nft's strings cannot carry
+                    # is no element netjail wrote: either way it is flushed, never written back
+                    if isinstance(key, int) or text.isdigit() or not _QUOTABLE.fullmatch(text):
                         stale = True
                         continue
                     text = f'"{text}"'

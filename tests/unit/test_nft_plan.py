@@ -291,3 +291,19 @@ def test_generation_id_reply() -> None:
     msg = struct.pack("=IHHII", 16 + len(body), (10 << 8) | 15, 0, 1, 0) + body
     assert parse_genid(msg) == 4242
     assert parse_genid(struct.pack("=IHHII", 16, 2, 0, 1, 0)) is None  # an error reply
+
+
+def test_a_listed_cgroup_path_nft_strings_cannot_carry_is_never_written_back() -> None:
+    held = parse_listing(
+        [
+            {
+                "map": {
+                    "name": "out-cg-1",
+                    "type": "cgroupsv2",
+                    "map": "verdict",
+                    "elem": [['x"; flush ruleset; "', {"jump": {"target": "nj-o-web"}}]],
+                }
+            }
+        ]
+    )
+    assert held.sets["out-cg-1"].stale and not held.sets["out-cg-1"].elements

@@ -28,12 +28,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from netjail.backends.errors import InsufficientPrivilege, OperationFailed, UnsupportedEnvironment
+from netjail.backends.errors import BadInput, InsufficientPrivilege, OperationFailed, UnsupportedEnvironment
 from netjail.backends.firewall import log_rule, nft_decode
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.firewall.matches import DIRECTIONS, allow, canonical_rules, selectors
 from netjail.backends.firewall.nat import canonical_sources
 from netjail.backends.firewall.nft_binding import TABLE, Nft, NftError
+from netjail.backends.firewall.nft_elements import cgroup_ids, cgroup_paths
 from netjail.backends.firewall.nft_genid import read_genid
 from netjail.backends.firewall.nft_plan import (
     IP_KW,
@@ -44,6 +45,7 @@ from netjail.backends.firewall.nft_plan import (
     RULE_TAG,
     Held,
     JailPart,
+    cgroup_element,
     jail_part,
     parse_listing,
     plan,
@@ -123,8 +125,46 @@ class NftFirewall(Firewall):
         return self._nft
 
     def _held(self) -> Held | None:
-        items = self._ctx().list(f"table {TABLE}")
-        return None if items is None else parse_listing(items)
+        """The table as the kernel holds it: its structure in one terse listing, the elements of
+        its sets in a second, of its mark maps one by one, of its cgroup maps by id
+        (nft_elements.py: libnftables would walk the cgroup tree once per element)."""
+        ctx = self._ctx()
+        items = ctx.list(f"table {TABLE}", terse=True)
+        if items is None:
+            return None
+        held = parse_listing(items)
+        with_elements = list(ctx.list(f"sets table {TABLE}") or ())
+        cgroup_maps = []
+        for name, have in held.sets.items():
+            if have.decl.types == ("cgroupsv2",):
+                cgroup_maps.append(name)
+            elif have.decl.map is not None:
+                with_elements += ctx.list(f"map {TABLE} {name}") or ()
+        for name, have in parse_listing(with_elements).sets.items():
+            if name in held.sets:
+                held.sets[name] = have
+        if cgroup_maps:
+            self._fill_cgroup_maps(held, cgroup_maps)
+        return held
+
+    def _fill_cgroup_maps(self, held: Held, names: list[str]) -> None:
+        found = find_cgroup2()
+        prefix = cgroup_prefix()
+        by_map = {name: cgroup_ids(name) for name in names}
+        paths = {} if found is None else cgroup_paths(found.path, {i for ids in by_map.values() for i in ids})
+        for name, ids in by_map.items():
+            have = held.sets[name]
+            for cg_id, chain in ids.items():
+                rel = paths.get(cg_id)
+                if rel is None or chain is None or prefix is None:
+                    have.stale = True  # a cgroup deleted since (or not netjail's to name)
+                    continue
+                try:
+                    key = cgroup_element("/" + rel, prefix)
+                except BadInput:
+                    have.stale = True
+                    continue
+                have.elements[key] = f"jump {chain}"
 
     def _commit(self, make: Callable[[Held | None], list[str]]) -> None:
         """List, plan, commit: again from a fresh listing when another writer got in between."""

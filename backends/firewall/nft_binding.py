@@ -155,8 +155,10 @@ class Nft:
         if rc != 0:
             raise _raise(err)
 
-    def list(self, what: str) -> list[dict[str, Any]] | None:
-        """The JSON objects of `list <what>` (None: no such table or object)."""
+    def list(self, what: str, *, terse: bool = False) -> list[dict[str, Any]] | None:
+        """The JSON objects of `list <what>` (None: no such table or object); `terse`: sets and
+        maps without their elements."""
+        self._ctx.set_terse_output(terse)
         rc, out, err = self._ctx.cmd(f"list {what}")
         if rc != 0:
             exc = _raise(err)

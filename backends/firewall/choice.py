@@ -35,8 +35,6 @@ class HostFacts:
 def decide(facts: HostFacts) -> tuple[str, str]:
     """(backend name, why), in the order the reasons weigh."""
     legacy = facts.legacy
-    if NFTABLES not in facts.installed:
-        return IPTABLES, "this netjail has no nftables backend module"
     if facts.nf_tables is None:
         return IPTABLES, f"cannot tell whether the kernel has nf_tables ({facts.nf_tables_why})"
     if not facts.nf_tables:
@@ -49,6 +47,8 @@ def decide(facts: HostFacts) -> tuple[str, str]:
         return IPTABLES, f"xtables-legacy holds foreign rules ({'; '.join(legacy.foreign)})"
     if legacy.unread:
         return IPTABLES, f"cannot read the xtables-legacy tables ({legacy.unread})"
+    if NFTABLES not in facts.installed:  # the host's facts first: they hold whatever is installed
+        return IPTABLES, "nftables would do here, but this netjail has no nftables backend module"
     return NFTABLES, "the kernel has nf_tables and xtables-legacy holds no foreign rules"
 
 
@@ -56,6 +56,6 @@ def probe(installed: frozenset[str]) -> HostFacts:
     from netjail.backends.firewall import legacy_scan, nf_tables_probe
 
     found, why = nf_tables_probe.probe()
-    # the legacy tables weigh only where nftables could be chosen
-    legacy = legacy_scan.scan() if found and NFTABLES in installed else LegacyScan()
+    # the legacy tables weigh only where the kernel has nf_tables
+    legacy = legacy_scan.scan() if found else LegacyScan()
     return HostFacts(nf_tables=found, nf_tables_why=why, legacy=legacy, installed=installed)

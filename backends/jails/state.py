@@ -389,7 +389,7 @@ class Store:
             if raw.get("schema") != SCHEMA:
                 raise ValueError(f"unknown schema {raw.get('schema')!r}")
             jails = [JailState.from_dict(dict(j)) for j in raw["jails"]]
-            backend = raw.get("backend") or (FIRST_BACKEND if jails else "")
+            backend = raw.get("backend", FIRST_BACKEND if jails else "")
             if not isinstance(backend, str):
                 raise TypeError(f"backend {backend!r} is not a name")
             registry = Registry({j.name: j for j in jails}, backend=backend)

@@ -217,3 +217,13 @@ def test_the_nftables_check_names_netjails_table_and_the_others() -> None:
     assert absent.status == "warn" and "table inet netjail absent; no other tables" in absent.detail
     assert backend_checks.nftables_check("/usr/sbin/nft", None, (False, "EINVAL"), None).status == "fail"
     assert backend_checks.nftables_check("/usr/sbin/nft", "not found", (True, "x"), None).status == "fail"
+
+
+def test_the_tui_takes_the_option_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from netjail.app import tui
+
+    assert tui.parse_args(["--backend", "nftables"]).backend == "nftables"
+    assert tui.parse_args([]).backend is None
+    with pytest.raises(SystemExit) as exited:
+        tui.parse_args(["--backend", "pf"])
+    assert exited.value.code == 2 and capsys.readouterr().err.startswith("netjail-tui: argument --backend")

@@ -98,7 +98,6 @@ class Engine:
         self.store = Store(state_dir)
         self._firewall = firewall
         self._choose_backend = firewall is None  # a firewall given is the one used, always
-        self.backend_reason = "given to the engine" if firewall else ""  # why this backend (doctor, TUI)
         self.inventory = inventory or Inventory()
         self.spawn_watcher = spawn_watcher
         self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
@@ -118,7 +117,11 @@ class Engine:
     @property
     def firewall(self) -> Firewall:
         if self._firewall is None:
-            self._use_backend(self.store.load())
+            try:
+                reg = self.store.load()
+            except NetjailError:  # not root (the TUI's header): commands that act load it first
+                reg = Registry()
+            self._use_backend(reg)
         assert self._firewall is not None
         return self._firewall
 
@@ -132,7 +135,7 @@ class Engine:
             return
         from netjail.backends.firewall import registry
 
-        info, self.backend_reason = registry.choose(reg.backend, reg.jails)
+        info, _why = registry.choose(reg.backend, reg.jails)  # doctor says why
         if self._firewall is None or self._firewall.describe() is not info:
             self._firewall = registry.create(info)  # loads its rule library
         reg.backend = info.name

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 EXIT_CODES_HELP = """exit codes:
   0  ok
   1  operation failed
-  2  bad input (unknown or protected PID, malformed CIDR/port ...)
+  2  bad input (unknown or protected PID, malformed CIDR/port, another backend
+     than the one live jails were made with ...)
   3  insufficient privilege (needs root)
   4  unsupported environment (missing kernel feature or tool)
 """
@@ -99,8 +100,8 @@ class _OnlyCommand:
 # checks they are the same): `--help` loads no registry
 BACKEND_NAMES = ("iptables", "nftables")
 BACKEND_HELP = (
-    "firewall backend (default: NETJAIL_BACKEND, else the one live jails were made with, else "
-    "chosen for this host: `netjail doctor` says which and why)"
+    "firewall backend (default: NETJAIL_BACKEND, else chosen for this host: `netjail doctor` "
+    "says which and why); live jails keep the one they were made with"
 )
 _VALUED_OPTIONS = frozenset({"--backend"})  # top-level options whose value is the next word
 

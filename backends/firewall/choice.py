@@ -17,14 +17,21 @@ IPTABLES, NFTABLES = "iptables", "nftables"
 
 class HostFacts:
     """What the choice depends on. `nf_tables`: True, False, or None when it could not be told;
-    `installed`: the backends whose module this netjail has."""
+    `nft_jails`: jails whose chains `table inet netjail` holds; `installed`: the backends whose
+    module this netjail has."""
 
-    __slots__ = ("installed", "legacy", "nf_tables", "nf_tables_why")
+    __slots__ = ("installed", "legacy", "nf_tables", "nf_tables_why", "nft_jails")
 
     def __init__(
-        self, *, nf_tables: bool | None, nf_tables_why: str, legacy: LegacyScan, installed: frozenset[str]
+        self,
+        *,
+        nf_tables: bool | None,
+        nf_tables_why: str,
+        legacy: LegacyScan,
+        installed: frozenset[str],
+        nft_jails: frozenset[str] = frozenset(),
     ) -> None:
-        self.nf_tables, self.nf_tables_why = nf_tables, nf_tables_why
+        self.nf_tables, self.nf_tables_why, self.nft_jails = nf_tables, nf_tables_why, nft_jails
         self.legacy, self.installed = legacy, installed
 
     def __repr__(self) -> str:
@@ -43,6 +50,8 @@ def decide(facts: HostFacts) -> tuple[str, str]:
         # the state file was lost, the jails were not: they are reconciled where they are
         names = ", ".join(sorted(legacy.jails))
         return IPTABLES, f"xtables-legacy holds netjail chains of jails {names}"
+    if facts.nft_jails and NFTABLES in facts.installed:  # the same, made by the nftables backend
+        return NFTABLES, f"nf_tables holds netjail chains of jails {', '.join(sorted(facts.nft_jails))}"
     if legacy.foreign:
         return IPTABLES, f"xtables-legacy holds foreign rules ({'; '.join(legacy.foreign)})"
     if legacy.unread:
@@ -56,6 +65,9 @@ def probe(installed: frozenset[str]) -> HostFacts:
     from netjail.backends.firewall import legacy_scan, nf_tables_probe
 
     found, why = nf_tables_probe.probe()
-    # the legacy tables weigh only where the kernel has nf_tables
+    # the tables weigh only where the kernel has nf_tables
     legacy = legacy_scan.scan() if found else LegacyScan()
-    return HostFacts(nf_tables=found, nf_tables_why=why, legacy=legacy, installed=installed)
+    nft_jails = nf_tables_probe.netjail_jails() if found else frozenset()
+    return HostFacts(
+        nf_tables=found, nf_tables_why=why, legacy=legacy, installed=installed, nft_jails=nft_jails
+    )

@@ -70,3 +70,101 @@ def probe() -> tuple[bool | None, str]:
     if found is None and os.path.isdir(SYS_MODULE):
         return True, f"nf_tables module loaded ({SYS_MODULE}); {why}"
     return found, why
+
+
+NFT_MSG_NEWTABLE = 0
+NFT_MSG_GETTABLE = 1
+NFT_MSG_NEWCHAIN = 3
+NFT_MSG_GETCHAIN = 4
+NFTA_TABLE_NAME = 1
+NLMSG_DONE = 3
+NLM_F_DUMP = 0x300
+NFPROTO_INET = 1
+NFTA_CHAIN_TABLE = 1
+NFTA_CHAIN_NAME = 3
+_ATTR = struct.Struct("=HH")  # struct nlattr
+_NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+OWN_TABLE = b"netjail"  # the nftables backend's `table inet netjail`
+JAIL_CHAIN_PREFIXES = (b"nj-o-", b"nj-i-", b"nj-f-")  # one chain per lane and jail
+
+
+def _chain_names(message: bytes) -> tuple[bytes, bytes]:
+    """(table, chain) of one NFT_MSG_NEWCHAIN message (after its nlmsghdr and nfgenmsg)."""
+    found = {NFTA_CHAIN_TABLE: b"", NFTA_CHAIN_NAME: b""}
+    at = _HEADER.size + _NFGENMSG.size
+    while at + _ATTR.size <= len(message):
+        size, kind = _ATTR.unpack_from(message, at)
+        if size < _ATTR.size:
+            break
+        if kind & _NLA_TYPE_MASK in found:
+            found[kind & _NLA_TYPE_MASK] = message[at + _ATTR.size : at + size].rstrip(b"\0")
+        at += (size + 3) & ~3
+    return found[NFTA_CHAIN_TABLE], found[NFTA_CHAIN_NAME]
+
+
+def jails_in(replies: list[bytes]) -> frozenset[str]:
+    """The jails whose chains `table inet netjail` holds, from the replies to a chain dump."""
+    jails: set[str] = set()
+    for reply in replies:
+        at = 0
+        while at + _HEADER.size <= len(reply):
+            size, kind, _flags, _seq, _pid = _HEADER.unpack_from(reply, at)
+            if size < _HEADER.size:
+                break
+            if kind == NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWCHAIN:
+                table, chain = _chain_names(reply[at : at + size])
+                if table == OWN_TABLE and chain.startswith(JAIL_CHAIN_PREFIXES):
+                    jails.add(chain[len(JAIL_CHAIN_PREFIXES[0]) :].decode(errors="replace"))
+            at += (size + 3) & ~3
+    return frozenset(jails)
+
+
+def netjail_jails() -> frozenset[str]:
+    """The jails nf_tables holds chains of in `table inet netjail`; empty when it cannot be
+    asked. Lets the choice keep jails whose state file was lost with the backend that holds
+    them. One NFT_MSG_GETTABLE for that table (~20 us), and only when it exists a chain dump
+    of the inet family (every table's chains: ~4 ms with 300 of them)."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
+    except OSError:
+        return frozenset()
+    try:
+        sock.settimeout(2.0)
+        name = _ATTR.pack(_ATTR.size + len(OWN_TABLE) + 1, NFTA_TABLE_NAME) + OWN_TABLE + b"\0"
+        name += bytes(-len(name) % 4)
+        kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE
+        size = _HEADER.size + _NFGENMSG.size + len(name)
+        sock.sendto(
+            _HEADER.pack(size, kind, NLM_F_REQUEST, 2, 0) + _NFGENMSG.pack(NFPROTO_INET, 0, 0) + name, (0, 0)
+        )
+        reply = sock.recv(65536)
+        if (
+            len(reply) < _HEADER.size
+            or _HEADER.unpack_from(reply)[1] != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWTABLE
+        ):
+            return frozenset()  # no such table (ENOENT), or not asked (EPERM)
+        kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETCHAIN
+        request = _HEADER.pack(_HEADER.size + _NFGENMSG.size, kind, NLM_F_REQUEST | NLM_F_DUMP, 3, 0)
+        sock.sendto(request + _NFGENMSG.pack(NFPROTO_INET, 0, 0), (0, 0))
+        replies: list[bytes] = []
+        while True:
+            reply = sock.recv(65536)
+            replies.append(reply)
+            if len(reply) < _HEADER.size or _last_type(reply) in (NLMSG_DONE, NLMSG_ERROR):
+                break
+    except OSError:
+        return frozenset()
+    finally:
+        sock.close()
+    return jails_in(replies)
+
+
+def _last_type(reply: bytes) -> int:
+    """The type of the last message in one datagram."""
+    at, kind = 0, 0
+    while at + _HEADER.size <= len(reply):
+        size, kind = _HEADER.unpack_from(reply, at)[:2]
+        if size < _HEADER.size:
+            break
+        at += (size + 3) & ~3
+    return kind

@@ -123,6 +123,33 @@ def test_the_scan_tells_netjails_legacy_rules_from_foreign_ones(
         )
 
 
+def test_nf_tables_jails_are_found_in_netjails_table_only() -> None:
+    from netjail.backends.firewall import nf_tables_probe
+
+    assert nf_tables_probe.netjail_jails() == frozenset()
+    script = "add table inet other\nadd chain inet other nj-o-fake\nadd table inet netjail\n"
+    script += (
+        "add chain inet netjail nj-o-lost\nadd chain inet netjail nj-i-lost\nadd chain inet netjail output\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+    try:
+        assert nf_tables_probe.netjail_jails() == {"lost"}
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", "netjail"], check=True)
+        subprocess.run(["nft", "delete", "table", "inet", "other"], check=True)
+    assert nf_tables_probe.netjail_jails() == frozenset()
+
+
+@pytest.mark.xfail(not NFT_MODULE, reason="the nftables backend module lands from main", strict=True)
+def test_nftables_jails_without_a_state_file_keep_the_default_nftables(tmp_path: Path) -> None:
+    setup = "iptables-legacy -A OUTPUT -j ACCEPT && nft add table inet netjail"
+    setup += " && nft add chain inet netjail nj-o-lost"
+    c = doctor_in_fresh_netns(tmp_path, setup)
+    assert c["backends"]["detail"].startswith(
+        "nftables in use (default here: nf_tables holds netjail chains of jails lost)"
+    ), c["backends"]
+
+
 def test_state_records_the_backend_and_a_switch_is_refused_while_jails_live(
     cli: CLI, sleepers: Callable[[], int], state_dir: Path
 ) -> None:

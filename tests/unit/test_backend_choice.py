@@ -75,6 +75,31 @@ def test_iptables_otherwise_and_the_reason_says_why(host: choice.HostFacts, reas
     assert choice.decide(host) == ("iptables", reason)
 
 
+def test_jails_the_kernel_holds_without_a_state_file_stay_with_their_backend() -> None:
+    lost = facts(legacy=LegacyScan(foreign=("ip filter: 1 rule in OUTPUT",)))
+    lost.nft_jails = frozenset({"web"})
+    assert choice.decide(lost) == ("nftables", "nf_tables holds netjail chains of jails web")
+    both = facts(legacy=LegacyScan(jails=frozenset({"db"})))
+    both.nft_jails = frozenset({"web"})
+    assert choice.decide(both)[0] == "iptables"  # the legacy ones weigh first
+    lost.installed = frozenset({"iptables"})  # nothing here could reconcile them
+    assert choice.decide(lost)[0] == "iptables"
+
+
+def test_the_jails_of_a_chain_dump_are_netjails_tables_own() -> None:
+    def chain(table: bytes, name: bytes) -> bytes:
+        attrs = b""
+        for kind, value in ((1, table + b"\0"), (3, name + b"\0")):
+            attr = struct.pack("=HH", 4 + len(value), kind) + value
+            attrs += attr + bytes(-len(attr) % 4)
+        newchain = nf_tables_probe.NFNL_SUBSYS_NFTABLES << 8 | nf_tables_probe.NFT_MSG_NEWCHAIN
+        return _reply(newchain, struct.pack("=BBH", 1, 0, 0) + attrs)
+
+    dump = chain(b"netjail", b"nj-o-web") + chain(b"netjail", b"output") + chain(b"other", b"nj-o-fake")
+    done = _reply(nf_tables_probe.NLMSG_DONE, bytes(4))
+    assert nf_tables_probe.jails_in([dump, chain(b"netjail", b"nj-f-db") + done]) == {"web", "db"}
+
+
 def test_live_jails_keep_their_backend_and_another_is_refused_in_one_line() -> None:
     assert registry.choose("iptables", ["web", "db"]) == (
         registry.IPTABLES,

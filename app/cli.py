@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 EXIT_CODES_HELP = """exit codes:
   0  ok
   1  operation failed
-  2  bad input (unknown or protected PID, malformed CIDR/port ...)
+  2  bad input (unknown or protected PID, malformed CIDR/port, another backend
+     than the one live jails were made with ...)
   3  insufficient privilege (needs root)
   4  unsupported environment (missing kernel feature or tool)
 """
@@ -95,10 +96,26 @@ class _OnlyCommand:
         return self._sub.add_parser(name, **kwargs) if name == self._command else _Skipped()
 
 
+# the firewall backends (firewall/registry.py BACKENDS; tests/unit/test_backend_choice.py
+# checks they are the same): `--help` loads no registry
+BACKEND_NAMES = ("iptables", "nftables")
+BACKEND_HELP = (
+    "firewall backend (default: NETJAIL_BACKEND, else chosen for this host: `netjail doctor` "
+    "says which and why); live jails keep the one they were made with"
+)
+_VALUED_OPTIONS = frozenset({"--backend"})  # top-level options whose value is the next word
+
+
 def _command_in(argv: Sequence[str]) -> str | None:
-    """The sub-command `argv` names: its first word that is not an option (the top level's
-    options take no value); None for none."""
-    return next((a for a in argv if not a.startswith("-")), None)
+    """The sub-command `argv` names: its first word that is neither an option nor a top-level
+    option's value; None for none."""
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -126,8 +143,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         return build_parser()
     pretty = "indented JSON (default: compact, one line, like `ip -j`)"
     parser.add_argument("-p", "--pretty", action="store_true", help=pretty)
+    parser.add_argument("--backend", choices=BACKEND_NAMES, help=BACKEND_HELP)
     for each in sub.choices.values():  # `netjail -p ps --json` and `netjail ps --json -p`
         each.add_argument("-p", "--pretty", action="store_true", default=argparse.SUPPRESS, help=pretty)
+        each.add_argument("--backend", choices=BACKEND_NAMES, default=argparse.SUPPRESS, help=BACKEND_HELP)
     return parser
 
 
@@ -146,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.enable()  # the launcher turns the cyclic collector off for commands that end at once
     handler: Handler = args.func
     try:
+        if args.backend:
+            from netjail.backends.firewall import registry
+
+            registry.request(args.backend)
         return handler(args)
     except NetjailError as exc:
         sys.stderr.write(f"netjail: {printable(str(exc))}\n")  # errors name processes, paths

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from netjail.app.cli import BACKEND_HELP, BACKEND_NAMES
 from netjail.app.netjail_app import NetjailApp
 from netjail.app.netns_labels import named_netns
 from netjail.backends import hardening
@@ -62,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="process and socket refresh period (default 1)",
     )
+    parser.add_argument("--backend", choices=BACKEND_NAMES, help=BACKEND_HELP)
     parser.add_argument(
         "--counters-interval",
         type=_seconds,
@@ -75,6 +77,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.backend:
+            from netjail.backends.firewall import registry
+
+            registry.request(args.backend)
         app = create_app(interval=args.interval, counters_interval=args.counters_interval)
     except NetjailError as exc:
         sys.stderr.write(f"netjail-tui: {printable(str(exc))}\n")

@@ -97,6 +97,7 @@ class Engine:
     ) -> None:
         self.store = Store(state_dir)
         self._firewall = firewall
+        self._choose_backend = firewall is None  # a firewall given is the one used, always
         self.inventory = inventory or Inventory()
         self.spawn_watcher = spawn_watcher
         self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
@@ -116,10 +117,28 @@ class Engine:
     @property
     def firewall(self) -> Firewall:
         if self._firewall is None:
-            from netjail.backends.firewall import default_firewall  # loads libiptc
-
-            self._firewall = default_firewall()
+            try:
+                reg = self.store.load()
+            except NetjailError:  # not root (the TUI's header): commands that act load it first
+                reg = Registry()
+            self._use_backend(reg)
+        assert self._firewall is not None
         return self._firewall
+
+    def _use_backend(self, reg: Registry) -> None:
+        """The firewall backend for `reg` (registry.choose: its jails' own while they live),
+        created or, in a long-lived engine (TUI, watcher), replaced when another command's
+        jails now decide; `reg` records it, so the jails a save writes name their backend."""
+        if not self._choose_backend:
+            assert self._firewall is not None
+            reg.backend = self._firewall.describe().name
+            return
+        from netjail.backends.firewall import registry
+
+        info, _why = registry.choose(reg.backend, reg.jails)  # doctor says why
+        if self._firewall is None or self._firewall.describe() is not info:
+            self._firewall = registry.create(info)  # loads its rule library
+        reg.backend = info.name
 
     def coverage_notes(self) -> list[str]:
         """The line block and run print when netjail filters only one address family here."""
@@ -133,7 +152,8 @@ class Engine:
         """Load the firewall backend's rule library, before a UI owns the terminal."""
         from netjail.backends.firewall import registry
 
-        registry.backend_class(registry.selected()).warm_up()
+        reg = Store().load()
+        registry.backend_class(registry.choose(reg.backend, reg.jails)[0]).warm_up()
 
     @staticmethod
     def privileged() -> bool:
@@ -225,6 +245,7 @@ class Engine:
         """The registry, reconciled: every jail, or the jails `scope` picks from the state as
         loaded (block and unblock: the one they act on; reconcile.py says why that is safe)."""
         reg = self.store.load()
+        self._use_backend(reg)
         reconciler = self._last_reconcile = self._reconciler()
         self.notes = list(reg.problems) + reconciler.run(reg, scope(reg) if scope else None)
         if reg.jails and self.spawn_watcher:
@@ -242,12 +263,15 @@ class Engine:
                 self.store.save(reg)
         else:
             reg = self.store.load()
+            self._use_backend(reg)
         found = {c.jail: c for c in counters} if counters is not None else self.firewall.counters()
         return jail_infos(reg, found)
 
     def counters(self) -> tuple[JailCounters, ...]:
         self._require_root("reading netjail's counters")
-        return jail_counters(self.store.load(), self.firewall.counters())
+        reg = self.store.load()
+        self._use_backend(reg)
+        return jail_counters(reg, self.firewall.counters())
 
     def attempts(self, *, jail: str | None = None, limit: int = 200) -> tuple[AttemptRow, ...]:
         """What jails' processes tried to reach, most attempted first (docs/attempts.md)."""
@@ -661,6 +685,7 @@ class Engine:
         mount = find_cgroup2()
         with self.store.locked():
             reg = self.store.load()
+            self._use_backend(reg)
             root = Path(mount.path) if mount else None
             reconciler = Reconciler(root, self.firewall, self.inventory, self.store.dir)
             reconciler.adopt_kernel_jails(reg)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 
+from netjail.backends.doctor import backend_checks
 from netjail.backends.doctor import probes as doctor_probes
 from netjail.backends.doctor.parsers import (
     FULL_MARK,
@@ -548,6 +549,62 @@ class _Machine:
         return saves, ""
 
     @cached_property
+    def backend(self) -> tuple[registry.BackendInfo | None, str, registry.BackendInfo]:
+        """(the backend in use, None when the one asked for is refused; why; the one whose
+        checks run: the jails' own when refused)."""
+        jails: tuple[str, ...] = ()
+        try:
+            reg = Store().load()
+        except NetjailError as exc:
+            reg_backend, unread = "", f" (state unreadable: {exc})"
+        else:
+            reg_backend, jails, unread = reg.backend, tuple(reg.jails), ""
+        try:
+            info, why = registry.choose(reg_backend, jails)
+        except NetjailError as exc:
+            return None, str(exc), registry.BACKENDS.get(reg_backend, registry.IPTABLES)
+        return info, why + unread, info
+
+    @cached_property
+    def nf_tables(self) -> tuple[bool | None, str]:
+        from netjail.backends.firewall import nf_tables_probe
+
+        return nf_tables_probe.probe()
+
+    def backends(self) -> Check:
+        installed = registry.installed()
+        available = {
+            "iptables": backend_checks.iptables_available(
+                backend_checks.legacy_in_kernel(),
+                backend_checks.import_error("iptc"),
+                "iptables" in installed,
+            ),
+            "nftables": backend_checks.nftables_available(
+                self.nf_tables, backend_checks.load_error(backend_checks.LIBNFTABLES), "nftables" in installed
+            ),
+        }
+        info, why, _ = self.backend
+        return backend_checks.backends_check(info.name if info else None, why, available)
+
+    def nftables(self) -> Check:
+        tables: list[tuple[str, str]] | None = None
+        error = NO_ROOT_READ
+        if self.can_admin and (out := self.nft_out) is not None:
+            if out.returncode == 0:
+                tables = backend_checks.nft_tables(out.stdout)
+            else:
+                error = f"nft: {_first_line(out)}"
+        elif self.can_admin:
+            error = "nft not installed"
+        return backend_checks.nftables_check(
+            tools.find("nft"),
+            backend_checks.load_error(backend_checks.LIBNFTABLES),
+            self.nf_tables,
+            tables,
+            error,
+        )
+
+    @cached_property
     def nft_out(self) -> subprocess.CompletedProcess[str] | None:
         return _run("nft", "-j", "list", "ruleset")
 
@@ -709,6 +766,7 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
     return (
         ("root", lambda: root_check(os.geteuid(), _read("/proc/self/status") or "")),
         ("cgroup2", lambda: cgroup2_check(_read("/proc/self/mountinfo") or "")),
+        ("backends", m.backends),
         ("families", lambda: families_check(m.families)),
         ("xt_cgroup", lambda: _xt_check(m, "cgroup")),
         ("xt_owner", lambda: _xt_check(m, "owner")),
@@ -720,6 +778,7 @@ def _checks(m: _Machine) -> tuple[tuple[str, Callable[[], Check]], ...]:
             ),
         ),
         ("legacy-rules", lambda: legacy_rules_check(*m.legacy_saves)),
+        ("nftables", m.nftables),
         ("nft-rules", lambda: nft_rules_check(m.nft[0], m.nft[3])),
         ("marks", m.marks),
         ("sock-destroy", m.sock_destroy),
@@ -773,5 +832,6 @@ def for_backend(
 def run_checks() -> tuple[Check, ...]:
     """Every doctor check on this machine for the firewall backend in use, in the caller's
     network namespace."""
-    checks = for_backend(_checks(_Machine()), registry.selected())
+    machine = _Machine()
+    checks = for_backend(_checks(machine), machine.backend[2])
     return tuple(guarded(name, check) for name, check in checks)

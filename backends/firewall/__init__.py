@@ -1,7 +1,7 @@
 """Firewall layer: netjail-owned chains behind one interface (base.py), backends chosen in
 registry.py.
 
-`default_firewall()` is the backend the engine uses (NETJAIL_FIREWALL, iptables by default);
+`default_firewall()` is the backend registry.selected() picks (docs/backends.md);
 importing this package loads no python-iptables (that happens on the first call that touches
 the kernel), nor the interface below until it is asked for: `netjail counters` imports the
 package for registry.py and the backend's counter reader alone.

@@ -70,6 +70,16 @@ def _getsockopt(sock: socket.socket, layout: EntryLayout, opt: int, buf: ct.Arra
 
 def read_table(layout: EntryLayout, table: bytes = b"filter") -> tuple[memoryview, frozenset[int]]:
     """(entries blob, offsets where built-in chains start) of one family's table."""
+    blob, hooks, entry, _underflow = read_table_hooks(layout, table)
+    return blob, frozenset(entry[h] for h in range(NF_INET_NUMHOOKS) if hooks >> h & 1)
+
+
+def read_table_hooks(
+    layout: EntryLayout, table: bytes = b"filter"
+) -> tuple[memoryview, int, tuple[int, ...], tuple[int, ...]]:
+    """(entries blob, valid-hooks bitmask, offset where each hook's chain starts, offset of
+    each hook's policy entry) of one family's table (firewall/legacy_scan.py tells foreign
+    rules from netjail's with them)."""
     af = socket.AF_INET6 if layout.family == "inet6" else socket.AF_INET
     try:
         sock = socket.socket(af, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -84,8 +94,9 @@ def read_table(layout: EntryLayout, table: bytes = b"filter") -> tuple[memoryvie
             try:
                 info = ct.create_string_buffer(table, GETINFO.size)
                 _getsockopt(sock, layout, layout.get_info, info)
-                _name, _hooks, *rest = GETINFO.unpack(info.raw)
-                hook_entry, size = rest[:NF_INET_NUMHOOKS], rest[-1]
+                _name, hooks, *rest = GETINFO.unpack(info.raw)
+                hook_entry, underflow = rest[:NF_INET_NUMHOOKS], rest[NF_INET_NUMHOOKS : 2 * NF_INET_NUMHOOKS]
+                size = rest[-1]
                 buf = ct.create_string_buffer(ENTRIES_HEADER + size)
                 struct.pack_into(f"={TABLE_NAME_LEN}sI", buf, 0, table, size)
                 _getsockopt(sock, layout, layout.get_entries, buf)
@@ -99,10 +110,10 @@ def read_table(layout: EntryLayout, table: bytes = b"filter") -> tuple[memoryvie
                 if exc.errno in _UNAVAILABLE:
                     raise TableUnavailable(exc.strerror) from None
                 raise OperationFailed(
-                    f"cannot read the {layout.family} filter table: {exc.strerror}"
+                    f"cannot read the {layout.family} {table.decode()} table: {exc.strerror}"
                 ) from None
-            return memoryview(buf).cast("B")[ENTRIES_HEADER:], frozenset(hook_entry)
-    raise OperationFailed(f"the {layout.family} filter table kept changing while reading counters")
+            return memoryview(buf).cast("B")[ENTRIES_HEADER:], hooks, tuple(hook_entry), tuple(underflow)
+    raise OperationFailed(f"the {layout.family} {table.decode()} table kept changing while reading it")
 
 
 def jail_counters(

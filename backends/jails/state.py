@@ -143,17 +143,25 @@ def _fields(obj: object) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}  # type: ignore[arg-type]
 
 
+# the firewall backend (firewall/registry.py) jails of a file without "backend" were made with:
+# the only one there was
+FIRST_BACKEND = "iptables"
+
+
 @dataclass(slots=True)
 class Registry:
     jails: dict[str, JailState] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # drift found while loading
+    # the firewall backend the jails were made with: they are reconciled with it, and no other
+    # is used while they live ("" when none is recorded: the file has no jails)
+    backend: str = ""
 
     def to_json(self) -> str:
         # orjson writes dataclasses itself: asdict() deep-copies, and json's indenting encoder
         # is pure Python; both cost ~50 ms for a jail holding 2,000 marked sockets
         import orjson
 
-        doc = {"schema": SCHEMA, "jails": list(self.jails.values())}
+        doc = {"schema": SCHEMA, "backend": self.backend, "jails": list(self.jails.values())}
         try:
             return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
         except orjson.JSONEncodeError:
@@ -381,7 +389,10 @@ class Store:
             if raw.get("schema") != SCHEMA:
                 raise ValueError(f"unknown schema {raw.get('schema')!r}")
             jails = [JailState.from_dict(dict(j)) for j in raw["jails"]]
-            registry = Registry({j.name: j for j in jails})
+            backend = raw.get("backend", FIRST_BACKEND if jails else "")
+            if not isinstance(backend, str):
+                raise TypeError(f"backend {backend!r} is not a name")
+            registry = Registry({j.name: j for j in jails}, backend=backend)
             # the file's own text: saving what it already holds is the no-op; a reader never
             # serialises (that imported orjson and cost ~1 ms a jail for `list`/`counters`).
             # Only the lock holder's read counts: a lock-free reader (the TUI's counters thread)

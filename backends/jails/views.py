@@ -40,9 +40,10 @@ def jail_infos(reg: Registry, found: Mapping[str, JailCounters]) -> tuple[JailIn
 def read_now(store: Store) -> tuple[Registry, Mapping[str, JailCounters]]:
     """The registry (read without the lock: it is replaced atomically) and the kernel's
     counters, read by the firewall backend in use without its rule library (python-iptables)."""
-    from netjail.backends.firewall.registry import read_counters
+    from netjail.backends.firewall import registry
 
-    return store.load(), read_counters()
+    reg = store.load()
+    return reg, registry.read_counters(registry.choose(reg.backend, reg.jails)[0])
 
 
 def countable(strategy: str) -> bool:

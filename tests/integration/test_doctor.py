@@ -21,6 +21,7 @@ from netjail.backends.doctor import probes as doctor_probes
 NAMES = [
     "root",
     "cgroup2",
+    "backends",
     "families",
     "xt_cgroup",
     "xt_owner",

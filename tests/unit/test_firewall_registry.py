@@ -13,18 +13,23 @@ from netjail.backends.model import Check
 from tests.unit.test_system_tools import makefile_tools
 
 
-def test_iptables_is_the_default_and_env_picks_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_picks_by_name_and_the_old_name_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(registry.ENV, raising=False)
-    assert registry.selected() is registry.IPTABLES
+    monkeypatch.delenv(registry.OLD_ENV, raising=False)
+    assert registry.requested() is None  # unset: the host's default (tests/unit/test_backend_choice.py)
     monkeypatch.setenv(registry.ENV, "")
-    assert registry.selected() is registry.IPTABLES
+    assert registry.requested() is None
+    assert registry.requested({registry.ENV: "nftables"}) == (registry.NFTABLES, "NETJAIL_BACKEND")
     assert registry.selected({registry.ENV: "iptables"}) is registry.IPTABLES
+    assert registry.requested({"NETJAIL_FIREWALL": "iptables"}) == (registry.IPTABLES, "NETJAIL_FIREWALL")
+    both = {"NETJAIL_BACKEND": "nftables", "NETJAIL_FIREWALL": "iptables"}
+    assert registry.requested(both) == (registry.NFTABLES, "NETJAIL_BACKEND")
 
 
 def test_unknown_backend_is_one_line_of_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(registry.ENV, "pf")
     with pytest.raises(
-        BadInput, match=r"^NETJAIL_FIREWALL='pf': no such firewall backend \(known: iptables, nftables\)$"
+        BadInput, match=r"^NETJAIL_BACKEND='pf': no such firewall backend \(known: iptables, nftables\)$"
     ):
         registry.selected()
     with pytest.raises(BadInput, match="no such firewall backend"):
@@ -75,9 +80,12 @@ def test_doctor_runs_the_common_checks_and_the_backends_own() -> None:
         assert kept == ["root", "marks", "nft-only"]
 
 
-def test_the_iptables_backend_claims_only_checks_doctor_has() -> None:
-    known = {name for name, _ in checks._checks(checks._Machine())}
-    assert set(registry.IPTABLES.doctor_checks) <= known
-    assert [n for n, _ in checks.for_backend(checks._checks(checks._Machine()), registry.IPTABLES)] == [
-        n for n, _ in checks._checks(checks._Machine())
-    ]
+def test_every_backend_claims_only_checks_doctor_has() -> None:
+    everything = [name for name, _ in checks._checks(checks._Machine())]
+    for backend in registry.BACKENDS.values():
+        assert set(backend.doctor_checks) <= set(everything), backend.name
+        others = {c for b in registry.BACKENDS.values() if b is not backend for c in b.doctor_checks}
+        assert [n for n, _ in checks.for_backend(checks._checks(checks._Machine()), backend)] == [
+            n for n in everything if n not in others
+        ]
+    assert "nftables" not in registry.IPTABLES.doctor_checks and "backends" in everything

@@ -20,7 +20,9 @@ from netjail.backends.jails.state import (
 OLD = Path(__file__).with_name("state_schema1.json")
 # fields added since that commit, each with the value an old file's jail gets: a new file holds
 # them too (the old code would call such a file corrupt and rebuild it from the kernel)
-ADDED = {"queued": []}
+JAIL_ADDED = {"queued": []}
+# and the file's own: an old file's jails were made by the one backend there was
+ADDED = {**JAIL_ADDED, "backend": "iptables"}
 
 
 def without_added(text: str) -> str:
@@ -71,7 +73,8 @@ def built() -> Registry:
             ),
             "g": JailState("g", s.GID, gid=2000, group_created=True, allow_loopback=True),
             "s": JailState("s", s.SECCOMP),
-        }
+        },
+        backend="iptables",
     )
 
 
@@ -91,6 +94,7 @@ def test_an_old_file_loads_as_enums_and_saves_back_unchanged(tmp_path: Path) -> 
     statuses = [mem.status for j in reg.jails.values() for mem in j.members]
     assert statuses == [MemberStatus.PENDING, MemberStatus.RELEASING, MemberStatus.LAUNCHER]
     assert all(type(st) is MemberStatus for st in statuses)
+    assert reg.backend == "iptables"  # the jails of a file that names no backend were made by it
     assert without_added(reg.to_json() + "\n") == OLD.read_text()
 
 
@@ -106,7 +110,7 @@ def test_the_json_fallback_writes_the_same_values() -> None:
 
     doc = json.loads(json.dumps({"jails": list(built().jails.values())}, default=state._fields))
     old = json.loads(OLD.read_text())["jails"]
-    assert [{**ADDED, **j} for j in old] == doc["jails"]
+    assert [{**JAIL_ADDED, **j} for j in old] == doc["jails"]
 
 
 def test_an_unknown_strategy_is_a_corrupt_file_not_a_crash(tmp_path: Path) -> None:

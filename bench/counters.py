@@ -495,22 +495,25 @@ SUMMARY_ROWS = {  # summary key -> row name in a section (the ratio is against t
 
 
 def summarise(summary: dict[str, float], label: str, counter_rows: Rows, sync_rows: Rows) -> None:
+    """x ref of each summary row, and its milliseconds (the backends' own tools differ)."""
     for rows in (counter_rows, sync_rows):
         got = dict(rows)
         for key, name in SUMMARY_ROWS.items():
             if name in got:
-                summary[f"{label}: {key}"] = got[name] / rows[0][1]
+                summary[f"{label}: {key}, x ref"] = got[name] / rows[0][1]
+                summary[f"{label}: {key}, ms"] = got[name]
 
 
 def summarise_latency(summary: dict[str, float], rows: Rows) -> None:
+    summary["block latency: the tool's one rule, ms"] = rows[0][1]
     for name, value in rows[1:]:
-        summary[f"block latency: {name.split(':')[0]}"] = value / rows[0][1]
-    summary["block latency: reference ms"] = rows[0][1]
+        summary[f"block latency: {name.split(':')[0]}, x ref"] = value / rows[0][1]
+        summary[f"block latency: {name.split(':')[0]}, ms"] = value
 
 
 def print_comparison(results: dict[str, dict[str, float]]) -> None:
     keys = list(dict.fromkeys(k for r in results.values() for k in r))
-    print("\nboth backends, each against its own tool (x ref: iptables-legacy(-save/-restore) or nft)")
+    print("\nboth backends: x ref against each one's own tool (iptables-legacy(-save/-restore), nft)")
     print(f"  {'measure':<52} " + " ".join(f"{b:>9}" for b in results))
     for key in keys:
         cells = " ".join(f"{results[b][key]:>9.2f}" if key in results[b] else f"{'-':>9}" for b in results)
@@ -533,7 +536,8 @@ def main() -> int:
     if args.rules < 5:
         p.error("--rules must be at least 5")
     ensure_private_netns([os.path.abspath(__file__), *sys.argv[1:]])
-    print(f"firewall benchmark, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"firewall benchmark ({args.backend}), load average {load}")
     if args.backend == "both":
         results: dict[str, dict[str, float]] = {}
         with tempfile.TemporaryDirectory(prefix="netjail-bench-") as tmp:

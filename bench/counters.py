@@ -514,10 +514,10 @@ def summarise_latency(summary: dict[str, float], rows: Rows) -> None:
 def print_comparison(results: dict[str, dict[str, float]]) -> None:
     keys = list(dict.fromkeys(k for r in results.values() for k in r))
     print("\nboth backends: x ref against each one's own tool (iptables-legacy(-save/-restore), nft)")
-    print(f"  {'measure':<52} " + " ".join(f"{b:>9}" for b in results))
+    print(f"  {'measure':<66} " + " ".join(f"{b:>9}" for b in results))
     for key in keys:
         cells = " ".join(f"{results[b][key]:>9.2f}" if key in results[b] else f"{'-':>9}" for b in results)
-        print(f"  {key:<52} {cells}")
+        print(f"  {key:<66} {cells}")
 
 
 def main() -> int:

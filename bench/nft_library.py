@@ -9,7 +9,8 @@ each library in this process (no new process anywhere):
 
   counter read
     * libnftables `list counters table inet netjail`: every jail's named counters, JSON decoded
-    * libnftables `list table inet netjail`: the whole table, JSON decoded (what a sync lists)
+    * libnftables `list table inet netjail`: the whole table, JSON decoded (what a sync lists),
+      and its cgroup map alone (nft prints a cgroupv2 element by its path, found from its id)
     * pyroute2 get_rules(): every rule of the inet family (it cannot ask for one table), decoded
       to messages. pyroute2 has no object support, so it cannot read named counters at all: this
       is the only way it could count, from rules' anonymous counters, and netjail's rules have
@@ -257,6 +258,14 @@ def main() -> int:
                     median_ms(pr2.listing, args.runs),
                 )
             )
+            cg_map = f"out-cg-{len(cgroups[0].strip('/').split('/'))}"  # nft_plan: one map per depth
+            rows.append(
+                (
+                    f"  of which the cgroup map alone ({len(cgroups)} cgroup -> jump elements)",
+                    median_ms(lambda: lib.list(f"map {TABLE} {cg_map}"), args.runs),
+                    None,
+                )
+            )
             element = (
                 f"add element inet {OWN} plain {{ 10.9.9.9 }}\ndelete element inet {OWN} plain {{ 10.9.9.9 }}"
             )
@@ -299,10 +308,10 @@ def main() -> int:
                     median_ms(pr2.table_api, args.runs),
                 )
             )
-            print(f"\n  {'measure':<56} {'libnftables':>11} {'pyroute2':>9} {'pyroute2 / lib':>15}")
+            print(f"\n  {'measure':<62} {'libnftables':>11} {'pyroute2':>9} {'pyroute2 / lib':>15}")
             for name, a, b in rows:
                 tail = f"{b:>9.3f} {b / a:>14.2f}x" if b is not None else f"{'cannot':>9} {'-':>15}"
-                print(f"  {name:<56} {a:>8.3f} ms {tail}")
+                print(f"  {name:<62} {a:>8.3f} ms {tail}")
             lib_read = {
                 c["counter"]["name"]: (c["counter"]["packets"], c["counter"]["bytes"])
                 for c in lib.list(f"counters table {TABLE}") or []

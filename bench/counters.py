@@ -61,6 +61,7 @@ from nft_jails import (
     foreign_nft_rules,
     netjail_cmd,
     realistic_jails,
+    remove_state_dir,
     table_counts,
     use_backend,
 )
@@ -561,9 +562,12 @@ def main() -> int:
         print(f"load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         return 0
     use_backend(args.backend)
-    with tempfile.TemporaryDirectory(prefix="netjail-bench-state-") as state:
-        os.environ["NETJAIL_STATE_DIR"] = state  # a registry of our own: nothing left in /run/netjail
+    state = tempfile.mkdtemp(prefix="netjail-bench-state-")
+    os.environ["NETJAIL_STATE_DIR"] = state  # a registry of our own: nothing left in /run/netjail
+    try:
         summary = run_iptables(args) if args.backend == "iptables" else run_nftables(args)
+    finally:
+        remove_state_dir(state)
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump(summary, f)

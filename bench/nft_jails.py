@@ -9,7 +9,8 @@ it and it does nothing).
   added, so they must exist), removed afterwards.
 - `table_counts`: rules and set/map elements in `table inet netjail`, from `nft -j list`.
 - `ReferenceTable`: a table of the bench's own, for the one-rule references (`nft add rule`).
-- `use_backend`: the environment that makes the engine and the CLI use one backend.
+- `use_backend`: the environment that makes the engine and the CLI use one backend;
+  `remove_state_dir`: a bench's registry removed after the watcher it started.
 """
 
 from __future__ import annotations
@@ -178,6 +179,33 @@ def foreign_nft_rules(count: int) -> None:
         for i in range(count)
     ]
     nft("\n".join(lines) + "\n")
+
+
+def remove_state_dir(path: str, timeout: float = 10.0) -> None:
+    """Remove a bench's NETJAIL_STATE_DIR once the watcher a CLI command started there has exited.
+    It leaves with the last jail, but finishes its tick and the attempts log after giving up its
+    pid file: removed before that, the directory comes back. It is found by its argument, this
+    directory's own unique path, and waited for (not signalled)."""
+    import shutil
+    import time
+
+    needle = os.fsencode(os.path.abspath(path))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        busy = needle in f.read().split(b"\0")
+                except OSError:
+                    continue
+                if busy:
+                    break
+        if not busy:
+            break
+        time.sleep(0.1)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

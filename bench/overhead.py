@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from nft_jails import ReferenceTable, table_counts, use_backend
+from nft_jails import ReferenceTable, remove_state_dir, table_counts, use_backend
 from private_netns import ensure_private_netns, run_in_fresh_netns
 
 BACKENDS = ("iptables", "nftables")
@@ -509,7 +509,7 @@ def main() -> int:
             for count in sizes:
                 results[count] = bench_size(count, args.jails, args, ref_pid)
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        remove_state_dir(state)
     if args.summary:
         with open(args.summary, "w") as f:
             json.dump({str(k): v for k, v in results.items()}, f)

@@ -1,7 +1,11 @@
 """What a jail costs everyone else: unrelated small-packet UDP traffic with and without jails
 loaded, side by side in one run, and the time to block and unblock a busy server.
 
-    sudo .venv/bin/python bench/overhead.py [--conns 2000,20000] [--jails 50] [--runs 6] [--quick]
+    sudo .venv/bin/python bench/overhead.py [--backend both|iptables|nftables] [--conns 2000,20000]
+        [--jails 50] [--runs 6] [--quick]
+
+--backend both (the default) runs the whole bench for the iptables backend, then for the nftables
+one, each in a fresh network namespace of its own, and ends with both summaries side by side.
 
 For each connection count: a TCP echo server (its own process; a pre-fork server of several
 when RLIMIT_NOFILE is lower) holding that many established loopback connections from client
@@ -14,10 +18,12 @@ processes (never jailed), plus --jails sleeping processes. Medians of --runs:
                 the server and the sleepers blocked. Target: >= 0.95x of the reference.
   * rules       rules netjail loaded (growth of the namespace's rule count, all tables, both
                 families) with the jails in place: must not grow with the connection count.
+                nftables: rules and set/map elements in `table inet netjail` (`nft -j list`).
   * block       Engine.block / Engine.unblock of the server in-process (perf_counter), targets
                 <= 100 ms each; `netjail block PID` / `netjail unblock --jail` as whole processes
-                against `iptables-legacy -I` / `-D` of one rule (reference). Repeated up to
-                --block-runs while the repetitions take under 5 s in all.
+                against `iptables-legacy -I` / `-D` of one rule (reference; nftables: `nft add
+                rule` / `nft delete rule ... handle H` in a table of the bench's own). Repeated
+                up to --block-runs while the repetitions take under 5 s in all.
 
 --quick: 500 and 2,000 connections, 10 jails, 4 runs of 1 s. Defaults: 2,000 and 20,000
 connections, 50 jails, 6 runs of 1.5 s (about 2 minutes while blocks take seconds).
@@ -45,8 +51,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from private_netns import ensure_private_netns
+from nft_jails import ReferenceTable, remove_state_dir, table_counts, use_backend
+from private_netns import ensure_private_netns, run_in_fresh_netns
 
+BACKENDS = ("iptables", "nftables")
 RATE_TARGET, BLOCK_MS_TARGET, UNBLOCK_MS_TARGET = 0.95, 100.0, 100.0
 BLOCK_BUDGET_MS = 5000.0
 SERVER_PORT, IPERF_PORT, REF_PORT = 7070, 5201, 41500
@@ -285,9 +293,12 @@ class CpuGauge:
         return 100.0 * (self._cpu() - self.used) / max(time.monotonic() - self.start, 1e-9)
 
 
-def rules_loaded() -> int:
+def rules_loaded(backend: str) -> int:
     """Every rule of this namespace, all tables, both families: what netjail loaded is the
-    growth over the count before blocking, whatever its chains are called."""
+    growth over the count before blocking, whatever its chains are called. nftables: the rules
+    of netjail's own table (nothing else is netjail's), its set and map elements apart."""
+    if backend == "nftables":
+        return table_counts()[0]
     total = 0
     for tool in ("iptables-legacy-save", "ip6tables-legacy-save"):
         out = subprocess.run([tool], capture_output=True, text=True, check=True).stdout
@@ -354,14 +365,19 @@ def bench_size(count: int, jails: int, args: argparse.Namespace, ref_pid: int) -
                 return timed(lambda: engine.unblock(UnblockRequest(jail="server")))
 
             blocks = [block()]
-            rules = rules_loaded() - args.foreign_rules
+            rules = rules_loaded(args.backend) - args.foreign_rules
+            elements = table_counts()[1] if args.backend == "nftables" else 0
             watcher_cpu = CpuGauge(watcher_pid(engine.store.dir))
             ref, here, ratio = rate_pair(ref_pid, args.runs, args.seconds)
             row("UDP rate, fresh namespace, no rule (reference)", ref, "pps", 1.0)
             row(f"UDP rate, here, server + {jails} jails blocked", here, "pps", ratio)
             verdict("UDP rate with jails, x reference", ratio, RATE_TARGET, at_least=True)
             row("netjail's watcher meanwhile, CPU of one core", watcher_cpu.percent(), "%")
-            row("netjail rules loaded (both families, all tables)", rules, "rules")
+            if args.backend == "nftables":
+                row("netjail rules in table inet netjail", rules, "rules")
+                row("  and set/map elements (one lookup per set or map)", elements, "elems")
+            else:
+                row("netjail rules loaded (both families, all tables)", rules, "rules")
             unblocks = [unblock()]
             while within_budget(blocks, unblocks, args.block_runs):
                 blocks.append(block())
@@ -373,36 +389,82 @@ def bench_size(count: int, jails: int, args: argparse.Namespace, ref_pid: int) -
             row("Engine.unblock, in-process", unblock_ms, "ms")
             verdict("Engine.block ms", block_ms, BLOCK_MS_TARGET)
             verdict("Engine.unblock ms", unblock_ms, UNBLOCK_MS_TARGET)
-            cli_block_unblock(server, tree, args.block_runs)
-            result = {"ratio": ratio, "rules": rules, "block_ms": block_ms, "unblock_ms": unblock_ms}
+            cli = cli_block_unblock(server, tree, args.block_runs, args.backend)
+            result = {"ratio": ratio, "rules": rules, "elements": elements, "block_ms": block_ms}
+            result |= {"unblock_ms": unblock_ms, **cli}
         finally:
             engine.reset()
     return result
 
 
-def cli_block_unblock(server: int, tree: bool, runs: int) -> None:
+class IptablesReference:
+    """One rule in OUTPUT, inserted and deleted by iptables-legacy."""
+
+    names = (
+        "iptables-legacy -I OUTPUT (one rule, reference)",
+        "iptables-legacy -D OUTPUT (one rule, reference)",
+    )
     rule = ["-p", "udp", "--dport", str(REF_PORT), "-j", "DROP"]
-    insert = ["iptables-legacy", "-w", "-I", "OUTPUT", *rule]
-    delete = ["iptables-legacy", "-w", "-D", "OUTPUT", *rule]
+
+    def insert(self) -> float:
+        cmd = ["iptables-legacy", "-w", "-I", "OUTPUT", *self.rule]
+        return timed(lambda: subprocess.run(cmd, check=True, **QUIET))  # type: ignore[call-overload]
+
+    def delete(self) -> float:
+        cmd = ["iptables-legacy", "-w", "-D", "OUTPUT", *self.rule]
+        return timed(lambda: subprocess.run(cmd, check=True, **QUIET))  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        pass
+
+
+class NftReference:
+    """One rule in an output chain of the bench's own table, added and deleted (by handle) by nft."""
+
+    names = ("nft add rule (one rule, reference)", "nft delete rule ... handle H (one rule, reference)")
+
+    def __init__(self) -> None:
+        self.table = ReferenceTable()
+
+    def insert(self) -> float:
+        cmd = self.table.add_drop_cmd(REF_PORT)
+        return timed(lambda: subprocess.run(cmd, check=True, **QUIET))  # type: ignore[call-overload]
+
+    def delete(self) -> float:
+        cmd = self.table.delete_cmd(self.table.handle_of(REF_PORT))  # the look-up is not timed
+        return timed(lambda: subprocess.run(cmd, check=True, **QUIET))  # type: ignore[call-overload]
+
+    def close(self) -> None:
+        self.table.close()
+
+
+def cli_block_unblock(server: int, tree: bool, runs: int, backend: str) -> dict[str, float]:
+    ref = NftReference() if backend == "nftables" else IptablesReference()
     block = [*netjail_cmd(), "block", str(server), "--jail", "server", *(["--tree"] if tree else [])]
     unblock = [*netjail_cmd(), "unblock", "--jail", "server"]
     ins, dels, blk, unb = [], [], [], []
-    while not blk or within_budget(blk, unb, runs):  # interleaved, like the rates
-        ins.append(timed(lambda: subprocess.run(insert, check=True, **QUIET)))  # type: ignore[call-overload]
-        dels.append(timed(lambda: subprocess.run(delete, check=True, **QUIET)))  # type: ignore[call-overload]
-        blk.append(timed(lambda: subprocess.run(block, check=True, **QUIET)))  # type: ignore[call-overload]
-        unb.append(timed(lambda: subprocess.run(unblock, check=True, **QUIET)))  # type: ignore[call-overload]
+    try:
+        while not blk or within_budget(blk, unb, runs):  # interleaved, like the rates
+            ins.append(ref.insert())
+            dels.append(ref.delete())
+            blk.append(timed(lambda: subprocess.run(block, check=True, **QUIET)))  # type: ignore[call-overload]
+            unb.append(timed(lambda: subprocess.run(unblock, check=True, **QUIET)))  # type: ignore[call-overload]
+    finally:
+        ref.close()
     print(f"  whole processes, median of {len(blk)}:")
     ref_in, ref_del = statistics.median(ins), statistics.median(dels)
-    row("iptables-legacy -I OUTPUT (one rule, reference)", ref_in, "ms", 1.0)
-    row("netjail block PID (whole process)", statistics.median(blk), "ms", statistics.median(blk) / ref_in)
-    row("iptables-legacy -D OUTPUT (one rule, reference)", ref_del, "ms", 1.0)
-    unb_ms = statistics.median(unb)
+    blk_ms, unb_ms = statistics.median(blk), statistics.median(unb)
+    row(ref.names[0], ref_in, "ms", 1.0)
+    row("netjail block PID (whole process)", blk_ms, "ms", blk_ms / ref_in)
+    row(ref.names[1], ref_del, "ms", 1.0)
     row("netjail unblock --jail (whole process)", unb_ms, "ms", unb_ms / ref_del)
+    return {"ref_in_ms": ref_in, "ref_del_ms": ref_del, "cli_block_ms": blk_ms, "cli_unblock_ms": unb_ms}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=(*BACKENDS, "both"), default="both")
+    p.add_argument("--summary", help=argparse.SUPPRESS)  # where one backend's run writes its results
     p.add_argument("--conns", default=None, help="connection counts, comma-separated (2000,20000)")
     p.add_argument("--jails", type=int, default=None, help="other jails besides the server (50)")
     p.add_argument("--runs", type=int, default=None, help="iperf3 runs per side (6, even)")
@@ -427,15 +489,19 @@ def main() -> int:
         print("bench/overhead.py: iperf3 missing (make system installs it)", file=sys.stderr)
         return 4
     ensure_private_netns([os.path.abspath(__file__), *sys.argv[1:]])
+    if args.backend == "both":
+        return both_backends(args)
+    use_backend(args.backend)
     sizes = [int(s) for s in args.conns.split(",") if s]
     fd_limit()  # the engine reads (or duplicates) the server's sockets
     print(
-        f"overhead benchmark: iperf3 -u -b 0 -l 100, {args.seconds:g} s x {args.runs} per side"
+        f"overhead benchmark, {args.backend} backend: iperf3 -u -b 0 -l 100,"
+        f" {args.seconds:g} s x {args.runs} per side"
         f", reference pair running at the same time; load average {os.getloadavg()[0]:.1f}"
     )
     results = {}
     # a registry of our own: nothing of ours is left in /run/netjail, nothing else is read
-    args.foreign_rules = rules_loaded()  # before netjail wrote any (other benches' leftovers)
+    args.foreign_rules = rules_loaded(args.backend)  # before netjail wrote any (other benches' leftovers)
     state = tempfile.mkdtemp(prefix="netjail-bench-state-")
     os.environ["NETJAIL_STATE_DIR"] = state
     try:
@@ -443,15 +509,65 @@ def main() -> int:
             for count in sizes:
                 results[count] = bench_size(count, args.jails, args, ref_pid)
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        remove_state_dir(state)
+    if args.summary:
+        with open(args.summary, "w") as f:
+            json.dump({str(k): v for k, v in results.items()}, f)
     if len(results) > 1:
         print("\nsummary (must not grow with the connection count)")
-        print(f"  {'connections':>12} {'rate x ref':>11} {'rules':>8} {'block ms':>10} {'unblock ms':>11}")
-        for count, r in results.items():
+        print_summary({args.backend: {str(k): v for k, v in results.items()}})
+    return 0
+
+
+SUMMARY_COLUMNS = (  # key, heading, format
+    ("ratio", "rate x ref", ".2f"),
+    ("rules", "rules", ".0f"),
+    ("elements", "elements", ".0f"),
+    ("block_ms", "block ms", ".1f"),
+    ("unblock_ms", "unblock ms", ".1f"),
+    ("ref_in_ms", "ref add ms", ".1f"),
+    ("cli_block_ms", "CLI block", ".1f"),
+    ("ref_del_ms", "ref del ms", ".1f"),
+    ("cli_unblock_ms", "CLI unblock", ".1f"),
+)
+
+
+def print_summary(results: dict[str, dict[str, dict[str, float]]]) -> None:
+    """backend -> connection count -> figures, one line each; CLI times with their x reference."""
+    print(f"  {'backend':<9} {'connections':>11} " + " ".join(f"{h:>11}" for _, h, _ in SUMMARY_COLUMNS))
+    for backend, sizes in results.items():
+        for count, r in sizes.items():
+            cells = " ".join(f"{r.get(k, 0):>11{fmt}}" for k, _, fmt in SUMMARY_COLUMNS)
+            print(f"  {backend:<9} {int(count):>11,} {cells}")
+    print("  whole-process ratios (netjail / the backend's own tool, one rule):")
+    for backend, sizes in results.items():
+        for count, r in sizes.items():
             print(
-                f"  {count:>12,} {r['ratio']:>11.2f} {r['rules']:>8.0f} {r['block_ms']:>10.1f}"
-                f" {r['unblock_ms']:>11.1f}"
+                f"  {backend:<9} {int(count):>11,}  block {r['cli_block_ms'] / r['ref_in_ms']:.1f}x"
+                f"  unblock {r['cli_unblock_ms'] / r['ref_del_ms']:.1f}x"
             )
+
+
+def both_backends(args: argparse.Namespace) -> int:
+    """Each backend's whole run in a fresh namespace of its own, then the summaries together."""
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="netjail-bench-") as tmp:
+        for backend in BACKENDS:
+            out = os.path.join(tmp, f"{backend}.json")
+            argv = [os.path.abspath(__file__), "--backend", backend, "--summary", out]
+            for key in ("conns", "jails", "runs", "seconds", "block_runs"):
+                value = getattr(args, key)
+                if value is not None:
+                    argv += [f"--{key.replace('_', '-')}", str(value)]
+            if args.quick:
+                argv.append("--quick")
+            if run_in_fresh_netns(argv) != 0:
+                return 1
+            with open(out) as f:
+                results[backend] = json.load(f)
+    print("\nboth backends (rate target >= 0.95x; rules/elements must not grow with connections)")
+    print_summary(results)
+    print(f"load average at the end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
 
 

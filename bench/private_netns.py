@@ -38,3 +38,15 @@ def ensure_private_netns(argv: list[str]) -> None:
     os.environ[UNSHARED] = "1"
     script = 'ip link set lo up && exec "$0" "$@"'
     os.execvp("unshare", ["unshare", "-n", "--", "sh", "-c", script, sys.executable, *argv])
+
+
+def run_in_fresh_netns(argv: list[str]) -> int:
+    """Run a benchmark script (`argv`: its path and arguments) in a new network namespace of its
+    own, lo up, in the foreground: one backend's figures are not paid by another's leftovers
+    (xtables-legacy tables stay hooked in a namespace once loaded, even empty)."""
+    import subprocess
+
+    script = 'ip link set lo up && exec "$0" "$@"'
+    return subprocess.run(
+        ["unshare", "-n", "--", "sh", "-c", script, sys.executable, *argv], check=False
+    ).returncode

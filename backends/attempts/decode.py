@@ -95,49 +95,15 @@ def dns_questions(message: bytes) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-class CachedDecoder:
-    """`decode`, remembered for the bytes that decide its answer: a flood repeats one attempt,
-    and its copies differ only in fields the log does not keep (IP id, checksums). Packets with
-    IPv4 options, IPv6 extension headers, fragments or a DNS question are decoded every time."""
-
-    LIMIT = 4096
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, bytes], Attempt | None] = {}
-
-    def __call__(self, family: int, payload: bytes, direction: str) -> Attempt | None:
-        key = _cache_key(family, payload)
-        if key is None:
-            return decode(family, payload, direction)
-        cached = self._seen.get((direction, key), _MISS)
-        if cached is not _MISS:
-            return cached  # type: ignore[return-value]
-        got = decode(family, payload, direction)
-        if len(self._seen) >= self.LIMIT:
-            self._seen.clear()
-        self._seen[(direction, key)] = got
-        return got
-
-
-_MISS = object()
-
-
-def _cache_key(family: int, p: bytes) -> bytes | None:
-    if family == socket.AF_INET and len(p) >= 34 and p[0] == 0x45 and p[6] & 0x3F == 0 and p[7] == 0:
+def repeatable(family: int, p: bytes) -> bool:
+    """Whether decode reads nothing of this packet beyond its IP header, ports, TCP flags and
+    ICMP type, at the fixed offsets of a header without options (tally.py keys on those bytes).
+    Not: IPv4 options or fragments, IPv6 extension headers, DNS (the question is further in).
+    A copy shorter than those offsets is keyed whole (its length is in the key)."""
+    if family == socket.AF_INET and len(p) >= 20 and p[0] == 0x45 and p[6] & 0x3F == 0 and p[7] == 0:
         proto = p[9]
-        if proto == 6:  # length, proto, addresses, ports, flags
-            return p[2:4] + p[9:10] + p[12:24] + p[33:34]
-        if proto == 17 and p[22:24] != b"\x00\x35":
-            return p[2:4] + p[9:10] + p[12:24]
-        if proto == 1:
-            return p[2:4] + p[9:10] + p[12:21]
-        return None
-    if family == socket.AF_INET6 and len(p) >= 54 and p[0] >> 4 == 6:
+        return proto in (1, 6) or (proto == 17 and p[22:24] != b"\x00\x35")
+    if family == socket.AF_INET6 and len(p) >= 40 and p[0] >> 4 == 6:
         proto = p[6]
-        if proto == 6:
-            return p[4:7] + p[8:44] + p[53:54]
-        if proto == 17 and p[42:44] != b"\x00\x35":
-            return p[4:7] + p[8:44]
-        if proto == 58:
-            return p[4:7] + p[8:41]
-    return None
+        return proto in (6, 58) or (proto == 17 and p[42:44] != b"\x00\x35")
+    return False

@@ -1,8 +1,8 @@
 """The attempts log: SQLite (WAL) in the state directory, bounded, surviving restarts.
 
 Two tables: `attempts` aggregates per jail, direction, protocol, remote and port (what the
-table shows), `events` keeps a ring of the most recent packets (what `--follow` streams), and
-`names` the DNS questions. A collector writes one transaction per batch, never one per packet.
+table shows), `events` keeps a ring of the most recent packets, counted per read (what
+`--follow` streams), and `names` the DNS questions. A collector writes one transaction per batch, never one per packet.
 Bounds: at most ROWS_PER_JAIL aggregate rows per jail (the least recently seen go first), EVENTS
 ring rows, and MAX_BYTES of file (oldest first); docs/attempts.md.
 """
@@ -39,7 +39,7 @@ CREATE INDEX IF NOT EXISTS attempts_last ON attempts (jail, last);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, at REAL NOT NULL, jail TEXT NOT NULL, direction TEXT NOT NULL,
     proto TEXT NOT NULL, remote TEXT NOT NULL, port INTEGER NOT NULL, kind TEXT NOT NULL,
-    name TEXT, length INTEGER NOT NULL, uid INTEGER
+    name TEXT, length INTEGER NOT NULL, uid INTEGER, count INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS kept (jail TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS gone (jail TEXT PRIMARY KEY, at REAL NOT NULL);
@@ -99,8 +99,15 @@ class AttemptLog:
         max_bytes: int = MAX_BYTES,
         events: int = EVENTS,
         rows_per_jail: int = ROWS_PER_JAIL,
+        bound_seconds: float = 0.0,
     ) -> None:
+        """`bound_seconds`: the bounds are enforced by a write at most that often (the
+        collector's: a write is then a few statements, most of its cost was the bounds' ones);
+        between, the log exceeds them by at most that many seconds of writes."""
         self.max_bytes, self.events, self.rows_per_jail = max_bytes, events, rows_per_jail
+        self.bound_seconds = bound_seconds
+        self._bounded = 0.0  # monotonic time of the last bounding
+        self._unbounded: set[str] = set()  # jails written since
         self._dfd = open_checked_dir(directory, create=create)
         self.db: sqlite3.Connection | None = None
         if self._dfd is None:
@@ -119,6 +126,8 @@ class AttemptLog:
             self.db.execute("PRAGMA synchronous=NORMAL")
             if create:
                 self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")  # all tables, or none
+                if not self._has_event_counts():  # a log an older netjail made: one row a packet
+                    self.db.execute("ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
             elif not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'kept'").fetchone():
                 # a collector made the file and has not written its schema yet: no log so far
                 self.db.close()
@@ -126,6 +135,10 @@ class AttemptLog:
         except BaseException:
             self.close()
             raise
+
+    def _has_event_counts(self) -> bool:
+        assert self.db is not None
+        return any(row[1] == "count" for row in self.db.execute("PRAGMA table_info(events)"))
 
     def close(self) -> None:
         if self.db is not None:
@@ -181,7 +194,7 @@ class AttemptLog:
             )
             db.executemany(
                 "INSERT INTO events (at, jail, direction, proto, remote, port, kind, name, length,"
-                " uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " uid, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         at,
@@ -194,11 +207,16 @@ class AttemptLog:
                         a.dns[0][0] if a.dns else None,
                         a.length,
                         uid,
+                        n,
                     )
-                    for at, jail, uid, a in batch.events
+                    for at, jail, uid, a, n in batch.events
                 ],
             )
-            self._bound(db, {key[0] for key in batch.rows})
+            self._unbounded.update(key[0] for key in batch.rows)
+            if time.monotonic() - self._bounded >= self.bound_seconds:
+                self._bound(db, self._unbounded)
+                self._unbounded = set()
+                self._bounded = time.monotonic()
         return batch.packets
 
     def _bound(self, db: sqlite3.Connection, jails: set[str]) -> None:
@@ -256,12 +274,14 @@ class AttemptLog:
     def events_after(
         self, last_id: int, *, jail: str | None = None, limit: int = 1000
     ) -> list[tuple[int, AttemptRow]]:
-        """Raw events with an id above `last_id`, oldest first (what `--follow` prints)."""
+        """Raw events with an id above `last_id`, oldest first (what `--follow` prints): each is
+        one attempt's copies in one read of the kernel's, `count` of them."""
         if self.db is None:
             return []
+        count = "count" if self._has_event_counts() else "1"  # a log no collector updated yet
         rows = self.db.execute(
-            "SELECT id, jail, direction, proto, remote, port, kind, name, 1, length, at, at, uid"
-            " FROM events WHERE id > ?1 AND (?2 IS NULL OR jail = ?2) ORDER BY id LIMIT ?3",
+            f"SELECT id, jail, direction, proto, remote, port, kind, name, {count}, {count} * length,"
+            " at, at, uid FROM events WHERE id > ?1 AND (?2 IS NULL OR jail = ?2) ORDER BY id LIMIT ?3",
             (last_id, jail, limit),
         ).fetchall()
         return [(row[0], AttemptRow(*row[1:])) for row in rows]

@@ -2,9 +2,10 @@
 
 Two tables: `attempts` aggregates per jail, direction, protocol, remote and port (what the
 table shows), `events` keeps a ring of the most recent packets, counted per read (what
-`--follow` streams), and `names` the DNS questions. A collector writes one transaction per batch, never one per packet.
-Bounds: at most ROWS_PER_JAIL aggregate rows per jail (the least recently seen go first), EVENTS
-ring rows, and MAX_BYTES of file (oldest first); docs/attempts.md.
+`--follow` streams), and `names` the DNS questions. A collector writes one transaction per
+batch, never one per packet. Bounds: at most ROWS_PER_JAIL aggregate rows per jail (the least
+recently seen go first), EVENTS ring rows, and MAX_BYTES of file (oldest first);
+docs/attempts.md.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ def _flat(row: AttemptRow) -> dict[str, Any]:
         "first": round(row.first, 3),
         "last": round(row.last, 3),
         "uid": row.uid,
+        "pid": row.pid,
+        "pid_from": row.pid_from,
     }
 
 

@@ -27,6 +27,9 @@ class Aggregate:
     last: float
     uid: int | None
     name: str | None
+    local: tuple[str, int] | None = None  # the first packet's jailed address and port
+    pid: int | None = None  # attribute.py
+    pid_from: str | None = None
 
 
 @dataclass(slots=True)
@@ -49,7 +52,9 @@ class Batch:
         row = self.rows.get(key)
         name = a.dns[0][0] if a.dns else None
         if row is None:
-            self.rows[key] = Aggregate(n, n * a.length, at, at, uid, name)
+            self.rows[key] = Aggregate(
+                n, n * a.length, at, at, uid, name, (a.local, a.lport) if a.local else None
+            )
         else:
             row.count += n
             row.bytes += n * a.length

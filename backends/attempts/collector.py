@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from netjail.backends.attempts import prefix
+from netjail.backends.attempts.attribute import Attributor
 from netjail.backends.attempts.batch import Batch
 from netjail.backends.attempts.nflog import NflogGroup
 from netjail.backends.attempts.store import AttemptLog
@@ -40,6 +41,7 @@ class Collector:
         self.sampled_out = 0
         self.last_error = ""
         self.tally = Tally()
+        self.attribute = Attributor(directory)
         self.failed = 0  # reads whose bytes decode did not foresee (skipped whole)
 
     def run(self, stop: threading.Event) -> None:
@@ -67,6 +69,7 @@ class Collector:
         self._write(batch)
 
     def _write(self, batch: Batch) -> None:
+        self.attribute(batch)
         self.recorded += self.log.write(batch)
         self.sampled_out += batch.sampled_out
 
@@ -84,6 +87,7 @@ class Collector:
             self.tally.feed(data, batch, wall)
 
     def close(self) -> None:
+        self.attribute.close()
         self.reader.close()
         self.log.close()
 

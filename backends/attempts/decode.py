@@ -30,6 +30,8 @@ class Attempt:
     kind: str  # "syn" (a new TCP connection), "data", "udp", "echo", "icmp:<type>", ...
     length: int  # the packet's own length (IP total length), not what was copied
     dns: tuple[tuple[str, str], ...] = ()  # (name, qtype) of a DNS query in this packet
+    local: str = ""  # the jailed end: source address going out, destination coming in
+    lport: int = 0  # and its port (0: no ports)
 
 
 def decode(family: int, payload: bytes, direction: str) -> Attempt | None:
@@ -57,13 +59,14 @@ def decode(family: int, payload: bytes, direction: str) -> Attempt | None:
         l4 = payload[offset:] if offset <= len(payload) else b""
     else:
         return None
-    remote_raw, incoming = (src, True) if direction == "in" else (dst, False)
+    (remote_raw, local_raw), incoming = ((src, dst), True) if direction == "in" else ((dst, src), False)
     remote = socket.inet_ntop(family, remote_raw)  # C, a tenth of ipaddress's cost
     name = PROTO_NAMES.get(proto, f"ip:{proto}")
-    port, kind = 0, "data"
+    port, kind, lport = 0, "data", 0
     dns: tuple[tuple[str, str], ...] = ()
     if proto in (6, 17, 132) and len(l4) >= 4:
         port = dport = int.from_bytes(l4[2:4], "big")  # out: theirs; in: the jailed listener's
+        lport = dport if incoming else int.from_bytes(l4[0:2], "big")
         if proto == 6:
             flags = l4[13] if len(l4) > 13 else 0
             kind = "syn" if flags & 0x02 and not flags & 0x10 else "data"
@@ -77,7 +80,9 @@ def decode(family: int, payload: bytes, direction: str) -> Attempt | None:
         port = l4[0]
         echo = (proto == 1 and l4[0] == 8) or (proto == 58 and l4[0] == 128)
         kind = "echo" if echo else f"{name}:{l4[0]}"
-    return Attempt(direction, name, remote, port, kind, length, dns)
+    return Attempt(
+        direction, name, remote, port, kind, length, dns, socket.inet_ntop(family, local_raw), lport
+    )
 
 
 def dns_questions(message: bytes) -> tuple[tuple[str, str], ...]:

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     jail TEXT NOT NULL, direction TEXT NOT NULL, proto TEXT NOT NULL, remote TEXT NOT NULL,
     port INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT,
     count INTEGER NOT NULL, bytes INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL,
-    uid INTEGER,
+    uid INTEGER, pid INTEGER, pid_from TEXT,
     PRIMARY KEY (jail, direction, proto, remote, port, kind)
 );
 CREATE INDEX IF NOT EXISTS attempts_last ON attempts (jail, last);
@@ -76,6 +76,8 @@ class AttemptRow:
     first: float
     last: float
     uid: int | None
+    pid: int | None = None  # the member that sent it, when the kernel's facts say (attribute.py)
+    pid_from: str | None = None  # "only member", "uid" or "socket"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +129,12 @@ class AttemptLog:
             self.db.execute("PRAGMA synchronous=NORMAL")
             if create:
                 self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")  # all tables, or none
-                if not self._has_event_counts():  # a log an older netjail made: one row a packet
+                # a log an older netjail made: one event row a packet, no PIDs
+                if not self._has("events", "count"):
                     self.db.execute("ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+                if not self._has("attempts", "pid"):
+                    self.db.execute("ALTER TABLE attempts ADD COLUMN pid INTEGER")
+                    self.db.execute("ALTER TABLE attempts ADD COLUMN pid_from TEXT")
             elif not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'kept'").fetchone():
                 # a collector made the file and has not written its schema yet: no log so far
                 self.db.close()
@@ -137,9 +143,9 @@ class AttemptLog:
             self.close()
             raise
 
-    def _has_event_counts(self) -> bool:
+    def _has(self, table: str, column: str) -> bool:
         assert self.db is not None
-        return any(row[1] == "count" for row in self.db.execute("PRAGMA table_info(events)"))
+        return any(row[1] == column for row in self.db.execute(f"PRAGMA table_info({table})"))
 
     def close(self) -> None:
         if self.db is not None:
@@ -184,12 +190,14 @@ class AttemptLog:
                 [(j, n, q, int(c), f, la) for (j, n, q), (c, f, la) in batch.names.items()],
             )
             db.executemany(
-                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT DO UPDATE SET count = count + excluded.count,"
                 " bytes = bytes + excluded.bytes, last = max(last, excluded.last),"
-                " uid = coalesce(excluded.uid, uid), name = coalesce(excluded.name, name)",
+                " uid = coalesce(excluded.uid, uid), name = coalesce(excluded.name, name),"
+                " pid_from = CASE WHEN pid IS NULL THEN excluded.pid_from ELSE pid_from END,"
+                " pid = coalesce(pid, excluded.pid)",  # the first sender attributed
                 [
-                    (*key[:6], r.name, r.count, r.bytes, r.first, r.last, r.uid)
+                    (*key[:6], r.name, r.count, r.bytes, r.first, r.last, r.uid, r.pid, r.pid_from)
                     for key, r in batch.rows.items()
                 ],
             )
@@ -256,7 +264,7 @@ class AttemptLog:
             return []
         rows = self.db.execute(
             "SELECT jail, direction, proto, remote, port, kind, name, count, bytes, first, last,"
-            " uid FROM attempts WHERE (?1 IS NULL OR jail = ?1) AND (?2 IS NULL OR last >= ?2)"
+            " uid, pid, pid_from FROM attempts WHERE (?1 IS NULL OR jail = ?1) AND (?2 IS NULL OR last >= ?2)"
             " ORDER BY count DESC, last DESC LIMIT ?3",
             (jail, since, limit),
         ).fetchall()
@@ -279,7 +287,7 @@ class AttemptLog:
         one attempt's copies in one read of the kernel's, `count` of them."""
         if self.db is None:
             return []
-        count = "count" if self._has_event_counts() else "1"  # a log no collector updated yet
+        count = "count" if self._has("events", "count") else "1"  # a log no collector updated yet
         rows = self.db.execute(
             f"SELECT id, jail, direction, proto, remote, port, kind, name, {count}, {count} * length,"
             " at, at, uid FROM events WHERE id > ?1 AND (?2 IS NULL OR jail = ?2) ORDER BY id LIMIT ?3",

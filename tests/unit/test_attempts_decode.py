@@ -65,14 +65,14 @@ def udp(sport: int, dport: int, data: bytes) -> bytes:
 
 def test_a_tcp_syn_out_is_a_new_connection_to_the_remote_port() -> None:
     got = decode(socket.AF_INET, ipv4(6, "10.0.0.2", "192.0.2.7", tcp(40000, 443, 0x02)), "out")
-    assert got == Attempt("out", "tcp", "192.0.2.7", 443, "syn", 40, ())
+    assert got == Attempt("out", "tcp", "192.0.2.7", 443, "syn", 40, (), "10.0.0.2", 40000)
     ack = decode(socket.AF_INET, ipv4(6, "10.0.0.2", "192.0.2.7", tcp(40000, 443, 0x10)), "out")
     assert ack is not None and ack.kind == "data"
 
 
 def test_incoming_names_the_remote_source_and_the_jailed_port() -> None:
     got = decode(socket.AF_INET6, ipv6(6, "fd00::9", "fd00::1", tcp(5555, 8080, 0x02)), "in")
-    assert got == Attempt("in", "tcp", "fd00::9", 8080, "syn", 60, ())
+    assert got == Attempt("in", "tcp", "fd00::9", 8080, "syn", 60, (), "fd00::1", 8080)
 
 
 def test_a_dns_query_is_decoded_by_dnslib_and_an_answer_is_not_a_question() -> None:

@@ -59,6 +59,7 @@ def _flat(row: AttemptRow) -> dict[str, Any]:
         "port": row.port,
         "kind": row.kind,
         "name": row.name,
+        "name_from": row.name_from,
         "count": row.count,
         "bytes": row.bytes,
         "first": round(row.first, 3),

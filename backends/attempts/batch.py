@@ -37,6 +37,8 @@ class Batch:
     rows: dict[Key, Aggregate] = field(default_factory=dict)
     names: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)  # [count, first, last]
     events: list[tuple[float, str, int | None, Attempt, int]] = field(default_factory=list)
+    # (jail, address) -> (name, when): what DNS answers to the jail mapped (decode.dns_answers)
+    resolved: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
     packets: int = 0
     sampled_out: int = 0
 
@@ -48,6 +50,10 @@ class Batch:
     def add(self, jail: str, at: float, uid: int | None, a: Attempt, n: int = 1) -> None:
         """`n` copies of one attempt."""
         self.packets += n
+        for address, resolved in a.answers:
+            self.resolved[(jail, address)] = (resolved, at)
+        if a.direction == "answer":
+            return  # an allowed answer's copy: it names later attempts, it is none itself
         key = (jail, a.direction, a.proto, a.remote, a.port, a.kind)
         row = self.rows.get(key)
         name = a.dns[0][0] if a.dns else None
@@ -88,6 +94,7 @@ class Batch:
         self.rows = {k: r for k, r in self.rows.items() if not old(k[0], r.first)}
         self.names = {k: v for k, v in self.names.items() if not old(k[0], v[1])}
         self.events = [e for e in self.events if not old(e[1], e[0])]
+        self.resolved = {k: v for k, v in self.resolved.items() if not old(k[0], v[1])}
 
     def __len__(self) -> int:
         return self.packets

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     jail TEXT NOT NULL, direction TEXT NOT NULL, proto TEXT NOT NULL, remote TEXT NOT NULL,
     port INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT,
     count INTEGER NOT NULL, bytes INTEGER NOT NULL, first REAL NOT NULL, last REAL NOT NULL,
-    uid INTEGER, pid INTEGER, pid_from TEXT,
+    uid INTEGER, pid INTEGER, pid_from TEXT, name_from TEXT,
     PRIMARY KEY (jail, direction, proto, remote, port, kind)
 );
 CREATE INDEX IF NOT EXISTS attempts_last ON attempts (jail, last);
@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS events (
     name TEXT, length INTEGER NOT NULL, uid INTEGER, count INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS kept (jail TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS resolved (
+    jail TEXT NOT NULL, address TEXT NOT NULL, name TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (jail, address)
+);
 CREATE TABLE IF NOT EXISTS gone (jail TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS names (
     jail TEXT NOT NULL, name TEXT NOT NULL, qtype TEXT NOT NULL,
@@ -78,6 +82,7 @@ class AttemptRow:
     uid: int | None
     pid: int | None = None  # the member that sent it, when the kernel's facts say (attribute.py)
     pid_from: str | None = None  # "only member", "uid" or "socket"
+    name_from: str | None = None  # "query" (it asked for that name), "answer" (an answer mapped it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,8 @@ class AttemptLog:
                 if not self._has("attempts", "pid"):
                     self.db.execute("ALTER TABLE attempts ADD COLUMN pid INTEGER")
                     self.db.execute("ALTER TABLE attempts ADD COLUMN pid_from TEXT")
+                if not self._has("attempts", "name_from"):
+                    self.db.execute("ALTER TABLE attempts ADD COLUMN name_from TEXT")
             elif not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'kept'").fetchone():
                 # a collector made the file and has not written its schema yet: no log so far
                 self.db.close()
@@ -190,10 +197,22 @@ class AttemptLog:
                 [(j, n, q, int(c), f, la) for (j, n, q), (c, f, la) in batch.names.items()],
             )
             db.executemany(
-                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT OR REPLACE INTO resolved VALUES (?, ?, ?, ?)",
+                [(j, address, name, at) for (j, address), (name, at) in batch.resolved.items()],
+            )
+            # a row's name: the question of a DNS query (port 53), else the name an answer this
+            # jail received mapped its remote to, the latest one netjail saw (docs/attempts.md)
+            answered = "(SELECT name FROM resolved WHERE jail = ?1 AND address = ?4)"
+            db.executemany(
+                "INSERT INTO attempts VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+                f" coalesce(?7, {answered}), ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                f" CASE WHEN ?7 IS NOT NULL THEN 'query' WHEN {answered} IS NOT NULL THEN 'answer' END)"
                 " ON CONFLICT DO UPDATE SET count = count + excluded.count,"
                 " bytes = bytes + excluded.bytes, last = max(last, excluded.last),"
-                " uid = coalesce(excluded.uid, uid), name = coalesce(excluded.name, name),"
+                " uid = coalesce(excluded.uid, uid),"
+                " name_from = CASE WHEN name_from = 'query' THEN name_from"
+                " ELSE coalesce(excluded.name_from, name_from) END,"
+                " name = CASE WHEN name_from = 'query' THEN name ELSE coalesce(excluded.name, name) END,"
                 " pid_from = CASE WHEN pid IS NULL THEN excluded.pid_from ELSE pid_from END,"
                 " pid = coalesce(pid, excluded.pid)",  # the first sender attributed
                 [
@@ -221,7 +240,7 @@ class AttemptLog:
                     for at, jail, uid, a, n in batch.events
                 ],
             )
-            self._unbounded.update(key[0] for key in batch.rows)
+            self._unbounded.update({key[0] for key in batch.rows} | {key[0] for key in batch.resolved})
             if time.monotonic() - self._bounded >= self.bound_seconds:
                 self._bound(db, self._unbounded)
                 self._unbounded = set()
@@ -239,6 +258,11 @@ class AttemptLog:
             db.execute(
                 "DELETE FROM names WHERE rowid IN (SELECT rowid FROM names WHERE jail = ?"
                 " ORDER BY last DESC LIMIT -1 OFFSET ?)",
+                (jail, self.rows_per_jail),
+            )
+            db.execute(
+                "DELETE FROM resolved WHERE rowid IN (SELECT rowid FROM resolved WHERE jail = ?"
+                " ORDER BY at DESC LIMIT -1 OFFSET ?)",
                 (jail, self.rows_per_jail),
             )
         page = db.execute("PRAGMA page_size").fetchone()[0]
@@ -264,7 +288,8 @@ class AttemptLog:
             return []
         rows = self.db.execute(
             "SELECT jail, direction, proto, remote, port, kind, name, count, bytes, first, last,"
-            " uid, pid, pid_from FROM attempts WHERE (?1 IS NULL OR jail = ?1) AND (?2 IS NULL OR last >= ?2)"
+            " uid, pid, pid_from, name_from FROM attempts"
+            " WHERE (?1 IS NULL OR jail = ?1) AND (?2 IS NULL OR last >= ?2)"
             " ORDER BY count DESC, last DESC LIMIT ?3",
             (jail, since, limit),
         ).fetchall()
@@ -312,7 +337,7 @@ class AttemptLog:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM kept WHERE jail = ?", (jail,)).fetchone() and not kept_too:
                 return False
-            for table in ("attempts", "events", "names", "kept"):
+            for table in ("attempts", "events", "names", "kept", "resolved"):
                 db.execute(f"DELETE FROM {table} WHERE jail = ?", (jail,))
             db.execute("INSERT OR REPLACE INTO gone VALUES (?, ?)", (jail, time.time()))
         return True

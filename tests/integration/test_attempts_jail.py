@@ -166,11 +166,12 @@ def test_a_jailed_flood_is_logged_at_the_rate_limit_and_costs_the_watcher_little
         sent, took = int(sent_text), float(took_text)
         time.sleep(1.0)  # the kernel's flush timeout and one write
         cpu = _cpu_seconds(watcher) - cpu0
+        # read while the sender lives: a jail whose last member died goes, and its log with it
+        rows = wait_attempts(cli, lambda r: any(a["port"] == 7000 for a in r), "--jail", "attf")
     finally:
         sender.kill()
         sender.wait()
     assert sent >= 0.8 * rate * seconds, (sent, took)  # 100k/s offered, indeed
-    rows = wait_attempts(cli, lambda r: any(a["port"] == 7000 for a in r), "--jail", "attf")
     flooded = [r for r in rows if (r["remote"], r["port"]) == (host.addr4, 7000)]
     assert len(rows) == 2 and len(flooded) == 1, rows  # the probe's row and the flood's one
     # the jail's own log rule passed its burst and then its rate, whatever was offered

@@ -59,11 +59,14 @@ def _flat(row: AttemptRow) -> dict[str, Any]:
         "port": row.port,
         "kind": row.kind,
         "name": row.name,
+        "name_from": row.name_from,
         "count": row.count,
         "bytes": row.bytes,
         "first": round(row.first, 3),
         "last": round(row.last, 3),
         "uid": row.uid,
+        "pid": row.pid,
+        "pid_from": row.pid_from,
     }
 
 

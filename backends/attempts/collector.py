@@ -17,67 +17,77 @@ import time
 from pathlib import Path
 
 from netjail.backends.attempts import prefix
+from netjail.backends.attempts.attribute import Attributor
 from netjail.backends.attempts.batch import Batch
-from netjail.backends.attempts.decode import CachedDecoder
 from netjail.backends.attempts.nflog import NflogGroup
 from netjail.backends.attempts.store import AttemptLog
+from netjail.backends.attempts.tally import Tally
 
-FLUSH_SECONDS = 0.5  # the latency bound (a row within ~0.6 s) against one transaction a flush
-MAX_PENDING = 20_000  # more than any rate limit lets through between flushes
+# A drop reaches the log within the kernel's flush timeout (nflog.TIMEOUT_CS, 0.5 s) plus at
+# most FLUSH_SECONDS: a write follows the read that woke the thread unless the last one was
+# less than FLUSH_SECONDS ago. At a steady (rate-limited) trickle that is one wake-up and one
+# transaction per kernel flush; in a flood, at most 1 / FLUSH_SECONDS transactions a second.
+FLUSH_SECONDS = 0.25
+IDLE_SECONDS = 1.0
+BOUND_SECONDS = 5.0  # the log's bounds (store.py) are enforced this often
 
 
 class Collector:
     def __init__(self, directory: Path, *, group: int | None = None) -> None:
         self.group = prefix.group() if group is None else group
         self.reader = NflogGroup(self.group, snaplen=prefix.SNAPLEN)
-        self.log = AttemptLog(directory)
+        self.log = AttemptLog(directory, bound_seconds=BOUND_SECONDS)
         self.recorded = 0
         self.sampled_out = 0
-        self.last_error = ""  # packets counted in the rows but not kept as raw events
-        self._lanes: dict[str, tuple[str, str]] = {}
-        self._decode = CachedDecoder()
-        self.skipped = 0  # copies that were not ours (another prefix) or cut before the IP header
+        self.last_error = ""
+        self.tally = Tally()
+        self.attribute = Attributor(directory)
+        self.failed = 0  # reads whose bytes decode did not foresee (skipped whole)
 
     def run(self, stop: threading.Event) -> None:
         batch = Batch()
         flushed = time.monotonic()
         fd = self.reader.fileno()
         while not stop.is_set():
-            ready, _, _ = select.select([fd], [], [], FLUSH_SECONDS)
+            # a batch in hand is written FLUSH_SECONDS after the last write; with none, the
+            # thread sleeps until the kernel sends (or IDLE_SECONDS, to see `stop`)
+            due = flushed + FLUSH_SECONDS - time.monotonic() if batch.packets else IDLE_SECONDS
+            ready, _, _ = select.select([fd], [], [], max(0.0, due))
             if ready:
                 try:
                     self._take(batch)
                 except (ValueError, IndexError, UnicodeError, struct.error) as exc:
-                    # bytes a jailed program wrote, in a shape decode did not foresee: that
-                    # batch is lost, the log goes on (the watcher's reconciliation never stops)
-                    self.skipped += 1
+                    # bytes a jailed program wrote, in a shape decode did not foresee: the rest
+                    # of that read is lost, the log goes on (the watcher's reconciliation never
+                    # stops)
+                    self.failed += 1
                     self.last_error = repr(exc)
-            if batch.packets and (time.monotonic() - flushed >= FLUSH_SECONDS or not ready):
+            if batch.packets and time.monotonic() - flushed >= FLUSH_SECONDS:
                 self._write(batch)
                 batch = Batch()
                 flushed = time.monotonic()
         self._write(batch)
 
     def _write(self, batch: Batch) -> None:
+        self.attribute(batch)
         self.recorded += self.log.write(batch)
         self.sampled_out += batch.sampled_out
 
+    @property
+    def skipped(self) -> int:
+        """Copies not ours (another prefix), cut before the IP header, or past a full batch;
+        and whole reads whose bytes decode did not foresee."""
+        return int(self.tally.skipped + self.failed)
+
     def _take(self, batch: Batch) -> None:
+        # one clock read per wake-up: a copy is dated when it is read, at most the kernel's
+        # flush timeout (nflog.TIMEOUT_CS) after the drop
         wall = time.time()
-        lanes = self._lanes
-        for packet in self.reader.read_all():
-            lane = lanes.get(packet.prefix)
-            if lane is None:
-                lane = lanes[packet.prefix] = prefix.parse(packet.prefix) or ("", "")
-                if len(lanes) > 4096:  # prefixes come from our rules; a bound all the same
-                    lanes.clear()
-            attempt = self._decode(packet.family, packet.payload, lane[0]) if lane[1] else None
-            if attempt is None or batch.packets >= MAX_PENDING:
-                self.skipped += 1
-                continue
-            batch.add(lane[1], packet.timestamp or wall, packet.uid, attempt)
+        for data in self.reader.reads():
+            self.tally.feed(data, batch, wall)
 
     def close(self) -> None:
+        self.attribute.close()
         self.reader.close()
         self.log.close()
 

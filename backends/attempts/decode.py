@@ -30,6 +30,9 @@ class Attempt:
     kind: str  # "syn" (a new TCP connection), "data", "udp", "echo", "icmp:<type>", ...
     length: int  # the packet's own length (IP total length), not what was copied
     dns: tuple[tuple[str, str], ...] = ()  # (name, qtype) of a DNS query in this packet
+    local: str = ""  # the jailed end: source address going out, destination coming in
+    lport: int = 0  # and its port (0: no ports)
+    answers: tuple[tuple[str, str], ...] = ()  # (address, name) of a DNS answer's A/AAAA records
 
 
 def decode(family: int, payload: bytes, direction: str) -> Attempt | None:
@@ -57,13 +60,16 @@ def decode(family: int, payload: bytes, direction: str) -> Attempt | None:
         l4 = payload[offset:] if offset <= len(payload) else b""
     else:
         return None
-    remote_raw, incoming = (src, True) if direction == "in" else (dst, False)
+    incoming = direction != "out"  # "in" (dropped), "answer" (an allowed DNS answer's copy)
+    remote_raw, local_raw = (src, dst) if incoming else (dst, src)
     remote = socket.inet_ntop(family, remote_raw)  # C, a tenth of ipaddress's cost
     name = PROTO_NAMES.get(proto, f"ip:{proto}")
-    port, kind = 0, "data"
+    port, kind, lport = 0, "data", 0
     dns: tuple[tuple[str, str], ...] = ()
+    answers: tuple[tuple[str, str], ...] = ()
     if proto in (6, 17, 132) and len(l4) >= 4:
         port = dport = int.from_bytes(l4[2:4], "big")  # out: theirs; in: the jailed listener's
+        lport = dport if incoming else int.from_bytes(l4[0:2], "big")
         if proto == 6:
             flags = l4[13] if len(l4) > 13 else 0
             kind = "syn" if flags & 0x02 and not flags & 0x10 else "data"
@@ -71,13 +77,16 @@ def decode(family: int, payload: bytes, direction: str) -> Attempt | None:
             kind = "udp"
             if dport == DNS_PORT and not incoming:
                 dns = dns_questions(l4[8:])
+            elif incoming and int.from_bytes(l4[0:2], "big") == DNS_PORT:
+                answers = dns_answers(l4[8:])
         else:
             kind = "sctp"
     elif proto in (1, 58) and l4:
         port = l4[0]
         echo = (proto == 1 and l4[0] == 8) or (proto == 58 and l4[0] == 128)
         kind = "echo" if echo else f"{name}:{l4[0]}"
-    return Attempt(direction, name, remote, port, kind, length, dns)
+    local = socket.inet_ntop(family, local_raw)
+    return Attempt(direction, name, remote, port, kind, length, dns, local, lport, answers)
 
 
 def dns_questions(message: bytes) -> tuple[tuple[str, str], ...]:
@@ -95,49 +104,34 @@ def dns_questions(message: bytes) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-class CachedDecoder:
-    """`decode`, remembered for the bytes that decide its answer: a flood repeats one attempt,
-    and its copies differ only in fields the log does not keep (IP id, checksums). Packets with
-    IPv4 options, IPv6 extension headers, fragments or a DNS question are decoded every time."""
-
-    LIMIT = 4096
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, bytes], Attempt | None] = {}
-
-    def __call__(self, family: int, payload: bytes, direction: str) -> Attempt | None:
-        key = _cache_key(family, payload)
-        if key is None:
-            return decode(family, payload, direction)
-        cached = self._seen.get((direction, key), _MISS)
-        if cached is not _MISS:
-            return cached  # type: ignore[return-value]
-        got = decode(family, payload, direction)
-        if len(self._seen) >= self.LIMIT:
-            self._seen.clear()
-        self._seen[(direction, key)] = got
-        return got
+def dns_answers(message: bytes) -> tuple[tuple[str, str], ...]:
+    """(address, name) for each A and AAAA record of a DNS answer, named by the question the
+    program asked (through any CNAME chain); () for anything dnslib cannot read (an answer cut
+    at the snap length loses its last records, never the first ones: they are tried in order)."""
+    try:
+        record = dnslib.DNSRecord.parse(message)
+    except Exception:  # as dns_questions: hostile or cut bytes
+        return ()
+    if not record.header.qr:
+        return ()
+    asked = str(record.questions[0].qname).rstrip(".") if record.questions else ""
+    out = []
+    for rr in record.rr[:32]:
+        if rr.rtype in (dnslib.QTYPE.A, dnslib.QTYPE.AAAA):
+            out.append((str(rr.rdata), asked or str(rr.rname).rstrip(".")))
+    return tuple(out)
 
 
-_MISS = object()
-
-
-def _cache_key(family: int, p: bytes) -> bytes | None:
-    if family == socket.AF_INET and len(p) >= 34 and p[0] == 0x45 and p[6] & 0x3F == 0 and p[7] == 0:
+def repeatable(family: int, p: bytes) -> bool:
+    """Whether decode reads nothing of this packet beyond its IP header, ports, TCP flags and
+    ICMP type, at the fixed offsets of a header without options (tally.py keys on those bytes).
+    Not: IPv4 options or fragments, IPv6 extension headers, DNS either way (the question or the
+    answer is further in).
+    A copy shorter than those offsets is keyed whole (its length is in the key)."""
+    if family == socket.AF_INET and len(p) >= 20 and p[0] == 0x45 and p[6] & 0x3F == 0 and p[7] == 0:
         proto = p[9]
-        if proto == 6:  # length, proto, addresses, ports, flags
-            return p[2:4] + p[9:10] + p[12:24] + p[33:34]
-        if proto == 17 and p[22:24] != b"\x00\x35":
-            return p[2:4] + p[9:10] + p[12:24]
-        if proto == 1:
-            return p[2:4] + p[9:10] + p[12:21]
-        return None
-    if family == socket.AF_INET6 and len(p) >= 54 and p[0] >> 4 == 6:
+        return proto in (1, 6) or (proto == 17 and b"\x00\x35" not in (p[20:22], p[22:24]))
+    if family == socket.AF_INET6 and len(p) >= 40 and p[0] >> 4 == 6:
         proto = p[6]
-        if proto == 6:
-            return p[4:7] + p[8:44] + p[53:54]
-        if proto == 17 and p[42:44] != b"\x00\x35":
-            return p[4:7] + p[8:44]
-        if proto == 58:
-            return p[4:7] + p[8:41]
-    return None
+        return proto in (6, 58) or (proto == 17 and b"\x00\x35" not in (p[40:42], p[42:44]))
+    return False

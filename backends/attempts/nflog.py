@@ -46,6 +46,15 @@ NFULA_GID = 14
 
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
+# The kernel sends what it queued when QTHRESH copies wait, its buffer of NLBUFSIZ bytes is
+# full (the most it accepts: nfnetlink_log.c refuses more than 128 KiB) or TIMEOUT_CS
+# hundredths of a second passed: under a flood one read carries ~900 copies of a small packet,
+# so the per-read costs (the system call, the wake-up) stay a small part of the collector's.
+QTHRESH = 4096
+NLBUFSIZ = 128 << 10
+TIMEOUT_CS = 50
+RECV_BYTES = 256 << 10  # a read never cuts one of the kernel's buffers (a cut one is lost)
+
 _NLMSG = struct.Struct("=IHHII")
 _NFGEN = struct.Struct("=BBH")
 _NLA = struct.Struct("=HH")
@@ -78,11 +87,19 @@ class NflogGroup:
     another socket (another collector, a `tcpdump -i nflog:N`) already holds the group."""
 
     def __init__(
-        self, group: int, *, snaplen: int, qthresh: int = 64, timeout_cs: int = 10, rcvbuf: int = 4 << 20
+        self,
+        group: int,
+        *,
+        snaplen: int,
+        qthresh: int = QTHRESH,
+        timeout_cs: int = TIMEOUT_CS,
+        rcvbuf: int = 4 << 20,
     ) -> None:
         self.group = group
         self.lost = 0  # copies the kernel dropped because we were slow (ENOBUFS)
         self._seq = 0
+        self._buffer = bytearray(RECV_BYTES)
+        self._view = memoryview(self._buffer)
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
         try:
             with contextlib.suppress(OSError):
@@ -94,7 +111,7 @@ class NflogGroup:
                 _attr(NFULA_CFG_MODE, struct.pack("!IBB", snaplen, NFULNL_COPY_PACKET, 0))
                 + _attr(NFULA_CFG_QTHRESH, _BE32.pack(qthresh))
                 + _attr(NFULA_CFG_TIMEOUT, _BE32.pack(timeout_cs))
-                + _attr(NFULA_CFG_NLBUFSIZ, _BE32.pack(64 << 10)),
+                + _attr(NFULA_CFG_NLBUFSIZ, _BE32.pack(NLBUFSIZ)),
             )
         except BaseException:
             self.sock.close()
@@ -119,31 +136,24 @@ class NflogGroup:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read(self) -> list[LoggedPacket]:
-        """One batch: blocks until the kernel flushes (queue threshold or timeout)."""
-        try:
-            data = self.sock.recv(1 << 20)
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                self.lost += 1  # the socket overflowed: some copies are gone, the rest follow
-                return []
-            raise
-        return parse_batch(data)
-
-    def read_all(self) -> list[LoggedPacket]:
-        """Every batch already queued (one select wake-up, several kernel flushes)."""
-        out = self.read()
+    def reads(self) -> list[bytes]:
+        """Every netlink read already queued, the first one waited for (one select wake-up,
+        several kernel flushes). Each is parsed by parse_batch or tally.Tally.feed."""
+        out: list[bytes] = []
+        flags = 0
         while True:
             try:
-                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+                # into one buffer kept for the socket's life, then copied at its length: a fresh
+                # RECV_BYTES object a read is an mmap, page faults and an munmap each time
+                n = self.sock.recv_into(self._buffer, RECV_BYTES, flags)
+                out.append(bytes(self._view[:n]))
             except BlockingIOError:
                 return out
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
-                self.lost += 1
-                continue
-            out.extend(parse_batch(data))
+                self.lost += 1  # the socket overflowed: some copies are gone, the rest follow
+            flags = socket.MSG_DONTWAIT
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -169,10 +179,18 @@ def parse_batch(data: bytes) -> list[LoggedPacket]:
 
 
 def _parse_packet(data: bytes, start: int, end: int) -> LoggedPacket | None:
+    return parse_message(data, start, end)[0]
+
+
+def parse_message(data: bytes, start: int, end: int) -> tuple[LoggedPacket | None, int, int]:
+    """A packet message's attributes from `start` (after the netlink header) to `end`, and where
+    in `data` its payload and its timestamp attribute begin (-1: none): what tally.py needs to
+    know which bytes of the next messages of that shape decide their answer."""
     if start + _NFGEN.size > end:
-        return None
+        return None, -1, -1
     family = data[start]
     hook, prefix, payload, mark, uid, gid, stamp = -1, "", b"", 0, None, None, None
+    payload_at = stamp_at = -1
     offset = start + _NFGEN.size
     while offset + _NLA.size <= end:
         alen, kind = _NLA.unpack_from(data, offset)
@@ -182,6 +200,7 @@ def _parse_packet(data: bytes, start: int, end: int) -> LoggedPacket | None:
         value = offset + _NLA.size
         if kind == NFULA_PAYLOAD:
             payload = data[value : offset + alen]
+            payload_at = value
         elif kind == NFULA_PREFIX:
             prefix = data[value : offset + alen].split(b"\0", 1)[0].decode("ascii", "replace")
         elif kind == NFULA_PACKET_HDR and alen >= _NLA.size + 3:
@@ -195,7 +214,8 @@ def _parse_packet(data: bytes, start: int, end: int) -> LoggedPacket | None:
         elif kind == NFULA_TIMESTAMP and alen >= 20:
             sec, usec = _BE64X2.unpack_from(data, value)
             stamp = sec + usec / 1e6
+            stamp_at = offset if alen == 20 else -2  # -2: a stamp of a size tally cannot skip
         offset += (alen + 3) & ~3
     if family not in (socket.AF_INET, socket.AF_INET6):
-        return None
-    return LoggedPacket(family, hook, prefix, payload, mark, uid, gid, stamp)
+        return None, -1, -1
+    return LoggedPacket(family, hook, prefix, payload, mark, uid, gid, stamp), payload_at, stamp_at

@@ -16,8 +16,10 @@ SNAPLEN = 384
 RATE = "200/sec"  # per jail and lane: a flood costs the machine at most this many copies a second
 BURST = 400
 _TAG = "netjail"
-LANES = {"out": "o", "in": "i", "fwd": "f"}
-_LANE_DIRECTION = {"o": "out", "i": "in", "f": "out"}  # forwarded: from a netns jail outwards
+LANES = {"out": "o", "in": "i", "fwd": "f", "answer": "a"}
+# forwarded: from a netns jail outwards; "a": a copy of a DNS answer the jail was allowed to
+# receive (not an attempt: what names its later attempts, docs/attempts.md)
+_LANE_DIRECTION = {"o": "out", "i": "in", "f": "out", "a": "answer"}
 
 
 def group() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -236,3 +237,80 @@ def test_a_collector_waits_for_a_held_group_and_takes_it_when_let_go(
     finally:
         stop.set()
         thread.join(5)
+
+
+RESOLVER = "10.77.0.53"
+RESOLVING = """
+import socket, sys
+q = bytes.fromhex(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(q, (sys.argv[2], 53))  # allowed: the resolver is not jailed away
+answer, _ = s.recvfrom(512)
+address = socket.inet_ntoa(answer[-4:])  # the one A record's data ends the answer
+for _ in range(3):
+    try: s.sendto(b"t" * 20, (address, 4444))
+    except OSError: pass
+print(address)
+"""
+
+
+@pytest.fixture
+def resolver() -> Iterator[None]:
+    """A DNS server on RESOLVER (dnslib answers every A question with 10.77.0.9), and the copy
+    of its answers the collector reads as the jail's lane `a` (prefix.py)."""
+    subprocess.run(["ip", "addr", "add", f"{RESOLVER}/32", "dev", "lo"], check=True)
+    answer_rule = ["INPUT", "-s", RESOLVER, "-p", "udp", "--sport", "53", "-j", "NFLOG"]
+    answer_rule += ["--nflog-group", str(GROUP), "--nflog-size", str(prefix.SNAPLEN)]
+    answer_rule += ["--nflog-prefix", prefix.make("answer", "tj")]
+    subprocess.run(["iptables-legacy", "-A", *answer_rule], check=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((RESOLVER, 53))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            question = dnslib.DNSRecord.parse(data)
+            reply = question.reply()
+            reply.add_answer(dnslib.RR(question.q.qname, dnslib.QTYPE.A, rdata=dnslib.A("10.77.0.9"), ttl=60))
+            sock.sendto(reply.pack(), peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join(2)
+    sock.close()
+    subprocess.run(["iptables-legacy", "-D", *answer_rule], check=False)
+    subprocess.run(["ip", "addr", "del", f"{RESOLVER}/32", "dev", "lo"], check=False)
+
+
+def test_an_attempt_to_an_address_an_answer_mapped_is_named_by_that_answer(
+    logged: Callable[[], Collector],
+    resolver: None,
+    state_dir: Path,
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    logged()
+    query = dnslib.DNSRecord.question("telemetry.example.com", "A").pack().hex()
+    out = subprocess.run(
+        [*setpriv_as("nobody"), STDLIB_PYTHON, "-c", RESOLVING, query, RESOLVER],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "10.77.0.9"  # the program used the answer
+    _wait_rows(state_dir, 3)
+    subprocess.run([sys.executable, "-c", SENDER, "00"], capture_output=True, check=True)  # port 53, 5555
+    _wait_rows(state_dir, 3 + 15)
+    doc = json.loads(cli("attempts", "--json").stdout)
+    got = {(a["remote"], a["port"]): (a["name"], a["name_from"]) for a in doc["attempts"]}
+    assert got[("10.77.0.9", 4444)] == ("telemetry.example.com", "answer")
+    assert got[("10.77.0.9", 53)] == ("telemetry.example.com", "answer")  # an address, any port
+    assert got[("fd77::9", 5555)] == (None, None)  # no answer mapped it
+    assert all(a["direction"] != "answer" for a in doc["attempts"])  # an answer is no attempt

@@ -65,14 +65,14 @@ def udp(sport: int, dport: int, data: bytes) -> bytes:
 
 def test_a_tcp_syn_out_is_a_new_connection_to_the_remote_port() -> None:
     got = decode(socket.AF_INET, ipv4(6, "10.0.0.2", "192.0.2.7", tcp(40000, 443, 0x02)), "out")
-    assert got == Attempt("out", "tcp", "192.0.2.7", 443, "syn", 40, ())
+    assert got == Attempt("out", "tcp", "192.0.2.7", 443, "syn", 40, (), "10.0.0.2", 40000)
     ack = decode(socket.AF_INET, ipv4(6, "10.0.0.2", "192.0.2.7", tcp(40000, 443, 0x10)), "out")
     assert ack is not None and ack.kind == "data"
 
 
 def test_incoming_names_the_remote_source_and_the_jailed_port() -> None:
     got = decode(socket.AF_INET6, ipv6(6, "fd00::9", "fd00::1", tcp(5555, 8080, 0x02)), "in")
-    assert got == Attempt("in", "tcp", "fd00::9", 8080, "syn", 60, ())
+    assert got == Attempt("in", "tcp", "fd00::9", 8080, "syn", 60, (), "fd00::1", 8080)
 
 
 def test_a_dns_query_is_decoded_by_dnslib_and_an_answer_is_not_a_question() -> None:
@@ -188,25 +188,3 @@ def test_bad_durations(text: str) -> None:
 
     with pytest.raises(argparse.ArgumentTypeError):
         duration(text)
-
-
-def test_the_cached_decoder_answers_as_decode_for_every_kind_of_packet() -> None:
-    from netjail.backends.attempts.decode import CachedDecoder
-
-    query = dnslib.DNSRecord.question("a.example", "A").pack()
-    packets = [
-        (socket.AF_INET, ipv4(6, "10.0.0.2", "192.0.2.7", tcp(40000, 443, 0x02))),
-        (socket.AF_INET, ipv4(6, "10.0.0.2", "192.0.2.7", tcp(40000, 443, 0x10))),  # same flow, data
-        (socket.AF_INET, ipv4(17, "10.0.0.2", "192.0.2.7", udp(1, 9, b"xx"))),
-        (socket.AF_INET, ipv4(17, "10.0.0.2", "192.0.2.8", udp(1, 9, b"xx"))),  # another remote
-        (socket.AF_INET, ipv4(17, "10.0.0.2", "192.0.2.7", udp(1, 53, query))),  # DNS: never cached
-        (socket.AF_INET, ipv4(1, "10.0.0.2", "192.0.2.7", bytes([8, 0, 0, 0]) + b"\0" * 16)),
-        (socket.AF_INET6, ipv6(6, "fd00::2", "fd00::1", tcp(5555, 8080, 0x02))),
-        (socket.AF_INET6, ipv6(17, "fd00::2", "fd00::1", udp(5555, 8080, b"y"))),
-        (socket.AF_INET6, ipv6(58, "fd00::2", "fd00::1", bytes([128, 0, 0, 0]) + b"\0" * 16)),
-    ]
-    cached = CachedDecoder()
-    for _ in range(2):  # the second round answers from the cache
-        for family, pkt in packets:
-            for direction in ("out", "in"):
-                assert cached(family, pkt, direction) == decode(family, pkt, direction)

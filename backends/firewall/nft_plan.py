@@ -325,6 +325,11 @@ def _allow_rules(rules: JailRules, direction: str, part: JailPart) -> list[str]:
     return out
 
 
+def _admits_dns_answers(rules: JailRules) -> bool:
+    """Whether an incoming allow entry lets UDP from port 53 in (a resolver on the allow-list)."""
+    return any(m.proto in (None, "udp") and m.sport in (None, 53) for m in rules.in_allow)
+
+
 def log_text(direction: str, jail: str) -> str:
     from netjail.backends.attempts import prefix
 
@@ -353,6 +358,10 @@ def jail_part(rules: JailRules, cgroup_prefix: str | None, *, log: bool) -> Jail
         chain = jail_chain(d, jail)
         verdict = f"jump {chain}"
         body = _allow_rules(rules, d, part)
+        if log and d == "in" and _admits_dns_answers(rules):
+            # a copy of each DNS answer the allow-list lets in names the jail's later attempts
+            # (lane "a", docs/attempts.md); it comes first: the allow rules return
+            body.insert(0, f"udp sport 53 {log_text('answer', jail)}")
         if log:
             body.append(log_text(d, jail))
         body += [

@@ -343,3 +343,43 @@ def test_two_hundred_member_cgroups_read_back_by_id(fw: NftFirewall, cgroups: Pa
     gen = read_genid()
     fw.sync_jail(wanted)
     assert read_genid() == gen
+
+
+def test_an_allowed_dns_answer_is_copied_to_the_attempts_log_on_lane_a(
+    fw: NftFirewall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resolver on the allow-list answers a jailed socket: the answer passes, and a copy goes
+    to the attempts group with prefix netjail:a:<jail> (what names the jail's later attempts)."""
+    from netjail.backends.attempts import prefix
+    from netjail.backends.attempts.nflog import NflogGroup, parse_batch
+
+    monkeypatch.setenv(prefix.GROUP_ENV, "5791")  # a group of this test's own
+    mark = 0x6000000
+    jail = JailRules(
+        "dns",
+        in_selectors=tuple(Match(f, mark=mark, mark_mask=0xFF000000) for f in ("inet", "inet6")),
+        in_allow=(Match("inet", "udp", src="127.0.0.1/32", sport=53),),
+    )
+    fw.sync_jail(jail)
+    group = NflogGroup(5791, snaplen=prefix.SNAPLEN, qthresh=1, timeout_cs=1)
+    resolver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        resolver.bind(("127.0.0.1", 53))
+        client.bind(("127.0.0.1", 0))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+        client.settimeout(2)
+        resolver.sendto(b"\x12\x34\x81\x80" + bytes(8), client.getsockname())  # a bare DNS answer
+        assert client.recv(64)[:2] == b"\x12\x34"  # allowed through
+        deadline = time.monotonic() + 3
+        copies: list[str] = []
+        while time.monotonic() < deadline and not copies:
+            import select
+
+            if select.select([group.fileno()], [], [], 0.2)[0]:
+                copies = [p.prefix for data in group.reads() for p in parse_batch(data)]
+        assert copies == ["netjail:a:dns"]
+    finally:
+        group.close()
+        resolver.close()
+        client.close()

@@ -307,3 +307,18 @@ def test_a_listed_cgroup_path_nft_strings_cannot_carry_is_never_written_back() -
         ]
     )
     assert held.sets["out-cg-1"].stale and not held.sets["out-cg-1"].elements
+
+
+def test_dns_answers_the_allow_list_lets_in_are_copied_first_on_lane_a() -> None:
+    dns = Match("inet", "udp", src="10.0.0.53/32", sport=53)
+    body = jail_part(rules(in_allow=(dns,)), "", log=True).chains["nj-i-web"]
+    assert body[0].startswith(
+        'udp sport 53 limit rate 200/second burst 400 packets log prefix "netjail:a:web"'
+    )
+    web = Match("inet", "tcp", src="10.0.0.1/32", sport=443)
+    assert not any(
+        "netjail:a:" in r for r in jail_part(rules(in_allow=(web,)), "", log=True).chains["nj-i-web"]
+    )
+    assert not any(
+        "netjail:a:" in r for r in jail_part(rules(in_allow=(dns,)), "", log=False).chains["nj-i-web"]
+    )

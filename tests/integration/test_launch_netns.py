@@ -24,6 +24,7 @@ from netjail.backends.launch.netns import (
 )
 from netjail.backends.launch.spawn import exit_status, spawn_jailed
 
+from tests import firewall_probe
 from tests.conftest import Host
 from tests.integration.launch_support import Listener, add_veth_pair, probe, start_listener, tcp_reply
 
@@ -131,9 +132,11 @@ def test_netns_with_veth_reaches_the_host_masqueraded_and_is_removed_without_tra
     # The host saw our side of its link, not the netns address: the traffic was masqueraded.
     assert remote4.next_peer() == host.gw4
     assert remote6.next_peer() == host.gw6
-    counted = re.findall(r"\[(\d+):\d+\] -A NETJAIL-NAT -s (\S+) .*netjail:" + jail, nat_rules())
-    assert {src for _, src in counted} == set(info.prefixes)
-    assert all(int(packets) >= 1 for packets, _ in counted)
+    assert set(firewall_probe.firewall().masquerades()[jail]) == set(info.prefixes)
+    if firewall_probe.backend() == "iptables":  # its NAT rules count packets: each one was used
+        counted = re.findall(r"\[(\d+):\d+\] -A NETJAIL-NAT -s (\S+) .*netjail:" + jail, nat_rules())
+        assert {src for _, src in counted} == set(info.prefixes)
+        assert all(int(packets) >= 1 for packets, _ in counted)
 
     remove_netns(jail)
     assert info.name not in ip_netns_list()

@@ -20,6 +20,9 @@ SYSTEM_TOOLS := iptables:iptables iptables-legacy:iptables ip6tables-legacy:ipta
   gcc:gcc ping:iputils-ping pasta:passt iperf3:iperf3 tcpdump:tcpdump \
   systemd-nspawn:systemd-container systemctl:systemd systemd-run:systemd \
   cat:coreutils test:coreutils tr:coreutils kill:procps pgrep:procps find:findutils
+# libnftables' Python binding (not on PyPI): the nftables backend loads it from the system's
+# dist-packages by path (backends/firewall/nft_binding.py)
+NFT_BINDING := /usr/lib/python3/dist-packages/nftables/nftables.py
 # `make test` exits with this (netjail's "unsupported environment") when a program is missing.
 EXIT_MISSING_TOOL := 4
 PYTEST_ARGS ?=
@@ -35,6 +38,7 @@ system:
 	  command -v $${t%%:*} >/dev/null 2>&1 || { missing="$$missing $${t%%:*}"; packages="$$packages $${t##*:}"; }; \
 	done; \
 	ldconfig -p 2>/dev/null | grep -q 'libseccomp.so.2' || { missing="$$missing libseccomp"; packages="$$packages libseccomp2"; }; \
+	[ -f $(NFT_BINDING) ] || { missing="$$missing python3-nftables"; packages="$$packages python3-nftables"; }; \
 	[ -e /usr/include/stdio.h ] || { missing="$$missing libc-headers"; packages="$$packages libc6-dev"; }; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { missing="$$missing python3-venv"; packages="$$packages python3-venv"; }; \
 	if [ -n "$$missing" ]; then \
@@ -49,6 +53,7 @@ system:
 check-tools:
 	@missing=""; \
 	for t in $(SYSTEM_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t%%:*} ($${t##*:})"; done; \
+	[ -f $(NFT_BINDING) ] || missing="$$missing $(NFT_BINDING) (python3-nftables)"; \
 	if [ -n "$$missing" ]; then echo "make test: missing programs:$$missing" >&2; exit $(EXIT_MISSING_TOOL); fi
 
 $(STAMP): pyproject.toml | system

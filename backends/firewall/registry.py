@@ -106,7 +106,17 @@ IPTABLES = BackendInfo(
     needs_xtables=True,
 )
 
-BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (IPTABLES,)}
+NFTABLES = BackendInfo(
+    name="nftables",
+    module="netjail.backends.firewall.nft_backend",
+    factory="NftFirewall",
+    counters_module="netjail.backends.firewall.nft_counters",
+    limits=Limits(max_jail_name=IPTABLES_MAX_JAIL_NAME),
+    tools=(("nft", "nftables"),),
+    doctor_checks=("nftables",),
+)
+
+BACKENDS: dict[str, BackendInfo] = {b.name: b for b in (IPTABLES, NFTABLES)}
 
 
 def selected(env: Mapping[str, str] | None = None) -> BackendInfo:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from netjail.app import launcher
+from netjail.backends.firewall import registry
 from netjail.backends.system import identity
 
 HEAVY = ("iptc", "pyroute2", "textual", "psutil")
@@ -94,7 +95,7 @@ def test_reading_counters_loads_no_python_iptables() -> None:
     """The counters are one raw table read per family: python-iptables (and libxtables) are for
     writing rules, and the launch code for launching."""
     mods = loaded_by("counters", "--json")
-    assert "netjail.backends.firewall.counters" in mods
+    assert registry.selected().counters_module in mods  # the backend in use's reader (NETJAIL_FIREWALL)
     assert "iptc" not in top(mods) and "netjail.backends.engine_launch" not in mods
 
 
@@ -158,6 +159,8 @@ def test_the_engine_loads_no_openssl_for_a_hash() -> None:
         "netjail.backends.jails.reconcile",
         "netjail.backends.firewall.iptc_backend",
         "netjail.backends.firewall.counters",
+        "netjail.backends.firewall.nft_backend",
+        "netjail.backends.firewall.nft_counters",
         "netjail.backends.launch.netns",
     )
     code = f"import json, sys\nfor m in {modules!r}: __import__(m)\nprint(json.dumps(sorted(sys.modules)))"

@@ -24,7 +24,7 @@ def test_iptables_is_the_default_and_env_picks_by_name(monkeypatch: pytest.Monke
 def test_unknown_backend_is_one_line_of_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(registry.ENV, "pf")
     with pytest.raises(
-        BadInput, match=r"^NETJAIL_FIREWALL='pf': no such firewall backend \(known: iptables\)$"
+        BadInput, match=r"^NETJAIL_FIREWALL='pf': no such firewall backend \(known: iptables, nftables\)$"
     ):
         registry.selected()
     with pytest.raises(BadInput, match="no such firewall backend"):

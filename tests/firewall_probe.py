@@ -144,13 +144,21 @@ def _cgroup_paths(node: object) -> list[str]:
 
 
 def cgroup_gates(run: Run = local) -> list[str]:
-    """The cgroup paths netjail's outgoing cgroup selectors match, in rule order, as absolute
-    cgroup2 paths (nftables' are relative to /sys/fs/cgroup: a hybrid host's start "unified/")."""
+    """The cgroup paths netjail's outgoing cgroup selectors match, as absolute cgroup2 paths:
+    iptables' `-m cgroup --path` gate rules in NETJAIL-OUT, in rule order; nftables' elements of
+    its outgoing cgroup maps (`out-cg-<level>`) and cgroup matches of its rules, sorted (nft
+    names them relative to /sys/fs/cgroup: on a hybrid host they start with "unified/")."""
     if backend() == "iptables":
         out = run(["iptables-legacy-save"])
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("-A NETJAIL-OUT -m cgroup")]
         return [ln.split("--path ")[1].split()[0].strip('"') for ln in lines]
-    rules = [o["rule"] for o in nft_objects(run) or () if "rule" in o]
-    paths = [p for r in rules if str(r.get("chain", "")).startswith(("output", "nj-"))  # type: ignore[union-attr]
-             for p in _cgroup_paths(r)]  # fmt: skip
-    return ["/" + p.removeprefix("unified/").lstrip("/") for p in paths]
+    paths = []
+    for obj in nft_objects(run) or ():
+        body = obj.get("map") or obj.get("rule")
+        if not isinstance(body, dict):
+            continue
+        if "map" in obj and str(body.get("name", "")).startswith("out-cg-"):
+            paths += [e[0] for e in body.get("elem", ()) if isinstance(e, list) and isinstance(e[0], str)]
+        elif "rule" in obj and str(body.get("chain", "")).startswith(("output", "nj-o-")):
+            paths += _cgroup_paths(body)
+    return sorted("/" + p.removeprefix("unified/").lstrip("/") for p in paths)

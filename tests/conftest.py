@@ -36,6 +36,30 @@ CGROUP2 = (
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `backend("NAME", ...)` is about those backends' internals: it runs in their
+    passes only (tests/run_parallel.py runs the suite once per backend) and is deselected, and
+    counted so, in the others. A name the registry does not know stops the session: a test
+    nobody's pass would ever run is a defect, not a skip."""
+    from netjail.backends.firewall import registry
+
+    current = registry.selected().name
+    kept, other = [], []
+    for item in items:
+        marker = item.get_closest_marker("backend")
+        if marker is None:
+            kept.append(item)
+            continue
+        unknown = set(marker.args) - set(registry.BACKENDS)
+        if unknown or not marker.args:
+            known = ", ".join(sorted(registry.BACKENDS))
+            raise pytest.UsageError(f"{item.nodeid}: backend{marker.args} names no backend of {known}")
+        (kept if current in marker.args else other).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cgroup_parent_removed() -> Iterator[None]:
     """Whatever a failed test left under this session's cgroup parent is emptied and removed."""

@@ -28,6 +28,9 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 30.0
 # inside the container: a plain environment (no NETJAIL_* of the test session's)
 INNER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+# the backend of this pass (tests/run_parallel.py) goes in with the commands: netjail inside the
+# container must write with the backend the test's probes read
+PASSED_ENV = ("NETJAIL_BACKEND", "NETJAIL_FIREWALL")
 
 
 @dataclass
@@ -42,7 +45,8 @@ class SystemdHost:
 
     def argv(self, *argv: str) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-a", f"--wd={CHECKOUT}", "env", "-i",
-                *(f"{k}={v}" for k, v in INNER_ENV.items()), *argv]  # fmt: skip
+                *(f"{k}={v}" for k, v in INNER_ENV.items()),
+                *(f"{k}={os.environ[k]}" for k in PASSED_ENV if k in os.environ), *argv]  # fmt: skip
 
     def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         out = subprocess.run(self.argv(*argv), capture_output=True, text=True, timeout=timeout)

@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netjail.backends.firewall.ipsets import Ipsets
-
+from tests import firewall_probe
 from tests.conftest import Host, Peer, python_for, setpriv_as, start_peer
 from tests.integration.test_block import CLI, rises, settle_count
 from tests.integration.test_launch_pasta import bound_here, send_udp, start_run
@@ -203,8 +202,8 @@ def test_connections_queued_on_a_listener_before_the_block_are_cut_once_accepted
         assert got == 0, f"{got} of 5 connections queued before the block got data out"
         # in the jail's flow set while queued; once accepted and marked, their mark does it
         time.sleep(2 * WATCH + 0.5)
-        with Ipsets() as sets:
-            held = sets.members("nj4-backlog-f", "flow")
+        read = firewall_probe.rules("backlog")
+        held = [e for e in read.set_entries if e.kind == "flow"] if read else []
         assert not held, f"the accepted connections stayed in the jail's set: {held}"
         for c in clients:
             c.settimeout(0.2)

@@ -23,6 +23,9 @@ from netjail.backends.attempts.store import AttemptLog
 
 from tests.conftest import setpriv_as
 
+# the log rules it writes itself are iptables' NFLOG target (the collector reads either backend's)
+pytestmark = pytest.mark.backend("iptables")
+
 # the senders need only the standard library: as nobody, the system interpreter (root's venv
 # interpreter may sit under a home directory nobody cannot enter)
 STDLIB_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Peer
+from tests.firewall_probe import netjail_left
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -102,7 +103,7 @@ def test_udp_sender_is_cut_off_counted_and_restored(
     assert json.loads(out.stdout)["removed_jails"] == ["udp"]
     assert rises(recv, "received")
     assert jails(cli) == []
-    assert "NJ-O-udp" not in legacy_rules()
+    assert netjail_left() == []
 
 
 def test_new_sockets_of_a_jailed_process_fail(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:
@@ -236,7 +237,7 @@ def test_refusals_have_exit_2_and_leave_nothing(cli: CLI, spawn_peer: Callable[.
     out = cli("block", str(peer.pid), user="nobody")
     assert out.returncode == 3 and "root" in out.stderr
     assert jails(cli) == []
-    assert "NJ-" not in legacy_rules()
+    assert netjail_left() == []
 
 
 def test_a_reused_pid_is_refused(spawn_peer: Callable[..., Peer]) -> None:
@@ -251,7 +252,7 @@ def test_a_reused_pid_is_refused(spawn_peer: Callable[..., Peer]) -> None:
     with pytest.raises(NoSuchProcess, match="another process"):
         # the identity recorded earlier no longer matches: as if the PID had been reused
         Engine(spawn_watcher=False).block(BlockRequest(peer.pid, start_time=stat.start_time - 1))
-    assert "NJ-" not in legacy_rules()
+    assert netjail_left() == []
 
 
 def test_ps_shows_the_jail(cli: CLI, spawn_peer: Callable[..., Peer]) -> None:

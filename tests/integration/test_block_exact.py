@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import firewall_probe
 from tests.conftest import Peer
-from tests.integration.test_block import CLI, legacy_rules
+from tests.integration.test_block import CLI
 from tests.integration.test_block_marks import block, sock_mark, unblock
 
 PROBE = Path(__file__).with_name("exact_probe.py")
@@ -223,13 +224,6 @@ def test_every_kind_of_socket_is_cut_both_ways_and_restored(
     assert reaches(ports["unconnected"], socket.SOCK_DGRAM)
 
 
-def netjail_rule_count() -> int:
-    return sum(
-        line.startswith("-A ") and ("NETJAIL" in line or "NJ-" in line)
-        for line in legacy_rules().splitlines()
-    )
-
-
 def test_rules_loaded_do_not_grow_with_the_sockets_held(cli: CLI, probe: Callable[..., Peer]) -> None:
     counts = []
     for n in (5, 300):
@@ -238,13 +232,13 @@ def test_rules_loaded_do_not_grow_with_the_sockets_held(cli: CLI, probe: Callabl
         try:
             assert server.wait_for(lambda c, n=n: int(c.get("accepted", 0)) >= n, 20)  # type: ignore[misc]
             block(cli, server.pid, f"grow{n}")
-            counts.append(netjail_rule_count())
+            counts.append(firewall_probe.rule_count())
             unblock(cli, server.pid)
         finally:
             for c in clients:
                 c.close()
     assert counts[0] == counts[1], counts
-    assert counts[1] <= 40, legacy_rules()  # a few per jail and family
+    assert counts[1] <= 40, firewall_probe.kernel_text()  # a few per jail and family
 
 
 RAW_SENDER = """

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import firewall_probe
 from tests.conftest import Peer
-from tests.integration.test_block import CLI, legacy_rules, rises, settle_count
+from tests.integration.test_block import CLI, rises, settle_count
 from tests.integration.test_block_marks import sock_mark
 
 PROBE = Path(__file__).with_name("fd_pass_probe.py")
@@ -63,8 +64,8 @@ def jail_it(cli: CLI, pid: int, name: str) -> None:
 
 
 def selectors(jail: str) -> int:
-    """Jumps to the jail's OUTPUT chain, both families (its cgroup rules and socket selectors)."""
-    return sum(line.endswith(f"-j NJ-O-{jail}") for line in legacy_rules().splitlines())
+    """The jail's outgoing selectors read back, both families (its cgroup rules and sockets')."""
+    return firewall_probe.out_selectors(jail)
 
 
 def wait_frozen(read: Callable[[], int], since: float) -> int:

@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -23,11 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from netjail.backends.firewall.base import Match
 from netjail.backends.jails import cgroups as jail_cgroups
 from netjail.backends.system.cgroupfs import find_cgroup2
 
+from tests import firewall_probe
 from tests.conftest import Peer, python_for, setpriv_as
-from tests.integration.test_block import CLI, legacy_rules, settle_count
+from tests.integration.test_block import CLI, settle_count
 
 PROBE = Path(__file__).with_name("mark_probe.py")
 N = 60
@@ -98,12 +99,14 @@ def sock_mark(pid: int, fd: int, new: int | None = None) -> int:
 
 
 def drops(jail: str) -> int:
-    """Packets counted by the jail's IPv4 DROP rule (the NJ-O chain the mark rule jumps to)."""
-    save = subprocess.run(["iptables-legacy-save", "-c"], capture_output=True, text=True, check=True)
-    for line in save.stdout.splitlines():
-        if f"-A NJ-O-{jail} " in line and line.endswith("-j DROP"):
-            return int(line[1:].split(":")[0])
-    raise AssertionError(f"no DROP rule in NJ-O-{jail}")
+    """IPv4 packets the jail dropped (its mark selector leads them to the jail's drop)."""
+    return firewall_probe.dropped(jail, "inet")
+
+
+def mark_selectors(jail: str) -> list[Match]:
+    found = firewall_probe.rules(jail)
+    assert found is not None, f"jail {jail} has no rules"
+    return [m for m in found.out_selectors if m.mark is not None]
 
 
 def block(cli: CLI, pid: int, name: str) -> subprocess.CompletedProcess[str]:
@@ -222,9 +225,9 @@ def test_running_ping_stops_and_resumes(cli: CLI, spawn_probe: Callable[..., Pee
 
 
 def _jail_mark(jail: str) -> int:
-    rules = [line for line in legacy_rules().splitlines() if line.endswith(f"-j NJ-O-{jail}")]
-    found = next(m for line in rules if (m := re.search(r"-m mark --mark (0x[0-9a-f]+)/", line)))
-    return int(found.group(1), 16)
+    mark = mark_selectors(jail)[0].mark
+    assert mark is not None
+    return mark
 
 
 def test_foreign_mark_is_refused_without_force(
@@ -247,7 +250,7 @@ def test_foreign_mark_is_refused_without_force(
         "(netjail block --force re-marks it until unblock)\n"
     )
     # nothing half-applied: no rules, no cgroup move, no jail, its mark untouched, traffic flows
-    assert "NJ-O-foreign" not in legacy_rules() and "NJ-I-foreign" not in legacy_rules()
+    assert not firewall_probe.has_rules("foreign") and firewall_probe.netjail_left() == []
     assert Path(f"/proc/{member.pid}/cgroup").read_text() == cgroup
     mount = find_cgroup2()
     assert mount is not None and "foreign" not in jail_cgroups.existing(Path(mount.path))
@@ -331,10 +334,11 @@ def test_one_mark_rule_per_jail_and_family(cli: CLI, spawn_probe: Callable[..., 
     listener = Connections()
     member = spawn_probe("pool", 5, "127.0.0.1", listener.port)
     block(cli, member.pid, "onerule")
-    rules = [line for line in legacy_rules().splitlines() if line.endswith("-j NJ-O-onerule")]
-    marks = [line for line in rules if "-m mark --mark" in line]
-    assert len(marks) == 2, rules  # IPv4 and IPv6, whatever the number of sockets
-    mark = int(re.search(r"--mark (0x[0-9a-f]+)/", marks[0]).group(1), 16)  # type: ignore[union-attr]
+    marks = mark_selectors("onerule")
+    # IPv4 and IPv6, whatever the number of sockets
+    assert sorted(m.family for m in marks) == ["inet", "inet6"], firewall_probe.rules("onerule")
+    assert len({m.mark for m in marks}) == 1
+    mark = marks[0].mark
     fds = member.info["fds"]
     assert isinstance(fds, list)
     assert {sock_mark(member.pid, fd) for fd in fds} == {mark}
@@ -348,7 +352,7 @@ def test_bad_mark_mask_is_refused_before_anything_is_applied(
     out = cli("block", str(member.pid), "--jail", "badmask", env={"NETJAIL_MARK_MASK": "0x101"})
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "NETJAIL_MARK_MASK" in out.stderr, out.stderr
-    assert "NJ-O-badmask" not in legacy_rules()
+    assert not firewall_probe.has_rules("badmask") and firewall_probe.netjail_left() == []
 
 
 # The CLI under a seccomp filter answering pidfd_getfd with ENOSYS, as a kernel < 5.6 does; the
@@ -378,7 +382,9 @@ def test_without_pidfd_getfd_block_falls_back_to_sets(
     assert out.stderr.count("cannot mark the sockets") == 1, out.stderr
     assert "Function not implemented" in out.stderr, out.stderr
     assert "fallback in use" in out.stderr, out.stderr
-    assert "--match-set nj4-nogetfd-s src,src" in legacy_rules()
+    found = firewall_probe.rules("nogetfd")
+    send_set = Match("inet", match_set="nj4-nogetfd-s", set_flags="src,src")
+    assert found is not None and send_set in found.out_selectors, found
     fd = int(member.info["fd"])  # type: ignore[call-overload]
     assert sock_mark(member.pid, fd) == 0
     member.proc.send_signal(10)

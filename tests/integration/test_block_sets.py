@@ -11,20 +11,25 @@ import subprocess
 import time
 from collections.abc import Callable
 
+import pytest
 from pyroute2.ipset import IPSet
 
+from tests import firewall_probe
 from tests.conftest import Peer, python_for
 from tests.integration.test_block import CLI, legacy_rules
 from tests.integration.test_block_exact import (
     Counterpart,
     free_port,
     moving,
-    netjail_rule_count,
     probe,  # noqa: F401 (a fixture)
     reaches,
     side,  # noqa: F401 (a fixture)
 )
 from tests.integration.test_block_marks import NO_PIDFD_GETFD, sock_mark, unblock
+
+# kernel ipsets are the iptables backend's fallback (registry: needs_ipset); nftables keeps its
+# sets in its own table
+pytestmark = pytest.mark.backend("iptables")
 
 
 def netjail_sets() -> set[str]:
@@ -114,7 +119,7 @@ def test_fallback_rules_do_not_grow_with_the_sockets_held(cli: CLI, probe: Calla
             started = time.monotonic()
             block_without_getfd(server.pid, f"fbgrow{n}")
             took = time.monotonic() - started
-            counts.append(netjail_rule_count())
+            counts.append(firewall_probe.rule_count())
             assert _answers(clients, 1.0) == 0
             time.sleep(0.3)  # a line that did arrive would be counted by now
             assert server.value("accepted-data") == echoed  # nothing arrived (receiver's count)
@@ -139,7 +144,7 @@ def test_reset_leaves_no_set_behind(cli: CLI, probe: Callable[..., Peer]) -> Non
         out = cli("reset")
         assert out.returncode == 0, out.stderr
         assert netjail_sets() == set()
-        assert netjail_rule_count() == 0
+        assert firewall_probe.rule_count() == 0
     finally:
         for c in clients:
             c.close()

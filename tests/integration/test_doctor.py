@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from netjail.backends.doctor import probes as doctor_probes
 
+# the iptables backend's doctor checks (xt_cgroup, xtables probes, legacy-rules); nftables' differ
+pytestmark = pytest.mark.backend("iptables")
+
 NAMES = [
     "root",
     "cgroup2",

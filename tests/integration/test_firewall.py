@@ -25,6 +25,9 @@ from netjail.backends.model import Counters
 
 from tests.conftest import PEERS, Peer
 
+# python-iptables' own layout: rule positions, lanes, the xtables lock and blob
+pytestmark = pytest.mark.backend("iptables")
+
 SAVE = {"inet": "iptables-legacy-save", "inet6": "ip6tables-legacy-save"}
 TOOL = {"inet": "iptables-legacy", "inet6": "ip6tables-legacy"}
 LOOPBACK = {"inet": "127.0.0.1", "inet6": "::1"}

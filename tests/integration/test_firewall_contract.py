@@ -10,6 +10,7 @@ its registry entry, its module and one Harness here.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -27,10 +28,14 @@ from netjail.backends.jails import names
 from netjail.backends.launch.netns import create_netns, remove_netns
 from netjail.backends.model import Counters
 
+from tests import firewall_probe
 from tests.conftest import Host, Peer
 from tests.integration import test_firewall as xt
 from tests.integration.launch_support import Listener, probe, start_listener
 from tests.integration.test_firewall import cgroup  # noqa: F401 - the fixture, shared
+
+# parametrized over every registered backend here: tests/run_parallel.py runs this file once
+pytestmark = pytest.mark.every_backend
 
 NAT_SAVE = ("iptables-legacy-save", "ip6tables-legacy-save")
 LOOPBACK = {"inet": "127.0.0.1", "inet6": "::1"}
@@ -47,6 +52,63 @@ def _iptables_netjail_left() -> list[str]:
 
 def _iptables_ours_with_counters() -> list[str]:
     return [ln for f in ("inet", "inet6") for ln in xt.save(f, counters=True) if xt.is_ours(ln)]
+
+
+def _nft(*args: str, stdin: str | None = None) -> str:
+    out = subprocess.run(["nft", *args], input=stdin, capture_output=True, text=True)
+    assert out.returncode == 0, f"nft {' '.join(args)}: {out.stderr}"
+    return out.stdout
+
+
+def _nft_clean() -> None:
+    """Every nf_tables table of the private netns (iptables-nft's included): none of them is the
+    machine's, and the legacy tables are iptables' harness's to empty."""
+    _nft("flush", "ruleset")
+
+
+def _nft_add_foreign(tag: int) -> None:
+    """Another tool's table with base chains on netjail's hooks, a user chain, a set and a rule
+    per family, like firewalld's or Docker's nftables rules."""
+    _nft(
+        "-f",
+        "-",
+        stdin=f"""
+table inet foreign{tag} {{
+    set peers {{ type ipv4_addr; elements = {{ 10.99.{tag}.5 }} }}
+    chain userchain {{ ip saddr 10.99.{tag}.3 tcp dport 22 return; }}
+    chain f_out {{ type filter hook output priority 0; ip daddr 10.99.{tag}.1 accept; jump userchain; }}
+    chain f_in {{
+        type filter hook input priority 0; ip6 saddr fd00:99:{tag}::2 accept; ip saddr @peers accept;
+    }}
+    chain f_fwd {{ type filter hook forward priority 0; ip6 daddr fd00:99:{tag}::4 drop; }}
+}}
+table ip foreignnat{tag} {{
+    chain f_post {{ type nat hook postrouting priority srcnat; ip saddr 10.99.{tag}.0/24 masquerade; }}
+}}
+""",
+    )
+
+
+def _nft_ruleset() -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = json.loads(_nft("-j", "list", "ruleset"))["nftables"]
+    return [o for o in listed if "metainfo" not in o]
+
+
+def _nft_foreign() -> list[dict[str, Any]]:
+    """Every object of a table that is not `inet netjail`, as nft lists it (handles included: a
+    rule deleted and re-added would differ)."""
+    mine = ("inet", "netjail")
+
+    def where(obj: dict[str, Any]) -> tuple[str, str]:
+        body = next(iter(obj.values()))
+        return (body.get("family"), body.get("table", body.get("name")))
+
+    return [o for o in _nft_ruleset() if where(o) != mine]
+
+
+def _nft_ours() -> list[str]:
+    """netjail's table as nft lists it, counters and handles included."""
+    return [json.dumps(o, sort_keys=True) for o in firewall_probe.nft_objects() or ()]
 
 
 @dataclass(frozen=True)
@@ -68,7 +130,15 @@ HARNESSES: dict[str, Harness] = {
         netjail_left=_iptables_netjail_left,
         ours=_iptables_ours_with_counters,
     ),
+    "nftables": Harness(
+        clean=_nft_clean,
+        add_foreign=_nft_add_foreign,
+        foreign=_nft_foreign,
+        netjail_left=firewall_probe.netjail_left,
+        ours=_nft_ours,
+    ),
 }
+HARNESSES = {name: h for name, h in HARNESSES.items() if name in registry.BACKENDS}  # until merged
 
 
 @pytest.fixture(params=sorted(registry.BACKENDS))

@@ -18,6 +18,9 @@ from pyroute2.ipset import IPSet
 
 from tests.integration.test_firewall import AF, LOOPBACK, drain, flush_all, ours, save, udp_pair
 
+# kernel ipsets and the set index an xtables rule holds
+pytestmark = pytest.mark.backend("iptables")
+
 
 @pytest.fixture
 def fw() -> Iterator[IptcFirewall]:

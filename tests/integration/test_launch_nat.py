@@ -12,6 +12,9 @@ from netjail.backends.firewall.nat import Masquerade
 
 from tests.integration.launch_support import add_veth_pair
 
+# the NETJAIL-NAT chain in the legacy nat tables, read back with -save
+pytestmark = pytest.mark.backend("iptables")
+
 FOREIGN4 = ["-s", "192.0.2.0/24", "-j", "MASQUERADE"]
 FOREIGN6 = ["-s", "2001:db8::/64", "-j", "MASQUERADE"]
 

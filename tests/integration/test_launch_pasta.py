@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests import firewall_probe
 from tests.conftest import CGROUP2, Host, Peer, python_for
 from tests.integration.launch_support import start_listener
 from tests.integration.test_block import CLI, jail, settle_count
@@ -61,11 +62,13 @@ def docker_like() -> Iterator[None]:
 
 
 def host_wide() -> tuple[str, dict[str, str]]:
-    """Every table of both families without counters or timestamps, and the forwarding sysctls."""
+    """Every legacy table of both families without counters or timestamps, netjail's jail parts of
+    its nftables table, and the forwarding sysctls."""
     text = "".join(subprocess.run([t], capture_output=True, text=True, check=True).stdout for t in SAVES)
     text = re.sub(
         r"\[\d+:\d+\]", "", "\n".join(line for line in text.splitlines() if not line.startswith("#"))
     )
+    text += "\n" + "\n".join(firewall_probe.nft_left())
     return text, {p: Path(p).read_text() for p in SYSCTLS if Path(p).exists()}
 
 
@@ -131,6 +134,7 @@ def test_on_a_docker_host_pasta_reaches_the_allowed_host_only_and_changes_nothin
         during, sysctls = host_wide()
         assert sysctls == before[1]
         assert "NETJAIL-FWD" not in during and "NETJAIL-NAT" not in during and "NJ-F-" not in during
+        assert "nft chain nj-f-" not in during and "nft rule nat:" not in during, during
         assert re.findall(r"^:FORWARD DROP", during, re.M) == [":FORWARD DROP"] * 2
         pid = state(state_dir, "pd")["pasta_pid"]
         assert pid and Path(f"/proc/{pid}").exists()
@@ -241,8 +245,8 @@ def test_a_pasta_jail_whose_state_was_lost_is_adopted_and_its_pasta_ended(
     assert state(state_dir, "pa")["pasta_pid"] == pid
     # pasta's sockets still carry the mark: the incoming dispatch to its allow-list stays
     assert state(state_dir, "pa")["mark"] == mark
-    rules = subprocess.run(["iptables-legacy-save"], capture_output=True, text=True, check=True).stdout
-    assert f"-A NETJAIL-IN-MK -m mark --mark {mark:#x}/" in rules and "-j NJ-I-pa" in rules, rules
+    rules = firewall_probe.rules("pa")
+    assert rules is not None and mark in {m.mark for m in rules.in_selectors}, rules
     assert cli("unblock", "--jail", "pa").returncode == 0
     assert gone(pid), "the adopted jail's pasta outlived it"
 

@@ -23,7 +23,8 @@ from netjail.backends.firewall.nft_binding import Nft, NftError
 from netjail.backends.firewall.nft_genid import read_genid
 from netjail.backends.system.cgroupfs import find_cgroup2
 
-pytestmark = pytest.mark.root
+# NftFirewall itself, whatever the pass's backend: it runs in the nftables pass only
+pytestmark = [pytest.mark.root, pytest.mark.backend("nftables")]
 
 NOBODY = 65534
 SENDER = (

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests import firewall_probe
 from tests.conftest import (
     CGROUP2,
     CGROUP_PARENT,
@@ -26,7 +27,7 @@ from tests.conftest import (
     uid_pids,
 )
 from tests.integration.launch_support import PROBE, Listener, default_route, pasta_processes, start_listener
-from tests.integration.test_block import CLI, jail, jails, legacy_rules, rises, settle_count
+from tests.integration.test_block import CLI, jail, jails, rises, settle_count
 
 
 def run_probe(
@@ -65,10 +66,7 @@ def leftovers() -> list[str]:
         if os.path.isdir("/run/netns")
         else []
     )
-    rules = legacy_rules()
-    found += [line for line in rules.splitlines() if "NJ-" in line or "NETJAIL" in line]
-    nat = subprocess.run(["iptables-legacy-save", "-t", "nat"], capture_output=True, text=True).stdout
-    found += [line for line in nat.splitlines() if "NETJAIL" in line]
+    found += firewall_probe.netjail_left()
     parent = CGROUP2 / CGROUP_PARENT
     found += [str(p) for p in parent.iterdir()] if parent.is_dir() else []
     return found

@@ -387,6 +387,7 @@ def test_a_planted_xtables_lock_symlink_is_refused(
     assert "NETJAIL" not in Path(f"/proc/{peer.pid}/cgroup").read_text().upper()
 
 
+@pytest.mark.backend("iptables")  # the xtables lock; nftables commits one transaction, lockless
 def test_a_lock_symlink_in_a_trusted_directory_is_not_followed(
     tmp_path: Path, spawn_peer: Callable[..., Peer]
 ) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests import firewall_probe
 from tests.conftest import PEERS, Peer
 from tests.integration.systemd_host import SystemdHost
 
@@ -118,7 +119,7 @@ def test_a_service_tree_stays_in_its_unit_and_goes_with_it(host: SystemdHost) ->
     assert not [pid for pid in [main, *kids] if alive(host, pid)], "systemctl stop left processes"
     notes = notes_once(host, lambda: netjail_cgroups(host) == [])
     assert "removed: all its processes exited (systemd stopped njt-svc.service" in notes, notes
-    assert "NETJAIL" not in host.run("iptables-legacy-save").stdout
+    assert firewall_probe.netjail_left(in_host(host)) == []
 
 
 def test_a_restarted_service_is_not_jailed_and_not_fought(host: SystemdHost) -> None:
@@ -202,12 +203,13 @@ def test_a_delegated_units_process_stays_in_the_cgroup_the_unit_made(host: Syste
     assert netjail_cgroups(host) == []
 
 
+def in_host(host: SystemdHost) -> firewall_probe.Run:
+    return lambda argv: host.run(*argv, check=False)
+
+
 def gates(host: SystemdHost) -> list[str]:
-    return [
-        ln
-        for ln in host.run("iptables-legacy-save").stdout.splitlines()
-        if ln.startswith("-A NETJAIL-OUT -m cgroup")
-    ]
+    """The cgroup paths of the jails' outgoing selectors inside the container."""
+    return firewall_probe.cgroup_gates(in_host(host))
 
 
 def test_a_jail_outliving_one_of_its_units_drops_that_units_rules(host: SystemdHost) -> None:
@@ -222,7 +224,7 @@ def test_a_jail_outliving_one_of_its_units_drops_that_units_rules(host: SystemdH
     assert out.returncode == 0, out.stderr
     assert not received_rises(peer_a) and not received_rises(peer_b)
     # one gate per unit, whatever the number of members in it
-    assert [g.split("--path ")[1].split()[0].strip('"').rsplit("/", 1)[0] for g in gates(host)] == [
+    assert [g[: g.index(".service/") + len(".service")] for g in gates(host)] == [
         "/system.slice/njt-a.service",
         "/system.slice/njt-b.service",
     ], gates(host)

@@ -56,9 +56,19 @@ from netjail.backends.firewall.registry import NFTABLES, BackendInfo
 from netjail.backends.jails.names import check_jail_name
 from netjail.backends.model import JailCounters
 from netjail.backends.system.cgroupfs import find_cgroup2
+from netjail.backends.system.procio import netns_inode
 
 SYSFS_CGROUP = "/sys/fs/cgroup"
-LOCK_PATH = "/run/netjail-nftables.lock"
+LOCK_DIR = "/run"
+
+
+def lock_path() -> str:
+    """The lock of this network namespace's table: netjails in other namespaces write other
+    tables and must not wait on each other (a machine-wide lock made parallel sessions wait over
+    10 s under load)."""
+    return f"{LOCK_DIR}/netjail-nftables.{netns_inode() or 0}.lock"
+
+
 MAX_ATTEMPTS = 5
 
 
@@ -79,14 +89,15 @@ def cgroup_prefix() -> str | None:
 @contextmanager
 def nft_lock(timeout: float) -> Iterator[None]:
     """Serialises netjail's own writers of the table (the listing-to-commit window)."""
+    path = lock_path()
     try:
-        fd = os.open(LOCK_PATH, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except PermissionError:
-        raise InsufficientPrivilege(f"cannot open {LOCK_PATH}: needs root") from None
+        raise InsufficientPrivilege(f"cannot open {path}: needs root") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise InsufficientPrivilege(f"refusing the lock {LOCK_PATH}: it is a symbolic link") from None
-        raise OperationFailed(f"cannot open {LOCK_PATH}: {exc.strerror}") from None
+            raise InsufficientPrivilege(f"refusing the lock {path}: it is a symbolic link") from None
+        raise OperationFailed(f"cannot open {path}: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -95,11 +106,9 @@ def nft_lock(timeout: float) -> Iterator[None]:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EINTR):
-                    raise OperationFailed(f"cannot take {LOCK_PATH}: {exc.strerror}") from None
+                    raise OperationFailed(f"cannot take {path}: {exc.strerror}") from None
                 if time.monotonic() >= deadline:
-                    raise OperationFailed(
-                        f"another netjail has held {LOCK_PATH} for over {timeout:g} s"
-                    ) from None
+                    raise OperationFailed(f"another netjail has held {path} for over {timeout:g} s") from None
                 time.sleep(0.01)
         yield
     finally:

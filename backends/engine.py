@@ -41,9 +41,9 @@ from netjail.backends.jails.state import (
     MemberState,
     Registry,
     Store,
-    StrategyName,
 )
-from netjail.backends.jails.strategies import STRATEGIES
+from netjail.backends.jails.strategies import BY_NAME, STRATEGIES, strategy
+from netjail.backends.jails.strategies.cgroup import cgroup_state
 from netjail.backends.jails.views import alive, jail_counters, jail_infos
 from netjail.backends.model import (
     BlockRequest,
@@ -263,7 +263,8 @@ class Engine:
     # ---- blocking --------------------------------------------------------------------------
 
     def block(self, req: BlockRequest) -> BlockResult:
-        if req.strategy != "cgroup":
+        kind = BY_NAME.get(req.strategy)
+        if kind is None or kind.blocks != "pid":
             raise BadInput(f"strategy {req.strategy!r} cannot act on a running process")
         allow = policy.parse_allow_list(req.allow)
         if req.jail is not None:
@@ -283,14 +284,14 @@ class Engine:
             if jail is None:
                 jail = JailState(
                     name,
-                    StrategyName.CGROUP,
+                    kind.name,
                     allow=allow_text,
                     allow_loopback=req.allow_loopback,
-                    cgroup=jail_cgroups.jail_path(name),
                     created_at=time.time(),
+                    detail=kind.block_state(name),
                 )
                 reg.jails[name] = jail
-            elif jail.strategy != "cgroup":
+            elif jail.strategy != kind.name:
                 raise BadInput(f"jail {name!r} is a {jail.strategy} jail: block into another --jail")
             elif (allow_text and allow_text != jail.allow) or (
                 req.allow_loopback and not jail.allow_loopback
@@ -336,7 +337,7 @@ class Engine:
         ]
         return BlockResult(
             jail=name,
-            strategy="cgroup",
+            strategy=kind.name,
             members=tuple(Member(m.pid, m.start_time, True, m.name) for m in members),
             socket_rules=len(socket_rules),
             killed_connections=killed,
@@ -403,7 +404,7 @@ class Engine:
             late = [
                 pid
                 for pid in identity.descendants(target.pid)
-                if pid not in known and not jail_cgroups.in_jail(_cgroup_of(pid), jail.cgroups)
+                if pid not in known and not jail_cgroups.in_jail(_cgroup_of(pid), cgroup_state(jail).cgroups)
             ]
             extra = self._new_members(reg, jail.name, late, target, force) if late else []
             if not extra:
@@ -465,9 +466,10 @@ class Engine:
         seen: dict[int, jail_marks.Seen],
         had_members: bool,
     ) -> tuple[JailRules, int]:
-        jail.cgroup_inode = jail_cgroups.create(mount, jail.cgroup)
+        cg = cgroup_state(jail)
+        cg.cgroup_inode = jail_cgroups.create(mount, cg.cgroup)
         for sub in {m.cgroup for m in members}:
-            jail.cgroups[sub] = jail_cgroups.create(mount, sub)
+            cg.cgroups[sub] = jail_cgroups.create(mount, sub)
             self.notes += jail_marks.mark_at_creation(mount, jail, sub)
         _fault_point("cgroup")
         # The jail's rules first (a few per jail: the cgroup, the mark, the allow-list), then the
@@ -633,7 +635,7 @@ class Engine:
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
         for jail in reg.jails.values():
             hit = [m for m in jail.members if m.pid == pid]
-            if hit and jail.strategy != "cgroup":
+            if hit and not strategy(jail.strategy).info.member_release:
                 raise BadInput(
                     f"PID {pid} is held by the {jail.strategy} jail {jail.name!r}, which "
                     f"is released as a whole: netjail unblock --jail {jail.name}"
@@ -726,7 +728,7 @@ def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:
         return hit
     where = _cgroup_of(req.pid)
     jails = reg.jails.values()
-    inside = {j.name for j in jails if j.cgroup and jail_cgroups.in_jail(where, (j.cgroup, *j.cgroups))}
+    inside = {j.name for j in jails if strategy(j.strategy).holds_cgroup(j, where)}
     return inside or None
 
 

@@ -26,6 +26,7 @@ from netjail.backends.jails.names import check_jail_name, derive_jail_name
 from netjail.backends.jails.rules import desired_rules
 from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState, StrategyName
 from netjail.backends.jails.strategies import LAUNCH_STRATEGIES, strategy
+from netjail.backends.jails.strategies.owner import OwnerState
 from netjail.backends.launch import credentials, logs, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
 from netjail.backends.launch.spawn import run_foreground, spawn_jailed
@@ -108,7 +109,7 @@ class Launches:
             proc = spawn_jailed(
                 target.argv if target else req.argv,
                 user=req.user,
-                netns=jail.netns if jail and jail.netns else None,
+                netns=strategy(jail.strategy).launch_netns(jail) if jail else None,
                 gid=gid,
                 seccomp=strategy(req.strategy).spawn_seccomp,
                 cwd=None if target else req.cwd,
@@ -318,12 +319,11 @@ class Launches:
                 StrategyName.OWNER,
                 allow=[str(a) for a in allow],
                 allow_loopback=req.allow_loopback,
-                uid=uid,
-                gid=gid,
                 created_at=time.time(),
                 members=[
                     MemberState(p.pid, p.start_time, p.name, p.cgroup or "/", root=p.pid) for p in procs
                 ],
+                detail=OwnerState(uid=uid, gid=gid),
             )
             jail.pre_inodes = [s.inode for p in procs for s in p.sockets]
             rules = desired_rules(jail, {p.pid: p.sockets for p in procs})
@@ -339,7 +339,7 @@ class Launches:
         )
         return BlockResult(
             name,
-            "owner",
+            StrategyName.OWNER,
             tuple(Member(p.pid, p.start_time, True, p.name) for p in procs),
             socket_rules=sockets,
             set_entries=len(rules.set_entries),

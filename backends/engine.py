@@ -99,7 +99,6 @@ class Engine:
         self._firewall = firewall
         self.inventory = inventory or Inventory()
         self.spawn_watcher = spawn_watcher
-        self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
         self._launches: Launches | None = None
         self._last_reconcile: Reconciler | None = None  # its process scan is reused by block
 
@@ -208,37 +207,42 @@ class Engine:
         """Bring registry and kernel in line; returns drift notes. Used by every command."""
         self._require_root("reading netjail's state")
         with self.store.locked():
-            reg = self._load()
+            reg, notes = self._load()
             self.store.save(reg)
-            return list(self.notes)
+            return notes
 
     # ---- for the launch code (engine_launch.Launches): its part of the engine, public ----
 
-    def load_reconciled(self) -> Registry:
-        """The registry, every jail reconciled (call with the store locked); notes in self.notes."""
+    def load_reconciled(self) -> tuple[Registry, list[str]]:
+        """The registry, every jail reconciled (call with the store locked), and the drift notes."""
         return self._load()
 
     def reconciler(self) -> Reconciler:
         return self._reconciler()
 
-    def _load(self, scope: Callable[[Registry], Collection[str] | None] | None = None) -> Registry:
+    def _load(
+        self, scope: Callable[[Registry], Collection[str] | None] | None = None
+    ) -> tuple[Registry, list[str]]:
         """The registry, reconciled: every jail, or the jails `scope` picks from the state as
-        loaded (block and unblock: the one they act on; reconcile.py says why that is safe)."""
+        loaded (block and unblock: the one they act on; reconcile.py says why that is safe);
+        and the drift notes, which the action's result carries."""
         reg = self.store.load()
         reconciler = self._last_reconcile = self._reconciler()
-        self.notes = list(reg.problems) + reconciler.run(reg, scope(reg) if scope else None)
+        notes = list(reg.problems) + reconciler.run(reg, scope(reg) if scope else None)
         if reg.jails and self.spawn_watcher:
             watcher.ensure_running(self.store.dir)  # a watcher that died is replaced here
-        return reg
+        return reg, notes
 
     def jails(
         self, *, reconcile: bool = True, counters: Sequence[JailCounters] | None = None
     ) -> tuple[JailInfo, ...]:
-        """Every jail; `counters` from a `counters()` call just made saves a second table read."""
+        """Every jail; `counters` from a `counters()` call just made saves a second table read.
+        No drift notes: a caller that shows them reconciles first (`list`: reconcile(), then
+        jails(reconcile=False)); the TUI's refresh leaves them to the watcher's log."""
         self._require_root("reading netjail's jails")
         if reconcile:
             with self.store.locked():
-                reg = self._load()
+                reg, _ = self._load()
                 self.store.save(reg)
         else:
             reg = self.store.load()
@@ -273,11 +277,11 @@ class Engine:
         self._require_root("blocking")
         mount = self._mount()
         with self.store.locked():
-            reg = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
+            reg, notes = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
             name = req.jail or _fresh_name(reg, target)
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
-            members = self._new_members(reg, name, pids, target, req.force)
+            members = self._new_members(reg, name, pids, target, req.force, notes)
             jail = reg.jails.get(name)
             new_jail = jail is None
             allow_text = [str(a) for a in allow]
@@ -313,11 +317,11 @@ class Engine:
             seen: dict[int, jail_marks.Seen] = {}
             try:
                 rules, killed = self._apply_block(
-                    mount, jail, members, req.kill_connections, seen, had_members
+                    mount, jail, members, req.kill_connections, seen, had_members, notes
                 )
                 if req.tree:
                     rules = self._catch_late_children(
-                        reg, mount, jail, members, target, req.force, rules, seen
+                        reg, mount, jail, members, target, req.force, rules, seen, notes
                     )
             except BaseException:
                 jail.mark_force, jail.mark_foreign = forced_before, left_alone
@@ -327,8 +331,8 @@ class Engine:
                 m.status = ACTIVE
             self.store.save(reg)
             _fault_point("done")
-            self.notes += _io_uring_notes(members, {} if jail.marks_unavailable else seen)
-            self.notes += self.coverage_notes()
+            notes += _io_uring_notes(members, {} if jail.marks_unavailable else seen)
+            notes += self.coverage_notes()
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
         shared, unfilterable = self._block_report(jail, members, seen, marked_before)
@@ -347,7 +351,7 @@ class Engine:
             shared=shared,
             unit=systemd_units.unit_of(target.cgroup),
             cgroup=members[0].cgroup if members else "",
-            notes=tuple(self.notes),
+            notes=tuple(notes),
         )
 
     def _block_report(
@@ -394,6 +398,7 @@ class Engine:
         force: bool,
         rules: JailRules,
         seen: dict[int, jail_marks.Seen],
+        notes: list[str],
     ) -> JailRules:
         """--tree: children forked between the descendant list and the move were born outside
         the jail (a fork storm left 28 out). List again until a pass finds none outside: from
@@ -406,20 +411,18 @@ class Engine:
                 for pid in identity.descendants(target.pid)
                 if pid not in known and not jail_cgroups.in_jail(_cgroup_of(pid), cgroup_state(jail).cgroups)
             ]
-            extra = self._new_members(reg, jail.name, late, target, force) if late else []
+            extra = self._new_members(reg, jail.name, late, target, force, notes) if late else []
             if not extra:
                 return rules
             jail.members.extend(extra)
             members.extend(extra)
             self.store.save(reg)
-            rules, _ = self._apply_block(mount, jail, extra, False, seen, True)
-        self.notes.append(
-            f"jail {jail.name!r}: its tree kept forking outside the jail; run block --tree again"
-        )
+            rules, _ = self._apply_block(mount, jail, extra, False, seen, True, notes)
+        notes.append(f"jail {jail.name!r}: its tree kept forking outside the jail; run block --tree again")
         return rules
 
     def _new_members(
-        self, reg: Registry, name: str, pids: list[int], target: Process, force: bool
+        self, reg: Registry, name: str, pids: list[int], target: Process, force: bool, notes: list[str]
     ) -> list[MemberState]:
         # by (PID, start): a jail this block did not reconcile may list a member that exited
         # since, whose PID is now another process's
@@ -436,7 +439,7 @@ class Engine:
                 # with a user namespace) still send through our OUTPUT, and left out it kept
                 # one unmarked (attack review: 96 of 96 datagrams out). Its own namespace's
                 # traffic is that namespace's rules' business.
-                self.notes.append(
+                notes.append(
                     f"PID {pid} ({stat.name}) runs in another network namespace: jailed for its "
                     "sockets here; what it sends in its own namespace is not filtered"
                 )
@@ -465,12 +468,13 @@ class Engine:
         kill: bool,
         seen: dict[int, jail_marks.Seen],
         had_members: bool,
+        notes: list[str],
     ) -> tuple[JailRules, int]:
         cg = cgroup_state(jail)
         cg.cgroup_inode = jail_cgroups.create(mount, cg.cgroup)
         for sub in {m.cgroup for m in members}:
             cg.cgroups[sub] = jail_cgroups.create(mount, sub)
-            self.notes += jail_marks.mark_at_creation(mount, jail, sub)
+            notes += jail_marks.mark_at_creation(mount, jail, sub)
         _fault_point("cgroup")
         # The jail's rules first (a few per jail: the cgroup, the mark, the allow-list), then the
         # move, then one pass over the members' fds marking every socket they hold (those
@@ -501,7 +505,7 @@ class Engine:
         _fault_point("move")
         # the mark rule is loaded: each socket is cut from its next packet on
         had = jail_marks.marked(jail)
-        self._mark(jail, members, seen)
+        self._mark(jail, members, notes, seen)
         accept_queue.refresh(jail, not had.issuperset(jail_marks.marked(jail)))
         sockets = before
         if jail.marks_unavailable or jail.mark_foreign or kill:
@@ -519,17 +523,21 @@ class Engine:
         return rules, 0
 
     def _mark(
-        self, jail: JailState, members: list[MemberState], seen: dict[int, jail_marks.Seen] | None = None
+        self,
+        jail: JailState,
+        members: list[MemberState],
+        notes: list[str],
+        seen: dict[int, jail_marks.Seen] | None = None,
     ) -> None:
         """Mark what members hold; another program's mark (without --force) refuses the block,
         and the caller rolls every step back. Checked in the marking pass itself: a pass of its
         own before acting cost 40 ms at 2,000 sockets."""
         left_alone, known = len(jail.mark_foreign), len(jail.marks)
-        notes = jail_marks.mark_members(jail, members, seen=seen)
+        said = jail_marks.mark_members(jail, members, seen=seen)
         if len(jail.mark_foreign) > left_alone:
             found = mark_check.foreign_marked(members, jail.mark_mask, set(jail.mark_foreign[left_alone:]))
             raise mark_check.refusal(found, jail.mark_mask, self._sockets_by_inode(members))
-        self.notes += notes + mark_check.forced_notes(jail.name, jail.marks[known:], jail.mark_mask)
+        notes += said + mark_check.forced_notes(jail.name, jail.marks[known:], jail.mark_mask)
 
     @staticmethod
     def _cgroup_rules(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> JailRules:
@@ -555,7 +563,8 @@ class Engine:
     ) -> None:
         from netjail.backends.jails.reconcile import Reconciler
 
-        self.notes += Reconciler(mount, self.firewall, self.inventory, self.store.dir).release(
+        # what the release says is lost with the block's failure, which the caller raises
+        Reconciler(mount, self.firewall, self.inventory, self.store.dir).release(
             reg, jail, members, remove_jail=new_jail
         )
         self.store.save(reg)
@@ -604,7 +613,7 @@ class Engine:
             raise BadInput("unblock needs exactly one of: a PID, --jail NAME, --all")
         self._require_root("unblocking")
         with self.store.locked():
-            reg = self._load(None if req.all else partial(_unblock_scope, req))
+            reg, notes = self._load(None if req.all else partial(_unblock_scope, req))
             if req.all:
                 targets = [(j, list(j.members), True) for j in reg.jails.values()]
             elif req.jail is not None:
@@ -626,11 +635,11 @@ class Engine:
                     Member(m.pid, m.start_time, identity.read_stat(m.pid) is not None, m.name)
                     for m in members
                 ]
-                self.notes += reconciler.release(reg, jail, members, remove_jail=whole)
+                notes += reconciler.release(reg, jail, members, remove_jail=whole)
                 if jail.name not in reg.jails:
                     removed.append(jail.name)
             self.store.save(reg)
-        return UnblockResult(tuple(released), tuple(removed), notes=tuple(self.notes))
+        return UnblockResult(tuple(released), tuple(removed), notes=tuple(notes))
 
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
         for jail in reg.jails.values():

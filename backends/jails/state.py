@@ -149,9 +149,13 @@ class JailState:
             member = MemberState(**m)
             member.status = MemberStatus(member.status)
             members.append(member)
-        name = StrategyName(raw.pop("strategy", StrategyName.CGROUP))
+        name = raw.pop("strategy", StrategyName.CGROUP)
         types = _state_types()
+        if name not in types:
+            raise ValueError(f"unknown strategy {name!r}")
         kind = types[name]
+        # the enum's member; a registered strategy's name the enum lacks stays a string
+        name = StrategyName._value2member_map_.get(name, name)
         detail = kind()
         for key in kind.FIELDS:
             if key in raw:

@@ -41,9 +41,9 @@ from netjail.backends.jails.state import (
     MemberState,
     Registry,
     Store,
-    StrategyName,
 )
-from netjail.backends.jails.strategies import STRATEGIES
+from netjail.backends.jails.strategies import BY_NAME, STRATEGIES, strategy
+from netjail.backends.jails.strategies.cgroup import cgroup_state
 from netjail.backends.jails.views import alive, jail_counters, jail_infos
 from netjail.backends.model import (
     BlockRequest,
@@ -100,7 +100,6 @@ class Engine:
         self._choose_backend = firewall is None  # a firewall given is the one used, always
         self.inventory = inventory or Inventory()
         self.spawn_watcher = spawn_watcher
-        self.notes: list[str] = []  # drift found by the last reconcile, for the CLI to print
         self._launches: Launches | None = None
         self._last_reconcile: Reconciler | None = None  # its process scan is reused by block
 
@@ -228,38 +227,43 @@ class Engine:
         """Bring registry and kernel in line; returns drift notes. Used by every command."""
         self._require_root("reading netjail's state")
         with self.store.locked():
-            reg = self._load()
+            reg, notes = self._load()
             self.store.save(reg)
-            return list(self.notes)
+            return notes
 
     # ---- for the launch code (engine_launch.Launches): its part of the engine, public ----
 
-    def load_reconciled(self) -> Registry:
-        """The registry, every jail reconciled (call with the store locked); notes in self.notes."""
+    def load_reconciled(self) -> tuple[Registry, list[str]]:
+        """The registry, every jail reconciled (call with the store locked), and the drift notes."""
         return self._load()
 
     def reconciler(self) -> Reconciler:
         return self._reconciler()
 
-    def _load(self, scope: Callable[[Registry], Collection[str] | None] | None = None) -> Registry:
+    def _load(
+        self, scope: Callable[[Registry], Collection[str] | None] | None = None
+    ) -> tuple[Registry, list[str]]:
         """The registry, reconciled: every jail, or the jails `scope` picks from the state as
-        loaded (block and unblock: the one they act on; reconcile.py says why that is safe)."""
+        loaded (block and unblock: the one they act on; reconcile.py says why that is safe);
+        and the drift notes, which the action's result carries."""
         reg = self.store.load()
         self._use_backend(reg)
         reconciler = self._last_reconcile = self._reconciler()
-        self.notes = list(reg.problems) + reconciler.run(reg, scope(reg) if scope else None)
+        notes = list(reg.problems) + reconciler.run(reg, scope(reg) if scope else None)
         if reg.jails and self.spawn_watcher:
             watcher.ensure_running(self.store.dir)  # a watcher that died is replaced here
-        return reg
+        return reg, notes
 
     def jails(
         self, *, reconcile: bool = True, counters: Sequence[JailCounters] | None = None
     ) -> tuple[JailInfo, ...]:
-        """Every jail; `counters` from a `counters()` call just made saves a second table read."""
+        """Every jail; `counters` from a `counters()` call just made saves a second table read.
+        No drift notes: a caller that shows them reconciles first (`list`: reconcile(), then
+        jails(reconcile=False)); the TUI's refresh leaves them to the watcher's log."""
         self._require_root("reading netjail's jails")
         if reconcile:
             with self.store.locked():
-                reg = self._load()
+                reg, _ = self._load()
                 self.store.save(reg)
         else:
             reg = self.store.load()
@@ -287,7 +291,8 @@ class Engine:
     # ---- blocking --------------------------------------------------------------------------
 
     def block(self, req: BlockRequest) -> BlockResult:
-        if req.strategy != "cgroup":
+        kind = BY_NAME.get(req.strategy)
+        if kind is None or kind.blocks != "pid":
             raise BadInput(f"strategy {req.strategy!r} cannot act on a running process")
         allow = policy.parse_allow_list(req.allow)
         if req.jail is not None:
@@ -296,25 +301,25 @@ class Engine:
         self._require_root("blocking")
         mount = self._mount()
         with self.store.locked():
-            reg = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
+            reg, notes = self._load(lambda reg: {req.jail or derive_jail_name(target.name, f"-{target.pid}")})
             target = self.check_target(req.pid, req.start_time, req.force)  # after the lock wait
             name = req.jail or _fresh_name(reg, target)
             pids = [target.pid] + (identity.descendants(target.pid) if req.tree else [])
-            members = self._new_members(reg, name, pids, target, req.force)
+            members = self._new_members(reg, name, pids, target, req.force, notes)
             jail = reg.jails.get(name)
             new_jail = jail is None
             allow_text = [str(a) for a in allow]
             if jail is None:
                 jail = JailState(
                     name,
-                    StrategyName.CGROUP,
+                    kind.name,
                     allow=allow_text,
                     allow_loopback=req.allow_loopback,
-                    cgroup=jail_cgroups.jail_path(name),
                     created_at=time.time(),
+                    detail=kind.block_state(name),
                 )
                 reg.jails[name] = jail
-            elif jail.strategy != "cgroup":
+            elif jail.strategy != kind.name:
                 raise BadInput(f"jail {name!r} is a {jail.strategy} jail: block into another --jail")
             elif (allow_text and allow_text != jail.allow) or (
                 req.allow_loopback and not jail.allow_loopback
@@ -336,11 +341,11 @@ class Engine:
             seen: dict[int, jail_marks.Seen] = {}
             try:
                 rules, killed = self._apply_block(
-                    mount, jail, members, req.kill_connections, seen, had_members
+                    mount, jail, members, req.kill_connections, seen, had_members, notes
                 )
                 if req.tree:
                     rules = self._catch_late_children(
-                        reg, mount, jail, members, target, req.force, rules, seen
+                        reg, mount, jail, members, target, req.force, rules, seen, notes
                     )
             except BaseException:
                 jail.mark_force, jail.mark_foreign = forced_before, left_alone
@@ -350,8 +355,8 @@ class Engine:
                 m.status = ACTIVE
             self.store.save(reg)
             _fault_point("done")
-            self.notes += _io_uring_notes(members, {} if jail.marks_unavailable else seen)
-            self.notes += self.coverage_notes()
+            notes += _io_uring_notes(members, {} if jail.marks_unavailable else seen)
+            notes += self.coverage_notes()
         if self.spawn_watcher:
             watcher.ensure_running(self.store.dir)
         shared, unfilterable = self._block_report(jail, members, seen, marked_before)
@@ -360,7 +365,7 @@ class Engine:
         ]
         return BlockResult(
             jail=name,
-            strategy="cgroup",
+            strategy=kind.name,
             members=tuple(Member(m.pid, m.start_time, True, m.name) for m in members),
             socket_rules=len(socket_rules),
             killed_connections=killed,
@@ -370,7 +375,7 @@ class Engine:
             shared=shared,
             unit=systemd_units.unit_of(target.cgroup),
             cgroup=members[0].cgroup if members else "",
-            notes=tuple(self.notes),
+            notes=tuple(notes),
         )
 
     def _block_report(
@@ -417,6 +422,7 @@ class Engine:
         force: bool,
         rules: JailRules,
         seen: dict[int, jail_marks.Seen],
+        notes: list[str],
     ) -> JailRules:
         """--tree: children forked between the descendant list and the move were born outside
         the jail (a fork storm left 28 out). List again until a pass finds none outside: from
@@ -427,22 +433,20 @@ class Engine:
             late = [
                 pid
                 for pid in identity.descendants(target.pid)
-                if pid not in known and not jail_cgroups.in_jail(_cgroup_of(pid), jail.cgroups)
+                if pid not in known and not jail_cgroups.in_jail(_cgroup_of(pid), cgroup_state(jail).cgroups)
             ]
-            extra = self._new_members(reg, jail.name, late, target, force) if late else []
+            extra = self._new_members(reg, jail.name, late, target, force, notes) if late else []
             if not extra:
                 return rules
             jail.members.extend(extra)
             members.extend(extra)
             self.store.save(reg)
-            rules, _ = self._apply_block(mount, jail, extra, False, seen, True)
-        self.notes.append(
-            f"jail {jail.name!r}: its tree kept forking outside the jail; run block --tree again"
-        )
+            rules, _ = self._apply_block(mount, jail, extra, False, seen, True, notes)
+        notes.append(f"jail {jail.name!r}: its tree kept forking outside the jail; run block --tree again")
         return rules
 
     def _new_members(
-        self, reg: Registry, name: str, pids: list[int], target: Process, force: bool
+        self, reg: Registry, name: str, pids: list[int], target: Process, force: bool, notes: list[str]
     ) -> list[MemberState]:
         # by (PID, start): a jail this block did not reconcile may list a member that exited
         # since, whose PID is now another process's
@@ -459,7 +463,7 @@ class Engine:
                 # with a user namespace) still send through our OUTPUT, and left out it kept
                 # one unmarked (attack review: 96 of 96 datagrams out). Its own namespace's
                 # traffic is that namespace's rules' business.
-                self.notes.append(
+                notes.append(
                     f"PID {pid} ({stat.name}) runs in another network namespace: jailed for its "
                     "sockets here; what it sends in its own namespace is not filtered"
                 )
@@ -488,11 +492,13 @@ class Engine:
         kill: bool,
         seen: dict[int, jail_marks.Seen],
         had_members: bool,
+        notes: list[str],
     ) -> tuple[JailRules, int]:
-        jail.cgroup_inode = jail_cgroups.create(mount, jail.cgroup)
+        cg = cgroup_state(jail)
+        cg.cgroup_inode = jail_cgroups.create(mount, cg.cgroup)
         for sub in {m.cgroup for m in members}:
-            jail.cgroups[sub] = jail_cgroups.create(mount, sub)
-            self.notes += jail_marks.mark_at_creation(mount, jail, sub)
+            cg.cgroups[sub] = jail_cgroups.create(mount, sub)
+            notes += jail_marks.mark_at_creation(mount, jail, sub)
         _fault_point("cgroup")
         # The jail's rules first (a few per jail: the cgroup, the mark, the allow-list), then the
         # move, then one pass over the members' fds marking every socket they hold (those
@@ -523,7 +529,7 @@ class Engine:
         _fault_point("move")
         # the mark rule is loaded: each socket is cut from its next packet on
         had = jail_marks.marked(jail)
-        self._mark(jail, members, seen)
+        self._mark(jail, members, notes, seen)
         accept_queue.refresh(jail, not had.issuperset(jail_marks.marked(jail)))
         sockets = before
         if jail.marks_unavailable or jail.mark_foreign or kill:
@@ -541,17 +547,21 @@ class Engine:
         return rules, 0
 
     def _mark(
-        self, jail: JailState, members: list[MemberState], seen: dict[int, jail_marks.Seen] | None = None
+        self,
+        jail: JailState,
+        members: list[MemberState],
+        notes: list[str],
+        seen: dict[int, jail_marks.Seen] | None = None,
     ) -> None:
         """Mark what members hold; another program's mark (without --force) refuses the block,
         and the caller rolls every step back. Checked in the marking pass itself: a pass of its
         own before acting cost 40 ms at 2,000 sockets."""
         left_alone, known = len(jail.mark_foreign), len(jail.marks)
-        notes = jail_marks.mark_members(jail, members, seen=seen)
+        said = jail_marks.mark_members(jail, members, seen=seen)
         if len(jail.mark_foreign) > left_alone:
             found = mark_check.foreign_marked(members, jail.mark_mask, set(jail.mark_foreign[left_alone:]))
             raise mark_check.refusal(found, jail.mark_mask, self._sockets_by_inode(members))
-        self.notes += notes + mark_check.forced_notes(jail.name, jail.marks[known:], jail.mark_mask)
+        notes += said + mark_check.forced_notes(jail.name, jail.marks[known:], jail.mark_mask)
 
     @staticmethod
     def _cgroup_rules(jail: JailState, sockets: Mapping[int, tuple[Socket, ...]]) -> JailRules:
@@ -577,7 +587,8 @@ class Engine:
     ) -> None:
         from netjail.backends.jails.reconcile import Reconciler
 
-        self.notes += Reconciler(mount, self.firewall, self.inventory, self.store.dir).release(
+        # what the release says is lost with the block's failure, which the caller raises
+        Reconciler(mount, self.firewall, self.inventory, self.store.dir).release(
             reg, jail, members, remove_jail=new_jail
         )
         self.store.save(reg)
@@ -626,7 +637,7 @@ class Engine:
             raise BadInput("unblock needs exactly one of: a PID, --jail NAME, --all")
         self._require_root("unblocking")
         with self.store.locked():
-            reg = self._load(None if req.all else partial(_unblock_scope, req))
+            reg, notes = self._load(None if req.all else partial(_unblock_scope, req))
             if req.all:
                 targets = [(j, list(j.members), True) for j in reg.jails.values()]
             elif req.jail is not None:
@@ -648,16 +659,16 @@ class Engine:
                     Member(m.pid, m.start_time, identity.read_stat(m.pid) is not None, m.name)
                     for m in members
                 ]
-                self.notes += reconciler.release(reg, jail, members, remove_jail=whole)
+                notes += reconciler.release(reg, jail, members, remove_jail=whole)
                 if jail.name not in reg.jails:
                     removed.append(jail.name)
             self.store.save(reg)
-        return UnblockResult(tuple(released), tuple(removed), notes=tuple(self.notes))
+        return UnblockResult(tuple(released), tuple(removed), notes=tuple(notes))
 
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
         for jail in reg.jails.values():
             hit = [m for m in jail.members if m.pid == pid]
-            if hit and jail.strategy != "cgroup":
+            if hit and not strategy(jail.strategy).info.member_release:
                 raise BadInput(
                     f"PID {pid} is held by the {jail.strategy} jail {jail.name!r}, which "
                     f"is released as a whole: netjail unblock --jail {jail.name}"
@@ -751,7 +762,7 @@ def _unblock_scope(req: UnblockRequest, reg: Registry) -> set[str] | None:
         return hit
     where = _cgroup_of(req.pid)
     jails = reg.jails.values()
-    inside = {j.name for j in jails if j.cgroup and jail_cgroups.in_jail(where, (j.cgroup, *j.cgroups))}
+    inside = {j.name for j in jails if strategy(j.strategy).holds_cgroup(j, where)}
     return inside or None
 
 

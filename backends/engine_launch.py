@@ -26,6 +26,7 @@ from netjail.backends.jails.names import check_jail_name, derive_jail_name
 from netjail.backends.jails.rules import desired_rules
 from netjail.backends.jails.state import ACTIVE, LAUNCHER, JailState, MemberState, StrategyName
 from netjail.backends.jails.strategies import LAUNCH_STRATEGIES, strategy
+from netjail.backends.jails.strategies.owner import OwnerState
 from netjail.backends.launch import credentials, logs, relaunch_target
 from netjail.backends.launch.relaunch_target import Target
 from netjail.backends.launch.spawn import run_foreground, spawn_jailed
@@ -98,8 +99,9 @@ class Launches:
     ) -> tuple[LaunchResult, subprocess.Popen[bytes]]:
         """`log`: (path, fd) from _open_log, closed here, whatever happens."""
         jail: JailState | None = None
+        notes: list[str] = []
         try:
-            jail = self._prepare_launch(req)
+            jail = self._prepare_launch(req, notes)
             if log is not None:
                 stdin, stdout, stderr = subprocess.DEVNULL, log[1], log[1]
             gid = strategy(jail.strategy).launch_gid(jail) if jail else None
@@ -108,7 +110,7 @@ class Launches:
             proc = spawn_jailed(
                 target.argv if target else req.argv,
                 user=req.user,
-                netns=jail.netns if jail and jail.netns else None,
+                netns=strategy(jail.strategy).launch_netns(jail) if jail else None,
                 gid=gid,
                 seccomp=strategy(req.strategy).spawn_seccomp,
                 cwd=None if target else req.cwd,
@@ -133,9 +135,7 @@ class Launches:
             if self.engine.spawn_watcher:
                 watcher.ensure_running(self.engine.store.dir)
         path = log[0] if log else ""
-        result = LaunchResult(
-            jail.name if jail else "", req.strategy, proc.pid, log=path, notes=tuple(self.engine.notes)
-        )
+        result = LaunchResult(jail.name if jail else "", req.strategy, proc.pid, log=path, notes=tuple(notes))
         return result, proc
 
     def run(self, req: LaunchRequest) -> LaunchResult:
@@ -152,15 +152,15 @@ class Launches:
         code = run_foreground(start)
         (result,) = started
         coverage = self.engine.coverage_notes() if self._filtered else []
+        after: list[str] = []
         if result.jail:
-            said = list(self.engine.notes)  # what the launch said (host-wide changes): still news
             with contextlib.suppress(NetjailError):
-                self.engine.reconcile()  # removes the jail now when nothing of it is left
-            self.engine.notes[:0] = [n for n in said if n not in self.engine.notes]
-        # the reconciliation above started its notes afresh
-        self.engine.notes[:0] = [n for n in coverage if n not in self.engine.notes]
+                after = self.engine.reconcile()  # removes the jail now when nothing of it is left
+        # what the launch said (host-wide changes) is still news, and what its rules cover
+        said = [n for n in result.notes if n not in after] + after
+        said[:0] = [n for n in coverage if n not in said]
         own = f"jail {result.jail!r} removed"  # expected once the command is done: not news
-        notes = tuple(n for n in self.engine.notes if not n.startswith(own))
+        notes = tuple(n for n in said if not n.startswith(own))
         return replace(result, exit_code=code, notes=notes)
 
     def _validate(self, req: LaunchRequest) -> tuple[list[str], str]:
@@ -194,13 +194,14 @@ class Launches:
                 "be dropped too; pick an unused group, or --force"
             )
 
-    def _prepare_launch(self, req: LaunchRequest) -> JailState | None:
+    def _prepare_launch(self, req: LaunchRequest, notes: list[str]) -> JailState | None:
         allow, name = self._validate(req)
         if not strategy(req.strategy).launch_needs_root and not self.engine.privileged():
             return None  # works without root; the registry (root's) simply does not list it
         me = identity.current(os.getpid())
         with self.engine.store.locked():
-            reg = self.engine.load_reconciled()
+            reg, drift = self.engine.load_reconciled()
+            notes += drift
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             jail = JailState(
@@ -216,9 +217,9 @@ class Launches:
             reg.jails[name] = jail
             self.engine.store.save(reg)  # journal first: a crash from here on is undone by the next command
             try:
-                self._create_launch_objects(jail, bool(allow))
+                notes += self._create_launch_objects(jail, bool(allow))
             except BaseException:
-                self.engine.notes += self.engine.reconciler().release(
+                self.engine.reconciler().release(  # its notes go with the error raised
                     reg, jail, list(jail.members), remove_jail=True
                 )
                 self.engine.store.save(reg)
@@ -226,14 +227,15 @@ class Launches:
             self.engine.store.save(reg)
         return jail
 
-    def _create_launch_objects(self, jail: JailState, link: bool) -> None:
+    def _create_launch_objects(self, jail: JailState, link: bool) -> list[str]:
         kind = strategy(jail.strategy)
-        self.engine.notes += kind.create_launch_objects(self, jail, link)
+        notes = kind.create_launch_objects(self, jail, link)
         rules = desired_rules(jail, {})
         if rules is not None:  # before a link starts: its first packet already meets the allow-list
             self.engine.firewall.sync_jail(rules)
             self._filtered = True
         kind.after_launch_rules(self, jail)
+        return notes
 
     def filterable(self) -> tuple[str, ...]:
         """The address families the firewall filters here (a netns link carries only those)."""
@@ -263,9 +265,8 @@ class Launches:
         with self.engine.store.locked():
             reg = self.engine.store.load()
             if (jail := reg.jails.get(name)) is not None:
-                self.engine.notes += self.engine.reconciler().release(
-                    reg, jail, list(jail.members), remove_jail=True
-                )
+                # the launch failed: its error is what is said, not the release's notes
+                self.engine.reconciler().release(reg, jail, list(jail.members), remove_jail=True)
                 self.engine.store.save(reg)
 
     # ---- whole users and groups ------------------------------------------------------------
@@ -309,7 +310,7 @@ class Launches:
             _refuse_own_owner(kind, label, uid, gid)
         self.engine.require_root(f"blocking a {kind}")
         with self.engine.store.locked():
-            reg = self.engine.load_reconciled()
+            reg, notes = self.engine.load_reconciled()
             if name in reg.jails:
                 raise BadInput(f"jail {name!r} exists already: pick another --jail")
             procs = self.preview_owner(req.user, req.group, force=True)
@@ -318,19 +319,18 @@ class Launches:
                 StrategyName.OWNER,
                 allow=[str(a) for a in allow],
                 allow_loopback=req.allow_loopback,
-                uid=uid,
-                gid=gid,
                 created_at=time.time(),
                 members=[
                     MemberState(p.pid, p.start_time, p.name, p.cgroup or "/", root=p.pid) for p in procs
                 ],
+                detail=OwnerState(uid=uid, gid=gid),
             )
             jail.pre_inodes = [s.inode for p in procs for s in p.sockets]
             rules = desired_rules(jail, {p.pid: p.sockets for p in procs})
             assert rules is not None
             reg.jails[name] = jail
             self.engine.firewall.sync_jail(rules)  # one commit per table: either all of it or nothing
-            self.engine.notes += self.engine.coverage_notes()
+            notes += self.engine.coverage_notes()
             self.engine.store.save(reg)
         if self.engine.spawn_watcher:
             watcher.ensure_running(self.engine.store.dir)
@@ -339,11 +339,11 @@ class Launches:
         )
         return BlockResult(
             name,
-            "owner",
+            StrategyName.OWNER,
             tuple(Member(p.pid, p.start_time, True, p.name) for p in procs),
             socket_rules=sockets,
             set_entries=len(rules.set_entries),
-            notes=tuple(self.engine.notes),
+            notes=tuple(notes),
         )
 
     # ---- relaunch --------------------------------------------------------------------------

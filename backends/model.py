@@ -108,6 +108,7 @@ class StrategyInfo:
     loopback_option: bool = False  # launch: --allow-loopback applies (a netns has its own lo)
     keep_option: bool = False  # launch: --keep applies (the jail outlives its command)
     effect: str = ""  # launch: how the command runs, for a confirmation ("in a new network namespace")
+    member_release: bool = False  # unblock PID releases that member alone (else the whole jail)
 
 
 # Requests and results live in model_actions, imported on first use (PEP 562): see there.

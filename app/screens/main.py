@@ -441,7 +441,10 @@ class MainScreen(EngineCalls):
             self.notify(f"PID {event.process.pid} is not jailed", severity="warning")
             return
         jail = next((j for j in self.jails if j.name == event.process.jail), None)
-        if jail is None or jail.strategy == "cgroup":
+        from netjail.backends.jails.strategies import by_name
+
+        info = by_name(jail.strategy) if jail else None
+        if jail is None or (info is not None and info.member_release):  # else: released whole
             self.unblock(event.process)
             return
         process = event.process

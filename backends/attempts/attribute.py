@@ -24,6 +24,7 @@ from netjail.backends.attempts.batch import Batch
 from netjail.backends.errors import NetjailError
 from netjail.backends.jails import cgroups as jail_cgroups
 from netjail.backends.jails.state import Store
+from netjail.backends.jails.strategies.cgroup import CgroupState
 from netjail.backends.system import sockdiag
 from netjail.backends.system.cgroupfs import find_cgroup2
 from netjail.backends.system.identity import read_stat
@@ -76,8 +77,9 @@ class Attributor:
         mount = find_cgroup2()
         for name, jail in registry.jails.items():
             pids: set[int] = set()
-            if jail.cgroup and mount is not None:
-                pids.update(jail_cgroups.jail_procs(Path(mount.path), jail.cgroup, jail.cgroups))
+            detail = jail.detail
+            if isinstance(detail, CgroupState) and detail.cgroup and mount is not None:
+                pids.update(jail_cgroups.jail_procs(Path(mount.path), detail.cgroup, detail.cgroups))
             for m in jail.members:
                 stat = read_stat(m.pid)
                 if stat is not None and stat.start_time == m.start_time and stat.state not in ("Z", "X"):

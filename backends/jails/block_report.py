@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 
 from netjail.backends.errors import NetjailError
 from netjail.backends.jails.state import JailState, MemberState
+from netjail.backends.jails.strategies.cgroup import cgroup_state
 from netjail.backends.model import Member, Process, Socket, UnfilterableSocket
 from netjail.backends.model_actions import BlockResult, SharedSocket, UnfilterableHeld
 from netjail.backends.system import packet_sockets, shared_sockets
@@ -91,7 +92,7 @@ def shared(
 
 def _inside(jail: JailState, pid: int) -> bool:
     try:
-        return read_cgroup(pid).startswith(jail.cgroup + "/")
+        return read_cgroup(pid).startswith(cgroup_state(jail).cgroup + "/")
     except NetjailError:
         return False
 

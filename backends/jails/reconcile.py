@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
-from netjail.backends.errors import NoSuchProcess
 from netjail.backends.firewall.base import Firewall, JailRules
 from netjail.backends.jails import cgroups as jail_cgroups
 from netjail.backends.jails import marks as jail_marks
@@ -41,7 +40,6 @@ from netjail.backends.jails.state import (
     JailState,
     MemberState,
     Registry,
-    StrategyName,
 )
 from netjail.backends.jails.strategies import BY_NAME, strategy
 from netjail.backends.jails.strategies.base import Found
@@ -133,13 +131,8 @@ class Reconciler:
 
     def _unseen(self, jail: JailState, sockets: Mapping[int, Iterable[Socket]]) -> set[int]:
         """Sockets members hold that were created outside the jail's cgroups (issue 8 #5)."""
-        if jail.strategy != StrategyName.CGROUP or not self.mount:
-            return set()
         held = [s for socks in sockets.values() for s in socks]
-        if not held:
-            return set()
-        inside = socket_cgroups.subtree_inodes(self.mount, jail.cgroups)
-        return socket_cgroups.SHARED.unseen(held, inside)
+        return strategy(jail.strategy).unseen(self, jail, held) if held else set()
 
     def processes(self, fresh: bool = False, prefetch: Iterable[int] = ()) -> Mapping[int, Process]:
         """Processes by PID, read only as asked (scoped_processes.py): a reconciliation of
@@ -226,51 +219,20 @@ class Reconciler:
         notes: list[str] = []
         leaving = {m.pid for m in members}
         origins = {m.pid: m.original_cgroup for m in members}
-        subs: set[str] = set()
-        if jail.strategy == StrategyName.CGROUP and self.mount:
-            # a member leaves with its whole sub-cgroup (its --tree and the children born there)
-            subs = set(jail.cgroups) if remove_jail else {m.cgroup for m in members if m.cgroup}
-            # Out of the cgroups first, then marks: in them, every socket made meanwhile gets
-            # the jail's mark (sock_create_mark); the restore pass after the move takes it off
-            # those too. A socket left with netjail's mark would be caught by the next jail
-            # given the same value.
-            holders = leaving | {pid for sub in subs for pid in jail_cgroups.procs(self.mount, sub)}
-            for sub in subs:
-                home = jail_cgroups.unit_base(sub) or "/"  # never out of the unit
-                default = next((m.original_cgroup for m in members if m.cgroup == sub), home)
-                for pid in jail_cgroups.procs(self.mount, sub):
-                    leaving.add(pid)
-                    origin = origins.get(pid, default)
-                    try:
-                        # listed in the sub-cgroup a moment ago: moved only if still in it
-                        went = jail_cgroups.move_process(self.mount, origin, pid, inside=sub)
-                    except NoSuchProcess:
-                        continue
-                    if went != origin:
-                        notes.append(
-                            f"PID {pid}: its cgroup {origin} no longer exists; released to {went}"
-                            " (the nearest existing ancestor)"
-                        )
-            jail_marks.restore(jail, sorted(holders))
+        kind = strategy(jail.strategy)
+        subs = kind.release_members(self, jail, members, remove_jail, leaving, origins, notes)
         staying = [m for m in jail.members if m.pid not in leaving]
-        remaining = (
-            jail_cgroups.jail_procs(self.mount, jail.cgroup, set(jail.cgroups) - subs)
-            if jail.strategy == StrategyName.CGROUP and self.mount
-            else {}
-        )
+        remaining = kind.holds_others(self, jail, subs)
         if remove_jail or (not staying and not remaining and not jail.keep):
             return notes + self._remove(reg, jail, origins)  # jail.members still says who was inside
         jail.members = staying
-        for sub in subs:
-            jail.cgroups.pop(sub, None)
+        kind.forget_released(jail, subs)
         procs = self.processes(fresh=True)
         sockets = self._held_sockets(jail, procs)
         rules = desired_rules(jail, sockets, self._unseen(jail, sockets))
         if rules is not None:
             self.fw.sync_jail(rules)
-        if self.mount:
-            for sub in subs:  # after the sync: a rule naming a removed cgroup poisons the table
-                jail_cgroups.remove(self.mount, sub, origins)
+        kind.drop_released(self, subs, origins)  # after the sync: rules may name them
         return notes
 
     def _remove(self, reg: Registry, jail: JailState, origins: dict[int, str] | None = None) -> list[str]:

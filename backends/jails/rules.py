@@ -112,11 +112,14 @@ def netns_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules | None:
     not the world the allow-list describes: an allowed prefix that happens to hold one of this
     host's addresses admits forwarded traffic only. The one exception is IPv6 neighbour
     discovery over the link, which the link needs (ARP is not IP: netfilter never sees it)."""
-    if jail.link == "pasta":
+    from netjail.backends.jails.strategies.netns import netns_state
+
+    ns = netns_state(jail)
+    if ns.link == "pasta":
         return _pasta_rules(jail, entries)
-    if not jail.veth:
+    if not ns.veth:
         return None  # loopback only: there is nothing to filter or count
-    v = jail.veth
+    v = ns.veth
     fwd_sel = tuple(Match(fam, in_iface=v) for fam in FAMILIES) + tuple(
         Match(fam, out_iface=v) for fam in FAMILIES
     )
@@ -151,7 +154,9 @@ def _pasta_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules:
     cgroup), so the incoming mark lane sends what arrives for them through the same allow-list,
     the source in place of the destination and `-i` in place of `-o`: this host's own packets
     arrive through `lo` and are dropped."""
-    sel = tuple(Match(fam, cgroup=jail.pasta_cgroup) for fam in FAMILIES)
+    from netjail.backends.jails.strategies.netns import netns_state
+
+    sel = tuple(Match(fam, cgroup=netns_state(jail).pasta_cgroup) for fam in FAMILIES)
     ifaces = [i for i in uplink_ifaces() if _IFACE_NAME.fullmatch(i)]
     out_allow: list[Match] = []
     in_allow: list[Match] = []

@@ -30,7 +30,9 @@ from netjail.backends.system.trusted_paths import stat_problem
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~2 ms a command)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    S = TypeVar("S", bound="StrategyState")
 
 SCHEMA = 1
 
@@ -82,25 +84,45 @@ class MemberState:
     status: MemberStatus = ACTIVE
 
 
+class StrategyState:
+    """A strategy's own part of a jail's state: each strategy module defines its subclass
+    (Strategy.state_type) and reads it with its own typed accessor. Plain classes, not
+    dataclasses: each @dataclass costs ~1 ms at import, paid by `list` and `counters`.
+
+    On disk its fields sit beside the jail's own, one flat record as schema 1 always had
+    (every jail lists every strategy's fields, other strategies' at their defaults), so the
+    file format does not depend on how the code groups them (tests/unit/test_state_format.py).
+    """
+
+    __slots__ = ()
+    FIELDS: tuple[str, ...] = ()  # the names this state has in the file, in file order
+
+    def record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.record() == other.record()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclasses around it
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.record().items())})"
+
+
 @dataclass(slots=True)
 class JailState:
     name: str
     strategy: StrategyName = StrategyName.CGROUP
     allow: list[str] = field(default_factory=list)
     allow_loopback: bool = False
-    cgroup: str = ""  # the jail's directory relative to the cgroup2 mount (see jail_cgroups)
-    cgroup_inode: int = 0
-    # sub-cgroup (one per blocked root) -> inode: a re-created cgroup has a new inode, and the
-    # `-m cgroup` rule loaded for the old one no longer matches: its rules must be reloaded
-    cgroups: dict[str, int] = field(default_factory=dict)
     # inodes of sockets members had when they were jailed: they keep their selectors
     pre_inodes: list[int] = field(default_factory=list)
     members: list[MemberState] = field(default_factory=list)
-    # cgroup: the socket mark of this jail (socket_marks): its value inside mark_mask, the
-    # sockets netjail marked as [inode, original mark] (put back on release), those left alone
-    # because they carry a mark outside netjail's range, and whether pidfd_getfd was refused;
-    # mark_force: blocked with --force, so sockets with such a mark are re-marked too (later
-    # ones by the watcher as well), their own mark put back on release
+    # the socket mark of this jail (socket_marks; cgroup jails, a netns jail's pasta link): its
+    # value inside mark_mask, the sockets netjail marked as [inode, original mark] (put back on
+    # release), those left alone because they carry a mark outside netjail's range, and whether
+    # pidfd_getfd was refused; mark_force: blocked with --force, so sockets with such a mark are
+    # re-marked too (later ones by the watcher as well), their own mark put back on release
     mark: int = 0
     mark_mask: int = 0
     marks: list[list[int]] = field(default_factory=list)
@@ -112,20 +134,13 @@ class JailState:
     queued: list[list[Any]] = field(default_factory=list)
     created_at: float = 0.0
     rebuilt: bool = False  # recovered from the kernel: original cgroups were unknown
-    # owner, gid, netns and seccomp strategies
-    uid: int | None = None  # owner: every process of this user
-    gid: int | None = None  # owner (a group) and gid (the launch group)
-    group_created: bool = False  # gid: netjail created the group and removes it with the jail
-    netns: str = ""  # netns: the namespace's name in /run/netns
-    veth: str = ""  # netns: the host end of its link ("" when loopback only)
     keep: bool = False  # launch strategies: keep the jail after its last process exits
-    forwarding_before: list[bool] | None = None  # netns: ip_forward v4/v6 before we enabled them
-    # netns: how it reaches the world: "" loopback only, "veth" (+ forwarding, NAT) or "pasta"
-    # (user-mode: launch/pasta.py), whose process and cgroup are remembered to end them
-    link: str = ""
-    pasta_pid: int = 0
-    pasta_start: int = 0
-    pasta_cgroup: str = ""
+    # the strategy's own fields (None: its defaults); strategies/<name>.py reads them typed
+    detail: StrategyState = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.detail is None:
+            self.detail = _state_types()[self.strategy]()
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JailState:
@@ -134,12 +149,74 @@ class JailState:
             member = MemberState(**m)
             member.status = MemberStatus(member.status)
             members.append(member)
-        jail = cls(members=members, **raw)
-        jail.strategy = StrategyName(jail.strategy)
-        return jail
+        name = raw.pop("strategy", StrategyName.CGROUP)
+        types = _state_types()
+        if name not in types:
+            raise ValueError(f"unknown strategy {name!r}")
+        kind = types[name]
+        # the enum's member; a registered strategy's name the enum lacks stays a string
+        name = StrategyName._value2member_map_.get(name, name)
+        detail = kind()
+        for key in kind.FIELDS:
+            if key in raw:
+                setattr(detail, key, raw.pop(key))
+        for key in _foreign_fields(types):  # other strategies' fields: their defaults
+            raw.pop(key, None)
+        return cls(strategy=name, members=members, detail=detail, **raw)
+
+    def record(self, blank: dict[str, Any]) -> dict[str, Any]:
+        """The jail as the file holds it (`blank`: file_template())."""
+        rec = dict(blank)
+        for name in _JAIL_FIELDS:
+            rec[name] = getattr(self, name)
+        rec.update(self.detail.record())
+        return rec
+
+
+def detail_of(jail: JailState, kind: type[S]) -> S:
+    """The jail's own state as its strategy's type (each strategy module has its accessor)."""
+    detail = jail.detail
+    if not isinstance(detail, kind):
+        raise TypeError(f"jail {jail.name!r} is a {jail.strategy} jail, not {kind.__name__}'s")
+    return detail
+
+
+# schema 1's field order (the jail's own and every strategy's, interleaved as the flat record
+# of old had them); fields a new strategy adds follow, in registry order
+_FILE_ORDER = (
+    "name", "strategy", "allow", "allow_loopback", "cgroup", "cgroup_inode", "cgroups",
+    "pre_inodes", "members", "mark", "mark_mask", "marks", "mark_foreign", "marks_unavailable",
+    "mark_force", "queued", "created_at", "rebuilt", "uid", "gid", "group_created", "netns",
+    "veth", "keep", "forwarding_before", "link", "pasta_pid", "pasta_start", "pasta_cgroup",
+)  # fmt: skip
+_JAIL_FIELDS = tuple(f for f in _FILE_ORDER if f in JailState.__dataclass_fields__)
+
+
+def _state_types() -> dict[str, type[StrategyState]]:
+    # the registry imports this module: looked up at first use, not at import
+    from netjail.backends.jails.strategies import STATE_TYPES
+
+    return STATE_TYPES
+
+
+def _foreign_fields(types: dict[str, type[StrategyState]]) -> set[str]:
+    return {key for kind in types.values() for key in kind.FIELDS}
+
+
+def file_template() -> dict[str, Any]:
+    """Every field a jail's record holds, in file order, each at its default (strategies'
+    defaults from a fresh state of theirs; a field two strategies share, gid, has one)."""
+    blank: dict[str, Any] = dict.fromkeys(_FILE_ORDER)
+    for kind in _state_types().values():
+        for key, value in kind().record().items():
+            if key not in blank or blank[key] is None:
+                blank[key] = value
+    return blank
 
 
 def _fields(obj: object) -> dict[str, Any]:
+    if isinstance(obj, JailState):
+        return obj.record(file_template())
     return {f.name: getattr(obj, f.name) for f in fields(obj)}  # type: ignore[arg-type]
 
 
@@ -161,7 +238,12 @@ class Registry:
         # is pure Python; both cost ~50 ms for a jail holding 2,000 marked sockets
         import orjson
 
-        doc = {"schema": SCHEMA, "backend": self.backend, "jails": list(self.jails.values())}
+        blank = file_template()
+        doc = {
+            "schema": SCHEMA,
+            "backend": self.backend,
+            "jails": [j.record(blank) for j in self.jails.values()],
+        }
         try:
             return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
         except orjson.JSONEncodeError:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from netjail.backends.errors import InsufficientPrivilege
 from netjail.backends.jails.state import LAUNCHER, JailState, MemberState, Registry, Store
-from netjail.backends.jails.strategies import by_name
+from netjail.backends.jails.strategies import by_name, strategy
 from netjail.backends.model import Counters, JailCounters, JailInfo, Member
 from netjail.backends.system import identity
 
@@ -67,5 +67,5 @@ def jail_info(jail: JailState, counters: JailCounters | None) -> JailInfo:
         counters=counters.total if counters else Counters(),
         countable=countable(jail.strategy),
         allow_loopback=jail.allow_loopback,
-        link=(jail.link or ("veth" if jail.veth else "none")) if jail.strategy == "netns" else "",
+        link=strategy(jail.strategy).link_label(jail),
     )

@@ -150,7 +150,9 @@ def mark_sockets(jail: JailState, mount: Path) -> list[str]:
     pasta sends): a note says what that leaves open."""
     if not jail.mark:
         return []
-    why = sock_create_mark.attach(mount, jail.pasta_cgroup, jail.mark)
+    from netjail.backends.jails.strategies.netns import netns_state
+
+    why = sock_create_mark.attach(mount, netns_state(jail).pasta_cgroup, jail.mark)
     if why is None:
         return []
     jail.mark = jail.mark_mask = 0

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from netjail.backends.jails.rules import desired_rules
 from netjail.backends.jails.state import JailState
+from netjail.backends.jails.strategies.netns import NetnsState
 from netjail.backends.launch.pasta import uplink_ifaces
 
 
 def test_pasta_jail_is_selected_by_its_link_cgroup_and_never_forwards() -> None:
     jail = JailState(
-        "pj", "netns", allow=["10.1.0.0/16", "[fd00::1]:53"], link="pasta", pasta_cgroup="/nj/net-1/pj/link"
+        "pj",
+        "netns",
+        allow=["10.1.0.0/16", "[fd00::1]:53"],
+        detail=NetnsState(link="pasta", pasta_cgroup="/nj/net-1/pj/link"),
     )
     rules = desired_rules(jail, {})
     assert rules is not None
@@ -35,8 +39,7 @@ def test_pasta_jail_with_a_mark_filters_what_arrives_for_pastas_sockets_by_the_a
         "pm",
         "netns",
         allow=["10.1.0.0/16"],
-        link="pasta",
-        pasta_cgroup="/nj/net-1/pm/link",
+        detail=NetnsState(link="pasta", pasta_cgroup="/nj/net-1/pm/link"),
         mark=0x3000000,
         mark_mask=0xFF000000,
     )
@@ -54,5 +57,7 @@ def test_pasta_jail_with_a_mark_filters_what_arrives_for_pastas_sockets_by_the_a
 
 def test_veth_and_loopback_only_jails_keep_their_rules() -> None:
     assert desired_rules(JailState("ln", "netns"), {}) is None
-    veth = desired_rules(JailState("vj", "netns", allow=["10.1.0.0/16"], link="veth", veth="nj-vj"), {})
+    veth = desired_rules(
+        JailState("vj", "netns", allow=["10.1.0.0/16"], detail=NetnsState(link="veth", veth="nj-vj")), {}
+    )
     assert veth is not None and veth.fwd_selectors and not veth.out_selectors

@@ -8,6 +8,7 @@ from netjail.backends.firewall.base import Match, SetEntry
 from netjail.backends.jails.rules import desired_rules
 from netjail.backends.jails.socket_marks import DEFAULT_MASK, allocate, mark_mask
 from netjail.backends.jails.state import JailState
+from netjail.backends.jails.strategies.cgroup import CgroupState
 from netjail.backends.model import Socket
 
 
@@ -35,7 +36,9 @@ def test_marked_sockets_need_no_address_rule_either_way() -> None:
     marked = Socket("inet", "tcp", "127.0.0.1", 5000, "127.0.0.2", 80, "ESTABLISHED", 11)
     listener = Socket("inet", "tcp", "0.0.0.0", 8080, "0.0.0.0", 0, "LISTEN", 12)
     foreign = Socket("inet", "udp", "127.0.0.1", 5353, "127.0.0.3", 53, "ESTABLISHED", 13)
-    jail = JailState("j", cgroup="/nj/j", cgroups={"/nj/j/1.2": 7}, pre_inodes=[11, 12, 13], mark=0x2000000)
+    jail = JailState(
+        "j", detail=CgroupState("/nj/j", cgroups={"/nj/j/1.2": 7}), pre_inodes=[11, 12, 13], mark=0x2000000
+    )
     jail.mark_mask, jail.marks = 0xFF000000, [[11, 0], [12, 0]]
     rules = desired_rules(jail, {1: (marked, listener, foreign)})
     assert rules is not None

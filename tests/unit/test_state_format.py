@@ -16,6 +16,10 @@ from netjail.backends.jails.state import (
     Store,
     StrategyName,
 )
+from netjail.backends.jails.strategies.cgroup import CgroupState
+from netjail.backends.jails.strategies.gid import GidState
+from netjail.backends.jails.strategies.netns import NetnsState
+from netjail.backends.jails.strategies.owner import OwnerState
 
 OLD = Path(__file__).with_name("state_schema1.json")
 # fields added since that commit, each with the value an old file's jail gets: a new file holds
@@ -43,9 +47,7 @@ def built() -> Registry:
                 "web",
                 s.CGROUP,
                 allow=["10.0.0.1/32:443"],
-                cgroup="netjail/web",
-                cgroup_inode=7,
-                cgroups={"netjail/web/12": 8},
+                detail=CgroupState("netjail/web", 7, {"netjail/web/12": 8}),
                 pre_inodes=[99],
                 members=[
                     MemberState(
@@ -58,20 +60,27 @@ def built() -> Registry:
                 mark_foreign=[5],
                 created_at=1.5,
             ),
-            "u": JailState("u", s.OWNER, uid=1000, members=[MemberState(13, 1, "sh", status=m.RELEASING)]),
+            "u": JailState(
+                "u",
+                s.OWNER,
+                detail=OwnerState(uid=1000),
+                members=[MemberState(13, 1, "sh", status=m.RELEASING)],
+            ),
             "n": JailState(
                 "n",
                 s.NETNS,
-                netns="n",
                 keep=True,
-                forwarding_before=[False, True],
-                link="pasta",
-                pasta_pid=40,
-                pasta_start=41,
-                pasta_cgroup="netjail/n-pasta",
+                detail=NetnsState(
+                    netns="n",
+                    forwarding_before=[False, True],
+                    link="pasta",
+                    pasta_pid=40,
+                    pasta_start=41,
+                    pasta_cgroup="netjail/n-pasta",
+                ),
                 members=[MemberState(14, 2, "netjail", status=m.LAUNCHER)],
             ),
-            "g": JailState("g", s.GID, gid=2000, group_created=True, allow_loopback=True),
+            "g": JailState("g", s.GID, detail=GidState(gid=2000, group_created=True), allow_loopback=True),
             "s": JailState("s", s.SECCOMP),
         },
         backend="iptables",

@@ -6,6 +6,8 @@ from __future__ import annotations
 from netjail.backends.jails import strategies
 from netjail.backends.jails.state import JailState, StrategyName
 from netjail.backends.jails.strategies.base import Strategy
+from netjail.backends.jails.strategies.gid import GidState
+from netjail.backends.jails.strategies.owner import OwnerState
 
 
 def test_every_strategy_name_has_one_registered_module() -> None:
@@ -29,8 +31,8 @@ def test_rules_follow_the_strategy() -> None:
     from netjail.backends.jails.rules import desired_rules
 
     assert desired_rules(JailState("s", StrategyName.SECCOMP), {}) is None
-    owner = desired_rules(JailState("o", StrategyName.OWNER, uid=1000), {})
+    owner = desired_rules(JailState("o", StrategyName.OWNER, detail=OwnerState(uid=1000)), {})
     assert owner is not None and {m.uid_owner for m in owner.out_selectors} == {1000}
-    gid = desired_rules(JailState("g", StrategyName.GID, uid=5, gid=2000), {})
+    gid = desired_rules(JailState("g", StrategyName.GID, detail=GidState(gid=2000)), {})
     assert gid is not None and {(m.uid_owner, m.gid_owner) for m in gid.out_selectors} == {(None, 2000)}
     assert desired_rules(JailState("n", StrategyName.NETNS), {}) is None  # loopback only

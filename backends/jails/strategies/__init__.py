@@ -4,7 +4,7 @@ plus its line in STRATEGY_MODULES (and its name in state.StrategyName)."""
 
 from __future__ import annotations
 
-from netjail.backends.jails.state import StrategyName
+from netjail.backends.jails.state import StrategyName, StrategyState
 from netjail.backends.jails.strategies import cgroup, gid, netns, owner, seccomp
 from netjail.backends.jails.strategies.base import Strategy
 from netjail.backends.model import StrategyInfo
@@ -13,6 +13,7 @@ from netjail.backends.model import StrategyInfo
 # its own; their claims exclude each other (Strategy.adopt), so the order does not matter there.
 STRATEGY_MODULES = (cgroup, owner, netns, gid, seccomp)
 BY_NAME: dict[str, Strategy] = {m.STRATEGY.name: m.STRATEGY for m in STRATEGY_MODULES}
+STATE_TYPES: dict[str, type[StrategyState]] = {name: s.state_type for name, s in BY_NAME.items()}
 
 STRATEGIES: tuple[StrategyInfo, ...] = tuple(s.info for s in BY_NAME.values())
 LAUNCH_STRATEGIES = tuple(s.name for s in STRATEGIES if s.launch)

@@ -9,7 +9,7 @@ import the kernel-facing modules where they use them.
 
 from __future__ import annotations
 
-from netjail.backends.jails.state import JailState, MemberState, Registry, StrategyName
+from netjail.backends.jails.state import JailState, MemberState, Registry, StrategyName, StrategyState
 from netjail.backends.model import StrategyInfo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -25,6 +25,25 @@ if TYPE_CHECKING:
 class Strategy:
     name: StrategyName
     info: StrategyInfo
+    # the jail's own fields (JailState.detail): a subclass of StrategyState in the strategy's
+    # module; the base has none (seccomp)
+    state_type: type[StrategyState] = StrategyState
+
+    # what `block` takes for this strategy: "pid" (Engine.block: a running process and its
+    # tree), "owner" (Engine.block_owner: a user or group), "" (launch only)
+    blocks = ""
+
+    def block_state(self, name: str) -> StrategyState:
+        """A new jail's own state when `block` creates it."""
+        return self.state_type()
+
+    def link_label(self, jail: JailState) -> str:
+        """How the jail reaches the world, for the jails table ("": the column does not apply)."""
+        return ""
+
+    def holds_cgroup(self, jail: JailState, cgroup: str) -> bool:
+        """Whether a process in `cgroup` (relative to the mount) is inside the jail's cgroups."""
+        return False
 
     # ---- rules ----------------------------------------------------------------------------
 
@@ -94,6 +113,39 @@ class Strategy:
         """What a live jail needs each pass besides its rules (re-created kernel objects ...)."""
         return []
 
+    def unseen(self, rc: Reconciler, jail: JailState, held: list[Socket]) -> set[int]:
+        """Inodes of the sockets in `held` (the members') created outside what holds the jail:
+        they keep their address selectors (cgroup: issue 8 #5)."""
+        return set()
+
+    # ---- releasing members (strategies whose info.member_release is set) -------------------
+
+    def release_members(
+        self,
+        rc: Reconciler,
+        jail: JailState,
+        members: list[MemberState],
+        whole: bool,
+        leaving: set[int],
+        origins: dict[int, str],
+        notes: list[str],
+    ) -> set[str]:
+        """Take `members` (all of them when `whole`) out of what holds them, adding the PIDs
+        that went with them to `leaving`. Returns what was let go (cgroup: sub-cgroups), for
+        holds_others, forget_released and drop_released. Others release only as a whole jail:
+        remove() does it."""
+        return set()
+
+    def holds_others(self, rc: Reconciler, jail: JailState, released: set[str]) -> bool:
+        """Whether the jail still holds processes that are not members (children born in it)."""
+        return False
+
+    def forget_released(self, jail: JailState, released: set[str]) -> None:
+        """Drop what release_members let go from the jail's state (the jail stays)."""
+
+    def drop_released(self, rc: Reconciler, released: set[str], origins: dict[int, str]) -> None:
+        """Remove the kernel objects let go, once the jail's rules no longer name them."""
+
     def remove(
         self, rc: Reconciler, reg: Registry, jail: JailState, origins: dict[int, str] | None
     ) -> list[str]:
@@ -124,6 +176,10 @@ class Strategy:
 
     def launch_gid(self, jail: JailState) -> int | None:
         """The group the command runs under, when the strategy picks it."""
+        return None
+
+    def launch_netns(self, jail: JailState) -> str | None:
+        """The network namespace (its name in /run/netns) the command runs in, if its own."""
         return None
 
 

@@ -4,7 +4,15 @@ for each socket it already had cover those the mark cannot."""
 
 from __future__ import annotations
 
-from netjail.backends.jails.state import LAUNCHER, JailState, MemberState, Registry, StrategyName
+from netjail.backends.jails.state import (
+    LAUNCHER,
+    JailState,
+    MemberState,
+    Registry,
+    StrategyName,
+    StrategyState,
+    detail_of,
+)
 from netjail.backends.jails.strategies.base import Found, Strategy
 from netjail.backends.model import StrategyInfo
 
@@ -14,17 +22,38 @@ if TYPE_CHECKING:
 
     from netjail.backends.firewall.base import Match
     from netjail.backends.jails.reconcile import Reconciler
-    from netjail.backends.model import Process
+    from netjail.backends.model import Process, Socket
+
+
+class CgroupState(StrategyState):
+    """cgroup: the jail's directory relative to the cgroup2 mount (jails/cgroups.py), its inode,
+    and one sub-cgroup per blocked root -> its inode: a re-created cgroup has a new inode, and
+    the `-m cgroup` rule loaded for the old one no longer matches: its rules must be reloaded."""
+
+    __slots__ = FIELDS = ("cgroup", "cgroup_inode", "cgroups")
+
+    def __init__(
+        self, cgroup: str = "", cgroup_inode: int = 0, cgroups: dict[str, int] | None = None
+    ) -> None:
+        self.cgroup = cgroup
+        self.cgroup_inode = cgroup_inode
+        self.cgroups: dict[str, int] = {} if cgroups is None else cgroups
+
+
+def cgroup_state(jail: JailState) -> CgroupState:
+    return detail_of(jail, CgroupState)
 
 
 class Cgroup(Strategy):
     name = StrategyName.CGROUP
+    state_type = CgroupState
     info = StrategyInfo(
         name="cgroup",
         description="move the process into a netjail cgroup; iptables -m cgroup drops what it sends, "
         "and rules for each socket it already had cover both directions",
         live_process=True,
         launch=False,
+        member_release=True,
         allow_list=True,
         counters=True,
     )
@@ -33,7 +62,8 @@ class Cgroup(Strategy):
         from netjail.backends.firewall.base import Match
         from netjail.backends.jails.rules import FAMILIES
 
-        owners = tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
+        cg = cgroup_state(jail)
+        owners = tuple(Match(fam, cgroup=sub) for sub in sorted(cg.cgroups) for fam in FAMILIES)
         in_sel: tuple[Match, ...] = ()
         if jail.mark:
             marks = tuple(Match(fam, mark=jail.mark, mark_mask=jail.mark_mask) for fam in FAMILIES)
@@ -41,7 +71,7 @@ class Cgroup(Strategy):
             in_sel += marks
         # established TCP and connected UDP sockets opened inside: early demux gives INPUT
         # their socket, and its cgroup (the watcher marks them too, within a period)
-        in_sel += tuple(Match(fam, cgroup=sub) for sub in sorted(jail.cgroups) for fam in FAMILIES)
+        in_sel += tuple(Match(fam, cgroup=sub) for sub in sorted(cg.cgroups) for fam in FAMILIES)
         return owners, in_sel
 
     def needs_addresses(self, jail: JailState) -> bool:
@@ -49,6 +79,92 @@ class Cgroup(Strategy):
         socket carries its mark needs no rule per socket, so no socket table is read for it
         (sock_diag dumps the whole namespace: 25 ms per pass at 4,000 sockets)."""
         return not jail.mark or jail.marks_unavailable or bool(jail.mark_foreign)
+
+    blocks = "pid"
+
+    def block_state(self, name: str) -> CgroupState:
+        from netjail.backends.jails import cgroups as jail_cgroups
+
+        return CgroupState(jail_cgroups.jail_path(name))
+
+    def holds_cgroup(self, jail: JailState, cgroup: str) -> bool:
+        from netjail.backends.jails import cgroups as jail_cgroups
+
+        cg = cgroup_state(jail)
+        return bool(cg.cgroup) and jail_cgroups.in_jail(cgroup, (cg.cgroup, *cg.cgroups))
+
+    def unseen(self, rc: Reconciler, jail: JailState, held: list[Socket]) -> set[int]:
+        from netjail.backends.jails import socket_cgroups
+
+        if not rc.mount:
+            return set()
+        inside = socket_cgroups.subtree_inodes(rc.mount, cgroup_state(jail).cgroups)
+        return socket_cgroups.SHARED.unseen(held, inside)
+
+    # ---- releasing members ----------------------------------------------------------------
+
+    def release_members(
+        self,
+        rc: Reconciler,
+        jail: JailState,
+        members: list[MemberState],
+        whole: bool,
+        leaving: set[int],
+        origins: dict[int, str],
+        notes: list[str],
+    ) -> set[str]:
+        from netjail.backends.errors import NoSuchProcess
+        from netjail.backends.jails import cgroups as jail_cgroups
+        from netjail.backends.jails import marks as jail_marks
+
+        if not rc.mount:
+            return set()
+        cg = cgroup_state(jail)
+        # a member leaves with its whole sub-cgroup (its --tree and the children born there)
+        subs = set(cg.cgroups) if whole else {m.cgroup for m in members if m.cgroup}
+        # Out of the cgroups first, then marks: in them, every socket made meanwhile gets
+        # the jail's mark (sock_create_mark); the restore pass after the move takes it off
+        # those too. A socket left with netjail's mark would be caught by the next jail
+        # given the same value.
+        holders = leaving | {pid for sub in subs for pid in jail_cgroups.procs(rc.mount, sub)}
+        for sub in subs:
+            home = jail_cgroups.unit_base(sub) or "/"  # never out of the unit
+            default = next((m.original_cgroup for m in members if m.cgroup == sub), home)
+            for pid in jail_cgroups.procs(rc.mount, sub):
+                leaving.add(pid)
+                origin = origins.get(pid, default)
+                try:
+                    # listed in the sub-cgroup a moment ago: moved only if still in it
+                    went = jail_cgroups.move_process(rc.mount, origin, pid, inside=sub)
+                except NoSuchProcess:
+                    continue
+                if went != origin:
+                    notes.append(
+                        f"PID {pid}: its cgroup {origin} no longer exists; released to {went}"
+                        " (the nearest existing ancestor)"
+                    )
+        jail_marks.restore(jail, sorted(holders))
+        return subs
+
+    def holds_others(self, rc: Reconciler, jail: JailState, released: set[str]) -> bool:
+        from netjail.backends.jails import cgroups as jail_cgroups
+
+        if not rc.mount:
+            return False
+        cg = cgroup_state(jail)
+        return bool(jail_cgroups.jail_procs(rc.mount, cg.cgroup, set(cg.cgroups) - released))
+
+    def forget_released(self, jail: JailState, released: set[str]) -> None:
+        cgroups = cgroup_state(jail).cgroups
+        for sub in released:
+            cgroups.pop(sub, None)
+
+    def drop_released(self, rc: Reconciler, released: set[str], origins: dict[int, str]) -> None:
+        from netjail.backends.jails import cgroups as jail_cgroups
+
+        if rc.mount:
+            for sub in released:  # a rule naming a removed cgroup poisons the table
+                jail_cgroups.remove(rc.mount, sub, origins)
 
     # ---- adoption -------------------------------------------------------------------------
 
@@ -88,10 +204,8 @@ class Cgroup(Strategy):
         return JailState(
             name,
             StrategyName.CGROUP,
-            cgroup=rel,
             members=members,
-            cgroups=subs,
-            cgroup_inode=jail_cgroups.inode(rc.mount, rel) or 0,
+            detail=CgroupState(rel, jail_cgroups.inode(rc.mount, rel) or 0, subs),
         )
 
     # ---- members --------------------------------------------------------------------------
@@ -103,8 +217,9 @@ class Cgroup(Strategy):
         from netjail.backends.jails.reconcile import is_alive
         from netjail.backends.system import identity
 
+        cg = cgroup_state(jail)
         alive = [m for m in jail.members if is_alive(m)]
-        found = jail_cgroups.jail_procs(rc.mount, jail.cgroup, jail.cgroups) if rc.mount else {}
+        found = jail_cgroups.jail_procs(rc.mount, cg.cgroup, cg.cgroups) if rc.mount else {}
         rc.found[jail.name] = found
         known = {m.pid for m in alive}
         for pid, sub in found.items():
@@ -114,8 +229,8 @@ class Cgroup(Strategy):
             origin = next((m.original_cgroup for m in alive if m.root == root), "/")
             alive.append(MemberState(pid, stat.start_time, stat.name, origin, root=root, cgroup=sub))
         live = {m.cgroup for m in alive} | set(found.values())
-        for sub in [sub for sub in jail.cgroups if sub not in live]:
-            del jail.cgroups[sub]
+        for sub in [sub for sub in cg.cgroups if sub not in live]:
+            del cg.cgroups[sub]
             rc.retired.append(sub)
         jail.members = alive
         return bool(alive)
@@ -131,7 +246,7 @@ class Cgroup(Strategy):
         gone = sorted(
             {
                 systemd_units.unit_name(base) or base
-                for sub in jail.cgroups
+                for sub in cgroup_state(jail).cgroups
                 if (base := jail_cgroups.unit_base(sub)) and jail_cgroups.inode(rc.mount, sub) is None
             }
         )
@@ -163,10 +278,11 @@ class Cgroup(Strategy):
     ) -> list[str]:
         from netjail.backends.jails import cgroups as jail_cgroups
 
-        if jail.cgroup and rc.mount:
-            jail_cgroups.remove(rc.mount, jail.cgroup, origins)
-            for sub in jail.cgroups:  # those made inside units (gone already if the unit is)
-                if not sub.startswith(jail.cgroup + "/"):
+        cg = cgroup_state(jail)
+        if cg.cgroup and rc.mount:
+            jail_cgroups.remove(rc.mount, cg.cgroup, origins)
+            for sub in cg.cgroups:  # those made inside units (gone already if the unit is)
+                if not sub.startswith(cg.cgroup + "/"):
                     jail_cgroups.remove(rc.mount, sub, origins)
         return []
 
@@ -208,11 +324,12 @@ def _ensure_cgroup(rc: Reconciler, jail: JailState) -> list[str]:
     from netjail.backends.jails import cgroups as jail_cgroups
     from netjail.backends.jails import marks as jail_marks
 
+    cg = cgroup_state(jail)
     assert rc.mount is not None
     notes = []
-    if jail_cgroups.inode(rc.mount, jail.cgroup) is None:
-        jail.cgroup_inode = jail_cgroups.create(rc.mount, jail.cgroup)
-    for sub, ino in list(jail.cgroups.items()):
+    if jail_cgroups.inode(rc.mount, cg.cgroup) is None:
+        cg.cgroup_inode = jail_cgroups.create(rc.mount, cg.cgroup)
+    for sub, ino in list(cg.cgroups.items()):
         now = jail_cgroups.inode(rc.mount, sub)
         if now == ino and now is not None:
             continue
@@ -224,7 +341,7 @@ def _ensure_cgroup(rc: Reconciler, jail: JailState) -> list[str]:
             if now is None
             else f"jail {jail.name!r}: cgroup {sub} was re-created by someone; reloaded its rules"
         )
-        jail.cgroups[sub] = jail_cgroups.create(rc.mount, sub)
+        cg.cgroups[sub] = jail_cgroups.create(rc.mount, sub)
         notes += jail_marks.mark_at_creation(rc.mount, jail, sub)
         for m in jail.members:
             if m.cgroup == sub:
@@ -247,8 +364,9 @@ def _unit_gone(rc: Reconciler, jail: JailState, sub: str) -> list[str]:
     from netjail.backends.system import identity
     from netjail.backends.system.cgroupfs import read_cgroup
 
+    cg = cgroup_state(jail)
     assert rc.mount is not None
-    del jail.cgroups[sub]
+    del cg.cgroups[sub]
     notes = [f"jail {jail.name!r}: cgroup {sub} went with its unit; not re-created there"]
     for m in [m for m in jail.members if m.cgroup == sub]:
         try:
@@ -258,7 +376,7 @@ def _unit_gone(rc: Reconciler, jail: JailState, sub: str) -> list[str]:
                 raise NoSuchProcess(f"PID {m.pid} exited")
             m.cgroup = f"{jail_cgroups.place(now)}/{jail.name}/{sub.rsplit('/', 1)[-1]}"
             m.original_cgroup = now
-            jail.cgroups[m.cgroup] = jail_cgroups.create(rc.mount, m.cgroup)
+            cg.cgroups[m.cgroup] = jail_cgroups.create(rc.mount, m.cgroup)
             jail_marks.mark_at_creation(rc.mount, jail, m.cgroup)
             jail_cgroups.move_process(rc.mount, m.cgroup, m.pid, m.start_time)
         except NoSuchProcess:
@@ -278,9 +396,10 @@ def _bring_back_escapees(
     from netjail.backends.jails import cgroups as jail_cgroups
     from netjail.backends.system.cgroupfs import read_cgroup
 
+    cg = cgroup_state(jail)
     assert rc.mount is not None
     if inside is None:
-        inside = jail_cgroups.jail_procs(rc.mount, jail.cgroup, jail.cgroups)
+        inside = jail_cgroups.jail_procs(rc.mount, cg.cgroup, cg.cgroups)
     notes = []
     for m in jail.members:
         if not m.cgroup or inside.get(m.pid) == m.cgroup or m.status == LAUNCHER:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from netjail.backends.jails.state import JailState, MemberState, Registry, StrategyName
+from netjail.backends.jails.state import (
+    JailState,
+    MemberState,
+    Registry,
+    StrategyName,
+    StrategyState,
+    detail_of,
+)
 from netjail.backends.jails.strategies.base import Found, Strategy
 from netjail.backends.jails.strategies.owner import owner_rule
 from netjail.backends.model import StrategyInfo
@@ -17,8 +24,24 @@ if TYPE_CHECKING:
     from netjail.backends.model import LaunchRequest, Process
 
 
+class GidState(StrategyState):
+    """gid: the group the command runs under; whether netjail created it (then it goes with
+    the jail)."""
+
+    __slots__ = FIELDS = ("gid", "group_created")
+
+    def __init__(self, gid: int | None = None, group_created: bool = False) -> None:
+        self.gid = gid
+        self.group_created = group_created
+
+
+def gid_state(jail: JailState) -> GidState:
+    return detail_of(jail, GidState)
+
+
 class Gid(Strategy):
     name = StrategyName.GID
+    state_type = GidState
     info = StrategyInfo(
         name="gid",
         description="run under a dedicated group whose packets an -m owner --gid-owner rule drops",
@@ -35,9 +58,10 @@ class Gid(Strategy):
         from netjail.backends.firewall.base import Match
         from netjail.backends.jails.rules import FAMILIES
 
-        if jail.gid is None:
+        grp = gid_state(jail)
+        if grp.gid is None:
             return None
-        return tuple(Match(fam, gid_owner=jail.gid) for fam in FAMILIES), ()
+        return tuple(Match(fam, gid_owner=grp.gid) for fam in FAMILIES), ()
 
     def adopt(self, rc: Reconciler, name: str, found: Found) -> JailState | None:
         """Owner rules whose group is the one netjail creates for this jail's name."""
@@ -46,7 +70,7 @@ class Gid(Strategy):
         owner = owner_rule(found)
         if owner is None or owner[1] is None or groups.group_gid(groups.group_name(name)) != owner[1]:
             return None
-        return JailState(name, StrategyName.GID, uid=owner[0], gid=owner[1], group_created=True)
+        return JailState(name, StrategyName.GID, detail=GidState(gid=owner[1], group_created=True))
 
     def check_launch(self, launches: Launches, req: LaunchRequest, allow: list[str]) -> None:
         super().check_launch(launches, req, allow)
@@ -56,28 +80,31 @@ class Gid(Strategy):
     def launch_state(self, jail: JailState, req: LaunchRequest, reg: Registry, allow: list[str]) -> None:
         from netjail.backends.launch import groups
 
-        jail.gid = req.gid
-        jail.group_created = req.gid is None and groups.group_gid(groups.group_name(jail.name)) is None
+        grp = gid_state(jail)
+        grp.gid = req.gid
+        grp.group_created = req.gid is None and groups.group_gid(groups.group_name(jail.name)) is None
 
     def create_launch_objects(self, launches: Launches, jail: JailState, link: bool) -> list[str]:
-        if jail.gid is None:
+        grp = gid_state(jail)
+        if grp.gid is None:
             from netjail.backends.launch import groups
 
-            jail.gid, _ = groups.ensure_group(jail.name)
+            grp.gid, _ = groups.ensure_group(jail.name)
         return []
 
     def launch_gid(self, jail: JailState) -> int | None:
-        return jail.gid
+        return gid_state(jail).gid
 
     def found_pids(
         self, rc: Reconciler, jail: JailState, alive: list[MemberState], procs: Mapping[int, Process]
     ) -> list[int]:
-        return [p.pid for p in procs.values() if p.gid == jail.gid]
+        gid = gid_state(jail).gid
+        return [p.pid for p in procs.values() if p.gid == gid]
 
     def remove(
         self, rc: Reconciler, reg: Registry, jail: JailState, origins: dict[int, str] | None
     ) -> list[str]:
-        if jail.group_created:
+        if gid_state(jail).group_created:
             from netjail.backends.launch import groups
 
             groups.remove_group(jail.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netjail.backends.jails.state import JailState, MemberState, StrategyName
+from netjail.backends.jails.state import JailState, MemberState, StrategyName, StrategyState, detail_of
 from netjail.backends.jails.strategies.base import Found, Strategy
 from netjail.backends.model import StrategyInfo
 
@@ -15,14 +15,29 @@ if TYPE_CHECKING:
     from netjail.backends.model import Process
 
 
+class OwnerState(StrategyState):
+    """owner: every process of this user, or (uid None) of this group."""
+
+    __slots__ = FIELDS = ("uid", "gid")
+
+    def __init__(self, uid: int | None = None, gid: int | None = None) -> None:
+        self.uid = uid
+        self.gid = gid
+
+
+def owner_state(jail: JailState) -> OwnerState:
+    return detail_of(jail, OwnerState)
+
+
 def owner_selectors(jail: JailState) -> tuple[tuple[Match, ...], tuple[Match, ...]] | None:
     from netjail.backends.firewall.base import Match
     from netjail.backends.jails.rules import FAMILIES
 
-    if jail.uid is not None:
-        return tuple(Match(fam, uid_owner=jail.uid) for fam in FAMILIES), ()
-    if jail.gid is not None:
-        return tuple(Match(fam, gid_owner=jail.gid) for fam in FAMILIES), ()
+    own = owner_state(jail)
+    if own.uid is not None:
+        return tuple(Match(fam, uid_owner=own.uid) for fam in FAMILIES), ()
+    if own.gid is not None:
+        return tuple(Match(fam, gid_owner=own.gid) for fam in FAMILIES), ()
     return None
 
 
@@ -38,6 +53,8 @@ def owner_rule(found: Found) -> tuple[int | None, int | None] | None:
 
 class Owner(Strategy):
     name = StrategyName.OWNER
+    state_type = OwnerState
+    blocks = "owner"
     info = StrategyInfo(
         name="owner",
         description="every process of a user or group, now and later (iptables -m owner)",
@@ -57,15 +74,16 @@ class Owner(Strategy):
         owner = owner_rule(found)
         if owner is None or (owner[1] is not None and groups.group_gid(groups.group_name(name)) == owner[1]):
             return None  # none, or the group netjail made for this jail: a gid jail's
-        return JailState(name, StrategyName.OWNER, uid=owner[0], gid=owner[1])
+        return JailState(name, StrategyName.OWNER, detail=OwnerState(uid=owner[0], gid=owner[1]))
 
     def found_pids(
         self, rc: Reconciler, jail: JailState, alive: list[MemberState], procs: Mapping[int, Process]
     ) -> list[int]:
+        own = owner_state(jail)
         return [
             p.pid
             for p in procs.values()
-            if (jail.uid is not None and p.uid == jail.uid) or (jail.uid is None and p.gid == jail.gid)
+            if (own.uid is not None and p.uid == own.uid) or (own.uid is None and p.gid == own.gid)
         ]
 
     def still_members(self, jail: JailState, alive: list[MemberState], found: list[int]) -> list[MemberState]:

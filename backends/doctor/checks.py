@@ -606,7 +606,9 @@ class _Machine:
 
     @cached_property
     def nft_out(self) -> subprocess.CompletedProcess[str] | None:
-        return _run("nft", "-j", "list", "ruleset")
+        # terse: no set elements. nft names each cgroupsv2 element by walking the cgroup tree
+        # (netjail's member maps: 24 s for 500, docs/firewall-nftables.md); rules are what counts
+        return _run("nft", "-t", "-j", "list", "ruleset")
 
     @cached_property
     def nft(self) -> tuple[Counter[str] | None, set[str], set[str], str]:

@@ -113,7 +113,7 @@ def _block(a: argparse.Namespace) -> int:
         f"blocked {pids} in jail {printable(result.jail)} [{result.strategy}]: "
         f"{result.marked_sockets} existing sockets marked"
         + (
-            f", the rest matched by address in fallback ipsets ({result.set_entries} entries, "
+            f", the rest matched by address in fallback sets ({result.set_entries} entries, "
             f"{result.socket_rules} set rules)"
             if result.set_entries
             else (f", {result.socket_rules} address rules for the rest" if result.socket_rules else "")
@@ -179,7 +179,7 @@ def _block_owner(engine: EngineAPI, a: argparse.Namespace) -> int:
         print(
             f"blocked {who} in jail {printable(result.jail)} [owner]: {len(result.members)} process(es) now, "
             f"{result.socket_rules} rules for their existing sockets"
-            + (f" ({result.set_entries} entries in fallback ipsets)" if result.set_entries else "")
+            + (f" ({result.set_entries} entries in fallback sets)" if result.set_entries else "")
         )
     return 0
 

@@ -92,7 +92,7 @@ def mark_members(
                 notes.append(
                     f"jail {jail.name!r}: cannot mark the sockets of PID {m.pid} "
                     f"(pidfd_getfd: {result.unavailable}); fallback in use: its existing sockets "
-                    "are matched by address through the jail's ipsets (one set lookup, any number "
+                    "are matched by address through the jail's fallback sets (one set lookup, any number "
                     "of sockets), which do not cover unbound, raw or ICMP sockets"
                 )
             continue
@@ -106,7 +106,7 @@ def mark_members(
                 f"jail {jail.name!r}: socket:[{inode}] of PID {m.pid} already carries mark "
                 f"{old:#x}, outside netjail's range {jail.mark_mask:#x} (another program's "
                 "routing or VPN may rely on it): not re-marked; fallback in use: it is matched by "
-                "address through the jail's ipsets"
+                "address through the jail's fallback sets"
             )
         _OTHER.update(result.other)
     return notes

@@ -62,8 +62,10 @@ PROTO_NUM = {"tcp": 6, "udp": 17, "icmpv6": 58}
 PROTO_NAME = {v: k for k, v in PROTO_NUM.items()}
 NO_CGROUP_NAMES = "cgroup2 is not mounted under /sys/fs/cgroup, where nftables names cgroups"
 _SHARED_MAP = re.compile(r"(out|in)-(mark-[0-9a-f]{8}|cg-[0-9]{1,3})")
-# what a string may hold to be written between double quotes in nft's syntax
-_QUOTABLE = re.compile(r'[^"\\\x00-\x1f\x7f]*')
+# what a string may hold to be written between double quotes in nft's syntax: nft reads a
+# backslash there as itself (measured, nft 1.0.6), and systemd escapes unit names with it
+# ("wg-quick@wg\x2d0.service"), so a unit's cgroup must be nameable
+_QUOTABLE = re.compile(r'[^"\x00-\x1f\x7f]*')
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import pytest
 from netjail.backends.firewall.base import JailRules, Match
 from netjail.backends.firewall.matches import canonical_rules
 from netjail.backends.firewall.nft_backend import NftFirewall
+from netjail.backends.firewall.nft_elements import cgroup_paths
 from netjail.backends.system.cgroupfs import find_cgroup2
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.backend("nftables")]
 
 NOBODY = 65534
 # joins the cgroup it is given, then sends datagrams; prints how many the kernel let out
@@ -106,7 +106,7 @@ def test_a_users_cgroup_flood_does_not_slow_naming_the_maps(fw: NftFirewall, bas
         os.chown(user / f if f else user, NOBODY, NOBODY)
     make = (
         "import os, sys\n"
-        "for i in range(500):\n"
+        "for i in range(50):\n"
         "    os.mkdir(f'{sys.argv[1]}/{i}')\n"
         "    for j in range(100):\n"
         "        os.mkdir(f'{sys.argv[1]}/{i}/{j}')\n"
@@ -116,13 +116,13 @@ def test_a_users_cgroup_flood_does_not_slow_naming_the_maps(fw: NftFirewall, bas
     one, two = rel(mine / "1"), rel(mine / "2")
     fw.sync_jail(cgroup_jail(one, two))
     (mine / "1").rmdir()
-    times = []
-    for _ in range(3):
-        fw._verified_gen = None
-        start = time.monotonic()
-        got = fw.read_jail("web")
-        times.append(time.monotonic() - start)
-        assert got is not None and {m.cgroup for m in got.out_selectors} == {two}
-    assert min(times) < 0.3, times
+    fw._verified_gen = None
+    got = fw.read_jail("web")
+    assert got is not None and {m.cgroup for m in got.out_selectors} == {two}
+    # the walk never goes into the user's tree, however big they make it (5,000 here): a cgroup
+    # in there is not found even when asked for by its id
+    found = find_cgroup2()
+    assert found is not None
+    assert cgroup_paths(found.path, {(user / "7" / "7").stat().st_ino}) == {}
     fw.sync_jail(cgroup_jail(two))
     assert canonical_rules(fw.read_jail("web")) == canonical_rules(cgroup_jail(two))  # type: ignore[arg-type]

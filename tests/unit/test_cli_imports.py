@@ -177,3 +177,37 @@ def test_counters_creates_only_the_dataclasses_its_output_is_made_of() -> None:
     assert "netjail.backends.model.JailCounters" in made  # it does see the ones it makes
     assert not [name for name in made if name.startswith("netjail.backends.firewall.")], made
     assert len(made) <= 10, made  # model: 6, jails.state: 3, hardening: 1
+
+
+def launcher_preamble() -> str:
+    """The installed `netjail`'s path setup (app/launcher.py), without its call of the CLI."""
+    script = launcher.script(sys.executable, sysconfig.get_paths()["purelib"], launcher.package_root())
+    return script.split("\n", 1)[1].removesuffix("from netjail.app.cli import entry\nentry()\n")
+
+
+@pytest.mark.root
+def test_loading_python_iptables_lists_each_library_directory_once() -> None:
+    """The system's library directory holds ~1,000 files: the library pins and the lookups of
+    each library name (libc, libxtables, libip4tc, libip6tc, libxtwrapper) read one listing of
+    it, not a glob each (firewall/iptc_import.names_in). Counted by the interpreter's audit
+    events for every directory listing, the import system's own included."""
+    code = launcher_preamble() + (
+        "import collections, json, os, sys\n"
+        "seen = collections.Counter()\n"
+        "def hook(event, args):\n"
+        "    if event in ('os.listdir', 'os.scandir') and args and not isinstance(args[0], int):\n"
+        "        seen[os.path.realpath(os.fsdecode(args[0] or '.'))] += 1\n"
+        "sys.addaudithook(hook)\n"
+        "from netjail.backends.firewall.libiptc import load_iptc\n"
+        "load_iptc()\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen: dict[str, int] = json.loads(out.stdout)
+    libdirs = [
+        d for d in seen if os.path.isdir(d) and any(n.startswith("libxtables.so.") for n in os.listdir(d))
+    ]
+    assert libdirs, seen  # it did look there
+    assert max(seen.values()) == 1, seen

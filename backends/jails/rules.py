@@ -11,7 +11,6 @@ from netjail.backends.jails import accept_queue
 from netjail.backends.jails.policy import parse_allow
 from netjail.backends.jails.socket_rules import set_entries_for_all
 from netjail.backends.jails.state import JailState
-from netjail.backends.launch.pasta import uplink_ifaces
 from netjail.backends.model import AllowEntry, Socket
 
 FAMILIES = ("inet", "inet6")
@@ -151,6 +150,8 @@ def _pasta_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules:
     cgroup), so the incoming mark lane sends what arrives for them through the same allow-list,
     the source in place of the destination and `-i` in place of `-o`: this host's own packets
     arrive through `lo` and are dropped."""
+    from netjail.backends.launch.pasta import uplink_ifaces  # launch code: pasta jails only
+
     sel = tuple(Match(fam, cgroup=jail.pasta_cgroup) for fam in FAMILIES)
     ifaces = [i for i in uplink_ifaces() if _IFACE_NAME.fullmatch(i)]
     out_allow: list[Match] = []

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,31 @@ def test_loading_python_iptables_lists_each_library_directory_once() -> None:
     ]
     assert libdirs, seen  # it did look there
     assert max(seen.values()) == 1, seen
+
+
+@pytest.mark.root
+def test_block_loads_no_launch_code_and_creates_only_its_own_types(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """`block PID` creates its own request and result types (model_block.py), not the other
+    commands' (launch, unblock, reset, doctor: model_actions.py), and loads none of the launch
+    code (reconciliation asks launch/netns_names.py which jails have a namespace)."""
+    target = subprocess.Popen(["sleep", "60"])
+    output: list[str] = []
+    made: list[str] = []
+    try:
+        mods = loaded_by(
+            "block", str(target.pid), "--jail", "imports", "--json", output=output, dataclasses=made
+        )
+    finally:
+        target.kill()
+        target.wait()
+        cli("reset", "--json")
+    assert json.loads(output[0])["jail"] == "imports"  # it did block
+    assert "netjail.backends.model_block.BlockResult" in made  # it does see the ones it makes
+    assert not [
+        n for n in made if n.startswith(("netjail.backends.model_actions.", "netjail.backends.launch."))
+    ]
+    launch = {m for m in mods if m.startswith("netjail.backends.launch.")}
+    assert launch == {"netjail.backends.launch.netns_names"}, sorted(launch)
+    assert "netjail.backends.model_actions" not in mods

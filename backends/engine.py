@@ -45,27 +45,8 @@ from netjail.backends.jails.state import (
 from netjail.backends.jails.strategies import BY_NAME, STRATEGIES, strategy
 from netjail.backends.jails.strategies.cgroup import cgroup_state
 from netjail.backends.jails.views import alive, jail_counters, jail_infos
-from netjail.backends.model import (
-    BlockRequest,
-    BlockResult,
-    Check,
-    HostInfo,
-    JailCounters,
-    JailInfo,
-    LaunchRequest,
-    LaunchResult,
-    Member,
-    OwnerBlockRequest,
-    Process,
-    ResetResult,
-    SharedSocket,
-    Snapshot,
-    Socket,
-    StrategyInfo,
-    UnblockRequest,
-    UnblockResult,
-    UnfilterableHeld,
-)
+from netjail.backends.model import Member
+from netjail.backends.model_block import BlockResult
 from netjail.backends.system import identity, systemd_units
 from netjail.backends.system.cgroupfs import find_cgroup2
 from netjail.backends.system.inventory import Inventory
@@ -77,6 +58,28 @@ if TYPE_CHECKING:  # each command imports only what it runs (`list` no launch co
     from netjail.backends.attempts.store import AttemptRow
     from netjail.backends.engine_launch import Launches, Stdio
     from netjail.backends.jails.reconcile import Reconciler
+
+    # the other commands' requests and results: each is imported where it is made (a block
+    # creates only its own types, model_block.py)
+    from netjail.backends.model import (
+        BlockRequest,
+        Check,
+        HostInfo,
+        JailCounters,
+        JailInfo,
+        LaunchRequest,
+        LaunchResult,
+        OwnerBlockRequest,
+        Process,
+        ResetResult,
+        SharedSocket,
+        Snapshot,
+        Socket,
+        StrategyInfo,
+        UnblockRequest,
+        UnblockResult,
+        UnfilterableHeld,
+    )
 
 FAULT_ENV = "NETJAIL_FAULT_AT"
 
@@ -174,6 +177,8 @@ class Engine:
 
     def host_info(self) -> HostInfo:
         import platform
+
+        from netjail.backends.model import HostInfo
 
         mount = find_cgroup2()
         try:
@@ -663,6 +668,8 @@ class Engine:
                 if jail.name not in reg.jails:
                     removed.append(jail.name)
             self.store.save(reg)
+        from netjail.backends.model import UnblockResult
+
         return UnblockResult(tuple(released), tuple(removed), notes=tuple(notes))
 
     def _members_of_pid(self, reg: Registry, pid: int) -> tuple[JailState, list[MemberState], bool]:
@@ -736,6 +743,8 @@ class Engine:
             self.store.remove()
             if failures:
                 raise OperationFailed("reset left something behind: " + "; ".join(failures))
+        from netjail.backends.model import ResetResult
+
         return ResetResult(names, tuple(released))
 
 

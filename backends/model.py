@@ -112,12 +112,9 @@ class StrategyInfo:
 
 
 # Requests and results live in model_actions, imported on first use (PEP 562): see there.
+_BLOCK = frozenset({"BlockRequest", "BlockResult", "SharedSocket", "UnfilterableHeld"})
 _ACTIONS = frozenset(
     {
-        "BlockRequest",
-        "BlockResult",
-        "SharedSocket",
-        "UnfilterableHeld",
         "UnblockRequest",
         "UnblockResult",
         "Check",
@@ -133,12 +130,6 @@ _ACTIONS = frozenset(
 _PROCESSES = frozenset({"Socket", "UnfilterableSocket", "Process", "Snapshot"})
 
 if TYPE_CHECKING:
-    from netjail.backends.model_actions import (
-        BlockRequest as BlockRequest,
-    )
-    from netjail.backends.model_actions import (
-        BlockResult as BlockResult,
-    )
     from netjail.backends.model_actions import (
         Check as Check,
     )
@@ -161,15 +152,21 @@ if TYPE_CHECKING:
         ResetResult as ResetResult,
     )
     from netjail.backends.model_actions import (
-        SharedSocket as SharedSocket,
-    )
-    from netjail.backends.model_actions import (
         UnblockRequest as UnblockRequest,
     )
     from netjail.backends.model_actions import (
         UnblockResult as UnblockResult,
     )
-    from netjail.backends.model_actions import (
+    from netjail.backends.model_block import (
+        BlockRequest as BlockRequest,
+    )
+    from netjail.backends.model_block import (
+        BlockResult as BlockResult,
+    )
+    from netjail.backends.model_block import (
+        SharedSocket as SharedSocket,
+    )
+    from netjail.backends.model_block import (
         UnfilterableHeld as UnfilterableHeld,
     )
     from netjail.backends.model_processes import (
@@ -187,6 +184,10 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _BLOCK:
+        from netjail.backends import model_block
+
+        return getattr(model_block, name)
     if name in _ACTIONS:
         from netjail.backends import model_actions
 

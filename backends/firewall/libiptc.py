@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes as ct
 import errno
 import functools
-import glob
 import os
 import re
 import subprocess
@@ -87,12 +86,15 @@ def _library_dirs() -> Iterator[str]:
 def _trusted_libraries(libdir: str) -> dict[str, str] | None:
     """The pinned environment for one directory, None unless it holds root-owned libxtables.so.N,
     libip4tc.so.N and an xtables/ extension directory."""
+    from netjail.backends.firewall.iptc_import import names_in  # one listing for every lookup
+
+    names = names_in(libdir)
     versions = sorted(
-        (int(m.group(1)), path)
-        for path in glob.glob(os.path.join(libdir, "libxtables.so.*"))
-        if (m := re.fullmatch(r".*/libxtables\.so\.(\d+)", path))
+        (int(m.group(1)), os.path.join(libdir, name))
+        for name in names
+        if (m := re.fullmatch(r"libxtables\.so\.(\d+)", name))
     )
-    iptc = glob.glob(os.path.join(libdir, "libip4tc.so.*"))
+    iptc = [os.path.join(libdir, n) for n in names if n.startswith("libip4tc.so.")]
     extensions = os.path.join(libdir, "xtables")
     if not versions or not iptc or not os.path.isdir(extensions):
         return None

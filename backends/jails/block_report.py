@@ -13,7 +13,7 @@ from netjail.backends.errors import NetjailError
 from netjail.backends.jails.state import JailState, MemberState
 from netjail.backends.jails.strategies.cgroup import cgroup_state
 from netjail.backends.model import Member, Process, Socket, UnfilterableSocket
-from netjail.backends.model_actions import BlockResult, SharedSocket, UnfilterableHeld
+from netjail.backends.model_block import BlockResult, SharedSocket, UnfilterableHeld
 from netjail.backends.system import packet_sockets, shared_sockets
 from netjail.backends.system.cgroupfs import read_cgroup
 

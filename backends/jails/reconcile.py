@@ -43,7 +43,7 @@ from netjail.backends.jails.state import (
 )
 from netjail.backends.jails.strategies import BY_NAME, strategy
 from netjail.backends.jails.strategies.base import Found
-from netjail.backends.launch import netns, pasta
+from netjail.backends.launch.netns_names import list_netjail_netns
 from netjail.backends.model import Process, Socket
 from netjail.backends.system import identity
 from netjail.backends.system.inventory import Inventory
@@ -150,7 +150,7 @@ class Reconciler:
     def adopt_kernel_jails(self, reg: Registry, in_kernel: set[str] | None = None) -> list[str]:
         notes = []
         cgroups = set(jail_cgroups.existing(self.mount)) if self.mount else set()
-        namespaces = set(netns.list_netjail_netns())
+        namespaces = set(list_netjail_netns())
         chains = self.fw.jail_names() if in_kernel is None else in_kernel
         for name in sorted((cgroups | namespaces | chains) - set(reg.jails)):
             rules = self.fw.read_jail(name)
@@ -159,6 +159,8 @@ class Reconciler:
             if jail is None:
                 self.fw.remove_jail(name)
                 if name in cgroups and self.mount:
+                    from netjail.backends.launch import pasta  # launch code: only for this orphan
+
                     pasta.stop(name, self.mount, 0, 0, remove=False)  # ended, never moved out alive
                     jail_cgroups.remove(self.mount, jail_cgroups.jail_path(name))
                 notes.append(f"removed orphaned jail {name!r} (no state, no processes)")

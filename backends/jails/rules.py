@@ -11,7 +11,6 @@ from netjail.backends.jails import accept_queue
 from netjail.backends.jails.policy import parse_allow
 from netjail.backends.jails.socket_rules import set_entries_for_all
 from netjail.backends.jails.state import JailState
-from netjail.backends.launch.pasta import uplink_ifaces
 from netjail.backends.model import AllowEntry, Socket
 
 FAMILIES = ("inet", "inet6")
@@ -155,6 +154,7 @@ def _pasta_rules(jail: JailState, entries: list[AllowEntry]) -> JailRules:
     the source in place of the destination and `-i` in place of `-o`: this host's own packets
     arrive through `lo` and are dropped."""
     from netjail.backends.jails.strategies.netns import netns_state
+    from netjail.backends.launch.pasta import uplink_ifaces  # launch code: pasta jails only
 
     sel = tuple(Match(fam, cgroup=netns_state(jail).pasta_cgroup) for fam in FAMILIES)
     ifaces = [i for i in uplink_ifaces() if _IFACE_NAME.fullmatch(i)]

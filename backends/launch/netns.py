@@ -43,15 +43,19 @@ from netjail.backends.errors import (
     OperationFailed,
     UnsupportedEnvironment,
 )
-from netjail.backends.jails.names import check_jail_name, max_jail_name
+from netjail.backends.jails.names import check_jail_name
 from netjail.backends.launch.addr_pool import VethAddresses, block, index_of, pick_free
+
+# their home before netns_names.py: re-exported
+from netjail.backends.launch.netns_names import DEFAULT_NETNS_PREFIX as DEFAULT_NETNS_PREFIX
+from netjail.backends.launch.netns_names import NETNS_PREFIX_ENV as NETNS_PREFIX_ENV
+from netjail.backends.launch.netns_names import NETNS_RUN_DIR as NETNS_RUN_DIR
+from netjail.backends.launch.netns_names import list_netjail_netns as list_netjail_netns
+from netjail.backends.launch.netns_names import netns_prefix as netns_prefix
 
 if TYPE_CHECKING:
     from netjail.backends.firewall.base import Firewall
 
-NETNS_RUN_DIR = Path("/run/netns")
-NETNS_PREFIX_ENV = "NETJAIL_NETNS_PREFIX"
-DEFAULT_NETNS_PREFIX = "netjail-"
 HOST_IFACE_PREFIX = "nj-"
 NS_IFACE = "eth0"
 IFNAMSIZ = 16
@@ -83,10 +87,6 @@ class JailNetns:
         return self.addresses.prefixes if self.addresses else ()
 
 
-def netns_prefix() -> str:
-    return os.environ.get(NETNS_PREFIX_ENV) or DEFAULT_NETNS_PREFIX
-
-
 def netns_name(jail: str) -> str:
     return netns_prefix() + check_jail_name(jail)
 
@@ -109,18 +109,6 @@ def netns_path(jail: str) -> Path:
 
 def netns_exists(jail: str) -> bool:
     return netns_path(jail).exists()
-
-
-def list_netjail_netns() -> list[str]:
-    """Jails that have a network namespace (names in /run/netns with netjail's prefix)."""
-    prefix = netns_prefix()
-    try:
-        names = os.listdir(NETNS_RUN_DIR)
-    except FileNotFoundError:
-        return []
-    jails = (n[len(prefix) :] for n in names if n.startswith(prefix))
-    longest = max_jail_name()
-    return sorted(j for j in jails if 0 < len(j) <= longest)
 
 
 def netns_pids(jail: str) -> list[int]:

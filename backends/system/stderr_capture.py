@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 
 
@@ -16,7 +15,9 @@ def stderr_captured() -> Iterator[Callable[[], str]]:
     instead of the user's terminal."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    # a memfd, not a file in /tmp: no filesystem, and no `tempfile` import (with shutil, random,
+    # bz2 and lzma: ~3 ms of a `netjail block`)
+    with open(os.memfd_create("netjail-stderr"), "w+b") as sink:
         os.dup2(sink.fileno(), 2)
         try:
             yield lambda: (sink.seek(0), sink.read().decode(errors="replace"))[1]

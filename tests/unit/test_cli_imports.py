@@ -9,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,65 @@ def test_counters_creates_only_the_dataclasses_its_output_is_made_of() -> None:
     assert "netjail.backends.model.JailCounters" in made  # it does see the ones it makes
     assert not [name for name in made if name.startswith("netjail.backends.firewall.")], made
     assert len(made) <= 10, made  # model: 6, jails.state: 3, hardening: 1
+
+
+def launcher_preamble() -> str:
+    """The installed `netjail`'s path setup (app/launcher.py), without its call of the CLI."""
+    script = launcher.script(sys.executable, sysconfig.get_paths()["purelib"], launcher.package_root())
+    return script.split("\n", 1)[1].removesuffix("from netjail.app.cli import entry\nentry()\n")
+
+
+@pytest.mark.root
+def test_loading_python_iptables_lists_each_library_directory_once() -> None:
+    """The system's library directory holds ~1,000 files: the library pins and the lookups of
+    each library name (libc, libxtables, libip4tc, libip6tc, libxtwrapper) read one listing of
+    it, not a glob each (firewall/iptc_import.names_in). Counted by the interpreter's audit
+    events for every directory listing, the import system's own included."""
+    code = launcher_preamble() + (
+        "import collections, json, os, sys\n"
+        "seen = collections.Counter()\n"
+        "def hook(event, args):\n"
+        "    if event in ('os.listdir', 'os.scandir') and args and not isinstance(args[0], int):\n"
+        "        seen[os.path.realpath(os.fsdecode(args[0] or '.'))] += 1\n"
+        "sys.addaudithook(hook)\n"
+        "from netjail.backends.firewall.libiptc import load_iptc\n"
+        "load_iptc()\n"
+        "print(json.dumps(seen))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen: dict[str, int] = json.loads(out.stdout)
+    libdirs = [
+        d for d in seen if os.path.isdir(d) and any(n.startswith("libxtables.so.") for n in os.listdir(d))
+    ]
+    assert libdirs, seen  # it did look there
+    assert max(seen.values()) == 1, seen
+
+
+@pytest.mark.root
+def test_block_loads_no_launch_code_and_creates_only_its_own_types(
+    cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
+    """`block PID` creates its own request and result types (model_block.py), not the other
+    commands' (launch, unblock, reset, doctor: model_actions.py), and loads none of the launch
+    code (reconciliation asks launch/netns_names.py which jails have a namespace)."""
+    target = subprocess.Popen(["sleep", "60"])
+    output: list[str] = []
+    made: list[str] = []
+    try:
+        mods = loaded_by(
+            "block", str(target.pid), "--jail", "imports", "--json", output=output, dataclasses=made
+        )
+    finally:
+        target.kill()
+        target.wait()
+        cli("reset", "--json")
+    assert json.loads(output[0])["jail"] == "imports"  # it did block
+    assert "netjail.backends.model_block.BlockResult" in made  # it does see the ones it makes
+    assert not [
+        n for n in made if n.startswith(("netjail.backends.model_actions.", "netjail.backends.launch."))
+    ]
+    launch = {m for m in mods if m.startswith("netjail.backends.launch.")}
+    assert launch == {"netjail.backends.launch.netns_names"}, sorted(launch)
+    assert "netjail.backends.model_actions" not in mods

@@ -74,6 +74,11 @@ class Outcome:
     output: str
 
     @property
+    def key(self) -> str:
+        """The job's key in the durations file (Job.key): the next run's order."""
+        return f"{self.backend}:{self.path}" if self.backend else self.path
+
+    @property
     def ok(self) -> bool:
         """Passed, or every test of it belongs to other backends' passes (pytest's exit 5 after
         deselecting them all): that file ran in those passes."""

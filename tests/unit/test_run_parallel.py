@@ -53,3 +53,13 @@ def test_only_a_pass_that_deselected_everything_may_exit_5() -> None:
     assert not outcome(None, 5, "3 deselected").ok
     assert not outcome("iptables", 1, "1 failed, 2 passed").ok
     assert outcome("iptables", 0, "2 passed, 1 deselected").ok
+
+
+def test_a_green_runs_durations_are_keyed_like_the_jobs_that_read_them() -> None:
+    """A run with no failure writes each file's duration under its job's key (it crashed there
+    once: only an all-green run reaches that line)."""
+    job = run_parallel.Job(run_parallel.ROOT / "tests" / "integration" / "test_run.py", "nftables")
+    done = run_parallel.Outcome("tests/integration/test_run.py", "nftables", 0, 1.0, "")
+    assert done.key == job.key
+    once = run_parallel.Outcome("tests/unit", None, 0, 1.0, "")
+    assert once.key == run_parallel.Job(run_parallel.ROOT / "tests" / "unit", None).key
